@@ -1,0 +1,3 @@
+"""dfer: FineCLIPER dynamic facial expression recognition as a reproducible pipeline."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+# Stage rules for captions (to be written).

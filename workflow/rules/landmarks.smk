@@ -1,0 +1,1 @@
+# Stage rules for landmarks (to be written).

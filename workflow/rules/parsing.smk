@@ -1,0 +1,1 @@
+# Stage rules for parsing (to be written).

@@ -1,0 +1,1 @@
+# Stage rules for train (to be written).
