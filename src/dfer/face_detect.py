@@ -9,8 +9,8 @@ which modern setuptools no longer ships).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
