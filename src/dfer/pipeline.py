@@ -44,4 +44,8 @@ def ensure_demo_data(definition: Mapping[str, Any]) -> None:
     from dfer.demo import generate_demo
 
     log.warning("demo data missing: generating it under %s", definition["root"])
-    generate_demo(Path(definition["root"]), seed=int(definition.get("demo_seed", 0)))
+    generate_demo(
+        Path(definition["root"]),
+        seed=int(definition.get("demo_seed", 0)),
+        clips_per_class=int(definition.get("demo_clips_per_class", 8)),
+    )

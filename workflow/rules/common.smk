@@ -3,10 +3,14 @@
 # shard manifest only when its clips changed, so Snakemake re-runs exactly the changed shards.
 
 import json
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Jobs run `python -m dfer`: make that the interpreter running Snakemake (the project venv)
+# unless a per-rule conda env is activated, which puts its own python first.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 from dfer.pipeline import prepare_datasets  # noqa: E402
 
