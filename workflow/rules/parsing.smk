@@ -1,1 +1,42 @@
-# Stage rules for parsing (to be written).
+# Stage 4: parsing. Canonical face-parsing label maps per decoded frame: FaRL via facer (GPU)
+# or polygons rasterised from the landmarks (CPU, offline); uint8 safetensors shard + Parquet
+# of per-frame region areas + per-clip failures table.
+
+
+def parsing_gpu(wildcards):
+    """1 GPU when the configured backend may use one (facer, or auto off the CPU)."""
+    cfg = config.get("parsing", {})
+    cpu_only = cfg.get("backend", "auto") == "landmarks" or cfg.get("device", "auto") == "cpu"
+    return 0 if cpu_only else 1
+
+
+rule parsing:
+    input:
+        frames=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.safetensors",
+        index=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.parquet",
+        landmarks=f"{RESULTS}/{{dataset}}/landmarks/shard-{{shard}}.parquet",
+    output:
+        maps=f"{RESULTS}/{{dataset}}/parsing/shard-{{shard}}.safetensors",
+        index=f"{RESULTS}/{{dataset}}/parsing/shard-{{shard}}.parquet",
+        failures=f"{RESULTS}/{{dataset}}/parsing/shard-{{shard}}.failures.parquet",
+    params:
+        cfg=section_json("parsing"),
+    resources:
+        gpu=parsing_gpu,
+    log:
+        f"{RESULTS}/{{dataset}}/logs/parsing/shard-{{shard}}.log",
+    conda:
+        "../../envs/dfer.yaml"
+    shell:
+        "{PY} parsing --frames {input.frames} --index {input.index}"
+        " --landmarks {input.landmarks} --out-maps {output.maps} --out-index {output.index}"
+        " --out-failures {output.failures} --params {params.cfg:q} 2> >(tee {log} >&2)"
+
+
+PARSING_TARGETS = shard_targets("{results}/{dataset}/parsing/shard-{shard}.parquet")
+TARGETS.extend(PARSING_TARGETS)
+
+
+rule parsing_all:
+    input:
+        PARSING_TARGETS,

@@ -1,0 +1,127 @@
+"""The captions stage's configuration: defaults, validation and the run identity.
+
+Only the standard library is imported here, so the Snakefile can compute ``prompt_hash`` at
+parse time (it goes into the rule's params: a new template, model or sampling setting re-runs
+the captions stage and nothing else) without loading numpy or vLLM.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dfer.captions.prompt import DEFAULT_PROMPT_VERSION, PROMPT_TEMPLATES, prompt_hash
+
+BACKENDS = ("offline", "vllm", "openai")
+
+#: Name and version of the landmark-dynamics describer (its "model" in the output table).
+OFFLINE_MODEL = "landmark-dynamics-v1"
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+DEFAULTS: dict[str, Any] = {
+    "backend": "offline",
+    "prompt_version": DEFAULT_PROMPT_VERSION,
+    "num_frames": 8,          # frames of the clip shown to the MLLM (made even for Qwen)
+    "max_tokens": 128,
+    "temperature": 0.0,
+    "top_p": 1.0,
+    "seed": 0,
+    "batch_size": 16,         # clips per engine call / per concurrent wave
+    "vllm": {
+        "model": DEFAULT_MODEL,   # hub id or local directory
+        "input": "video",         # video | images
+        "dtype": "auto",
+        "max_model_len": 8192,
+        "gpu_memory_utilization": 0.85,
+        "tensor_parallel_size": 1,
+        "enforce_eager": False,
+        "python": None,           # interpreter of the separate vLLM env (None: auto)
+        "engine_args": {},        # passed to vllm.LLM(**engine_args) as is
+    },
+    "openai": {
+        "base_url": "http://127.0.0.1:8000/v1",
+        "model": DEFAULT_MODEL,
+        "input": "images",        # images | video (vLLM's video/jpeg data URL)
+        "api_key_env": "DFER_OPENAI_API_KEY",
+        "max_concurrency": 8,
+        "timeout_s": 120.0,
+        "max_retries": 3,
+        "backoff_s": 1.0,
+        "jpeg_quality": 90,
+    },
+}
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if key not in base:
+            raise ValueError(f"unknown key {where}{key!r} (known: {', '.join(sorted(base))})")
+        if isinstance(base[key], dict) and key != "engine_args":
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}{key} must be a mapping, got {value!r}")
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass(frozen=True)
+class CaptionsConfig:
+    """Validated captions section; ``raw`` keeps every key with defaults filled in."""
+
+    raw: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> CaptionsConfig:
+        merged = _merge(DEFAULTS, params or {}, "captions.")
+        if merged["backend"] not in BACKENDS:
+            raise ValueError(f"captions.backend must be one of {BACKENDS}, got {merged['backend']!r}")
+        if merged["prompt_version"] not in PROMPT_TEMPLATES:
+            raise ValueError(f"unknown captions.prompt_version {merged['prompt_version']!r} "
+                             f"(known: {', '.join(sorted(PROMPT_TEMPLATES))})")
+        if int(merged["num_frames"]) < 1 or int(merged["max_tokens"]) < 1:
+            raise ValueError("captions.num_frames and captions.max_tokens must be >= 1")
+        for mode in ("vllm", "openai"):
+            if merged[mode]["input"] not in ("video", "images"):
+                raise ValueError(f"captions.{mode}.input must be 'video' or 'images'")
+        return cls(merged)
+
+    @property
+    def backend(self) -> str:
+        return str(self.raw["backend"])
+
+    @property
+    def prompt_version(self) -> str:
+        return str(self.raw["prompt_version"])
+
+    @property
+    def num_frames(self) -> int:
+        """Frames shown to the MLLM, rounded up to even (Qwen-VL merges frame pairs)."""
+        n = int(self.raw["num_frames"])
+        return n + (n % 2)
+
+    @property
+    def model(self) -> str:
+        if self.backend == "offline":
+            return OFFLINE_MODEL
+        return str(self.raw[self.backend]["model"])
+
+    def sampling(self) -> dict[str, Any]:
+        """Everything besides prompt and model that changes the text of a caption."""
+        if self.backend == "offline":
+            return {}
+        return {
+            "temperature": float(self.raw["temperature"]),
+            "top_p": float(self.raw["top_p"]),
+            "max_tokens": int(self.raw["max_tokens"]),
+            "seed": int(self.raw["seed"]),
+            "num_frames": self.num_frames,
+            "input": self.raw[self.backend]["input"],
+        }
+
+    def prompt_hash(self) -> str:
+        return prompt_hash(self.prompt_version, self.model, self.sampling(), self.num_frames)

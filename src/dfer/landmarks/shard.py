@@ -1,0 +1,137 @@
+"""Landmarks of one shard: frames safetensors + index in, one Parquet row per (clip, frame) out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from dfer.artifacts import provenance, write_failures, write_parquet
+from dfer.landmarks.api import LandmarkResult, detect_landmarks, model_name, resolve_backend
+from dfer.landmarks.config import LandmarksConfig
+
+STAGE = "landmarks"
+SCHEMA_VERSION = 1
+
+SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("frame", pa.int32()),
+        ("has_face", pa.bool_()),
+        ("filled_from", pa.int16()),
+        ("bbox", pa.list_(pa.float32(), 4)),
+        ("score", pa.float32()),
+        ("points", pa.list_(pa.float32(), 136)),
+    ]
+)
+
+
+def index_clip_ids(index_path: str | os.PathLike[str]) -> list[str]:
+    """Clip ids of a decode index, in index order (the order every shard output follows)."""
+    return [str(c) for c in pq.read_table(index_path, columns=["clip_id"]).column("clip_id").to_pylist()]
+
+
+def results_table(results: Mapping[str, LandmarkResult]) -> pa.Table:
+    """Flatten per-clip results into the landmark Parquet layout (clips in the given order)."""
+    ids: list[str] = []
+    parts: list[LandmarkResult] = []
+    for clip_id, res in results.items():
+        ids.extend([clip_id] * res.num_frames)
+        parts.append(res)
+    if not parts:
+        return SCHEMA.empty_table()
+
+    def cat(attr: str) -> np.ndarray:
+        return np.concatenate([getattr(p, attr) for p in parts])
+
+    frame = np.concatenate([np.arange(p.num_frames, dtype=np.int32) for p in parts])
+    bbox = cat("bbox").astype(np.float32).reshape(-1)
+    points = cat("points").astype(np.float32).reshape(-1)
+    columns = [
+        pa.array(ids, pa.string()),
+        pa.array(frame, pa.int32()),
+        pa.array(cat("has_face"), pa.bool_()),
+        pa.array(cat("filled_from").astype(np.int16), pa.int16()),
+        pa.FixedSizeListArray.from_arrays(pa.array(bbox, pa.float32()), 4),
+        pa.array(cat("score").astype(np.float32), pa.float32()),
+        pa.FixedSizeListArray.from_arrays(pa.array(points, pa.float32()), 136),
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def read_landmarks(path: str | os.PathLike[str]) -> dict[str, LandmarkResult]:
+    """Read a landmark shard back into per-clip results (frames sorted by index)."""
+    table = pq.read_table(path).sort_by([("clip_id", "ascending"), ("frame", "ascending")])
+    if table.num_rows == 0:
+        return {}
+    clip = np.asarray(table.column("clip_id").to_pylist(), dtype=object)
+    points = np.asarray(table.column("points").combine_chunks().flatten()).reshape(-1, 68, 2)
+    bbox = np.asarray(table.column("bbox").combine_chunks().flatten()).reshape(-1, 4)
+    score = table.column("score").to_numpy()
+    has_face = table.column("has_face").to_numpy()
+    filled = table.column("filled_from").to_numpy()
+    out: dict[str, LandmarkResult] = {}
+    starts = np.flatnonzero(np.r_[True, clip[1:] != clip[:-1]])
+    ends = np.r_[starts[1:], len(clip)]
+    for a, b in zip(starts, ends, strict=True):
+        out[str(clip[a])] = LandmarkResult(
+            points[a:b].astype(np.float32), bbox[a:b].astype(np.float32),
+            score[a:b].astype(np.float32), has_face[a:b].astype(bool), filled[a:b].astype(np.int16),
+        )
+    return out
+
+
+def run_shard(
+    frames_path: str | os.PathLike[str],
+    index_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    failures_path: str | os.PathLike[str],
+    params: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Detect landmarks for every clip of a decoded shard; write Parquet + failures.
+
+    A clip that fails (no face on any frame, missing tensor, bad shape) becomes a failure
+    row; the other clips complete. Returns the summary also stored in the provenance.
+    """
+    from safetensors import safe_open
+
+    cfg = LandmarksConfig.from_dict(params)
+    clip_ids = index_clip_ids(index_path)
+    results: dict[str, LandmarkResult] = {}
+    failures: list[dict[str, str]] = []
+    with safe_open(str(frames_path), framework="numpy") as fh:
+        keys = set(fh.keys())
+        for clip_id in tqdm(clip_ids, desc=f"landmarks {Path(frames_path).name}", unit="clip"):
+            try:
+                if clip_id not in keys:
+                    raise KeyError(f"clip {clip_id!r} is in the index but not in {frames_path}")
+                results[clip_id] = detect_landmarks(fh.get_tensor(clip_id), cfg)
+            except Exception as exc:  # noqa: BLE001 - any per-clip error becomes a failure row
+                failures.append({
+                    "clip_id": clip_id, "stage": STAGE, "source": str(frames_path),
+                    "error_type": type(exc).__name__, "message": f"clip {clip_id}: {exc}",
+                })
+    frames = sum(r.num_frames for r in results.values())
+    detected = sum(r.num_detected for r in results.values())
+    summary = {
+        "clips": len(results),
+        "failed_clips": len(failures),
+        "frames": frames,
+        "detected_frames": detected,
+        "filled_frames": sum(r.num_filled for r in results.values()),
+        "detection_rate": round(detected / frames, 6) if frames else None,
+    }
+    meta = provenance(
+        STAGE, SCHEMA_VERSION, backend=resolve_backend(cfg), model=model_name(cfg),
+        params=cfg.to_dict(), **summary,
+    )
+    write_parquet(out_path, results_table(results), meta, schema=SCHEMA)
+    write_failures(failures_path, failures, provenance(STAGE, SCHEMA_VERSION, backend=meta["backend"],
+                                                        model=meta["model"], params=cfg.to_dict()))
+    return summary

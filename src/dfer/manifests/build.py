@@ -1,0 +1,251 @@
+"""Build the normalized manifest of one dataset from its split files (no writing).
+
+Reads every split file, validates everything at once (labels, duplicates, folds, media) and
+returns an Arrow table sorted by clip id with the columns of docs/architecture.md. Problems are
+collected and raised together as one ``ManifestError`` listing ``FILE:LINE: problem``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from dfer.manifests.labels import CANONICAL_LABELS, label_from_token, resolve_label_order
+from dfer.manifests.media import FRAMES_STAT_MODES, Media, find_by_name, stat_media
+from dfer.manifests.problems import Location, Problems
+from dfer.manifests.readers import (
+    ROLE_ASSIGNED,
+    ROLE_TEST,
+    ROLE_TRAIN,
+    SplitEntry,
+    read_split_files,
+)
+from dfer.sharding import shard_of
+
+log = logging.getLogger(__name__)
+
+#: Columns of every manifest (whole dataset and per shard), in order.
+MANIFEST_SCHEMA = pa.schema([
+    ("clip_id", pa.string()),
+    ("path", pa.string()),
+    ("source_kind", pa.string()),
+    ("label", pa.string()),
+    ("label_idx", pa.int32()),
+    ("test_fold", pa.int32()),
+    ("shard", pa.int32()),
+    ("size_bytes", pa.int64()),
+    ("mtime_ns", pa.int64()),
+])
+MANIFEST_COLUMNS = tuple(MANIFEST_SCHEMA.names)
+
+#: Fold count of layouts whose files fix it (k-fold layouts default to 5, overridable).
+_FIXED_FOLDS = {"ferv39k": 1}
+_KFOLD_LAYOUTS = ("dfew", "mafw")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A clip left out because its media is missing (``on_missing: skip``)."""
+
+    clip_id: str
+    where: str
+    message: str
+
+
+@dataclass
+class ManifestBuild:
+    """A dataset's validated manifest, ready to be sharded and written."""
+
+    dataset: str
+    layout: str
+    labels: tuple[str, ...]
+    num_folds: int
+    num_shards: int
+    table: pa.Table
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass
+class _Clip:
+    """All entries of one clip id, merged."""
+
+    clip_id: str
+    entries: list[SplitEntry]
+    label: str | None = None
+    test_fold: int = 0
+
+    @property
+    def where(self) -> Location:
+        """Its most telling line: the test (or direct fold) entry, else the first one."""
+        for e in self.entries:
+            if e.role in (ROLE_TEST, ROLE_ASSIGNED):
+                return e.where
+        return self.entries[0].where
+
+
+def _options(name: str, definition: Mapping[str, Any]) -> dict[str, Any]:
+    layout = definition["layout"]
+    opts = {
+        "layout": layout,
+        "root": str(definition["root"]),
+        "split_files": [str(p) for p in definition["split_files"]],
+        "num_shards": int(definition["num_shards"]),
+        "on_missing": definition.get("on_missing", "error"),
+        "frames_stat": definition.get("frames_stat", "dir"),
+        "label_base": int(definition.get("label_base", 1)),
+        "search_depth": int(definition.get("search_depth", 3)),
+        "num_folds": definition.get("num_folds"),
+    }
+    if opts["on_missing"] not in ("error", "skip"):
+        raise ValueError(f"dataset {name!r}: on_missing must be 'error' or 'skip', "
+                         f"got {opts['on_missing']!r}")
+    if opts["frames_stat"] not in FRAMES_STAT_MODES:
+        raise ValueError(f"dataset {name!r}: frames_stat must be one of {FRAMES_STAT_MODES}, "
+                         f"got {opts['frames_stat']!r}")
+    if layout in _FIXED_FOLDS and opts["num_folds"] not in (None, _FIXED_FOLDS[layout]):
+        raise ValueError(f"dataset {name!r}: layout {layout} has {_FIXED_FOLDS[layout]} fold(s) "
+                         f"(a fixed train/test split); remove num_folds")
+    if opts["num_folds"] is None and layout in _KFOLD_LAYOUTS:
+        opts["num_folds"] = 5
+    if opts["num_folds"] is None and layout in _FIXED_FOLDS:
+        opts["num_folds"] = _FIXED_FOLDS[layout]
+    return opts
+
+
+def _merge(entries: list[SplitEntry], problems: Problems) -> dict[str, _Clip]:
+    """Group entries by clip; report duplicates and train/test conflicts; derive test_fold."""
+    clips: dict[str, _Clip] = {}
+    for e in entries:
+        clip = clips.get(e.clip_id)
+        if clip is None:
+            clips[e.clip_id] = _Clip(e.clip_id, [e])
+            continue
+        for other in clip.entries:
+            same_role = other.role == e.role and (e.role != ROLE_TRAIN or other.fold == e.fold)
+            if same_role:
+                problems.add(e.where, f"duplicate clip id {e.clip_id} (also at {other.where})")
+                break
+            if {other.role, e.role} == {ROLE_TEST, ROLE_TRAIN} and other.fold == e.fold:
+                problems.add(e.where, f"clip {e.clip_id} is in both the training and the test set "
+                                      f"of fold {e.fold} (also at {other.where})")
+                break
+            if ROLE_ASSIGNED in (other.role, e.role):
+                problems.add(e.where, f"duplicate clip id {e.clip_id} (also at {other.where})")
+                break
+        else:
+            clip.entries.append(e)
+    for clip in clips.values():
+        for e in clip.entries:
+            if e.role in (ROLE_TEST, ROLE_ASSIGNED):
+                clip.test_fold = e.fold
+    return clips
+
+
+def _assign_labels(clips: dict[str, _Clip], order: tuple[str, ...] | None, label_base: int,
+                   problems: Problems) -> None:
+    """Map every entry's label field to a canonical name; entries of one clip must agree."""
+    pool = order if order is not None else CANONICAL_LABELS
+    cache: dict[str, str | Exception] = {}
+    for clip in clips.values():
+        for e in clip.entries:
+            if e.label not in cache:
+                try:
+                    cache[e.label] = label_from_token(e.label, pool, label_base)
+                except ValueError as exc:
+                    cache[e.label] = exc
+            result = cache[e.label]
+            if isinstance(result, Exception):
+                problems.add(e.where, str(result))
+                continue
+            if clip.label is None:
+                clip.label = result
+            elif clip.label != result:
+                first = next(x for x in clip.entries if x is not e)
+                problems.add(e.where, f"label {result} of clip {clip.clip_id} disagrees with "
+                                      f"{clip.label} at {first.where}")
+
+
+def _check_folds(clips: dict[str, _Clip], num_folds: int | None, problems: Problems) -> int:
+    """Directly given folds must lie in 0..num_folds (num_folds defaults to the largest seen)."""
+    seen = [c.test_fold for c in clips.values()]
+    folds = num_folds if num_folds is not None else max([1, *seen])
+    for clip in clips.values():
+        for e in clip.entries:
+            if e.role == ROLE_ASSIGNED and not 0 <= e.fold <= folds:
+                problems.add(e.where, f"test_fold {e.fold} out of range 0..{folds}")
+    return folds
+
+
+def _resolve_media(clips: dict[str, _Clip], root: str, opts: Mapping[str, Any],
+                   problems: Problems) -> tuple[dict[str, Media], list[Skipped]]:
+    """Find and stat every clip's media; missing media is a problem or a skip (``on_missing``)."""
+    by_name = [c.clip_id for c in clips.values() if all(e.path is None for e in c.entries)]
+    found = find_by_name(root, by_name, opts["search_depth"]) if by_name else {}
+    media: dict[str, Media] = {}
+    skipped: list[Skipped] = []
+    for clip in clips.values():
+        given = next((e.path for e in clip.entries if e.path is not None), None)
+        if given is not None:
+            path = given if os.path.isabs(given) else os.path.join(root, given)
+            result: Media | str = stat_media(path, opts["frames_stat"])
+        else:
+            hits = found.get(clip.clip_id, [])
+            if len(hits) > 1:
+                problems.add(clip.where, f"clip {clip.clip_id} found more than once under {root}: "
+                                         f"{', '.join(hits)}; point `root` at one of them")
+                continue
+            result = (stat_media(hits[0], opts["frames_stat"]) if hits else
+                      f"missing video/frame folder: no {clip.clip_id}.<video ext> or "
+                      f"{clip.clip_id}/ within {opts['search_depth']} levels under {root}")
+        if isinstance(result, Media):
+            media[clip.clip_id] = result
+        elif opts["on_missing"] == "skip" and result.startswith("missing"):
+            skipped.append(Skipped(clip.clip_id, str(clip.where), result))
+        else:
+            problems.add(clip.where, result)
+    return media, skipped
+
+
+def build_manifest(name: str, definition: Mapping[str, Any]) -> ManifestBuild:
+    """Read, validate and normalize one dataset's split files; raises ``ManifestError``."""
+    opts = _options(name, definition)
+    layout = opts["layout"]
+    order = resolve_label_order(layout, definition.get("labels"))
+    problems = Problems()
+    entries = read_split_files(layout, opts["split_files"], opts["num_folds"], problems)
+    clips = _merge(entries, problems)
+    if not clips and not problems:
+        problems.add(Location(", ".join(opts["split_files"])), "no clips listed")
+    _assign_labels(clips, order, opts["label_base"], problems)
+    num_folds = _check_folds(clips, opts["num_folds"], problems)
+    problems.raise_if_any(name)  # media lookups of a broken split would only add noise
+    media, skipped = _resolve_media(clips, opts["root"], opts, problems)
+    problems.raise_if_any(name)
+    if skipped:
+        log.warning("dataset %s: skipped %d clip(s) with missing media (on_missing: skip):\n%s",
+                    name, len(skipped), "\n".join(f"  {s.where}: {s.message}" for s in skipped))
+    if order is None:  # generic without configured labels: canonical order of those present
+        present = {c.label for c in clips.values() if c.clip_id in media}
+        order = tuple(x for x in CANONICAL_LABELS if x in present)
+    index = {label: i for i, label in enumerate(order)}
+    ids = sorted(media)
+    rows = [(clips[i], media[i]) for i in ids]
+    num_shards = opts["num_shards"]
+    table = pa.table({
+        "clip_id": ids,
+        "path": [m.path for _, m in rows],
+        "source_kind": [m.source_kind for _, m in rows],
+        "label": [c.label for c, _ in rows],
+        "label_idx": [index[c.label] for c, _ in rows],
+        "test_fold": [c.test_fold for c, _ in rows],
+        "shard": [shard_of(i, num_shards) for i in ids],
+        "size_bytes": [m.size_bytes for _, m in rows],
+        "mtime_ns": [m.mtime_ns for _, m in rows],
+    }, schema=MANIFEST_SCHEMA)
+    return ManifestBuild(name, layout, tuple(order), num_folds, num_shards, table, skipped)
+

@@ -1,0 +1,282 @@
+"""Readers for the split files of each dataset layout, as users have them on disk.
+
+Every reader turns lines into ``SplitEntry`` records (clip id, raw label field, role, fold,
+``FILE:LINE``) and records malformed lines as problems instead of stopping; label mapping,
+duplicate detection and media lookup happen afterwards, on all entries together
+(``dfer.manifests.build``).
+
+Accepted forms (see data_manifests/README.md for examples):
+
+* ``dfew``: the official ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_K.csv``
+  (``video_name,label``, numeric labels 1..7), or DFER-CLIP-style annotation text files
+  (``path num_frames label`` per line, fold and train/test in the file name, e.g.
+  ``DFEW_set_1_test.txt``).
+* ``mafw``: the official single-expression split ``set_K/{train,test}.txt`` (``00025.mp4 anger``;
+  extra caption fields are ignored), or annotation text files as for DFEW.
+* ``ferv39k``: ``train_All.csv`` / ``test_All.csv`` (``Scene/Emotion/NNNN Label``, space separated,
+  no header; comma separated accepted), or annotation text files; test clips get fold 1.
+* ``demo`` / ``generic``: one csv with a header ``clip_id,path,label,test_fold`` (``fold`` accepted
+  for ``test_fold``); paths relative to the dataset root.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dfer.manifests.problems import Location, Problems
+
+#: Extensions of video files; other files are not considered when clips are looked up by name.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg",
+                              ".mpeg", ".wmv"})
+
+#: First-field values that mark a header line in headerless-by-default split files.
+HEADER_WORDS = frozenset({"video_name", "video", "videoname", "clip", "clip_id", "clip_name",
+                          "name", "path", "file", "filename", "video_path"})
+
+#: Roles of an entry: in the test set of fold ``fold``; in the training set of fold ``fold``;
+#: or with its ``test_fold`` given directly (0 = training clip of every fold).
+ROLE_TEST, ROLE_TRAIN, ROLE_ASSIGNED = "test", "train", "assigned"
+
+_SET_RE = re.compile(r"set[_\-]?(\d+)", re.IGNORECASE)
+_UNSAFE_ID_RE = re.compile(r"[\s/\\\x00-\x1f]")
+
+
+@dataclass(frozen=True)
+class SplitEntry:
+    """One clip as listed on one line of one split file."""
+
+    clip_id: str
+    label: str
+    role: str
+    fold: int
+    where: Location
+    #: Path of the video / frame folder as the file gives it (relative to the dataset root or
+    #: absolute); None when the clip is found by its id under the root.
+    path: str | None = None
+
+
+def expand_split_files(paths: Sequence[str], problems: Problems) -> list[Path]:
+    """Split files named in the config: files as given, directories searched recursively.
+
+    In a directory only ``.csv`` / ``.txt`` files whose path mentions ``train`` or ``test`` are
+    taken (so a README next to them is ignored), in sorted order.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            inside = sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in (".csv", ".txt")
+                and any(w in str(f.relative_to(p)).lower() for w in ("train", "test"))
+            )
+            if not inside:
+                problems.add(Location(str(p)), "directory holds no train/test split files")
+            found.extend(inside)
+        else:
+            problems.add(Location(str(p)), "split file or directory does not exist")
+    return found
+
+
+def split_role(path: Path) -> str | None:
+    """``test`` / ``train`` from the file name, else from its two nearest parent folders."""
+    for part in (path.stem, path.parent.name, path.parent.parent.name):
+        low = part.lower()
+        if "test" in low:
+            return ROLE_TEST
+        if "train" in low:
+            return ROLE_TRAIN
+    return None
+
+
+def split_fold(path: Path) -> int | None:
+    """Fold number ``K`` from ``set_K`` in the file name, else in its two nearest parents."""
+    for part in (path.stem, path.parent.name, path.parent.parent.name):
+        m = _SET_RE.search(part)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def numbered_clip_id(name: str) -> str:
+    """DFEW/MAFW clip id from a file name or number: extension dropped, digits padded to 5."""
+    stem = name.strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    suffix = Path(stem).suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        stem = stem[: -len(suffix)]
+    return stem.zfill(5) if stem.isdigit() else stem
+
+
+def check_clip_id(clip_id: str) -> str | None:
+    """Why ``clip_id`` is unusable as a key and file-name part, or None when it is fine."""
+    if not clip_id:
+        return "empty clip id"
+    if _UNSAFE_ID_RE.search(clip_id):
+        return f"clip id {clip_id!r} contains whitespace, a slash or a control character"
+    return None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their 1-based numbers (BOM and line endings stripped)."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        for number, line in enumerate(fh, start=1):
+            text = line.strip()
+            if text:
+                yield number, text
+
+
+def _fields(text: str) -> list[str]:
+    """Split a headerless split-file line: commas when present, else any whitespace."""
+    if "," in text:
+        return [f.strip() for f in text.split(",")]
+    return text.split()
+
+
+def _is_annotation_line(fields: list[str]) -> bool:
+    return len(fields) == 3 and fields[1].isdigit()
+
+
+def _kfold_file_fold(path: Path, role: str | None, num_folds: int, problems: Problems) -> int | None:
+    where = Location(str(path))
+    if role is None:
+        problems.add(where, "cannot tell whether this is a train or a test file from its name")
+        return None
+    fold = split_fold(path)
+    if fold is None:
+        problems.add(where, "cannot tell the fold from the file name (expected set_K in it)")
+        return None
+    if not 1 <= fold <= num_folds:
+        problems.add(where, f"fold {fold} out of range 1..{num_folds}")
+        return None
+    return fold
+
+
+def read_kfold(layout: str, files: Sequence[Path], num_folds: int,
+               problems: Problems) -> list[SplitEntry]:
+    """DFEW / MAFW: official per-fold files or annotation text files; fold from the file name."""
+    entries: list[SplitEntry] = []
+    for path in files:
+        role = split_role(path)
+        fold = _kfold_file_fold(path, role, num_folds, problems)
+        if fold is None or role is None:
+            continue
+        for number, text in _lines(path):
+            where = Location(str(path), number)
+            # MAFW lines may carry a free-text caption after the label: split on whitespace.
+            fields = text.split() if layout == "mafw" else _fields(text)
+            if number == 1 and fields[0].lower() in HEADER_WORDS:
+                continue
+            if _is_annotation_line(fields):
+                name, label = fields[0], fields[2]
+            elif len(fields) == 2 or (layout == "mafw" and len(fields) > 2):
+                name, label = fields[0], fields[1]
+            else:
+                problems.add(where, f"malformed line: expected `clip label` or `path num_frames "
+                                    f"label`, got {len(fields)} field(s): {text!r}")
+                continue
+            clip_id = numbered_clip_id(name)
+            bad = check_clip_id(clip_id)
+            if bad:
+                problems.add(where, f"malformed line: {bad}")
+                continue
+            entries.append(SplitEntry(clip_id, label, role, fold, where))
+    return entries
+
+
+def read_ferv39k(files: Sequence[Path], problems: Problems) -> list[SplitEntry]:
+    """FERV39k: ``Scene/Emotion/NNNN Label`` lines; train clips fold 0, test clips fold 1."""
+    entries: list[SplitEntry] = []
+    for path in files:
+        role = split_role(path)
+        if role is None:
+            problems.add(Location(str(path)),
+                         "cannot tell whether this is a train or a test file from its name")
+            continue
+        fold = 1 if role == ROLE_TEST else 0
+        for number, text in _lines(path):
+            where = Location(str(path), number)
+            fields = _fields(text)
+            if number == 1 and fields[0].lower() in HEADER_WORDS:
+                continue
+            if _is_annotation_line(fields):
+                raw_path, label = fields[0], fields[2]
+            elif len(fields) == 2:
+                raw_path, label = fields
+            else:
+                problems.add(where, f"malformed line: expected `Scene/Emotion/clip Label`, got "
+                                    f"{len(fields)} field(s): {text!r}")
+                continue
+            parts = [p for p in raw_path.replace("\\", "/").split("/") if p not in ("", ".")]
+            if len(parts) < 3:
+                problems.add(where, f"malformed line: clip path {raw_path!r} is not "
+                                    "Scene/Emotion/clip")
+                continue
+            rel = "/".join(parts[-3:])
+            clip_id = rel.replace("/", "_")
+            bad = check_clip_id(clip_id)
+            if bad:
+                problems.add(where, f"malformed line: {bad}")
+                continue
+            entries.append(SplitEntry(clip_id, label, ROLE_ASSIGNED, fold, where, rel))
+    return entries
+
+
+def read_table_csv(files: Sequence[Path], problems: Problems) -> list[SplitEntry]:
+    """demo / generic: csv with header ``clip_id,path,label,test_fold`` (or ``fold``)."""
+    entries: list[SplitEntry] = []
+    for path in files:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            reader.fieldnames = columns
+            fold_col = "test_fold" if "test_fold" in columns else "fold"
+            missing = [c for c in ("clip_id", "path", "label", fold_col) if c not in columns]
+            if missing:
+                problems.add(Location(str(path), 1),
+                             f"header lacks column(s) {', '.join(missing)} (has: {', '.join(columns)}; "
+                             "expected clip_id,path,label,test_fold)")
+                continue
+            for row in reader:
+                where = Location(str(path), reader.line_num)
+                if None in row or any(row.get(c) is None for c in columns):
+                    problems.add(where, f"malformed line: expected {len(columns)} fields")
+                    continue
+                values = {k: (v or "").strip() for k, v in row.items()}
+                if not any(values.values()):
+                    continue
+                clip_id = values["clip_id"]
+                bad = check_clip_id(clip_id)
+                if bad:
+                    problems.add(where, f"malformed line: {bad}")
+                    continue
+                if not values["path"]:
+                    problems.add(where, "malformed line: empty path")
+                    continue
+                try:
+                    fold = int(values[fold_col])
+                except ValueError:
+                    problems.add(where, f"malformed line: {fold_col} {values[fold_col]!r} is not "
+                                        "an integer")
+                    continue
+                entries.append(SplitEntry(clip_id, values["label"], ROLE_ASSIGNED, fold, where,
+                                          values["path"]))
+    return entries
+
+
+def read_split_files(layout: str, split_files: Sequence[str], num_folds: int | None,
+                     problems: Problems) -> list[SplitEntry]:
+    """All entries of a dataset's split files (files or directories) for ``layout``."""
+    files = expand_split_files(split_files, problems)
+    if layout in ("dfew", "mafw"):
+        return read_kfold(layout, files, num_folds or 5, problems)
+    if layout == "ferv39k":
+        return read_ferv39k(files, problems)
+    if layout in ("demo", "generic"):
+        return read_table_csv(files, problems)
+    raise ValueError(f"unknown dataset layout {layout!r} (known: dfew, ferv39k, mafw, demo, generic)")

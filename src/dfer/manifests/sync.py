@@ -1,0 +1,133 @@
+"""Write a dataset's manifest and shard manifests, touching only shards whose clips changed.
+
+Called while the Snakefile is parsed (``dfer.pipeline.prepare_datasets``) and by
+``dfer manifest``. A shard file is rewritten only when its bytes differ, so an unchanged shard
+keeps its mtime and Snakemake re-runs only the shards whose clips changed. Its metadata holds
+only what defines its content (dataset, layout, labels, folds, shard), never run details such
+as the list of skipped clips, which lives in the whole-dataset manifest instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dfer.artifacts import (
+    FAILURES_SCHEMA,
+    META_KEY,
+    failures_frame,
+    parquet_bytes,
+    provenance,
+    write_bytes_if_changed,
+)
+from dfer.manifests.build import MANIFEST_SCHEMA, ManifestBuild, build_manifest
+from dfer.paths import manifest_file, shard_file
+from dfer.sharding import shard_names
+
+log = logging.getLogger(__name__)
+
+#: Version of the manifest layout (bump when columns or their meaning change).
+SCHEMA_VERSION = 1
+STAGE = "manifest"
+
+_SHARD_FILE_RE = re.compile(r"^shard-(\d{3,})\.parquet$")
+
+
+@dataclass
+class SyncReport:
+    """What a sync found and wrote."""
+
+    build: ManifestBuild
+    shards: list[str]
+    changed: list[str] = field(default_factory=list)
+    manifest_changed: bool = False
+    removed: list[str] = field(default_factory=list)
+
+
+def failures_file(results: str | Path, dataset: str) -> Path:
+    """Clips left out by ``on_missing: skip`` (failures-table layout)."""
+    return manifest_file(results, dataset).parent / "failures.parquet"
+
+
+def _shard_meta(build: ManifestBuild, shard: str | None) -> dict[str, Any]:
+    return provenance(
+        STAGE, SCHEMA_VERSION, dataset=build.dataset, layout=build.layout,
+        labels=list(build.labels), num_folds=build.num_folds, num_shards=build.num_shards,
+        shard=shard,
+    )
+
+
+def sync_report(name: str, definition: Mapping[str, Any], results: str | Path) -> SyncReport:
+    """Build the manifest of dataset ``name`` and write what changed; see ``sync_dataset``."""
+    build = build_manifest(name, definition)
+    names = shard_names(build.num_shards)
+    report = SyncReport(build, names)
+    shard_col = build.table.column("shard")
+    for index, shard in enumerate(names):
+        part = build.table.filter(pc.equal(shard_col, index))
+        data = parquet_bytes(part, _shard_meta(build, shard), schema=MANIFEST_SCHEMA)
+        if write_bytes_if_changed(shard_file(results, name, STAGE, shard, ".parquet"), data):
+            report.changed.append(shard)
+    meta = _shard_meta(build, None)
+    meta.update(
+        params=dict(definition),
+        num_clips=build.table.num_rows,
+        skipped=[{"clip_id": s.clip_id, "where": s.where, "message": s.message}
+                 for s in build.skipped],
+    )
+    report.manifest_changed = write_bytes_if_changed(
+        manifest_file(results, name), parquet_bytes(build.table, meta, schema=MANIFEST_SCHEMA))
+    failures = failures_frame([
+        {"clip_id": s.clip_id, "stage": STAGE, "source": s.where, "error_type": "MissingMedia",
+         "message": s.message} for s in build.skipped
+    ])
+    write_bytes_if_changed(failures_file(results, name),
+                           parquet_bytes(failures, _shard_meta(build, None), schema=FAILURES_SCHEMA))
+    report.removed = _remove_stale_shards(manifest_file(results, name).parent, set(names))
+    return report
+
+
+def _remove_stale_shards(folder: Path, keep: set[str]) -> list[str]:
+    """Delete shard manifests left from a larger ``num_shards`` so no rule picks them up."""
+    removed = []
+    for path in sorted(folder.glob("shard-*.parquet")):
+        m = _SHARD_FILE_RE.match(path.name)
+        if m and m.group(1) not in keep:
+            path.unlink()
+            removed.append(m.group(1))
+    if removed:
+        log.warning("removed stale shard manifests %s from %s", ", ".join(removed), folder)
+    return removed
+
+
+def sync_dataset(name: str, definition: Mapping[str, Any], results: str | Path) -> list[str]:
+    """Read + validate dataset ``name``, write its manifests; return all its shard names.
+
+    Writes ``results/{name}/manifest/manifest.parquet`` and one ``shard-{s}.parquet`` per shard
+    (empty shards too), each only when its bytes changed. Raises ``ManifestError`` listing every
+    problem of the split files as ``FILE:LINE: problem``.
+    """
+    return sync_report(name, definition, results).shards
+
+
+def read_manifest(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A manifest (whole or shard) as a DataFrame plus its provenance metadata."""
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(META_KEY.encode())
+    meta = json.loads(raw) if raw else {}
+    return table.to_pandas(), meta
+
+
+def empty_manifest() -> pa.Table:
+    """A zero-row table with the manifest columns (for tests and tools)."""
+    return MANIFEST_SCHEMA.empty_table()

@@ -1,0 +1,93 @@
+"""Landmarks and parsing maps as RGB images, the inputs of FineCLIPER's middle-level encoders.
+
+Rendered on the fly (in the trainer's dataloader), not stored: drawing a frame costs well
+under a millisecond, the stored landmarks / label maps are far smaller than RGB images, and
+changing a colour or line width then needs no pipeline re-run. Both functions are pure and
+deterministic (same input, same bytes).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from dfer.landmarks.points import CLOSED_PARTS, PARTS
+from dfer.parsing.labels import LABELS
+
+#: RGB colour per landmark part (lines and dots).
+PART_COLOURS: dict[str, tuple[int, int, int]] = {
+    "jaw": (230, 230, 230),
+    "r_brow": (255, 128, 0),
+    "l_brow": (255, 200, 0),
+    "nose_bridge": (0, 200, 255),
+    "nose_base": (0, 120, 255),
+    "r_eye": (0, 255, 0),
+    "l_eye": (0, 255, 160),
+    "outer_lips": (255, 0, 80),
+    "inner_lips": (255, 100, 200),
+}
+
+#: RGB colour per canonical parsing label (index = label id); background is black.
+PALETTE = np.array(
+    [
+        (0, 0, 0), (204, 153, 102), (255, 200, 0), (255, 128, 0), (0, 255, 160), (0, 255, 0),
+        (0, 120, 255), (255, 0, 80), (120, 0, 40), (255, 100, 200), (140, 70, 20),
+        (180, 0, 255), (120, 0, 200), (160, 160, 160), (60, 60, 200), (0, 255, 255),
+        (255, 255, 0), (255, 255, 255), (200, 200, 0),
+    ],
+    dtype=np.uint8,
+)
+assert len(PALETTE) == len(LABELS)
+
+
+def render_landmarks(
+    points: np.ndarray, size: int, src_size: float | None = None, thickness: int | None = None
+) -> np.ndarray:
+    """68 points [68, 2] (x, y) -> uint8 [size, size, 3]: part outlines and dots on black.
+
+    ``src_size``: side of the image the points refer to (default ``size``); points are scaled
+    by ``size / src_size``. Points with NaN give a black image (a frame without a face).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"expected 68 points [68, 2], got {points.shape}")
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    if not np.isfinite(points).all():
+        return image
+    scaled = points * (size / float(src_size or size))
+    width = thickness or max(1, round(size / 224))
+    shift = 4  # sub-pixel precision of cv2's drawing (coordinates in 1/16 px)
+    fixed = np.round(scaled * (1 << shift)).astype(np.int32)
+    for part, idx in PARTS.items():
+        colour = PART_COLOURS[part]
+        pts = fixed[list(idx)].reshape(-1, 1, 2)
+        cv2.polylines(image, [pts], part in CLOSED_PARTS, colour, width, cv2.LINE_AA, shift)
+        for x, y in fixed[list(idx)]:
+            cv2.circle(image, (int(x), int(y)), (width + 1) << shift, colour, -1, cv2.LINE_AA, shift)
+    return image
+
+
+def render_parsing(label_map: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Canonical label map uint8 [H, W] -> RGB uint8 [size, size, 3] (fixed colour per label).
+
+    Resizing uses nearest neighbour so that no blended, meaningless colours appear.
+    """
+    label_map = np.asarray(label_map)
+    if label_map.ndim != 2:
+        raise ValueError(f"expected a label map [H, W], got {label_map.shape}")
+    if label_map.max(initial=0) >= len(PALETTE):
+        raise ValueError(f"label {int(label_map.max())} is outside the canonical set (0..{len(PALETTE) - 1})")
+    image = PALETTE[label_map]
+    if size is not None and image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST)
+    return image
+
+
+def render_landmarks_clip(points: np.ndarray, size: int, src_size: float | None = None) -> np.ndarray:
+    """[T, 68, 2] -> uint8 [T, size, size, 3]."""
+    return np.stack([render_landmarks(p, size, src_size) for p in points])
+
+
+def render_parsing_clip(label_maps: np.ndarray, size: int | None = None) -> np.ndarray:
+    """[T, H, W] -> uint8 [T, size, size, 3]."""
+    return np.stack([render_parsing(m, size) for m in label_maps])

@@ -1,0 +1,41 @@
+"""``dfer decode``: decode, face-crop and resize the sampled frames of one shard.
+
+Thin wrapper over ``dfer.video.decode_shard``; the Snakemake rule passes explicit paths and
+the ``decode`` config section as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", type=Path, required=True, help="shard manifest (Parquet)")
+    parser.add_argument("--out-frames", type=Path, required=True,
+                        help="output safetensors shard (key clip_id -> uint8 [T, S, S, 3])")
+    parser.add_argument("--out-index", type=Path, required=True, help="output frames index (Parquet)")
+    parser.add_argument("--out-failures", type=Path, required=True,
+                        help="output per-clip failures table (Parquet)")
+    parser.add_argument("--params", default="{}",
+                        help="the decode config section as JSON (defaults for missing keys)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dfer.video import DecodeConfig, decode_shard
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = DecodeConfig.from_params(json.loads(args.params))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        print(f"dfer decode: bad --params: {exc}", file=sys.stderr)
+        return 2
+    result = decode_shard(args.manifest, args.out_frames, args.out_index, args.out_failures,
+                          cfg, progress=not args.no_progress)
+    print(f"{args.manifest}: {result.decoded} clip(s) decoded, {result.failed} failed",
+          file=sys.stderr)
+    return 0

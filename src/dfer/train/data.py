@@ -1,0 +1,319 @@
+"""Training / evaluation data: the upstream artifacts of one dataset, joined on clip id.
+
+Frames and parsing maps stay in their safetensors shards and are memory-mapped one clip at a
+time (``safe_open``), so a worker never holds a whole shard in RAM. Landmark points and
+captions are small and are read into dicts once. A clip that failed in any stage the model
+needs is absent from that stage's index; it is skipped here with a logged count (not an error:
+the failure is already recorded upstream). Landmark and parsing images are rendered on the fly
+by :mod:`dfer.render`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from dfer.artifacts import read_meta, read_parquet
+from dfer.paths import manifest_file, shard_file
+
+log = logging.getLogger(__name__)
+
+Renderer = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass
+class DataConfig:
+    """How clips are fed to the model."""
+
+    num_frames: int | None = None  # frames per clip (uniform subsample); None = all stored
+    mid_frames: int | None = None  # frames for parsing / landmark images; None = num_frames
+    image_size: int | None = None  # resize to this; None = the backbone's input size
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    num_workers: int = 2
+    flip: bool = True  # random horizontal flip while training
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DataConfig:
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Which upstream artifacts the model reads (from the model config's levels)."""
+
+    parsing: bool = False
+    landmarks: bool = False
+    captions: bool = False
+
+
+@dataclass
+class ClipTable:
+    """The usable clips of a dataset plus their side data."""
+
+    clips: pd.DataFrame  # clip_id, label, label_idx, test_fold, shard
+    labels: list[str]
+    num_folds: int
+    landmarks: dict[str, np.ndarray]  # clip_id -> float32 [T, 68, 2] (crop pixels)
+    captions: dict[str, str]
+    skipped: dict[str, int]  # reason -> number of clips skipped
+
+
+def dataset_shards(results: str | Path, dataset: str) -> list[str]:
+    """Shard labels of a dataset, from its synced shard manifests."""
+    folder = manifest_file(results, dataset).parent
+    shards = sorted(p.name[len("shard-"):-len(".parquet")] for p in folder.glob("shard-[0-9][0-9][0-9].parquet"))
+    if not shards:
+        raise FileNotFoundError(f"no shard manifests under {folder}; run the manifest stage first")
+    return shards
+
+
+def dataset_labels(results: str | Path, dataset: str) -> tuple[list[str], int]:
+    """Ordered class names and number of folds from the manifest metadata."""
+    path = manifest_file(results, dataset)
+    if not path.exists():
+        raise FileNotFoundError(f"manifest {path} does not exist; run the manifest stage first")
+    meta = read_meta(path)
+    labels = meta.get("labels")
+    if not labels:
+        raise ValueError(f"manifest {path} has no 'labels' in its metadata")
+    return list(labels), int(meta.get("num_folds", 1))
+
+
+def _safetensors_keys(path: Path) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as fh:
+        return set(fh.keys())
+
+
+def _landmark_points(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if frame.empty:
+        return out
+    frame = frame.sort_values(["clip_id", "frame"])
+    for clip_id, group in frame.groupby("clip_id", sort=False):
+        pts = np.stack([np.asarray(p, dtype=np.float32) for p in group["points"]])
+        out[str(clip_id)] = pts.reshape(len(group), 68, 2)
+    return out
+
+
+def load_clip_table(
+    results: str | Path, dataset: str, needs: Needs, shards: Sequence[str] | None = None
+) -> ClipTable:
+    """Join the frames index with every artifact the model needs; skip incomplete clips."""
+    labels, num_folds = dataset_labels(results, dataset)
+    shards = list(shards) if shards is not None else dataset_shards(results, dataset)
+    rows: list[pd.DataFrame] = []
+    landmarks: dict[str, np.ndarray] = {}
+    captions: dict[str, str] = {}
+    skipped: dict[str, int] = {}
+
+    def skip(reason: str, n: int) -> None:
+        if n:
+            skipped[reason] = skipped.get(reason, 0) + n
+
+    for s in shards:
+        index = read_parquet(shard_file(results, dataset, "frames", s, ".parquet"))
+        if index.empty:
+            continue
+        index = index[["clip_id", "label", "label_idx", "test_fold"]].copy()
+        index["clip_id"] = index["clip_id"].astype(str)
+        index["shard"] = s
+        keep = index["clip_id"].isin(_safetensors_keys(shard_file(results, dataset, "frames", s, ".safetensors")))
+        skip("frames", int((~keep).sum()))
+        index = index[keep]
+        if needs.landmarks:
+            lm = read_parquet(shard_file(results, dataset, "landmarks", s, ".parquet"))
+            pts = _landmark_points(lm)
+            keep = index["clip_id"].isin(pts)
+            skip("landmarks", int((~keep).sum()))
+            index = index[keep]
+            landmarks.update({c: pts[c] for c in index["clip_id"]})
+        if needs.parsing:
+            keys = _safetensors_keys(shard_file(results, dataset, "parsing", s, ".safetensors"))
+            keep = index["clip_id"].isin(keys)
+            skip("parsing", int((~keep).sum()))
+            index = index[keep]
+        if needs.captions:
+            cap = read_parquet(shard_file(results, dataset, "captions", s, ".parquet"))
+            cmap = dict(zip(cap["clip_id"].astype(str), cap["caption"].astype(str), strict=True))
+            keep = index["clip_id"].isin(cmap)
+            skip("captions", int((~keep).sum()))
+            index = index[keep]
+            captions.update({c: cmap[c] for c in index["clip_id"]})
+        rows.append(index)
+    clips = (
+        pd.concat(rows, ignore_index=True) if rows
+        else pd.DataFrame(columns=["clip_id", "label", "label_idx", "test_fold", "shard"])
+    )
+    clips = clips.sort_values("clip_id", kind="stable").reset_index(drop=True)
+    clips["label_idx"] = clips["label_idx"].astype(np.int64)
+    clips["test_fold"] = clips["test_fold"].astype(np.int64)
+    if skipped:
+        log.warning(
+            "%s: skipped %d clip(s) missing from upstream artifacts (%s)", dataset,
+            sum(skipped.values()), ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
+        )
+    return ClipTable(clips, labels, num_folds, landmarks, captions, skipped)
+
+
+def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:
+    """``train``: clips with ``test_fold != fold``; ``test``: ``== fold``; ``all``: every clip."""
+    if split == "train":
+        sel = clips["test_fold"] != fold
+    elif split == "test":
+        sel = clips["test_fold"] == fold
+    elif split == "all":
+        sel = np.ones(len(clips), dtype=bool)
+    else:
+        raise ValueError(f"unknown split {split!r}; expected train, test or all")
+    return clips[sel].reset_index(drop=True)
+
+
+def uniform_indices(available: int, wanted: int | None) -> np.ndarray:
+    """``wanted`` frame indices spread evenly over ``available`` frames (all if None/more)."""
+    if wanted is None or wanted >= available:
+        return np.arange(available)
+    return np.linspace(0, available - 1, wanted).round().astype(np.int64)
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> uint8 ``[T, size, size, 3]`` (antialiased bilinear)."""
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    x = images.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def default_renderers() -> tuple[Renderer, Renderer]:
+    """``(render_landmarks, render_parsing)`` from :mod:`dfer.render` (imported lazily)."""
+    try:
+        from dfer.render import render_landmarks, render_parsing
+    except ImportError as exc:  # pragma: no cover - depends on the render module being present
+        raise ImportError(
+            "dfer.render (render_landmarks / render_parsing) is needed for the middle level; "
+            "switch it off with use_parsing/use_landmarks: false"
+        ) from exc
+    return render_landmarks, render_parsing
+
+
+class ClipDataset(Dataset):
+    """One item per clip: uint8 images per enabled level, caption, label and id."""
+
+    def __init__(
+        self,
+        results: str | Path,
+        dataset: str,
+        clips: pd.DataFrame,
+        table: ClipTable,
+        needs: Needs,
+        cfg: DataConfig,
+        image_size: int,
+        train: bool,
+        seed: int = 0,
+        renderers: tuple[Renderer, Renderer] | None = None,
+    ) -> None:
+        self.results = Path(results)
+        self.dataset = dataset
+        self.clips = clips.reset_index(drop=True)
+        self.table = table
+        self.needs = needs
+        self.cfg = cfg
+        self.size = int(cfg.image_size or image_size)
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self._renderers = renderers
+        self._handles: dict[Path, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = {}  # safetensors handles are per process
+        return state
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _tensor(self, stage: str, shard: str, clip_id: str) -> np.ndarray:
+        from safetensors import safe_open
+
+        path = shard_file(self.results, self.dataset, stage, shard, ".safetensors")
+        fh = self._handles.get(path)
+        if fh is None:
+            fh = self._handles[path] = safe_open(str(path), framework="numpy")
+        return fh.get_tensor(clip_id)
+
+    def renderers(self) -> tuple[Renderer, Renderer]:
+        if self._renderers is None:
+            self._renderers = default_renderers()
+        return self._renderers
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.clips.iloc[i]
+        clip_id, shard = str(row["clip_id"]), str(row["shard"])
+        try:
+            item = self._load(clip_id, shard)
+        except Exception as exc:
+            raise RuntimeError(f"{self.dataset}/{clip_id} (shard {shard}): {type(exc).__name__}: {exc}") from exc
+        # flip deterministically per (seed, epoch, clip): runs repeat exactly, epochs differ
+        if self.train and self.cfg.flip and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5:
+            for key in ("frames", "landmarks", "parsing"):
+                if key in item:
+                    item[key] = item[key].flip(2)
+        item["label"] = int(row["label_idx"])
+        item["clip_id"] = clip_id
+        return item
+
+    def _load(self, clip_id: str, shard: str) -> dict[str, Any]:
+        frames = self._tensor("frames", shard, clip_id)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames have shape {frames.shape}, expected [T, S, S, 3]")
+        t, crop = frames.shape[0], frames.shape[1]
+        idx = uniform_indices(t, self.cfg.num_frames)
+        mid_idx = idx[uniform_indices(len(idx), self.cfg.mid_frames)]
+        item: dict[str, Any] = {"frames": _resize(torch.from_numpy(frames[idx].copy()), self.size)}
+        if self.needs.landmarks:
+            render_landmarks, _ = self.renderers()
+            pts = self.table.landmarks[clip_id]
+            scale = self.size / crop
+            imgs = [np.asarray(render_landmarks(pts[j] * scale, self.size)) for j in mid_idx]
+            item["landmarks"] = _resize(torch.from_numpy(np.stack(imgs)), self.size)
+        if self.needs.parsing:
+            _, render_parsing = self.renderers()
+            maps = self._tensor("parsing", shard, clip_id)
+            imgs = [np.asarray(render_parsing(maps[j], self.size)) for j in mid_idx]
+            item["parsing"] = _resize(torch.from_numpy(np.stack(imgs)), self.size)
+        if self.needs.captions:
+            item["caption"] = self.table.captions[clip_id]
+        return item
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images and labels; keep ids and captions as lists."""
+    batch: dict[str, Any] = {
+        "clip_id": [it["clip_id"] for it in items],
+        "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
+    }
+    for key in ("frames", "landmarks", "parsing"):
+        if key in items[0]:
+            batch[key] = torch.stack([it[key] for it in items])
+    if "caption" in items[0]:
+        batch["captions"] = [it["caption"] for it in items]
+    return batch

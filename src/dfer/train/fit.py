@@ -1,0 +1,115 @@
+"""Train one fold: build the model, fit with Lightning, save the tunable-weights checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from dfer.artifacts import write_bytes_atomic
+from dfer.model.checkpoint import save_checkpoint
+from dfer.model.fineclip import FineCLIPER, count_parameters
+from dfer.train.config import RunConfig
+from dfer.train.data import ClipTable, Renderer
+from dfer.train.module import FineCLIPERModule, FoldDataModule
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+SUMMARY_NAME = "train.json"
+
+
+def _loggers(out: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = [CSVLogger(str(out), name="logs", version="")]
+    try:
+        import tensorboard  # noqa: F401 - only to check it is installed
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(out), name="logs", version="tb"))
+    except ImportError:
+        pass
+    return loggers
+
+
+def train_fold(
+    results: str | Path,
+    dataset: str,
+    fold: int,
+    run: str,
+    params: Mapping[str, Any],
+    out: str | Path,
+    renderers: tuple[Renderer, Renderer] | None = None,
+    table: ClipTable | None = None,
+) -> Path:
+    """Fit FineCLIPER on fold ``fold`` of ``dataset``; return the checkpoint path.
+
+    Writes ``{out}/checkpoint.safetensors`` (tunable weights + config), ``{out}/train.json``
+    (clip counts, final metrics, tunable parameter counts, seconds) and ``{out}/logs/``.
+    """
+    cfg = RunConfig.from_dict(params)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    device = cfg.resolved_device()
+    precision = cfg.resolved_precision()
+    if device == "cpu":
+        torch.set_float32_matmul_precision("highest")
+    else:
+        torch.set_float32_matmul_precision("high")
+
+    from dfer.train.data import dataset_labels
+
+    labels = table.labels if table is not None else dataset_labels(results, dataset)[0]
+    model = FineCLIPER(cfg.model, labels)
+    module = FineCLIPERModule(model, cfg)
+    data = FoldDataModule(results, dataset, fold, cfg, model.image_size, renderers=renderers, table=table)
+    data.setup("fit")
+    has_val = cfg.trainer.check_val_every_n_epoch > 0 and len(data.test_set or []) > 0
+    trainer = L.Trainer(
+        accelerator="gpu" if device.startswith("cuda") else "cpu",
+        devices=1,
+        precision=precision,
+        max_epochs=cfg.trainer.max_epochs,
+        logger=_loggers(out),
+        enable_checkpointing=False,  # checkpoints hold only tunable weights: saved below
+        enable_progress_bar=True,
+        enable_model_summary=False,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        check_val_every_n_epoch=cfg.trainer.check_val_every_n_epoch if has_val else 1,
+        limit_val_batches=None if has_val else 0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        accumulate_grad_batches=cfg.trainer.accumulate_grad_batches,
+        limit_train_batches=cfg.trainer.limit_train_batches,
+        deterministic="warn" if cfg.trainer.deterministic else False,
+        default_root_dir=str(out),
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - start
+    assert data.table is not None and data.train_set is not None
+    info = {
+        "dataset": dataset, "run": run, "fold": int(fold),
+        "num_train_clips": len(data.train_set), "num_test_clips": len(data.test_set or []),
+        "skipped_clips": data.table.skipped, "precision": precision, "device": device,
+    }
+    ckpt = save_checkpoint(out / CHECKPOINT_NAME, model, labels=labels, params=cfg.raw, **info)
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    summary = {
+        **info,
+        "epochs": trainer.current_epoch,
+        "final_metrics": dict(sorted(final.items())),
+        "parameters": count_parameters(model),
+        "seconds": seconds,
+        "clips_per_second": len(data.train_set) * trainer.current_epoch / seconds if seconds else None,
+    }
+    write_bytes_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True).encode())
+    return ckpt

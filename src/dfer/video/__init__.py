@@ -1,0 +1,26 @@
+"""Video input: uniform frame sampling, PyAV / frame-folder reading, per-clip face crops.
+
+``decode_clip`` is the per-clip in-memory API (used by the decode shard runner and by
+``dfer predict``); ``decode_shard`` writes one shard's frames artifacts.
+"""
+
+from dfer.video.clip import DecodeConfig, DecodedClip, decode_clip
+from dfer.video.errors import DecodeError
+from dfer.video.reader import SampledFrames, list_frame_files, read_frame_folder, read_video
+from dfer.video.sampling import sample_indices
+from dfer.video.shard import INDEX_SCHEMA, ShardResult, decode_shard
+
+__all__ = [
+    "INDEX_SCHEMA",
+    "DecodeConfig",
+    "DecodeError",
+    "DecodedClip",
+    "SampledFrames",
+    "ShardResult",
+    "decode_clip",
+    "decode_shard",
+    "list_frame_files",
+    "read_frame_folder",
+    "read_video",
+    "sample_indices",
+]

@@ -1,0 +1,75 @@
+"""One face box per clip, and the square face crops it gives.
+
+A per-clip box (not one per frame) keeps the crop still, so the only motion left in the
+crops is the face's own, which is what dynamic expression recognition learns from. The box
+is the per-coordinate median of the largest face detected in the examined frames (robust to
+a missed or spurious detection), grown by ``margin`` of its size on each side, made square,
+and moved (not padded) to lie inside the frame: padding would add black borders the model
+could latch onto. When the square is larger than the frame it shrinks to the frame.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from dfer.face_detect import DetectorKind, largest_face
+
+
+def detect_boxes(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,
+                 max_side: int = 640) -> list[np.ndarray | None]:
+    """Largest face box (x0, y0, x1, y1, source pixels) per frame, None where none is found.
+
+    Frames whose longer side exceeds ``max_side`` are downscaled for detection (HOG cost grows
+    with the pixel count; faces in expression datasets are large) and boxes scaled back.
+    """
+    out: list[np.ndarray | None] = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        scale = min(1.0, max_side / max(h, w)) if max_side > 0 else 1.0
+        img = frame if scale == 1.0 else cv2.resize(
+            frame, (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA)
+        box = largest_face(np.ascontiguousarray(img), kind=detector, upsample=upsample)
+        out.append(None if box is None else box.as_array() / np.float32(scale))
+    return out
+
+
+def median_box(boxes: list[np.ndarray | None]) -> np.ndarray | None:
+    """Per-coordinate median of the found boxes, or None when no frame had a face."""
+    found = [b for b in boxes if b is not None]
+    if not found:
+        return None
+    return np.median(np.stack(found), axis=0).astype(np.float32)
+
+
+def square_box(box: np.ndarray, margin: float, width: int, height: int) -> np.ndarray:
+    """Square crop box around ``box`` grown by ``margin`` per side, moved inside the frame.
+
+    Returned as float32 (x0, y0, x1, y1) with integer values (the pixels actually cropped).
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    side = int(round(min(max(side, 1.0), width, height)))
+    left = int(round(min(max(cx - side / 2, 0), width - side)))
+    top = int(round(min(max(cy - side / 2, 0), height - side)))
+    return np.array([left, top, left + side, top + side], dtype=np.float32)
+
+
+def center_box(width: int, height: int) -> np.ndarray:
+    """The largest centred square of a frame (the fallback when no face is found)."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return np.array([left, top, left + side, top + side], dtype=np.float32)
+
+
+def crop_resize(frames: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """Crop ``box`` (integer-valued, inside the frame) from every frame; uint8 [T, S, S, 3]."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    side = x1 - x0
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=interp)
+    return out

@@ -1,0 +1,56 @@
+"""Why a clip could not be decoded: one exception type per failure kind.
+
+The shard runner turns each into a row of the failures table; ``error_type`` is the stable,
+machine-readable kind (for counting and filtering), the message says what happened to which
+file in words a person can act on.
+"""
+
+from __future__ import annotations
+
+
+class DecodeError(Exception):
+    """A clip that cannot be decoded; ``error_type`` names the kind of failure."""
+
+    error_type = "decode_error"
+
+
+class UnreadableFile(DecodeError):
+    """The file or folder is missing or cannot be opened (permissions, not a file)."""
+
+    error_type = "unreadable"
+
+
+class EmptyFile(DecodeError):
+    """A zero-length file."""
+
+    error_type = "empty_file"
+
+
+class CorruptFile(DecodeError):
+    """The container or an image cannot be parsed, or no frame decodes."""
+
+    error_type = "corrupt"
+
+
+class TruncatedFile(DecodeError):
+    """The container promises more frames than can be decoded."""
+
+    error_type = "truncated"
+
+
+class NoVideoStream(DecodeError):
+    """The file opens but holds no video stream (e.g. audio only)."""
+
+    error_type = "no_video_stream"
+
+
+class NoFrames(DecodeError):
+    """A frame folder without images, or a video stream without frames."""
+
+    error_type = "no_frames"
+
+
+class NoFace(DecodeError):
+    """No face was detected in any examined frame and ``on_no_face`` is ``fail``."""
+
+    error_type = "no_face"
