@@ -15,12 +15,16 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/landmarks.smk"
 include: "workflow/rules/parsing.smk"
 include: "workflow/rules/captions.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"  # last: depends on every stage
 
 
 rule all:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -25,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         try:
             inspect_artifact(path, rows=args.rows, out=sys.stdout)
+        except BrokenPipeError:
+            # Output piped into `head` and closed: stop quietly, like other CLI tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return status
         except (OSError, ValueError) as exc:
             print(f"{path}: cannot inspect: {exc}", file=sys.stderr)
             status = 1

@@ -1,0 +1,71 @@
+"""Gather every evaluation's ``metrics.json`` into one table, with means over folds.
+
+Evaluations are found on disk (``results/{dataset}/train/**/metrics.json``) rather than
+listed in config, so zero-shot transfers and ablation runs appear without extra wiring.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+METRIC_COLUMNS = ["run", "trained_on", "dataset", "zero_shot", "fold", "num_clips", "uar", "war", "path"]
+SUMMARY_COLUMNS = ["run", "trained_on", "dataset", "zero_shot", "folds", "uar", "uar_std", "war", "war_std"]
+
+
+def find_metrics(results: Path, datasets: list[str]) -> list[Path]:
+    """Every ``metrics.json`` under the datasets' ``train`` folders, in a stable order."""
+    return sorted(p for ds in datasets for p in (results / ds / "train").rglob("metrics.json"))
+
+
+def read_metrics(paths: list[Path]) -> pd.DataFrame:
+    """One row per evaluation (fold). Raises naming the file when one is unreadable."""
+    rows = []
+    for path in paths:
+        try:
+            m = json.loads(path.read_text())
+            rows.append({
+                "run": m.get("run") or path.parent.parent.name,
+                "trained_on": m.get("trained_on") or m.get("dataset"),
+                "dataset": m["dataset"],
+                "zero_shot": bool(m.get("zero_shot", False)),
+                "fold": int(m.get("fold", 0)),
+                "num_clips": int(m.get("num_clips", 0)),
+                "uar": float(m["uar"]),
+                "war": float(m["war"]),
+                "path": str(path),
+            })
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a readable metrics file ({type(exc).__name__}: {exc})") from exc
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def summarize(per_fold: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation of UAR / WAR over the folds of each run and dataset."""
+    if per_fold.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    keys = ["run", "trained_on", "dataset", "zero_shot"]
+    rows = []
+    for key, group in per_fold.groupby(keys, sort=True):
+        rows.append({
+            **dict(zip(keys, key, strict=True)),
+            "folds": len(group),
+            "uar": float(np.nanmean(group["uar"])), "uar_std": float(np.nanstd(group["uar"])),
+            "war": float(np.nanmean(group["war"])), "war_std": float(np.nanstd(group["war"])),
+        })
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def confusion_matrices(paths: list[Path]) -> list[tuple[str, list[str], np.ndarray]]:
+    """(title, labels, matrix) of every evaluation, for the confusion-matrix grid."""
+    out = []
+    for path in paths:
+        m = json.loads(path.read_text())
+        if "confusion_matrix" not in m:
+            continue
+        title = f"{m.get('run', '')} {m['dataset']} fold {m.get('fold', 0)}".strip()
+        out.append((title, list(m.get("labels", [])), np.asarray(m["confusion_matrix"])))
+    return out

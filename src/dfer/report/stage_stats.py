@@ -1,0 +1,95 @@
+"""Per-dataset statistics of every preprocessing stage, read back from the artifacts.
+
+The numbers a researcher checks before trusting a training run: how many clips each stage
+processed, how many failed and why, how often the face detector found a face. They are read
+from the artifacts themselves (not from logs), so the report is true to what is on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+#: stage name -> artifact folder under results/{dataset}/
+STAGE_DIRS: dict[str, str] = {
+    "decode": "frames",
+    "landmarks": "landmarks",
+    "parsing": "parsing",
+    "captions": "captions",
+}
+
+STATS_COLUMNS = [
+    "dataset", "stage", "shards", "clips_ok", "clips_failed", "failure_types",
+    "frames", "face_rate",
+]
+
+
+def _shard_tables(folder: Path) -> list[Path]:
+    """The per-shard output tables of a stage (not its failures tables)."""
+    return sorted(p for p in folder.glob("shard-*.parquet") if not p.name.endswith(".failures.parquet"))
+
+
+def _read_columns(path: Path, wanted: list[str]) -> pd.DataFrame:
+    """Only the columns we count with; missing ones are simply absent (older schemas)."""
+    names = set(pq.read_schema(path).names)
+    return pq.read_table(path, columns=[c for c in wanted if c in names]).to_pandas()
+
+
+def _failures(folder: Path) -> pd.DataFrame:
+    tables = [pd.read_parquet(p) for p in sorted(folder.glob("*failures.parquet"))]
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["clip_id", "error_type"])
+
+
+def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
+    """One row per stage that has artifacts in ``dataset_dir`` (``results/{dataset}``)."""
+    rows: list[dict[str, object]] = []
+    dataset = dataset_dir.name
+    manifest = dataset_dir / "manifest" / "manifest.parquet"
+    if manifest.exists():
+        fails = _failures(dataset_dir / "manifest")
+        rows.append({
+            "dataset": dataset, "stage": "manifest", "shards": len(_shard_tables(dataset_dir / "manifest")),
+            "clips_ok": pq.read_metadata(manifest).num_rows, "clips_failed": len(fails),
+            "failure_types": _failure_types(fails), "frames": None, "face_rate": None,
+        })
+    for stage, sub in STAGE_DIRS.items():
+        folder = dataset_dir / sub
+        shards = _shard_tables(folder) if folder.is_dir() else []
+        if not shards:
+            continue
+        parts = [_read_columns(p, ["clip_id", "has_face", "face_found_frac", "frame"]) for p in shards]
+        table = pd.concat(parts, ignore_index=True)
+        fails = _failures(folder)
+        frames: int | None = None
+        face_rate: float | None = None
+        if "has_face" in table.columns:  # landmarks: one row per frame
+            frames = len(table)
+            face_rate = float(table["has_face"].mean()) if frames else None
+        elif "face_found_frac" in table.columns:  # decode: one row per clip
+            face_rate = float(table["face_found_frac"].mean()) if len(table) else None
+        elif "frame" in table.columns:  # parsing stats: one row per frame
+            frames = len(table)
+        rows.append({
+            "dataset": dataset, "stage": stage, "shards": len(shards),
+            "clips_ok": int(table["clip_id"].nunique()) if "clip_id" in table else len(table),
+            "clips_failed": int(fails["clip_id"].nunique()) if len(fails) else 0,
+            "failure_types": _failure_types(fails), "frames": frames, "face_rate": face_rate,
+        })
+    return rows
+
+
+def _failure_types(fails: pd.DataFrame) -> str:
+    """``"CorruptVideo: 2, NoFace: 1"``: the causes at a glance."""
+    if not len(fails) or "error_type" not in fails:
+        return ""
+    counts = fails["error_type"].value_counts()
+    return ", ".join(f"{name}: {int(n)}" for name, n in sorted(counts.items()))
+
+
+def collect_stage_stats(results: Path, datasets: list[str]) -> pd.DataFrame:
+    """Stage statistics of several datasets as one table (columns :data:`STATS_COLUMNS`)."""
+    rows = [row for ds in datasets for row in stage_stats(results / ds)]
+    return pd.DataFrame(rows, columns=STATS_COLUMNS)

@@ -1,0 +1,90 @@
+"""Build the report folder: CSV tables, a Markdown and an HTML summary, and the figures.
+
+``results/report/`` is what a researcher opens after a run and what ``snakemake --report``
+embeds: ``metrics.csv`` (per fold), ``summary.csv`` (mean over folds), ``stages.csv``,
+``report.md``, ``report.html`` and three PNGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dfer.artifacts import write_bytes_atomic
+from dfer.report.metrics_table import confusion_matrices, find_metrics, read_metrics, summarize
+from dfer.report.plots import plot_confusion_grid, plot_metrics, plot_stage_stats
+from dfer.report.stage_stats import collect_stage_stats
+
+REPORT_FILES = (
+    "metrics.csv", "summary.csv", "stages.csv", "report.md", "report.html",
+    "metrics.png", "stages.png", "confusion.png",
+)
+
+
+def _pct(x: object) -> str:
+    return "" if x is None or pd.isna(x) else f"{100 * float(x):.2f}"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_none_\n"
+    head = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |"
+            for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    shown = summary.copy()
+    for key in ("uar", "war"):
+        shown[key] = [f"{_pct(m)} ± {_pct(s)}" for m, s in zip(summary[key], summary[f"{key}_std"], strict=True)]
+    return shown.drop(columns=["uar_std", "war_std"])
+
+
+def _display_stats(stats: pd.DataFrame) -> pd.DataFrame:
+    shown = stats.copy()
+    shown["face_rate"] = [_pct(v) for v in stats["face_rate"]]
+    shown["frames"] = ["" if pd.isna(v) else str(int(v)) for v in stats["frames"]]
+    return shown.rename(columns={"face_rate": "face_rate_%"})
+
+
+def build_report(results: Path, datasets: list[str], out: Path) -> dict[str, pd.DataFrame]:
+    """Write every file of :data:`REPORT_FILES` into ``out``; returns the three tables."""
+    paths = find_metrics(results, datasets)
+    per_fold = read_metrics(paths)
+    summary = summarize(per_fold)
+    stats = collect_stage_stats(results, datasets)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / "metrics.csv", per_fold.to_csv(index=False).encode())
+    write_bytes_atomic(out / "summary.csv", summary.to_csv(index=False).encode())
+    write_bytes_atomic(out / "stages.csv", stats.to_csv(index=False).encode())
+    plot_metrics(summary, out / "metrics.png")
+    plot_stage_stats(stats, out / "stages.png")
+    plot_confusion_grid(confusion_matrices(paths), out / "confusion.png")
+
+    shown_summary = _display_summary(summary)
+    shown_stats = _display_stats(stats)
+    md = [
+        "# dfer report", "",
+        f"Datasets: {', '.join(datasets)}. UAR / WAR in %, mean ± std over folds.", "",
+        "## Results", "", _markdown_table(shown_summary),
+        "## Per fold", "", _markdown_table(per_fold.drop(columns=["path"]).round(4)),
+        "## Stages", "", _markdown_table(shown_stats),
+        "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
+    ]
+    write_bytes_atomic(out / "report.md", "\n".join(md).encode())
+    html = "\n".join([
+        "<html><head><meta charset='utf-8'><title>dfer report</title></head><body>",
+        "<h1>dfer report</h1>",
+        "<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
+        shown_summary.to_html(index=False, na_rep="", escape=True),
+        "<h2>Per fold</h2>", per_fold.drop(columns=["path"]).round(4).to_html(index=False, na_rep=""),
+        "<h2>Stages</h2>", shown_stats.to_html(index=False, na_rep=""),
+        "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
+        "</body></html>",
+    ])
+    write_bytes_atomic(out / "report.html", html.encode())
+    return {"metrics": per_fold, "summary": summary, "stages": stats}

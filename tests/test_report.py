@@ -1,0 +1,104 @@
+"""The report stage: metrics gathered across folds, stage statistics, figures and CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dfer.artifacts import provenance, write_failures, write_parquet
+from dfer.cli import main
+from dfer.report.metrics_table import find_metrics, read_metrics, summarize
+from dfer.report.write import REPORT_FILES, build_report
+
+META = provenance("test", 1)
+
+
+def _metrics(path: Path, *, dataset: str, fold: int, uar: float, war: float, run: str = "r",
+             trained_on: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "dataset": dataset, "fold": fold, "run": run, "trained_on": trained_on or dataset,
+        "zero_shot": trained_on not in (None, dataset), "uar": uar, "war": war, "num_clips": 10,
+        "labels": ["a", "b"], "confusion_matrix": [[3, 1], [2, 4]],
+    }))
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    res = tmp_path / "results"
+    ds = res / "toy"
+    _metrics(ds / "train" / "r" / "fold-1" / "metrics.json", dataset="toy", fold=1, uar=0.5, war=0.6)
+    _metrics(ds / "train" / "r" / "fold-2" / "metrics.json", dataset="toy", fold=2, uar=0.7, war=0.8)
+    _metrics(ds / "train" / "zs" / "metrics.json", dataset="toy", fold=0, uar=0.3, war=0.4,
+             run="zs", trained_on="other")
+    write_parquet(ds / "manifest" / "manifest.parquet",
+                  pd.DataFrame({"clip_id": ["c1", "c2", "c3", "c4"]}), META)
+    write_parquet(ds / "frames" / "shard-000.parquet",
+                  pd.DataFrame({"clip_id": ["c1", "c2", "c3"], "face_found_frac": [1.0, 0.5, 0.0]}), META)
+    write_failures(ds / "frames" / "shard-000.failures.parquet",
+                   [{"clip_id": "c4", "stage": "decode", "source": "c4.mp4",
+                     "error_type": "CorruptVideo", "message": "c4.mp4: invalid data"}], META)
+    write_parquet(ds / "landmarks" / "shard-000.parquet", pd.DataFrame({
+        "clip_id": ["c1"] * 2 + ["c2"] * 2, "frame": [0, 1, 0, 1], "has_face": [True, True, True, False],
+    }), META)
+    write_failures(ds / "landmarks" / "shard-000.failures.parquet",
+                   [{"clip_id": "c3", "stage": "landmarks", "source": "c3", "error_type": "NoFace",
+                     "message": "no face in any frame"}], META)
+    return res
+
+
+def test_metrics_are_averaged_over_folds_per_run(results: Path) -> None:
+    per_fold = read_metrics(find_metrics(results, ["toy"]))
+    assert len(per_fold) == 3
+    summary = summarize(per_fold).set_index("run")
+    assert summary.loc["r", "folds"] == 2
+    assert summary.loc["r", "uar"] == pytest.approx(0.6)
+    assert summary.loc["r", "uar_std"] == pytest.approx(0.1)
+    assert summary.loc["r", "war"] == pytest.approx(0.7)
+    assert bool(summary.loc["zs", "zero_shot"]) is True
+    assert summary.loc["zs", "trained_on"] == "other"
+
+
+def test_report_files_and_stage_statistics(results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    tables = build_report(results, ["toy"], out)
+    for name in REPORT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stats = tables["stages"].set_index("stage")
+    assert stats.loc["manifest", "clips_ok"] == 4
+    assert stats.loc["decode", "clips_ok"] == 3
+    assert stats.loc["decode", "clips_failed"] == 1
+    assert stats.loc["decode", "failure_types"] == "CorruptVideo: 1"
+    assert stats.loc["decode", "face_rate"] == pytest.approx(0.5)
+    assert stats.loc["landmarks", "frames"] == 4
+    assert stats.loc["landmarks", "face_rate"] == pytest.approx(0.75)
+    assert stats.loc["landmarks", "failure_types"] == "NoFace: 1"
+    md = (out / "report.md").read_text()
+    assert "| r | toy | toy | False | 2 | 60.00 ± 10.00 | 70.00 ± 10.00 |" in md
+    assert pd.read_csv(out / "summary.csv").shape[0] == 2
+
+
+def test_report_is_byte_identical_when_rerun(results: Path, tmp_path: Path) -> None:
+    build_report(results, ["toy"], tmp_path / "a")
+    build_report(results, ["toy"], tmp_path / "b")
+    for name in REPORT_FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_unreadable_metrics_file_is_named(results: Path) -> None:
+    bad = results / "toy" / "train" / "r" / "fold-3" / "metrics.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="fold-3/metrics.json"):
+        read_metrics(find_metrics(results, ["toy"]))
+
+
+def test_cli_prints_summary(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--results", str(results), "--datasets", "toy", "--out", str(tmp_path / "o")]) == 0
+    text = capsys.readouterr().out
+    assert "r toy: UAR 60.00 WAR 70.00 (2 folds)" in text
+    assert "zs other->toy: UAR 30.00 WAR 40.00 (1 fold)" in text

@@ -1,0 +1,29 @@
+# Stage 7: report. One table across runs, folds and datasets, stage statistics and plots in
+# results/report/; its outputs are flagged for `snakemake --report report.html`.
+# Included last: it depends on every other stage's final targets.
+
+REPORT_INPUTS = list(TARGETS)
+
+
+rule report:
+    input:
+        REPORT_INPUTS,
+    output:
+        metrics=report(f"{RESULTS}/report/metrics.png", caption="../report/metrics.rst", category="Results"),
+        confusion=report(f"{RESULTS}/report/confusion.png", caption="../report/confusion.rst", category="Results"),
+        stages=report(f"{RESULTS}/report/stages.png", caption="../report/stages.rst", category="Stages"),
+        summary=report(f"{RESULTS}/report/summary.csv", caption="../report/tables.rst", category="Results"),
+        per_fold=report(f"{RESULTS}/report/metrics.csv", caption="../report/tables.rst", category="Results"),
+        stage_table=report(f"{RESULTS}/report/stages.csv", caption="../report/tables.rst", category="Stages"),
+        md=f"{RESULTS}/report/report.md",
+        html=f"{RESULTS}/report/report.html",
+    log:
+        f"{RESULTS}/logs/report.log",
+    conda:
+        "../../envs/dfer.yaml"
+    shell:
+        "{PY} report --results {RESULTS} --datasets {DATASETS} --out {RESULTS}/report"
+        " 2> >(tee {log} >&2)"
+
+
+TARGETS.append(f"{RESULTS}/report/report.md")
