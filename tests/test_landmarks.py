@@ -121,6 +121,31 @@ def test_auto_backend_is_dlib_without_cuda_or_weights(tmp_path, monkeypatch) -> 
     assert resolve_backend(LandmarksConfig()) == "dlib"
 
 
+def test_mmod_detector_finds_the_face_and_agrees_with_hog(clip: np.ndarray) -> None:
+    mmod = detect_landmarks(clip[:2], {"backend": "dlib", "detector": "mmod"})
+    hog = detect_landmarks(clip[:2], {"backend": "dlib"})
+    assert mmod.has_face.all() and (mmod.score > 0).all()
+    assert np.abs(mmod.points - hog.points).mean() < 3.0  # same face, same predictor
+
+
+def test_auto_backend_needs_both_cuda_and_fan_weights(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from dfer.landmarks.api import model_name
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    ckpt = _save_random_fan(tmp_path / "hub" / "checkpoints")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_backend(LandmarksConfig()) == "dlib"  # weights, no CUDA
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_backend(LandmarksConfig()) == "face_alignment"
+    assert model_name(LandmarksConfig()) == "face_alignment:2DFAN-4"
+    ckpt.unlink()
+    assert resolve_backend(LandmarksConfig()) == "dlib"  # CUDA, no weights
+    assert model_name(LandmarksConfig()).startswith("dlib:")
+
+
 def test_face_alignment_without_weights_names_the_file_and_setting(tmp_path, monkeypatch, clip) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"2DFAN4-11f355bf06\.pth\.tar.*landmarks\.weights"):
@@ -154,6 +179,87 @@ def test_fan_predict_points_batches_frames_and_maps_to_crop_pixels() -> None:
     np.testing.assert_array_equal(pts[0], pts[2])
     # heat-map (16, 32) of 64 -> a quarter across, half way down the FAN crop around the box
     assert pts[0, 0, 0] < 112 and 90 < pts[0, 0, 1] < 140
+
+
+def test_decode_heatmaps_peaks_quarter_shift_and_crop_transform() -> None:
+    from dfer.landmarks.fan_backend import decode_heatmaps
+
+    heat = np.zeros((2, 68, 64, 64), np.float32)
+    heat[0, :, 10, 20] = 1.0               # isolated peak: no shift
+    heat[1, :, 40, 30] = 1.0
+    heat[1, :, 40, 31] = 0.5               # right neighbour larger: +0.25 in x
+    heat[1, :, 39, 30] = 0.5               # upper neighbour larger: -0.25 in y
+    heat[1, 7, :, :] = 0.0
+    heat[1, 7, 0, 63] = 1.0                # border cell: never shifted
+    centers = np.array([[100.0, 120.0], [50.0, 60.0]])
+    scales = np.array([0.64, 1.28])        # crops of 128 and 256 px: 2 and 4 px per cell
+    pts = decode_heatmaps(heat, centers, scales)
+    assert pts.shape == (2, 68, 2) and pts.dtype == np.float32
+    # cell (x, y) centre = (x + 0.5, y + 0.5); image = (cell - 32) * px_per_cell + centre
+    np.testing.assert_allclose(pts[0, 0], [(20.5 - 32) * 2 + 100, (10.5 - 32) * 2 + 120])
+    np.testing.assert_allclose(pts[1, 0], [(30.75 - 32) * 4 + 50, (40.25 - 32) * 4 + 60])
+    np.testing.assert_allclose(pts[1, 7], [(63.5 - 32) * 4 + 50, (0.5 - 32) * 4 + 60])
+
+
+def _save_random_fan(path, modules: int = 1):
+    """A random-init FAN checkpoint under face-alignment's file name (no download needed)."""
+    import torch
+    from face_alignment.models import FAN
+
+    from dfer.landmarks.fan_backend import weights_filename
+
+    torch.manual_seed(0)
+    torch.save(FAN(modules).state_dict(), path / weights_filename())
+    return path / weights_filename()
+
+
+def test_fan_loads_a_local_checkpoint_and_runs_in_batches(tmp_path, clip) -> None:
+    """The real loading path (file name, module count from the checkpoint) + batched forward."""
+    from dfer.face_detect import FaceBox
+    from dfer.landmarks import fan_backend
+
+    ckpt = _save_random_fan(tmp_path, modules=1)
+    assert fan_backend.resolve_weights(tmp_path) == ckpt  # a folder holding the file
+    assert fan_backend.resolve_weights(ckpt) == ckpt      # or the file itself
+    net = fan_backend.load_fan(str(ckpt), "cpu")
+    assert net.num_modules == 1 and not net.training
+    sizes: list[int] = []
+    net.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    box = FaceBox(37, 37, 187, 187, float("nan"))
+    pts = fan_backend.predict_points(net, clip[:3], [box, None, box], "cpu", batch_size=1,
+                                     flip_input=True)
+    assert sizes == [1, 1, 1, 1]  # 2 frames with a box, each forward + flipped forward
+    assert pts.shape == (3, 68, 2) and np.isnan(pts[1]).all() and np.isfinite(pts[[0, 2]]).all()
+    # random weights put the peaks anywhere, but always inside the FAN crop around the box
+    center, scale = fan_backend.center_scale(box)
+    assert (np.abs(pts[[0, 2]] - center) <= 100 * scale + 1e-3).all()
+    res = detect_landmarks(clip[:2], {"backend": "face_alignment", "device": "cpu",
+                                      "weights": str(tmp_path), "detector": "crop",
+                                      "flip_input": False})
+    assert res.points.shape == (2, 68, 2) and res.has_face.all()
+
+
+def test_fan_checkpoint_that_is_not_a_fan_is_rejected(tmp_path) -> None:
+    import torch
+
+    from dfer.landmarks import fan_backend
+
+    bad = tmp_path / fan_backend.weights_filename()
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="not a FAN checkpoint"):
+        fan_backend.load_fan(str(bad), "cpu")
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"cannot read the FAN checkpoint .*2DFAN4"):
+        fan_backend.load_fan.__wrapped__(str(bad), "cpu")
+
+
+def test_shard_with_missing_fan_weights_fails_before_any_clip(tmp_path, clip) -> None:
+    frames, index = _write_shard(tmp_path, {"a": clip[:1]})
+    out, fail = tmp_path / "lm.parquet", tmp_path / "lm.failures.parquet"
+    params = {"backend": "face_alignment", "weights": str(tmp_path / "no-such-dir")}
+    with pytest.raises(FileNotFoundError, match=r"no-such-dir.*landmarks\.weights"):
+        run_shard(frames, index, out, fail, params)
+    assert not out.exists() and not fail.exists()
 
 
 def _write_shard(tmp_path, clips: dict[str, np.ndarray], extra_ids: tuple[str, ...] = ()):
@@ -208,15 +314,31 @@ def test_empty_shard_writes_valid_empty_artifacts(tmp_path) -> None:
     assert read_landmarks(out) == {}
 
 
+@pytest.mark.slow  # ~100 MB checkpoint written and read, ~5-15 s on a shared 2-core CPU
+def test_face_alignment_backend_loads_a_full_size_checkpoint(tmp_path, clip) -> None:
+    """2DFAN-4's architecture (4 hourglasses), random weights under face-alignment's name."""
+    from dfer.landmarks import fan_backend
+
+    ckpt = _save_random_fan(tmp_path, modules=4)
+    assert fan_backend.load_fan(str(ckpt), "cpu").num_modules == 4
+    res = detect_landmarks(clip[:1], {"backend": "face_alignment", "device": "cpu",
+                                      "weights": str(tmp_path), "detector": "crop",
+                                      "flip_input": False})
+    assert res.points.shape == (1, 68, 2) and np.isfinite(res.points).all()
+
+
 @pytest.mark.slow
-def test_face_alignment_backend_loads_a_local_checkpoint(tmp_path, clip) -> None:
-    """The real FAN loading path, with random weights saved under face-alignment's file name."""
-    import torch
-    from face_alignment.models import FAN
+def test_decode_heatmaps_agrees_with_face_alignment(tmp_path) -> None:
+    """Our vectorised decoding vs face-alignment's numba one (which truncates to whole pixels)."""
+    from face_alignment.utils import get_preds_fromhm
 
-    from dfer.landmarks.fan_backend import weights_filename
+    from dfer.landmarks.fan_backend import decode_heatmaps
 
-    torch.save(FAN(4).state_dict(), tmp_path / weights_filename())
-    res = detect_landmarks(clip[:2], {"backend": "face_alignment", "device": "cpu",
-                                      "weights": str(tmp_path), "detector": "crop"})
-    assert res.points.shape == (2, 68, 2) and np.isfinite(res.points).all()
+    rng = np.random.default_rng(0)
+    heat = rng.random((3, 68, 64, 64)).astype(np.float32)
+    centers = rng.uniform(80, 140, (3, 2))
+    scales = rng.uniform(0.6, 1.4, 3)
+    ours = decode_heatmaps(heat, centers, scales)
+    for i in range(3):
+        _, theirs, _ = get_preds_fromhm(heat[i:i + 1], centers[i], scales[i])
+        assert np.abs(ours[i] - theirs[0]).max() <= 1.0

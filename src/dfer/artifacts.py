@@ -60,9 +60,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # e.g. ENOSPC from a writer that does not say which file: name the artifact
+            raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
         raise
 
 

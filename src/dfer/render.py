@@ -1,9 +1,11 @@
 """Landmarks and parsing maps as RGB images, the inputs of FineCLIPER's middle-level encoders.
 
-Rendered on the fly (in the trainer's dataloader), not stored: drawing a frame costs well
-under a millisecond, the stored landmarks / label maps are far smaller than RGB images, and
-changing a colour or line width then needs no pipeline re-run. Both functions are pure and
-deterministic (same input, same bytes).
+Rendered on the fly (in the trainer's dataloader), not stored: drawing both images of a frame
+costs about a millisecond on one CPU core (benchmarks/results/face_stages.md), nothing next to
+the image encoders, while the two RGB images would take 6 bytes per pixel on disk against the
+label map's 1 byte and the landmarks' 544 bytes per frame; and changing a colour or line width
+then needs no pipeline re-run. Both functions are pure and deterministic (same input, same
+bytes). See docs/face_stages.md.
 """
 
 from __future__ import annotations

@@ -2,11 +2,23 @@
 # predictor (CPU, offline); one Parquet row per (clip, frame) + per-clip failures table.
 
 
+def nvidia_gpu_present():
+    """Cheap parse-time check (no torch import) for an NVIDIA GPU on the machine."""
+    return os.path.exists("/dev/nvidiactl") or bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def stage_gpu(section, cpu_backend):
+    """gpu=1 for a stage whose backend may run on the GPU: pinned GPU backend, or `auto` on
+    a machine with an NVIDIA GPU; 0 for the CPU backend or `device: cpu`."""
+    cfg = config.get(section, {})
+    backend = cfg.get("backend", "auto")
+    if backend == cpu_backend or cfg.get("device", "auto") == "cpu":
+        return 0
+    return 1 if backend != "auto" or nvidia_gpu_present() else 0
+
+
 def landmarks_gpu(wildcards):
-    """1 GPU when the configured backend may use one (face_alignment, or auto off the CPU)."""
-    cfg = config.get("landmarks", {})
-    cpu_only = cfg.get("backend", "auto") == "dlib" or cfg.get("device", "auto") == "cpu"
-    return 0 if cpu_only else 1
+    return stage_gpu("landmarks", "dlib")
 
 
 rule landmarks:

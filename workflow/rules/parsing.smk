@@ -4,10 +4,7 @@
 
 
 def parsing_gpu(wildcards):
-    """1 GPU when the configured backend may use one (facer, or auto off the CPU)."""
-    cfg = config.get("parsing", {})
-    cpu_only = cfg.get("backend", "auto") == "landmarks" or cfg.get("device", "auto") == "cpu"
-    return 0 if cpu_only else 1
+    return stage_gpu("parsing", "landmarks")  # defined in landmarks.smk
 
 
 rule parsing:

@@ -184,7 +184,7 @@ def describe_landmarks(points: np.ndarray, has_face: np.ndarray | None = None) -
     if not sentences:
         still = "open" if float(np.median(feats["mouth_open"])) >= 0.15 else "closed"
         sentences.append(
-            f"The face stays still: the mouth stays {still}, the eyebrows stay level and "
+            f"The face stays still. The mouth stays {still}, the eyebrows stay level and "
             "the eyes keep the same opening."
         )
     return " ".join(sentences)

@@ -8,6 +8,7 @@ the captions stage and nothing else) without loading numpy or vLLM.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "top_p": 1.0,
     "seed": 0,
     "batch_size": 16,         # clips per engine call / per concurrent wave
+    "device": "auto",         # auto | cpu | cuda: `cpu` keeps Snakemake from reserving a GPU
     "vllm": {
         "model": DEFAULT_MODEL,   # hub id or local directory
         "input": "video",         # video | images
@@ -38,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
         "gpu_memory_utilization": 0.85,
         "tensor_parallel_size": 1,
         "enforce_eager": False,
-        "python": None,           # interpreter of the separate vLLM env (None: auto)
+        "python": None,           # interpreter of the separate vLLM env (None: see vllm_python)
         "engine_args": {},        # passed to vllm.LLM(**engine_args) as is
     },
     "openai": {
@@ -85,6 +87,8 @@ class CaptionsConfig:
                              f"(known: {', '.join(sorted(PROMPT_TEMPLATES))})")
         if int(merged["num_frames"]) < 1 or int(merged["max_tokens"]) < 1:
             raise ValueError("captions.num_frames and captions.max_tokens must be >= 1")
+        if merged["device"] not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"captions.device must be auto, cpu or cuda, got {merged['device']!r}")
         for mode in ("vllm", "openai"):
             if merged[mode]["input"] not in ("video", "images"):
                 raise ValueError(f"captions.{mode}.input must be 'video' or 'images'")
@@ -125,3 +129,26 @@ class CaptionsConfig:
 
     def prompt_hash(self) -> str:
         return prompt_hash(self.prompt_version, self.model, self.sampling(), self.num_frames)
+
+
+#: Where scripts/setup_vllm_env.sh builds the vLLM environment by default.
+DEFAULT_VLLM_VENV = os.path.join(os.path.expanduser("~"), ".cache", "dfer", "venv-vllm")
+
+
+def vllm_python(params: Mapping[str, Any] | None = None) -> str | None:
+    """The interpreter of the separate vLLM environment, or None when there is none.
+
+    In order: ``captions.vllm.python`` in the config, ``$DFER_VLLM_PYTHON``, the venv that
+    ``scripts/setup_vllm_env.sh`` builds (``~/.cache/dfer/venv-vllm``, only once complete:
+    its ``.installed`` marker is written last).
+    """
+    configured = ((params or {}).get("vllm") or {}).get("python")
+    if configured:
+        return str(configured)
+    if os.environ.get("DFER_VLLM_PYTHON"):
+        return os.environ["DFER_VLLM_PYTHON"]
+    venv = os.environ.get("DFER_VLLM_VENV", DEFAULT_VLLM_VENV)
+    python = os.path.join(venv, "bin", "python")
+    if os.path.exists(os.path.join(venv, ".installed")) and os.path.exists(python):
+        return python
+    return None

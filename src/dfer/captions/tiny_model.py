@@ -75,7 +75,7 @@ def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, image_side: int = 
         text_config={
             "vocab_size": 512, "hidden_size": 128, "intermediate_size": 256,
             "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-            "head_dim": head_dim, "max_position_embeddings": 4096, "tie_word_embeddings": True,
+            "head_dim": head_dim, "max_position_embeddings": 4096, "tie_word_embeddings": False,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                 "mrope_section": [8, 12, 12]},
             "eos_token_id": ids["<|im_end|>"], "bos_token_id": ids["<|endoftext|>"],
@@ -88,11 +88,21 @@ def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, image_side: int = 
         },
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
+    # Random weights answer with whatever token scores highest -- often a newline, which
+    # strips to an empty caption. Zeroing every output row but lowercase letters, space and
+    # full stop makes greedy decoding emit (meaningless) words, so the pipeline downstream of
+    # the engine (refinement, Parquet rows) is exercised too.
+    keep = [vocab[c] for c in "abcdefghijklmnopqrstuvwxyz."] + [vocab[chr(288)]]  # 288: space
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        mask = torch.zeros(head.shape[0], dtype=torch.bool)
+        mask[keep] = True
+        head[~mask] = 0.0
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     pixels = image_side * image_side

@@ -82,6 +82,24 @@ def _fan_for(weights: str | None, device: str):  # noqa: ANN202 - torch module
     return fan_backend.load_fan(str(path), device)
 
 
+def load_models(cfg: LandmarksConfig) -> str:
+    """Load the models ``cfg`` needs now and return the resolved backend name.
+
+    The shard runner calls this before its clip loop so that missing or broken weights stop
+    the job with one clear error instead of turning every clip into a failure row.
+    """
+    backend = resolve_backend(cfg)
+    if cfg.detector == "mmod":
+        from dfer.face_detect import MMOD_DETECTOR, model_file
+
+        model_file(MMOD_DETECTOR)
+    if backend == "face_alignment":
+        _fan_for(cfg.weights, resolve_device(cfg.device))
+    else:
+        dlib_backend.load_predictor()
+    return backend
+
+
 def detect_landmarks(
     frames: np.ndarray, cfg: LandmarksConfig | Mapping[str, Any] | None = None
 ) -> LandmarkResult:

@@ -16,7 +16,8 @@ MODEL_NAME = f"dlib:{SHAPE_PREDICTOR_68}"
 
 
 @functools.lru_cache(maxsize=1)
-def _predictor():  # noqa: ANN202 - dlib objects have no stubs
+def load_predictor():  # noqa: ANN201 - dlib objects have no stubs
+    """The 68-point shape predictor, loaded once per process (the file is ~100 MB)."""
     import dlib
 
     return dlib.shape_predictor(str(model_file(SHAPE_PREDICTOR_68)))
@@ -26,7 +27,7 @@ def predict_points(frames: np.ndarray, boxes: list[FaceBox | None]) -> np.ndarra
     """Points [T, 68, 2] (float32, crop pixels; NaN where ``boxes[t]`` is None)."""
     import dlib
 
-    predictor = _predictor()
+    predictor = load_predictor()
     out = np.full((len(frames), 68, 2), np.nan, dtype=np.float32)
     for t, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
         if box is None:

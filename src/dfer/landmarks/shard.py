@@ -13,7 +13,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from dfer.artifacts import provenance, write_failures, write_parquet
-from dfer.landmarks.api import LandmarkResult, detect_landmarks, model_name, resolve_backend
+from dfer.landmarks.api import (
+    LandmarkResult,
+    detect_landmarks,
+    load_models,
+    model_name,
+    resolve_backend,
+)
 from dfer.landmarks.config import LandmarksConfig
 
 STAGE = "landmarks"
@@ -97,12 +103,16 @@ def run_shard(
     """Detect landmarks for every clip of a decoded shard; write Parquet + failures.
 
     A clip that fails (no face on any frame, missing tensor, bad shape) becomes a failure
-    row; the other clips complete. Returns the summary also stored in the provenance.
+    row; the other clips complete. Missing model weights are a configuration error, not a
+    clip's: they raise before any clip is processed. An empty shard (no clips) writes valid
+    empty artifacts without loading any model. Returns the summary also stored in the
+    provenance.
     """
     from safetensors import safe_open
 
     cfg = LandmarksConfig.from_dict(params)
     clip_ids = index_clip_ids(index_path)
+    backend = load_models(cfg) if clip_ids else resolve_backend(cfg)
     results: dict[str, LandmarkResult] = {}
     failures: list[dict[str, str]] = []
     with safe_open(str(frames_path), framework="numpy") as fh:
@@ -128,7 +138,7 @@ def run_shard(
         "detection_rate": round(detected / frames, 6) if frames else None,
     }
     meta = provenance(
-        STAGE, SCHEMA_VERSION, backend=resolve_backend(cfg), model=model_name(cfg),
+        STAGE, SCHEMA_VERSION, backend=backend, model=model_name(cfg),
         params=cfg.to_dict(), **summary,
     )
     write_parquet(out_path, results_table(results), meta, schema=SCHEMA)

@@ -23,6 +23,16 @@ Tokenizer = Callable[[list[str]], torch.Tensor]
 
 def build_clip(cfg: ModelConfig) -> tuple[nn.Module, Tokenizer]:
     """Return ``(clip_model, tokenizer)`` for ``cfg``, frozen, eval mode, on CPU."""
+    if cfg.pretrained:
+        return _build_clip(cfg)
+    # random init: the frozen weights are not in the checkpoint, so they come from a fixed seed
+    # (without touching the caller's random state)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.init_seed)
+        return _build_clip(cfg)
+
+
+def _build_clip(cfg: ModelConfig) -> tuple[nn.Module, Tokenizer]:
     import open_clip
 
     explicit = cfg.open_clip_cfg()

@@ -34,6 +34,9 @@ class ModelConfig:
     pretrained: str | None = "openai"
     #: explicit open_clip model config (embed_dim/vision_cfg/text_cfg); overrides ``backbone``.
     model_cfg: dict[str, Any] | None = None
+    #: seed of the random-init backbone (``pretrained`` null): checkpoints hold only adapters,
+    #: so the frozen random weights must be re-created bit for bit when a checkpoint is loaded.
+    init_seed: int = 0
     #: run the frozen backbone blocks under activation checkpointing (saves GPU memory).
     grad_checkpointing: bool = False
 

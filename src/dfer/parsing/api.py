@@ -12,6 +12,7 @@ from dfer.parsing.config import ParsingConfig
 
 
 def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
     if device != "auto":
         return device
     import torch
@@ -31,7 +32,26 @@ def resolve_backend(cfg: ParsingConfig) -> str:
 
 
 def model_name(cfg: ParsingConfig) -> str:
+    """Provenance name of the parser the config resolves to."""
     return f"facer:{cfg.model}" if resolve_backend(cfg) == "facer" else "polygon68"
+
+
+def _facer_parser(cfg: ParsingConfig):  # noqa: ANN202 - facer FaceParser
+    device = resolve_device(cfg.device)
+    path = facer_backend.resolve_weights(cfg.model, cfg.weights)
+    return facer_backend.load_parser(cfg.model, str(path), device), device
+
+
+def load_models(cfg: ParsingConfig) -> str:
+    """Load the parser ``cfg`` needs now and return the resolved backend name.
+
+    Called by the shard runner before its clip loop: missing facer weights stop the job with
+    one clear error instead of becoming a failure row per clip.
+    """
+    backend = resolve_backend(cfg)
+    if backend == "facer":
+        _facer_parser(cfg)
+    return backend
 
 
 def parse_clip(
@@ -54,9 +74,7 @@ def parse_clip(
             f"expected points [{len(frames)}, 68, 2] for {len(frames)} frames, got {points.shape}"
         )
     if resolve_backend(cfg) == "facer":
-        device = resolve_device(cfg.device)
-        path = facer_backend.resolve_weights(cfg.model, cfg.weights)
-        parser = facer_backend.load_parser(cfg.model, str(path), device)
+        parser, device = _facer_parser(cfg)
         return facer_backend.parse_frames(parser, frames, points, device, cfg.batch_size)
     if frames.shape[1] != frames.shape[2]:
         raise ValueError(f"the polygon parser expects square frames, got {frames.shape[1:3]}")

@@ -9,11 +9,14 @@ It knows nothing about hair, ears, neck or accessories; those stay background.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
-from skimage.draw import polygon as draw_polygon
 
 from dfer.parsing.labels import LABEL_INDEX
+
+#: sub-pixel bits of the polygon vertices handed to OpenCV (coordinates in 1/16 px).
+SHIFT = 4
 
 #: brow thickness as a fraction of the distance between the eye centres.
 BROW_THICKNESS = 0.18
@@ -24,9 +27,16 @@ INNER_MOUTH = tuple(range(60, 68))
 
 
 def fill_polygon(label_map: np.ndarray, xy: np.ndarray, label: int) -> None:
-    """Set the pixels whose centres lie inside polygon ``xy`` [N, 2] (x, y) to ``label``."""
-    rr, cc = draw_polygon(xy[:, 1], xy[:, 0], shape=label_map.shape)
-    label_map[rr, cc] = label
+    """Set the pixels inside polygon ``xy`` [N, 2] (x, y; integers are pixel centres) to ``label``.
+
+    OpenCV's scan-line fill with sub-pixel vertices: about 15x faster than
+    ``skimage.draw.polygon``, which tests every pixel of the bounding box (the benchmark
+    keeps it as the baseline). Fewer than three vertices fill nothing.
+    """
+    if len(xy) < 3:
+        return
+    fixed = np.round(np.asarray(xy, dtype=np.float64) * (1 << SHIFT)).astype(np.int32)
+    cv2.fillPoly(label_map, [fixed.reshape(-1, 1, 2)], int(label), cv2.LINE_8, SHIFT)
 
 
 def _hull(xy: np.ndarray) -> np.ndarray:

@@ -34,8 +34,17 @@ def run(args: argparse.Namespace) -> int:
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         print(f"dfer decode: bad --params: {exc}", file=sys.stderr)
         return 2
-    result = decode_shard(args.manifest, args.out_frames, args.out_index, args.out_failures,
-                          cfg, progress=not args.no_progress)
+    try:
+        result = decode_shard(args.manifest, args.out_frames, args.out_index,
+                              args.out_failures, cfg, progress=not args.no_progress)
+    except OSError as exc:  # unreadable manifest, full disk: name the file, no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"dfer decode: cannot read or write{where}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    except ValueError as exc:  # a shard manifest without the columns decode needs
+        print(f"dfer decode: {exc}", file=sys.stderr)
+        return 1
     print(f"{args.manifest}: {result.decoded} clip(s) decoded, {result.failed} failed",
           file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ import torch
 from dfer.model.config import ModelConfig
 from dfer.train.data import DataConfig
 
-_BOOKKEEPING = {"dataset", "folds", "kind", "source", "eval", "device", "description"}
+_BOOKKEEPING = {"dataset", "datasets", "folds", "kind", "source", "eval", "device", "description"}
 
 
 def _strict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:

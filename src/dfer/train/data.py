@@ -72,6 +72,8 @@ class ClipTable:
     landmarks: dict[str, np.ndarray]  # clip_id -> float32 [T, 68, 2] (crop pixels)
     captions: dict[str, str]
     skipped: dict[str, int]  # reason -> number of clips skipped
+    #: captions are used: wanted by the model and every shard of the dataset has a captions file
+    has_captions: bool = False
 
 
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
@@ -119,6 +121,14 @@ def load_clip_table(
     """Join the frames index with every artifact the model needs; skip incomplete clips."""
     labels, num_folds = dataset_labels(results, dataset)
     shards = list(shards) if shards is not None else dataset_shards(results, dataset)
+    use_captions = needs.captions
+    if use_captions:
+        missing = [s for s in shards if not shard_file(results, dataset, "captions", s, ".parquet").exists()]
+        if missing:
+            # captions are optional: a dataset without them trains without the high level
+            log.warning("%s: no captions for shard(s) %s; training without the caption level",
+                        dataset, ", ".join(missing))
+            use_captions = False
     rows: list[pd.DataFrame] = []
     landmarks: dict[str, np.ndarray] = {}
     captions: dict[str, str] = {}
@@ -150,7 +160,7 @@ def load_clip_table(
             keep = index["clip_id"].isin(keys)
             skip("parsing", int((~keep).sum()))
             index = index[keep]
-        if needs.captions:
+        if use_captions:
             cap = read_parquet(shard_file(results, dataset, "captions", s, ".parquet"))
             cmap = dict(zip(cap["clip_id"].astype(str), cap["caption"].astype(str), strict=True))
             keep = index["clip_id"].isin(cmap)
@@ -170,7 +180,7 @@ def load_clip_table(
             "%s: skipped %d clip(s) missing from upstream artifacts (%s)", dataset,
             sum(skipped.values()), ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
         )
-    return ClipTable(clips, labels, num_folds, landmarks, captions, skipped)
+    return ClipTable(clips, labels, num_folds, landmarks, captions, skipped, use_captions)
 
 
 def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:
@@ -283,26 +293,74 @@ class ClipDataset(Dataset):
 
     def _load(self, clip_id: str, shard: str) -> dict[str, Any]:
         frames = self._tensor("frames", shard, clip_id)
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"frames have shape {frames.shape}, expected [T, S, S, 3]")
-        t, crop = frames.shape[0], frames.shape[1]
-        idx = uniform_indices(t, self.cfg.num_frames)
-        mid_idx = idx[uniform_indices(len(idx), self.cfg.mid_frames)]
-        item: dict[str, Any] = {"frames": _resize(torch.from_numpy(frames[idx].copy()), self.size)}
-        if self.needs.landmarks:
-            render_landmarks, _ = self.renderers()
-            pts = self.table.landmarks[clip_id]
-            scale = self.size / crop
-            imgs = [np.asarray(render_landmarks(pts[j] * scale, self.size)) for j in mid_idx]
-            item["landmarks"] = _resize(torch.from_numpy(np.stack(imgs)), self.size)
-        if self.needs.parsing:
-            _, render_parsing = self.renderers()
-            maps = self._tensor("parsing", shard, clip_id)
-            imgs = [np.asarray(render_parsing(maps[j], self.size)) for j in mid_idx]
-            item["parsing"] = _resize(torch.from_numpy(np.stack(imgs)), self.size)
-        if self.needs.captions:
+        points = self.table.landmarks[clip_id] if self.needs.landmarks else None
+        maps = self._tensor("parsing", shard, clip_id) if self.needs.parsing else None
+        item = prepare_clip(frames, points, maps, self.cfg, self.size,
+                            self.renderers() if self.needs.landmarks or self.needs.parsing else None)
+        if self.needs.captions and self.table.has_captions:
             item["caption"] = self.table.captions[clip_id]
         return item
+
+
+def prepare_clip(
+    frames: np.ndarray,
+    points: np.ndarray | None,
+    maps: np.ndarray | None,
+    cfg: DataConfig,
+    size: int,
+    renderers: tuple[Renderer, Renderer] | None,
+) -> dict[str, torch.Tensor]:
+    """Model inputs of one clip from its decoded arrays (shared by training and ``dfer predict``).
+
+    ``frames`` uint8 [T, S, S, 3]; ``points`` [T, 68, 2] crop pixels or None (level off);
+    ``maps`` uint8 [T, S, S] or None. Returns uint8 ``frames`` / ``landmarks`` / ``parsing``
+    tensors ``[t, size, size, 3]``, frames subsampled to ``cfg.num_frames`` and the middle level
+    to ``cfg.mid_frames`` of those.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames have shape {frames.shape}, expected [T, S, S, 3]")
+    t, crop = frames.shape[0], frames.shape[1]
+    idx = uniform_indices(t, cfg.num_frames)
+    mid_idx = idx[uniform_indices(len(idx), cfg.mid_frames)]
+    item: dict[str, torch.Tensor] = {"frames": _resize(torch.from_numpy(np.ascontiguousarray(frames[idx])), size)}
+    if points is not None:
+        if renderers is None:
+            raise ValueError("rendering landmarks needs renderers")
+        if len(points) != t:
+            raise ValueError(f"{len(points)} landmark frames for {t} video frames")
+        render_landmarks = renderers[0]
+        scale = size / crop
+        imgs = [np.asarray(render_landmarks(points[j] * scale, size)) for j in mid_idx]
+        item["landmarks"] = _resize(torch.from_numpy(np.stack(imgs)), size)
+    if maps is not None:
+        if renderers is None:
+            raise ValueError("rendering parsing maps needs renderers")
+        if len(maps) != t:
+            raise ValueError(f"{len(maps)} parsing maps for {t} video frames")
+        render_parsing = renderers[1]
+        imgs = [np.asarray(render_parsing(maps[j], size)) for j in mid_idx]
+        item["parsing"] = _resize(torch.from_numpy(np.stack(imgs)), size)
+    return item
+
+
+def preprocessing_params(results: str | Path, dataset: str, needs: Needs) -> dict[str, Any]:
+    """The decode / landmarks / parsing config sections the artifacts were made with.
+
+    Read from the provenance of the first shard; stored in checkpoints so that ``dfer predict``
+    repeats the exact preprocessing the model was trained on.
+    """
+    out: dict[str, Any] = {}
+    wanted = [("decode", "frames", ".parquet")]
+    if needs.landmarks or needs.parsing:
+        wanted.append(("landmarks", "landmarks", ".parquet"))
+    if needs.parsing:
+        wanted.append(("parsing", "parsing", ".parquet"))
+    shard = dataset_shards(results, dataset)[0]
+    for section, folder, suffix in wanted:
+        path = shard_file(results, dataset, folder, shard, suffix)
+        if path.exists():
+            out[section] = read_meta(path).get("params", {})
+    return out
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

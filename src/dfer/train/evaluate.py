@@ -121,3 +121,31 @@ def evaluate_checkpoint(
 def load_fold_metrics(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Read several folds' ``metrics.json`` files (for :func:`mean_over_folds`)."""
     return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def summarize_folds(metrics_paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
+    """Mean / std of UAR and WAR over folds, written to ``out`` (``summary.json``).
+
+    The folds must be evaluations of one run on one dataset (same run, dataset and labels):
+    averaging across different label sets would be meaningless, so it is an error.
+    """
+    from dfer.train.metrics import mean_over_folds
+
+    folds = load_fold_metrics(metrics_paths)
+    if not folds:
+        raise ValueError("summarize_folds needs at least one metrics.json")
+    for key in ("run", "dataset", "trained_on", "labels"):
+        values = {json.dumps(m.get(key)) for m in folds}
+        if len(values) > 1:
+            raise ValueError(f"cannot average folds with different {key!r}: {sorted(values)}")
+    summary = mean_over_folds(folds)
+    first = folds[0]
+    summary.update({
+        "run": first.get("run"), "dataset": first.get("dataset"), "trained_on": first.get("trained_on"),
+        "zero_shot": bool(first.get("zero_shot", False)), "labels": first.get("labels"),
+        "num_clips": int(sum(int(m.get("num_clips", 0)) for m in folds)),
+        "per_fold": [{"fold": m.get("fold"), "uar": m["uar"], "war": m["war"]} for m in folds],
+        "sources": [str(p) for p in metrics_paths],
+    })
+    write_bytes_atomic(out, json.dumps(summary, indent=2, sort_keys=True).encode())
+    return summary

@@ -16,7 +16,7 @@ from dfer.artifacts import write_bytes_atomic
 from dfer.model.checkpoint import save_checkpoint
 from dfer.model.fineclip import FineCLIPER, count_parameters
 from dfer.train.config import RunConfig
-from dfer.train.data import ClipTable, Renderer
+from dfer.train.data import ClipTable, Renderer, preprocessing_params
 from dfer.train.module import FineCLIPERModule, FoldDataModule
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,11 @@ def train_fold(
         "dataset": dataset, "run": run, "fold": int(fold),
         "num_train_clips": len(data.train_set), "num_test_clips": len(data.test_set or []),
         "skipped_clips": data.table.skipped, "precision": precision, "device": device,
+        "captions_used": data.table.has_captions,
     }
-    ckpt = save_checkpoint(out / CHECKPOINT_NAME, model, labels=labels, params=cfg.raw, **info)
+    preprocessing = preprocessing_params(results, dataset, data.needs)
+    ckpt = save_checkpoint(out / CHECKPOINT_NAME, model, labels=labels, params=cfg.raw,
+                           preprocessing=preprocessing, **info)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     summary = {
         **info,

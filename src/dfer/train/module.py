@@ -103,6 +103,13 @@ class FineCLIPERModule(L.LightningModule):
         self._val_preds: list[np.ndarray] = []
         self._val_targets: list[np.ndarray] = []
 
+    def on_train_epoch_start(self) -> None:
+        # the loader is built once; tell the dataset the epoch so random flips differ per epoch
+        # (in-process loading sees it at once, worker processes get it when they are re-created)
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and getattr(dm, "train_set", None) is not None:
+            dm.train_set.epoch = self.current_epoch
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.model(**model_inputs(batch))
         losses = self.model.losses(out, batch["label"])

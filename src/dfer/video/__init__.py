@@ -1,10 +1,11 @@
 """Video input: uniform frame sampling, PyAV / frame-folder reading, per-clip face crops.
 
-``decode_clip`` is the per-clip in-memory API (used by the decode shard runner and by
-``dfer predict``); ``decode_shard`` writes one shard's frames artifacts.
+``decode_clip`` is the per-clip API (used by the decode shard runner and by ``dfer predict``),
+``decode_array`` the same on frames already in memory; ``decode_shard`` writes one shard's
+frames artifacts; ``dfer.video.synth`` writes small test videos.
 """
 
-from dfer.video.clip import DecodeConfig, DecodedClip, decode_clip
+from dfer.video.clip import DecodeConfig, DecodedClip, decode_array, decode_clip
 from dfer.video.errors import DecodeError
 from dfer.video.reader import SampledFrames, list_frame_files, read_frame_folder, read_video
 from dfer.video.sampling import sample_indices
@@ -17,6 +18,7 @@ __all__ = [
     "DecodedClip",
     "SampledFrames",
     "ShardResult",
+    "decode_array",
     "decode_clip",
     "decode_shard",
     "list_frame_files",

@@ -7,6 +7,7 @@ predict`` calls on a user's video; it touches no artifact files.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from dfer.face_detect import DetectorKind
 from dfer.video.crop import center_box, crop_resize, detect_boxes, median_box, square_box
 from dfer.video.errors import DecodeError, NoFace
 from dfer.video.reader import SampledFrames, read_frame_folder, read_video
+from dfer.video.sampling import sample_indices
 
 SourceKind = Literal["video", "frames"]
 
@@ -133,14 +135,41 @@ def decode_clip(path: str | os.PathLike[str], source_kind: SourceKind,
 
     Raises a ``dfer.video.errors.DecodeError`` subclass naming the file and the cause.
     """
-    if not isinstance(cfg, DecodeConfig):
-        cfg = DecodeConfig.from_params(cfg)
+    cfg = _config(cfg)
     start = time.perf_counter()
-    sampled = read_sampled(path, source_kind, cfg)
+    return _crop_sampled(read_sampled(path, source_kind, cfg), cfg, str(path), start)
+
+
+def decode_array(frames: np.ndarray, cfg: DecodeConfig | Mapping[str, Any] | None = None,
+                 fps: float | None = None) -> DecodedClip:
+    """``decode_clip`` for frames already in memory (uint8 RGB ``[N, H, W, 3]``, or grey
+    ``[N, H, W]``), e.g. from a camera: the same sampling, face box and crop, no files.
+    """
+    cfg = _config(cfg)
+    start = time.perf_counter()
+    arr = np.asarray(frames)
+    if arr.ndim == 3:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or len(arr) == 0:
+        raise ValueError(f"expected uint8 frames [N, H, W, 3] with N >= 1, got {arr.dtype} "
+                         f"{list(arr.shape)}")
+    indices = sample_indices(len(arr), cfg.num_frames)
+    rate = float(fps) if fps else math.nan
+    sampled = SampledFrames(np.ascontiguousarray(arr[indices]), indices, len(arr), rate,
+                            len(arr) / rate if fps else math.nan, arr.shape[2], arr.shape[1])
+    return _crop_sampled(sampled, cfg, "frames in memory", start)
+
+
+def _config(cfg: DecodeConfig | Mapping[str, Any] | None) -> DecodeConfig:
+    return cfg if isinstance(cfg, DecodeConfig) else DecodeConfig.from_params(cfg)
+
+
+def _crop_sampled(sampled: SampledFrames, cfg: DecodeConfig, where: str,
+                  start: float) -> DecodedClip:
     try:
         box, found = face_crop_box(sampled, cfg)
     except NoFace as exc:
-        raise NoFace(f"{path}: {exc}") from None
+        raise NoFace(f"{where}: {exc}") from None
     crops = crop_resize(sampled.frames, box, cfg.size)
     return DecodedClip(
         frames=crops,
@@ -156,4 +185,5 @@ def decode_clip(path: str | os.PathLike[str], source_kind: SourceKind,
     )
 
 
-__all__ = ["DecodeConfig", "DecodedClip", "decode_clip", "face_crop_box", "read_sampled"]
+__all__ = ["DecodeConfig", "DecodedClip", "decode_array", "decode_clip", "face_crop_box",
+           "read_sampled"]

@@ -9,6 +9,8 @@ the previous complete files (or none), never a partial one.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
 from collections.abc import Mapping
@@ -129,6 +131,25 @@ def index_table(rows: list[Mapping[str, Any]]) -> pa.Table:
     return pa.table(columns, schema=INDEX_SCHEMA)
 
 
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temp files a killed earlier run left next to ``path`` (``.{name}.*.tmp``).
+
+    ``dfer.artifacts.atomic_path`` cleans up after exceptions, but a SIGKILL (OOM killer,
+    cluster pre-emption) leaves its hidden temp file behind; one job owns each output, so any
+    such file is an orphan, and a large one (a frames shard) is worth reclaiming.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    if stale:
+        log.warning("removed %d temp file(s) of an interrupted run next to %s", len(stale), path)
+    return stale
+
+
 def decode_shard(
     manifest: str | os.PathLike[str],
     out_frames: str | os.PathLike[str],
@@ -140,13 +161,17 @@ def decode_shard(
     """Decode every clip of ``manifest`` and write the three frames artifacts atomically."""
     cfg = params if isinstance(params, DecodeConfig) else DecodeConfig.from_params(params)
     table = read_shard_manifest(manifest)
+    for out in (out_frames, out_index, out_failures):
+        remove_stale_temps(out)
     rows = table.to_pylist()
     frames, index, failures = decode_rows(rows, cfg, progress=progress,
                                           desc=f"decode {Path(manifest).stem}")
     meta = decode_provenance(cfg)
+    # Each file is replaced atomically; the index (the Snakemake target and what readers
+    # open first) goes last, so a complete index always comes with its frames and failures.
     write_safetensors(out_frames, frames, meta)
-    write_parquet(out_index, index_table(index), meta)
     write_failures(out_failures, failures, meta)
+    write_parquet(out_index, index_table(index), meta)
     for f in failures:
         log.warning("%s (%s)", f["message"], f["error_type"])
     log.info("%s: %d clip(s) decoded, %d failed", manifest, len(index), len(failures))

