@@ -145,8 +145,7 @@ def project(tmp_path_factory) -> Path:
         prepare_datasets(cfg)
     finally:
         os.chdir(cwd)
-    # `backend: auto` asks for a GPU only where Snakemake parses the workflow sees one (the
-    # login node, on a cluster), so the GPU runs here pin the GPU backends explicitly.
+    # Pinned backends; `auto` is tested on its own (it asks for a GPU on a cluster executor).
     (dest / "config" / "gpu.yaml").write_text(
         "landmarks: {backend: face_alignment}\nparsing: {backend: facer}\n")
     (dest / "config" / "cpu.yaml").write_text(
@@ -244,3 +243,17 @@ def test_cpu_backends_submit_no_gpu_request(project):
         args = line.split()
         assert not any(a.startswith(("--gpus", "--gres")) for a in args), line
         assert args[args.index("-p") + 1] == "cpuq"
+
+
+def test_auto_backends_ask_for_a_gpu_on_the_cluster_but_not_locally(project):
+    """`auto` is decided on the compute node; the login node parsing the workflow has no GPU
+    but jobs submitted through a cluster executor still ask for one."""
+    calls = fake_submissions(project, DFER_SLURM_ACCOUNT="proj42", DFER_SLURM_GPU_PARTITION="a100")
+    assert sorted(calls) == ["landmarks", "parsing"]
+    for line in calls["landmarks"] + calls["parsing"]:
+        assert "--gpus=1" in line.split(), line
+    local = snakemake(project, "--cores", "1", "-n", "--forceall", "landmarks_all", "parsing_all")
+    assert local.returncode == 0, local.stderr[-3000:]
+    jobs = job_resources(local.stdout + local.stderr)
+    for rule in ("landmarks", "parsing"):
+        assert jobs[rule] and all("gpu=0" in line for line in jobs[rule]), jobs[rule]

@@ -32,7 +32,7 @@ def captions_gpu(wildcards):
     """gpu=1 only for the in-process vLLM backend on a GPU (`device` not cpu)."""
     if CAPTIONS.backend != "vllm" or CAPTIONS.raw["device"] == "cpu":
         return 0
-    return 1 if CAPTIONS.raw["device"] == "cuda" or nvidia_gpu_present() else 0
+    return 1 if CAPTIONS.raw["device"] == "cuda" or gpu_may_be_used() else 0
 
 
 rule captions:

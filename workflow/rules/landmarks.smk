@@ -7,14 +7,20 @@ def nvidia_gpu_present():
     return os.path.exists("/dev/nvidiactl") or bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
+def gpu_may_be_used():
+    """Whether `auto` backends will find a GPU where the jobs run: this machine has one, or
+    jobs go to a cluster executor (the login node parsing the workflow usually has none)."""
+    return workflow.non_local_exec or nvidia_gpu_present()
+
+
 def stage_gpu(section, cpu_backend):
     """gpu=1 for a stage whose backend may run on the GPU: pinned GPU backend, or `auto` on
-    a machine with an NVIDIA GPU; 0 for the CPU backend or `device: cpu`."""
+    a machine with an NVIDIA GPU or on a cluster; 0 for the CPU backend or `device: cpu`."""
     cfg = config.get(section, {})
     backend = cfg.get("backend", "auto")
     if backend == cpu_backend or cfg.get("device", "auto") == "cpu":
         return 0
-    return 1 if backend != "auto" or nvidia_gpu_present() else 0
+    return 1 if backend != "auto" or gpu_may_be_used() else 0
 
 
 def landmarks_gpu(wildcards):
