@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -98,3 +99,11 @@ def test_inspect_prints_schema_rows_and_provenance(tmp_path):
     text = out.getvalue()
     assert "rows: 3" in text and "score: double" in text and '"backend": "dlib"' in text
     assert "a: uint8 [16, 8, 8, 3]" in text and "tensors: 1" in text
+
+
+def test_artifacts_get_the_umask_mode_not_owner_only(tmp_path: Path) -> None:
+    from dfer.artifacts import _UMASK, write_bytes_atomic
+
+    path = tmp_path / "a.bin"
+    write_bytes_atomic(path, b"x")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_UMASK

@@ -42,6 +42,15 @@ def provenance(stage: str, schema_version: int, **fields: Any) -> dict[str, Any]
     return block
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
@@ -53,6 +62,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    # mkstemp makes owner-only files; artifacts get the usual umask-derived mode instead, so
+    # a results folder shared by a group stays readable by it.
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
