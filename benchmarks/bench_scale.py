@@ -10,9 +10,10 @@ clips, with a fixed number of clips per shard (as configured datasets have: DFEW
   parsed, i.e. on every ``snakemake`` call and, on a cluster, in every job.
 * ``manifest_resync``: the same call when nothing changed (the common case).
 * ``train_index``: ``dfer.train.data.load_clip_table`` with landmarks and parsing (the clip
-  table, every clip's landmark points held in RAM).
+  table: per-clip metadata and row positions; landmark points stay in their shards).
 * ``train_table``: what training reads: the same table, then every item of a ``ClipDataset``
-  (safetensors shards memory-mapped, one open handle per shard).
+  (safetensors shards memory-mapped and landmark points loaded per shard, at most
+  ``DataConfig.max_open_shards`` shards of each kind open at once).
 * ``raw_read``: the floor for the same data: read each frames index Parquet and every clip
   of each frames/parsing shard through ``safe_open``, holding nothing.
 
@@ -25,7 +26,7 @@ child process: on Linux a child's ``ru_maxrss`` starts at its parent's RSS at fo
 the driver stays small and imports nothing heavy.
 Synthetic clips are cheap: fake video files of a few bytes for the manifest, tiny arrays
 written straight into shard artifacts through ``dfer.artifacts`` for the training read
-(landmarks keep their real size, 16 x 68 x 2 float32 per clip, since they are held in RAM).
+(landmarks keep their real size, 16 x 68 x 2 float32 per clip: they were once held in RAM).
 
     python benchmarks/bench_scale.py            # writes benchmarks/results/scale.{json,md}
     python benchmarks/bench_scale.py --sizes 100 500 --parts manifest_sync
@@ -199,7 +200,7 @@ def work_train_index(results: Path) -> dict:
     t0 = time.perf_counter()
     table = load_clip_table(results, "bench", Needs(parsing=True, landmarks=True))
     return {"baseline_mb": base, "seconds": time.perf_counter() - t0, "clips": len(table.clips),
-            "landmark_mb": sum(a.nbytes for a in table.landmarks.values()) / 2**20}
+            "table_mb": float(table.clips.memory_usage(deep=True).sum()) / 2**20}
 
 
 def work_train_table(results: Path) -> dict:
@@ -221,7 +222,7 @@ def work_train_table(results: Path) -> dict:
     file_before = _status_mb("RssFile")
     for i in range(len(ds)):
         checksum += int(ds[i]["frames"][0, 0, 0, 0])
-    file_after = _status_mb("RssFile")  # the dataset (and its open shard handles) still alive
+    file_after = _status_mb("RssFile")  # the dataset (and its bounded shard handles) still alive
     mapped = None if file_before is None else file_after - file_before
     return {"baseline_mb": base, "seconds": time.perf_counter() - t0, "clips": len(ds),
             "checksum": checksum, "mapped_file_growth_mb": mapped}
@@ -354,7 +355,8 @@ def markdown(report: dict) -> str:
     growth = report["runs"].get("train_table", {})
     if growth and all("mapped_file_growth_mb" in growth[str(n)] for n in sizes):
         lines += ["", "train_table: memory-mapped file pages resident after one pass over the "
-                  "dataset, with the dataset still alive (its shard handles stay open), MB: "
+                  "dataset, with the dataset still alive (at most max_open_shards handles per kind "
+                  "stay open), MB: "
                   + ", ".join(f"{n} clips {growth[str(n)]['mapped_file_growth_mb']:.1f}"
                               for n in sizes) + "."]
     lines.append("")

@@ -12,8 +12,9 @@ face) and applied with ``cv2.remap``, which is fast enough to make 40 clips in s
 Every clip differs by random intensity, onset, head drift, scale, rotation, brightness,
 mirroring, noise and background, drawn from ``(seed, class, index)``, so a classifier has to
 learn the facial motion rather than memorise a clip, and the output is byte-for-byte
-reproducible from the seed. Every ``frames_every``-th clip is written as a folder of JPEG
-frames instead of an mp4, so both input kinds of the real datasets appear.
+reproducible from the seed. One clip in ``frames_every`` is written as a folder of JPEG
+frames instead of an mp4 (equally often in every class and fold), so both input kinds of the
+real datasets appear.
 """
 
 from __future__ import annotations
@@ -70,47 +71,53 @@ def _expression_displacements(face: _Face) -> dict[str, np.ndarray]:
     def new() -> np.ndarray:
         return np.zeros((68, 2), dtype=np.float64)
 
-    d = new()  # happiness: corners up and out, upper lip lifts a little, cheeks squint
-    d[list(_MOUTH_L)] += (-0.07 * s, -0.08 * s)
-    d[list(_MOUTH_R)] += (0.07 * s, -0.08 * s)
-    d[[49, 59]] += (-0.03 * s, -0.04 * s)
-    d[[53, 55]] += (0.03 * s, -0.04 * s)
-    d[list(_LOWER_LID)] += (0.0, -0.02 * s)
+    d = new()  # happiness: wide lip-corner pull up and out, lips part, cheeks squint
+    d[list(_MOUTH_L)] += (-0.12 * s, -0.10 * s)
+    d[list(_MOUTH_R)] += (0.12 * s, -0.10 * s)
+    d[[49, 59]] += (-0.06 * s, -0.05 * s)
+    d[[53, 55]] += (0.06 * s, -0.05 * s)
+    d[[50, 51, 52, 61, 62, 63]] += (0.0, -0.03 * s)
+    d[[56, 57, 58, 65, 66, 67]] += (0.0, 0.03 * s)
+    d[list(_LOWER_LID)] += (0.0, -0.03 * s)
     out["happiness"] = d
 
-    d = new()  # sadness: corners down, inner brows up and together, lower lip pushed up
-    d[list(_MOUTH_L)] += (0.02 * s, 0.10 * s)
-    d[list(_MOUTH_R)] += (-0.02 * s, 0.10 * s)
-    d[[49, 59]] += (0.0, 0.04 * s)
-    d[[53, 55]] += (0.0, 0.04 * s)
-    d[[57, 66]] += (0.0, -0.02 * s)
-    d[[20, 21]] += (0.02 * s, -0.09 * s)
-    d[[22, 23]] += (-0.02 * s, -0.09 * s)
-    d[[17, 26]] += (0.0, 0.02 * s)
+    d = new()  # sadness: corners drop, inner brows up and together, lower lip pushed up
+    d[list(_MOUTH_L)] += (0.03 * s, 0.14 * s)
+    d[list(_MOUTH_R)] += (-0.03 * s, 0.14 * s)
+    d[[49, 59]] += (0.01 * s, 0.07 * s)
+    d[[53, 55]] += (-0.01 * s, 0.07 * s)
+    d[[57, 66]] += (0.0, -0.03 * s)
+    d[[20, 21]] += (0.03 * s, -0.12 * s)
+    d[[22, 23]] += (-0.03 * s, -0.12 * s)
+    d[[17, 18, 25, 26]] += (0.0, 0.03 * s)
+    d[list(_UPPER_LID)] += (0.0, 0.02 * s)
     out["sadness"] = d
 
     out["neutral"] = new()  # idle motion only (added to every class)
 
-    d = new()  # anger: brows down and together, upper lids lowered, lips pressed and narrow
-    d[list(_BROW_R)] += (0.03 * s, 0.05 * s)
-    d[list(_BROW_L)] += (-0.03 * s, 0.05 * s)
-    d[[20, 21, 22, 23]] += (0.0, 0.03 * s)
-    d[list(_UPPER_LID)] += (0.0, 0.015 * s)
-    d[list(_UPPER_LIP)] += (0.0, 0.02 * s)
-    d[list(_LOWER_LIP)] += (0.0, -0.025 * s)
-    d[list(_MOUTH_L)] += (0.03 * s, 0.0)
-    d[list(_MOUTH_R)] += (-0.03 * s, 0.0)
+    d = new()  # anger: brows down hard and together, lids narrowed, lips pressed and narrow
+    d[list(_BROW_R)] += (0.05 * s, 0.08 * s)
+    d[list(_BROW_L)] += (-0.05 * s, 0.08 * s)
+    d[[20, 21, 22, 23]] += (0.0, 0.04 * s)
+    d[list(_UPPER_LID)] += (0.0, 0.025 * s)
+    d[list(_LOWER_LID)] += (0.0, -0.015 * s)
+    d[list(_UPPER_LIP)] += (0.0, 0.03 * s)
+    d[list(_LOWER_LIP)] += (0.0, -0.04 * s)
+    d[list(_MOUTH_L)] += (0.06 * s, 0.0)
+    d[list(_MOUTH_R)] += (-0.06 * s, 0.0)
     out["anger"] = d
 
-    d = new()  # surprise: brows up, eyes wide, jaw drops with the lower lip
-    d[list(_BROW_R) + list(_BROW_L)] += (0.0, -0.08 * s)
-    d[list(_UPPER_LID)] += (0.0, -0.025 * s)
-    d[list(_LOWER_LID)] += (0.0, 0.01 * s)
-    d[list(_CHIN)] += (0.0, 0.12 * s)
-    d[[4, 12]] += (0.0, 0.06 * s)
-    d[list(_LOWER_LIP)] += (0.0, 0.12 * s)
-    d[list(_MOUTH_L)] += (0.015 * s, 0.03 * s)
-    d[list(_MOUTH_R)] += (-0.015 * s, 0.03 * s)
+    d = new()  # surprise: brows high, eyes wide, jaw drops with the lower lip (mouth open)
+    d[list(_BROW_R) + list(_BROW_L)] += (0.0, -0.12 * s)
+    d[list(_UPPER_LID)] += (0.0, -0.035 * s)
+    d[list(_LOWER_LID)] += (0.0, 0.015 * s)
+    d[list(_CHIN)] += (0.0, 0.20 * s)
+    d[[3, 13]] += (0.0, 0.05 * s)
+    d[[4, 12]] += (0.0, 0.10 * s)
+    d[list(_LOWER_LIP)] += (0.0, 0.20 * s)
+    d[[50, 51, 52, 61, 62, 63]] += (0.0, -0.02 * s)
+    d[list(_MOUTH_L)] += (0.03 * s, 0.06 * s)
+    d[list(_MOUTH_R)] += (-0.03 * s, 0.06 * s)
     out["surprise"] = d
 
     d = new()  # blink (idle): upper lids close onto the lower lids
@@ -213,23 +220,23 @@ def _draw_style(rng: np.random.Generator, num_frames_range: tuple[int, int], fps
     duration = n / fps
     return _ClipStyle(
         num_frames=n,
-        intensity=float(rng.uniform(0.6, 1.25)),
-        onset=float(rng.uniform(0.05, 0.4) * duration),
-        ramp=float(rng.uniform(0.2, 0.45) * duration),
-        release=float(rng.uniform(0.0, 0.3)),
+        intensity=float(rng.uniform(0.8, 1.2)),
+        onset=float(rng.uniform(0.0, 0.2) * duration),
+        ramp=float(rng.uniform(0.15, 0.3) * duration),
+        release=float(rng.uniform(0.0, 0.15)),
         blink_at=float(rng.uniform(0.1, 0.9) * duration) if rng.random() < 0.5 else None,
-        talk_amp=float(rng.uniform(0.0, 0.5)),
+        talk_amp=float(rng.uniform(0.0, 0.3)),
         talk_freq=float(rng.uniform(1.5, 4.0)),
-        scale=float(rng.uniform(0.85, 1.15)),
-        zoom=float(rng.uniform(-0.06, 0.06)),
-        angle0=float(rng.uniform(-6.0, 6.0)),
-        angle_drift=float(rng.uniform(-4.0, 4.0)),
-        shift0=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.05, 0.05))),
-        drift=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.05, 0.05))),
-        gain=rng.uniform(0.75, 1.2) * rng.uniform(0.92, 1.08, size=3),
-        bias=float(rng.uniform(-20.0, 20.0)),
-        noise=float(rng.uniform(0.0, 5.0)),
-        mirror=bool(rng.random() < 0.5),
+        scale=float(rng.uniform(0.95, 1.05)),
+        zoom=float(rng.uniform(-0.02, 0.02)),
+        angle0=float(rng.uniform(-3.0, 3.0)),
+        angle_drift=float(rng.uniform(-1.5, 1.5)),
+        shift0=(float(rng.uniform(-0.02, 0.02)), float(rng.uniform(-0.02, 0.02))),
+        drift=(float(rng.uniform(-0.02, 0.02)), float(rng.uniform(-0.02, 0.02))),
+        gain=rng.uniform(0.8, 1.15) * rng.uniform(0.95, 1.05, size=3),
+        bias=float(rng.uniform(-15.0, 15.0)),
+        noise=float(rng.uniform(0.0, 4.0)),
+        mirror=bool(rng.random() < 0.25),
         bg_colors=rng.uniform(0, 255, size=(2, 3)),
         bg_angle=float(rng.uniform(0, 2 * np.pi)),
         bg_alpha=float(rng.uniform(0.5, 1.0)),
@@ -285,7 +292,7 @@ def _render_clip(label: str, style: _ClipStyle, rng: np.random.Generator, size: 
                            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         # Head pose: similarity transform of the ROI into the output frame.
         scale = style.scale * (1 + style.zoom * tt) * size / roi_size
-        angle = style.angle0 + style.angle_drift * tt + 1.0 * np.sin(2 * np.pi * 0.7 * t)
+        angle = style.angle0 + style.angle_drift * tt + 0.5 * np.sin(2 * np.pi * 0.7 * t)
         centre = (roi_size / 2, roi_size / 2)
         m = cv2.getRotationMatrix2D(centre, angle, scale)
         shift_x = (style.shift0[0] + style.drift[0] * tt) * size
@@ -352,6 +359,24 @@ def clip_rng(seed: int, class_idx: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, class_idx, index])
 
 
+def _is_frame_folder(k: int, class_idx: int, frames_every: int, num_folds: int) -> bool:
+    """Whether clip ``k`` of class ``class_idx`` is written as a JPEG folder instead of an mp4.
+
+    Why not every ``frames_every``-th clip in generation order: with 5 classes and 2 folds that
+    put the folders in different classes per fold (a nuisance that tracks the label, which a
+    model can learn with the wrong sign on the held-out fold). Here the clips are laid out in
+    rows of one clip per class, row ``k // num_folds`` being the same in every fold, and every
+    ``frames_every``-th slot of that layout is a folder: the folds get identical per-class
+    counts, and with ``clips_per_class / num_folds`` rows a multiple of ``frames_every`` (6 with
+    the 5 classes, 12 clips per class and 2 folds) every class gets the same number per fold.
+    Slot 3 of the first row is a folder, so even a one-clip-per-class demo has one.
+    """
+    if frames_every <= 0:
+        return False
+    slot = (k // num_folds) * len(CLASSES) + class_idx
+    return slot % frames_every == 3 % frames_every
+
+
 def generate_demo(
     root: Path,
     seed: int = 0,
@@ -360,14 +385,15 @@ def generate_demo(
     fps: int = 15,
     size: int = 256,
     num_frames: tuple[int, int] = (24, 36),
-    frames_every: int = 4,
+    frames_every: int = 6,
     num_folds: int = 2,
     progress: bool = True,
 ) -> Path:
     """Write the demo dataset under ``root``; return the path of ``root/manifest.csv``.
 
-    Layout: ``videos/{clip_id}.mp4`` and, for every ``frames_every``-th clip (0 disables),
-    ``frames/{clip_id}/00001.jpg ...``. The manifest (``clip_id,path,label,fold``; path
+    Layout: ``videos/{clip_id}.mp4`` and, for one clip in ``frames_every`` (0 disables),
+    ``frames/{clip_id}/00001.jpg ...``, chosen by :func:`_is_frame_folder` so that the source
+    kind is not correlated with the label or the fold. The manifest (``clip_id,path,label,fold``; path
     relative to ``root``; fold in ``1..num_folds``, balanced per class) is written last and
     atomically, so its presence means the dataset is complete. ``num_frames`` is the
     inclusive range of clip lengths in frames at ``fps``.
@@ -380,13 +406,13 @@ def generate_demo(
     root.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str, str, int]] = []
     jobs = [(k, c) for k in range(clips_per_class) for c in range(len(CLASSES))]
-    for i, (k, c) in enumerate(tqdm(jobs, desc="demo clips", unit="clip", disable=not progress)):
+    for k, c in tqdm(jobs, desc="demo clips", unit="clip", disable=not progress):
         label = CLASSES[c]
         clip_id = f"{label}_{k:03d}"
         rng = clip_rng(seed, c, k)
         style = _draw_style(rng, num_frames, fps)
         frames = list(_render_clip(label, style, rng, size, fps))
-        if frames_every and i % frames_every == frames_every - 1:
+        if _is_frame_folder(k, c, frames_every, num_folds):
             rel = f"frames/{clip_id}"
             _write_frame_folder(frames, root / rel)
         else:

@@ -1,8 +1,11 @@
 """Training / evaluation data: the upstream artifacts of one dataset, joined on clip id.
 
-Frames and parsing maps stay in their safetensors shards and are memory-mapped one clip at a
-time (``safe_open``), so a worker never holds a whole shard in RAM. Landmark points and
-captions are small and are read into dicts once. A clip that failed in any stage the model
+The clip table holds only per-clip metadata (id, label, fold, shard and row positions in the
+landmarks / captions shards), so its size is a few hundred bytes per clip. Everything else is
+read lazily through :class:`dfer.train.shard_reader.ShardReader`: frames and parsing maps are
+memory-mapped one clip at a time (``safe_open``) and landmark points / captions are loaded a
+shard at a time, each kind bounded to ``DataConfig.max_open_shards`` shards (LRU), so the
+memory of a training process does not grow with the dataset (issue 6). A clip that failed in any stage the model
 needs is absent from that stage's index; it is skipped here with a logged count (not an error:
 the failure is already recorded upstream). Landmark and parsing images are rendered on the fly
 by :mod:`dfer.render`.
@@ -25,6 +28,7 @@ from torch.utils.data import Dataset
 
 from dfer.artifacts import read_meta, read_parquet
 from dfer.paths import manifest_file, shard_file
+from dfer.train.shard_reader import DEFAULT_MAX_OPEN, ShardReader, caption_rows, landmark_ranges
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,9 @@ class DataConfig:
     eval_batch_size: int | None = None
     num_workers: int = 2
     flip: bool = True  # random horizontal flip while training
+    #: shards of each kind (frames / parsing handles, landmark points, captions) kept open per
+    #: process (LRU); bounds the memory of a pass over the data, whatever the dataset size
+    max_open_shards: int = DEFAULT_MAX_OPEN
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DataConfig:
@@ -50,7 +57,10 @@ class DataConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        cfg = cls(**data)
+        if int(cfg.max_open_shards) < 1:
+            raise ValueError(f"data.max_open_shards must be >= 1, got {cfg.max_open_shards}")
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -64,13 +74,14 @@ class Needs:
 
 @dataclass
 class ClipTable:
-    """The usable clips of a dataset plus their side data."""
+    """The usable clips of a dataset: metadata only, side data stays in the shards."""
 
-    clips: pd.DataFrame  # clip_id, label, label_idx, test_fold, shard
+    #: clip_id, label, label_idx, test_fold, shard; with landmarks also ``lm_start`` /
+    #: ``lm_stop`` (the clip's rows in its shard's points sorted by clip and frame), with
+    #: captions ``caption_row`` (the row in its captions shard)
+    clips: pd.DataFrame
     labels: list[str]
     num_folds: int
-    landmarks: dict[str, np.ndarray]  # clip_id -> float32 [T, 68, 2] (crop pixels)
-    captions: dict[str, str]
     skipped: dict[str, int]  # reason -> number of clips skipped
     #: captions are used: wanted by the model and every shard of the dataset has a captions file
     has_captions: bool = False
@@ -104,15 +115,10 @@ def _safetensors_keys(path: Path) -> set[str]:
         return set(fh.keys())
 
 
-def _landmark_points(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    if frame.empty:
-        return out
-    frame = frame.sort_values(["clip_id", "frame"])
-    for clip_id, group in frame.groupby("clip_id", sort=False):
-        pts = np.stack([np.asarray(p, dtype=np.float32) for p in group["points"]])
-        out[str(clip_id)] = pts.reshape(len(group), 68, 2)
-    return out
+def _join(index: pd.DataFrame, side: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Inner-join ``side`` (keyed by clip_id) onto ``index`` keeping index order; dropped count."""
+    joined = index.merge(side, on="clip_id", how="inner", sort=False)
+    return joined, len(index) - len(joined)
 
 
 def load_clip_table(
@@ -130,8 +136,6 @@ def load_clip_table(
                         dataset, ", ".join(missing))
             use_captions = False
     rows: list[pd.DataFrame] = []
-    landmarks: dict[str, np.ndarray] = {}
-    captions: dict[str, str] = {}
     skipped: dict[str, int] = {}
 
     def skip(reason: str, n: int) -> None:
@@ -149,24 +153,16 @@ def load_clip_table(
         skip("frames", int((~keep).sum()))
         index = index[keep]
         if needs.landmarks:
-            lm = read_parquet(shard_file(results, dataset, "landmarks", s, ".parquet"))
-            pts = _landmark_points(lm)
-            keep = index["clip_id"].isin(pts)
-            skip("landmarks", int((~keep).sum()))
-            index = index[keep]
-            landmarks.update({c: pts[c] for c in index["clip_id"]})
+            index, dropped = _join(index, landmark_ranges(shard_file(results, dataset, "landmarks", s, ".parquet")))
+            skip("landmarks", dropped)
         if needs.parsing:
             keys = _safetensors_keys(shard_file(results, dataset, "parsing", s, ".safetensors"))
             keep = index["clip_id"].isin(keys)
             skip("parsing", int((~keep).sum()))
             index = index[keep]
         if use_captions:
-            cap = read_parquet(shard_file(results, dataset, "captions", s, ".parquet"))
-            cmap = dict(zip(cap["clip_id"].astype(str), cap["caption"].astype(str), strict=True))
-            keep = index["clip_id"].isin(cmap)
-            skip("captions", int((~keep).sum()))
-            index = index[keep]
-            captions.update({c: cmap[c] for c in index["clip_id"]})
+            index, dropped = _join(index, caption_rows(shard_file(results, dataset, "captions", s, ".parquet")))
+            skip("captions", dropped)
         rows.append(index)
     clips = (
         pd.concat(rows, ignore_index=True) if rows
@@ -180,7 +176,7 @@ def load_clip_table(
             "%s: skipped %d clip(s) missing from upstream artifacts (%s)", dataset,
             sum(skipped.values()), ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
         )
-    return ClipTable(clips, labels, num_folds, landmarks, captions, skipped, use_captions)
+    return ClipTable(clips, labels, num_folds, skipped, use_captions)
 
 
 def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:
@@ -251,24 +247,11 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._renderers = renderers
-        self._handles: dict[Path, Any] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_handles"] = {}  # safetensors handles are per process
-        return state
+        # per process: pickled empty into spawned workers, reset in forked ones
+        self.reader = ShardReader(results, dataset, cfg.max_open_shards)
 
     def __len__(self) -> int:
         return len(self.clips)
-
-    def _tensor(self, stage: str, shard: str, clip_id: str) -> np.ndarray:
-        from safetensors import safe_open
-
-        path = shard_file(self.results, self.dataset, stage, shard, ".safetensors")
-        fh = self._handles.get(path)
-        if fh is None:
-            fh = self._handles[path] = safe_open(str(path), framework="numpy")
-        return fh.get_tensor(clip_id)
 
     def renderers(self) -> tuple[Renderer, Renderer]:
         if self._renderers is None:
@@ -279,7 +262,7 @@ class ClipDataset(Dataset):
         row = self.clips.iloc[i]
         clip_id, shard = str(row["clip_id"]), str(row["shard"])
         try:
-            item = self._load(clip_id, shard)
+            item = self._load(row, clip_id, shard)
         except Exception as exc:
             raise RuntimeError(f"{self.dataset}/{clip_id} (shard {shard}): {type(exc).__name__}: {exc}") from exc
         # flip deterministically per (seed, epoch, clip): runs repeat exactly, epochs differ
@@ -291,14 +274,15 @@ class ClipDataset(Dataset):
         item["clip_id"] = clip_id
         return item
 
-    def _load(self, clip_id: str, shard: str) -> dict[str, Any]:
-        frames = self._tensor("frames", shard, clip_id)
-        points = self.table.landmarks[clip_id] if self.needs.landmarks else None
-        maps = self._tensor("parsing", shard, clip_id) if self.needs.parsing else None
+    def _load(self, row: pd.Series, clip_id: str, shard: str) -> dict[str, Any]:
+        frames = self.reader.tensor("frames", shard, clip_id)
+        points = (self.reader.landmarks(shard, int(row["lm_start"]), int(row["lm_stop"]))
+                  if self.needs.landmarks else None)
+        maps = self.reader.tensor("parsing", shard, clip_id) if self.needs.parsing else None
         item = prepare_clip(frames, points, maps, self.cfg, self.size,
                             self.renderers() if self.needs.landmarks or self.needs.parsing else None)
         if self.needs.captions and self.table.has_captions:
-            item["caption"] = self.table.captions[clip_id]
+            item["caption"] = self.reader.caption(shard, int(row["caption_row"]))
         return item
 
 
