@@ -1,14 +1,15 @@
 """Training / evaluation data: the upstream artifacts of one dataset, joined on clip id.
 
-The clip table holds only per-clip metadata (id, label, fold, shard and row positions in the
-landmarks / captions shards), so its size is a few hundred bytes per clip. Everything else is
-read lazily through :class:`dfer.train.shard_reader.ShardReader`: frames and parsing maps are
-memory-mapped one clip at a time (``safe_open``) and landmark points / captions are loaded a
-shard at a time, each kind bounded to ``DataConfig.max_open_shards`` shards (LRU), so the
-memory of a training process does not grow with the dataset (issue 6). A clip that failed in any stage the model
-needs is absent from that stage's index; it is skipped here with a logged count (not an error:
-the failure is already recorded upstream). Landmark and parsing images are rendered on the fly
-by :mod:`dfer.render`.
+The clip table holds only per-clip metadata (id, label, fold, shard and the positions of its
+landmark points / caption), a few hundred bytes per clip, so the memory of a training process
+does not grow with the dataset (issue 6). While it is built, landmark points and captions are
+copied a shard at a time into a temporary :class:`dfer.train.shard_reader.SideStore` and read
+back per clip with one positioned read; frames and parsing maps are memory-mapped one clip at a
+time (``safe_open``) with at most ``DataConfig.max_open_shards`` shards of each kind open per
+process (:class:`dfer.train.shard_reader.ShardReader`, LRU). A clip that failed in any stage
+the model needs is absent from that stage's index; it is skipped here with a logged count (not
+an error: the failure is already recorded upstream). Landmark and parsing images are rendered
+on the fly by :mod:`dfer.render`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch.utils.data import Dataset
 
 from dfer.artifacts import read_meta, read_parquet
 from dfer.paths import manifest_file, shard_file
-from dfer.train.shard_reader import DEFAULT_MAX_OPEN, ShardReader, caption_rows, landmark_ranges
+from dfer.train.shard_reader import DEFAULT_MAX_OPEN, ShardReader, SideStore
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +75,18 @@ class Needs:
 
 @dataclass
 class ClipTable:
-    """The usable clips of a dataset: metadata only, side data stays in the shards."""
+    """The usable clips of a dataset: per-clip metadata; landmark points / captions in ``side``."""
 
     #: clip_id, label, label_idx, test_fold, shard; with landmarks also ``lm_start`` /
-    #: ``lm_stop`` (the clip's rows in its shard's points sorted by clip and frame), with
-    #: captions ``caption_row`` (the row in its captions shard)
+    #: ``lm_stop`` (the clip's rows in ``side``), with captions ``cap_offset`` / ``cap_length``
     clips: pd.DataFrame
     labels: list[str]
     num_folds: int
     skipped: dict[str, int]  # reason -> number of clips skipped
     #: captions are used: wanted by the model and every shard of the dataset has a captions file
     has_captions: bool = False
+    #: landmark points / captions of the clips (None when the model reads neither)
+    side: SideStore | None = None
 
 
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
@@ -115,9 +117,9 @@ def _safetensors_keys(path: Path) -> set[str]:
         return set(fh.keys())
 
 
-def _join(index: pd.DataFrame, side: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Inner-join ``side`` (keyed by clip_id) onto ``index`` keeping index order; dropped count."""
-    joined = index.merge(side, on="clip_id", how="inner", sort=False)
+def _join(index: pd.DataFrame, extra: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Inner-join ``extra`` (keyed by clip_id) onto ``index`` keeping index order; dropped count."""
+    joined = index.merge(extra, on="clip_id", how="inner", sort=False)
     return joined, len(index) - len(joined)
 
 
@@ -136,6 +138,7 @@ def load_clip_table(
                         dataset, ", ".join(missing))
             use_captions = False
     rows: list[pd.DataFrame] = []
+    side = SideStore() if needs.landmarks or use_captions else None
     skipped: dict[str, int] = {}
 
     def skip(reason: str, n: int) -> None:
@@ -153,7 +156,8 @@ def load_clip_table(
         skip("frames", int((~keep).sum()))
         index = index[keep]
         if needs.landmarks:
-            index, dropped = _join(index, landmark_ranges(shard_file(results, dataset, "landmarks", s, ".parquet")))
+            assert side is not None
+            index, dropped = _join(index, side.add_landmarks(shard_file(results, dataset, "landmarks", s, ".parquet")))
             skip("landmarks", dropped)
         if needs.parsing:
             keys = _safetensors_keys(shard_file(results, dataset, "parsing", s, ".safetensors"))
@@ -161,7 +165,8 @@ def load_clip_table(
             skip("parsing", int((~keep).sum()))
             index = index[keep]
         if use_captions:
-            index, dropped = _join(index, caption_rows(shard_file(results, dataset, "captions", s, ".parquet")))
+            assert side is not None
+            index, dropped = _join(index, side.add_captions(shard_file(results, dataset, "captions", s, ".parquet")))
             skip("captions", dropped)
         rows.append(index)
     clips = (
@@ -176,7 +181,7 @@ def load_clip_table(
             "%s: skipped %d clip(s) missing from upstream artifacts (%s)", dataset,
             sum(skipped.values()), ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
         )
-    return ClipTable(clips, labels, num_folds, skipped, use_captions)
+    return ClipTable(clips, labels, num_folds, skipped, use_captions, side)
 
 
 def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:
@@ -253,6 +258,12 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
+    def _side(self) -> SideStore:
+        if self.table.side is None:
+            raise ValueError("the clip table was loaded without landmarks / captions; "
+                             "load it with the Needs of this dataset")
+        return self.table.side
+
     def renderers(self) -> tuple[Renderer, Renderer]:
         if self._renderers is None:
             self._renderers = default_renderers()
@@ -276,13 +287,12 @@ class ClipDataset(Dataset):
 
     def _load(self, row: pd.Series, clip_id: str, shard: str) -> dict[str, Any]:
         frames = self.reader.tensor("frames", shard, clip_id)
-        points = (self.reader.landmarks(shard, int(row["lm_start"]), int(row["lm_stop"]))
-                  if self.needs.landmarks else None)
+        points = self._side().points(int(row["lm_start"]), int(row["lm_stop"])) if self.needs.landmarks else None
         maps = self.reader.tensor("parsing", shard, clip_id) if self.needs.parsing else None
         item = prepare_clip(frames, points, maps, self.cfg, self.size,
                             self.renderers() if self.needs.landmarks or self.needs.parsing else None)
         if self.needs.captions and self.table.has_captions:
-            item["caption"] = self.reader.caption(shard, int(row["caption_row"]))
+            item["caption"] = self._side().caption(int(row["cap_offset"]), int(row["cap_length"]))
         return item
 
 
