@@ -233,9 +233,9 @@ def _draw_style(rng: np.random.Generator, num_frames_range: tuple[int, int], fps
         angle_drift=float(rng.uniform(-1.5, 1.5)),
         shift0=(float(rng.uniform(-0.02, 0.02)), float(rng.uniform(-0.02, 0.02))),
         drift=(float(rng.uniform(-0.02, 0.02)), float(rng.uniform(-0.02, 0.02))),
-        gain=rng.uniform(0.8, 1.15) * rng.uniform(0.95, 1.05, size=3),
-        bias=float(rng.uniform(-15.0, 15.0)),
-        noise=float(rng.uniform(0.0, 4.0)),
+        gain=rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, size=3),
+        bias=float(rng.uniform(-8.0, 8.0)),
+        noise=float(rng.uniform(0.0, 3.0)),
         mirror=bool(rng.random() < 0.25),
         bg_colors=rng.uniform(0, 255, size=(2, 3)),
         bg_angle=float(rng.uniform(0, 2 * np.pi)),
@@ -368,7 +368,8 @@ def _is_frame_folder(k: int, class_idx: int, frames_every: int, num_folds: int) 
     rows of one clip per class, row ``k // num_folds`` being the same in every fold, and every
     ``frames_every``-th slot of that layout is a folder: the folds get identical per-class
     counts, and with ``clips_per_class / num_folds`` rows a multiple of ``frames_every`` (6 with
-    the 5 classes, 12 clips per class and 2 folds) every class gets the same number per fold.
+    the 5 classes, 12 clips per class and 2 folds) every class gets the same number per fold
+    (16 per class: two classes get 2 folders per fold, the others 1, alike in both folds).
     Slot 3 of the first row is a folder, so even a one-clip-per-class demo has one.
     """
     if frames_every <= 0:

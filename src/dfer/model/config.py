@@ -68,6 +68,12 @@ class ModelConfig:
 
     # --- fusion and losses -------------------------------------------------------------------
     learned_fusion: bool = True  # softmax modality weights; False = plain mean
+    #: standardise each visual level's clip feature (BatchNorm without affine: batch statistics
+    #: in training, running statistics in evaluation, stored in the checkpoint) before the L2
+    #: norm. A random-init backbone maps every clip to nearly the same direction (cosine
+    #: ~0.996 between clips on the demo), which leaves cosine scores nothing to separate;
+    #: pretrained CLIP does not need it (off by default, so step 0 is exactly frozen CLIP).
+    standardize_features: bool = False
     logit_scale: float = 50.0  # initial temperature scale of the similarities
     learn_logit_scale: bool = True
     max_logit_scale: float = 100.0

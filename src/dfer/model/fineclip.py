@@ -92,6 +92,11 @@ class FineCLIPER(nn.Module):
             TextAdapter(embed_dim, hidden) if cfg.text_adapters and cfg.use_captions else None
         )
 
+        # running statistics are state, not weights: kept in buffers and saved with the adapters
+        self.feature_norms = nn.ModuleDict(
+            {lv: nn.BatchNorm1d(embed_dim, affine=False) for lv in cfg.visual_levels}
+            if cfg.standardize_features else {}
+        )
         self.fused_levels = list(cfg.visual_levels)
         if cfg.use_captions and cfg.caption_in_fusion:
             self.fused_levels.append("caption")
@@ -125,12 +130,21 @@ class FineCLIPER(nn.Module):
         """Trainable parameters by name (what checkpoints hold)."""
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
+    def tunable_state(self) -> dict[str, torch.Tensor]:
+        """Trainable parameters plus the learned feature statistics (what checkpoints hold)."""
+        state: dict[str, torch.Tensor] = dict(self.tunable_parameters())
+        for name, buf in self.feature_norms.named_buffers(prefix="feature_norms"):
+            if not name.endswith("num_batches_tracked"):  # a counter, unused with a momentum
+                state[name] = buf
+        return state
+
     def tunable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().cpu().clone() for n, p in self.tunable_parameters().items()}
+        return {n: p.detach().cpu().clone() for n, p in self.tunable_state().items()}
 
     def load_tunable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load adapter weights; the key sets must match exactly (catches config drift)."""
-        own = self.tunable_parameters()
+        own = self.tunable_state()
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
             raise ValueError(
@@ -209,7 +223,10 @@ class FineCLIPER(nn.Module):
             images = inputs[level]
             if images is None:
                 raise ValueError(f"the model config enables the {level!r} level but no {level} input was given")
-            level_feats[level] = F.normalize(self.encode_level(images, level).float().mean(1), dim=-1)
+            feats = self.encode_level(images, level).float().mean(1)
+            if level in self.feature_norms:
+                feats = self._standardize(level, feats)
+            level_feats[level] = F.normalize(feats, dim=-1)
         caption = None
         if self.cfg.use_captions and captions is not None:
             caption = self.encode_captions(captions)
@@ -236,6 +253,13 @@ class FineCLIPER(nn.Module):
             logits=scale * score, sim_pos=sim_pos, sim_neg=sim_neg, fused=fused,
             level_features=level_feats, modality_weights=weights, caption=caption,
         )
+
+    def _standardize(self, level: str, feats: torch.Tensor) -> torch.Tensor:
+        """BatchNorm of one level's clip features; a 1-clip training batch uses running stats."""
+        norm = self.feature_norms[level]
+        if self.training and feats.shape[0] < 2:  # no batch variance to normalise with
+            return F.batch_norm(feats, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+        return norm(feats)
 
     def losses(self, out: FineCLIPEROutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cross-entropy over the scaled PN scores plus the caption-video alignment loss."""
