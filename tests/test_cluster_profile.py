@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from project_copy import copy_project
 from snakemake.profiles import ProfileConfigFileParser
-
-from dfer.pipeline import prepare_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -125,26 +123,9 @@ def test_local_profile_limits_gpu_jobs_to_the_gpu_count(monkeypatch):
 def project(tmp_path_factory) -> Path:
     """A copy of the workflow with a one-clip-per-class demo dataset, manifests synced."""
     dest = tmp_path_factory.mktemp("cluster") / "project"
-    dest.mkdir()
-    for part in ("Snakefile", "workflow", "config", "envs", "src"):
-        src = REPO / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / part)
-    cfg_path = dest / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["datasets"] = ["demo"]
-    cfg["dataset_defs"]["demo"]["demo_clips_per_class"] = 1
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     # Demo data and shard manifests now, so that later runs do not rewrite the manifests
     # after a test has faked the decode outputs (which would then look out of date).
-    cwd = os.getcwd()
-    os.chdir(dest)
-    try:
-        prepare_datasets(cfg)
-    finally:
-        os.chdir(cwd)
+    copy_project(dest, clips_per_class=1, sync=True)
     # Pinned backends; `auto` is tested on its own (it asks for a GPU on a cluster executor).
     (dest / "config" / "gpu.yaml").write_text(
         "landmarks: {backend: face_alignment}\nparsing: {backend: facer}\n")

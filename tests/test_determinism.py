@@ -28,10 +28,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import yaml
+from project_copy import copy_project
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_PARTS = ("Snakefile", "workflow", "config", "envs", "src")
 TIMING_COLUMNS = ("seconds",)
 CLIPS_PER_CLASS = 2
 
@@ -46,18 +45,7 @@ def stage_targets() -> list[str]:
 
 def make_project(dest: Path) -> Path:
     """Copy the workflow into ``dest`` with a small demo dataset (few clips per class)."""
-    dest.mkdir(parents=True)
-    for part in PROJECT_PARTS:
-        src = REPO / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / part)
-    cfg_path = dest / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["datasets"] = ["demo"]
-    cfg["dataset_defs"]["demo"]["demo_clips_per_class"] = CLIPS_PER_CLASS
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    copy_project(dest, clips_per_class=CLIPS_PER_CLASS)
     return dest
 
 

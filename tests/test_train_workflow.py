@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-from dfer.pipeline import prepare_datasets
+from project_copy import copy_project
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,24 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 def project(tmp_path_factory) -> Path:
     """Workflow copy with a two-clips-per-class demo dataset (2 folds), manifests synced."""
     dest = tmp_path_factory.mktemp("trainwf") / "project"
-    dest.mkdir()
-    for part in ("Snakefile", "workflow", "config", "envs", "src"):
-        src = REPO / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / part)
-    cfg_path = dest / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["datasets"] = ["demo"]
-    cfg["dataset_defs"]["demo"]["demo_clips_per_class"] = 2
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cwd = os.getcwd()
-    os.chdir(dest)
-    try:
-        prepare_datasets(cfg)
-    finally:
-        os.chdir(cwd)
+    copy_project(dest, clips_per_class=2, sync=True)
     return dest
 
 
