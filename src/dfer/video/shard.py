@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dfer.artifacts import provenance, write_failures, write_parquet, write_safetensors
+from dfer.manifests.build import MANIFEST_SCHEMA
 from dfer.video.clip import DecodeConfig, decode_clip
 from dfer.video.errors import DecodeError
 
@@ -35,12 +36,7 @@ SCHEMA_VERSION = 1
 MANIFEST_FIELDS = ("clip_id", "path", "source_kind", "label", "label_idx", "test_fold")
 
 INDEX_SCHEMA = pa.schema([
-    ("clip_id", pa.string()),
-    ("path", pa.string()),
-    ("source_kind", pa.string()),
-    ("label", pa.string()),
-    ("label_idx", pa.int32()),
-    ("test_fold", pa.int32()),
+    *(MANIFEST_SCHEMA.field(name) for name in MANIFEST_FIELDS),
     ("fps", pa.float64()),
     ("duration_s", pa.float64()),
     ("orig_width", pa.int32()),
