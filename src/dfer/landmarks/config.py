@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from dfer.strict_config import from_mapping
 
 Backend = Literal["auto", "face_alignment", "dlib"]
 FillRule = Literal["nearest", "missing"]
@@ -34,12 +36,7 @@ class LandmarksConfig:
     @classmethod
     def from_dict(cls, section: Mapping[str, Any] | None) -> LandmarksConfig:
         """Build from a config section, rejecting unknown keys (a typo must not pass silently)."""
-        section = dict(section or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ValueError(f"unknown landmarks setting(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(**section)
+        cfg = from_mapping(cls, section, "landmarks setting")
         if cfg.backend not in ("auto", "face_alignment", "dlib"):
             raise ValueError(f"landmarks.backend must be auto, face_alignment or dlib, got {cfg.backend!r}")
         if cfg.fill not in ("nearest", "missing"):

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dfer.strict_config import from_mapping
+
 #: A tiny random-init open_clip config for tests, the demo and CPU benchmarks. The text tower
 #: keeps CLIP's vocabulary and context length so the standard BPE tokenizer works unchanged.
 TINY_CLIP_CFG: dict[str, Any] = {
@@ -86,14 +88,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ModelConfig:
         """Build from a config mapping; unknown keys are an error naming the key."""
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown model config key(s) {unknown}; known keys: {sorted(known)}"
-            )
-        cfg = cls(**data)
+        cfg = from_mapping(cls, data, "model config key")
         cfg.validate()
         return cfg
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from dfer.strict_config import from_mapping
 
 Backend = Literal["auto", "facer", "landmarks"]
 
@@ -21,12 +23,7 @@ class ParsingConfig:
 
     @classmethod
     def from_dict(cls, section: Mapping[str, Any] | None) -> ParsingConfig:
-        section = dict(section or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ValueError(f"unknown parsing setting(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(**section)
+        cfg = from_mapping(cls, section, "parsing setting")
         if cfg.backend not in ("auto", "facer", "landmarks"):
             raise ValueError(f"parsing.backend must be auto, facer or landmarks, got {cfg.backend!r}")
         if cfg.model not in ("farl/lapa/448", "farl/celebm/448"):

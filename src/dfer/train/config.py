@@ -7,7 +7,6 @@ A run (``train.runs.<name>`` in config.yaml) has a ``model`` block (:class:`Mode
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,18 +14,14 @@ from typing import Any
 import torch
 
 from dfer.model.config import ModelConfig
+from dfer.strict_config import from_mapping
 from dfer.train.data import DataConfig
 
 _BOOKKEEPING = {"dataset", "datasets", "folds", "kind", "source", "eval", "device", "description"}
 
 
 def _strict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
-    data = dict(data or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {where} key(s) {unknown}; known keys: {sorted(known)}")
-    return cls(**data)
+    return from_mapping(cls, data, f"{where} key")
 
 
 @dataclass

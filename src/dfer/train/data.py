@@ -14,7 +14,6 @@ on the fly by :mod:`dfer.render`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from torch.utils.data import Dataset
 
 from dfer.artifacts import read_meta, read_parquet
 from dfer.paths import manifest_file, shard_file
+from dfer.strict_config import from_mapping
 from dfer.train.shard_reader import DEFAULT_MAX_OPEN, ShardReader, SideStore
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DataConfig:
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown data config key(s) {unknown}; known keys: {sorted(known)}")
-        cfg = cls(**data)
+        cfg = from_mapping(cls, data, "data config key")
         if int(cfg.max_open_shards) < 1:
             raise ValueError(f"data.max_open_shards must be >= 1, got {cfg.max_open_shards}")
         return cfg

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dfer.face_detect import DetectorKind
+from dfer.strict_config import from_mapping
 from dfer.video.crop import center_box, crop_resize, detect_boxes, median_box, square_box
 from dfer.video.errors import DecodeError, NoFace
 from dfer.video.reader import SampledFrames, read_frame_folder, read_video
@@ -56,12 +57,7 @@ class DecodeConfig:
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> DecodeConfig:
         """Build from the config section; unknown keys are an error (typos must not pass)."""
-        params = dict(params or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"unknown decode option(s) {unknown}; known: {sorted(known)}")
-        return cls(**params)
+        return from_mapping(cls, params, "decode option")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
