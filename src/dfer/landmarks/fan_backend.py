@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from dfer.face_detect import FaceBox
+from dfer.weights import find_checkpoint
 
 NETWORK = "2DFAN-4"
 #: side of the square crop FAN reads and of the heat maps it writes (face-alignment's values).
@@ -44,29 +45,11 @@ def weights_filename() -> str:
 
 def resolve_weights(weights: str | os.PathLike[str] | None) -> Path:
     """Locate the FAN checkpoint; raise a FileNotFoundError that says how to supply it."""
-    import torch
-
-    name = weights_filename()
-    if weights:
-        path = Path(weights).expanduser()
-        if path.is_dir():
-            path = path / name
-        if path.is_file():
-            return path
-        raise FileNotFoundError(
-            f"face-alignment FAN weights not found at {path} (landmarks.weights); "
-            f"expected the file {name} or a folder holding it"
-        )
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
-    if cached.is_file():
-        return cached
     from face_alignment.api import models_urls
 
-    raise FileNotFoundError(
-        f"face-alignment FAN weights {name} are not in the torch hub cache ({cached}) and cannot "
-        f"be downloaded here; fetch {models_urls[NETWORK]} on a machine with internet access and "
-        "either copy it there or set landmarks.weights to its path "
-        "(or use landmarks.backend: dlib)"
+    return find_checkpoint(
+        weights_filename(), weights, what="face-alignment FAN", config_key="landmarks.weights",
+        url=models_urls[NETWORK], offline_backend="landmarks.backend: dlib",
     )
 
 

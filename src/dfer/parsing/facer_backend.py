@@ -18,6 +18,7 @@ import numpy as np
 
 from dfer.landmarks.points import five_points
 from dfer.parsing.labels import seg_to_canonical
+from dfer.weights import find_checkpoint
 
 MODELS = ("farl/lapa/448", "farl/celebm/448")
 
@@ -43,27 +44,10 @@ def label_names(model: str) -> list[str]:
 
 def resolve_weights(model: str, weights: str | os.PathLike[str] | None) -> Path:
     """Locate the TorchScript checkpoint of ``model``; FileNotFoundError says how to supply it."""
-    import torch
-
     url = weights_url(model)
-    name = os.path.basename(urlparse(url).path)
-    if weights:
-        path = Path(weights)
-        if path.is_dir():
-            path = path / name
-        if path.is_file():
-            return path
-        raise FileNotFoundError(
-            f"facer {model} weights not found at {path} (parsing.weights); expected the file "
-            f"{name} or a folder holding it"
-        )
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
-    if cached.is_file():
-        return cached
-    raise FileNotFoundError(
-        f"facer {model} weights {name} are not in the torch hub cache ({cached}) and cannot be "
-        f"downloaded here; fetch {url} on a machine with internet access and copy it there or "
-        "set parsing.weights to its path (or use parsing.backend: landmarks)"
+    return find_checkpoint(
+        os.path.basename(urlparse(url).path), weights, what=f"facer {model}",
+        config_key="parsing.weights", url=url, offline_backend="parsing.backend: landmarks",
     )
 
 
