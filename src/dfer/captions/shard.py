@@ -28,6 +28,7 @@ from dfer.captions.base import ClipInput, Describer, Description
 from dfer.captions.prompt import render_prompt
 from dfer.captions.refine import refine_caption
 from dfer.captions.settings import CaptionsConfig
+from dfer.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
 
 STAGE = "captions"
 SCHEMA_VERSION = 1
@@ -65,20 +66,15 @@ def make_describer(cfg: CaptionsConfig) -> Describer:
 def read_points(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """clip_id -> (points ``[T, 68, 2]`` float32, has_face ``[T]`` bool) from a landmarks shard.
 
-    Reads the landmarks Parquet directly (not through ``dfer.landmarks``, whose detectors the
+    Reads through :mod:`dfer.landmark_table` (not ``dfer.landmarks``, whose detectors the
     vLLM environment does not have).
     """
-    table = pq.read_table(path, columns=["clip_id", "frame", "has_face", "points"])
-    if table.num_rows == 0:
-        return {}
-    table = table.sort_by([("clip_id", "ascending"), ("frame", "ascending")])
-    clip = np.asarray(table.column("clip_id").to_pylist(), dtype=object)
-    points = np.asarray(table.column("points").combine_chunks().flatten(),
-                        dtype=np.float32).reshape(-1, 68, 2)
+    table = read_sorted(path, ["clip_id", "frame", "has_face", "points"])
+    ids = clip_ids(table)
+    points = points_array(table, path)
     has_face = table.column("has_face").to_numpy(zero_copy_only=False).astype(bool)
-    starts = np.flatnonzero(np.r_[True, clip[1:] != clip[:-1]])
-    ends = np.r_[starts[1:], len(clip)]
-    return {str(clip[a]): (points[a:b], has_face[a:b]) for a, b in zip(starts, ends, strict=True)}
+    starts, stops = clip_bounds(ids)
+    return {ids[a]: (points[a:b], has_face[a:b]) for a, b in zip(starts, stops, strict=True)}
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from dfer.artifacts import provenance, write_failures, write_parquet
+from dfer.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
 from dfer.landmarks.api import (
     LandmarkResult,
     detect_landmarks,
@@ -73,18 +74,17 @@ def results_table(results: Mapping[str, LandmarkResult]) -> pa.Table:
 
 def read_landmarks(path: str | os.PathLike[str]) -> dict[str, LandmarkResult]:
     """Read a landmark shard back into per-clip results (frames sorted by index)."""
-    table = pq.read_table(path).sort_by([("clip_id", "ascending"), ("frame", "ascending")])
+    table = read_sorted(path)
     if table.num_rows == 0:
         return {}
-    clip = np.asarray(table.column("clip_id").to_pylist(), dtype=object)
-    points = np.asarray(table.column("points").combine_chunks().flatten()).reshape(-1, 68, 2)
+    clip = clip_ids(table)
+    points = points_array(table, path)
     bbox = np.asarray(table.column("bbox").combine_chunks().flatten()).reshape(-1, 4)
     score = table.column("score").to_numpy()
     has_face = table.column("has_face").to_numpy()
     filled = table.column("filled_from").to_numpy()
     out: dict[str, LandmarkResult] = {}
-    starts = np.flatnonzero(np.r_[True, clip[1:] != clip[:-1]])
-    ends = np.r_[starts[1:], len(clip)]
+    starts, ends = clip_bounds(clip)
     for a, b in zip(starts, ends, strict=True):
         out[str(clip[a])] = LandmarkResult(
             points[a:b].astype(np.float32), bbox[a:b].astype(np.float32),

@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dfer.landmark_table import LANDMARK_POINTS, clip_bounds, clip_ids, points_array, read_sorted
 from dfer.paths import shard_file
 
 V = TypeVar("V")
@@ -39,7 +40,6 @@ V = TypeVar("V")
 #: Default number of shards of each kind (frames, parsing) kept open at once;
 #: ``DataConfig.max_open_shards``.
 DEFAULT_MAX_OPEN = 4
-LANDMARK_POINTS = 68
 
 
 class LRU(Generic[V]):
@@ -72,34 +72,12 @@ class LRU(Generic[V]):
         return len(self._items)
 
 
-def landmark_order(clip_ids: pd.Series | np.ndarray, frames: pd.Series | np.ndarray) -> np.ndarray:
-    """Row order of a landmarks shard sorted by ``(clip_id, frame)`` (stable)."""
-    key = pd.DataFrame({"clip_id": np.asarray(clip_ids).astype(str), "frame": np.asarray(frames)})
-    return key.sort_values(["clip_id", "frame"], kind="mergesort").index.to_numpy()
-
-
-def _flat_values(column: pa.ChunkedArray) -> np.ndarray:
-    """The float values of a (possibly nested) list column, row-major."""
-    arr: Any = column.combine_chunks()
-    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
-        arr = arr.flatten()
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float32)
-
-
 def load_landmark_points(path: Path, with_ids: bool = False) -> Any:
-    """float32 ``[rows, 68, 2]`` points of a landmarks shard in :func:`landmark_order`
+    """float32 ``[rows, 68, 2]`` points of a landmarks shard sorted by ``(clip_id, frame)``
     (with ``with_ids``: also the matching clip ids, a str array)."""
-    table = pq.read_table(path, columns=["clip_id", "frame", "points"])
-    values = _flat_values(table.column("points"))
-    rows = table.num_rows
-    if values.size != rows * LANDMARK_POINTS * 2:
-        raise ValueError(f"{path}: {values.size} landmark values for {rows} rows, "
-                         f"expected {LANDMARK_POINTS * 2} per row")
-    points = values.reshape(rows, LANDMARK_POINTS, 2)
-    ids = np.asarray(table.column("clip_id").to_pylist(), dtype=object).astype(str)
-    order = landmark_order(ids, table.column("frame").to_numpy())
-    points = np.ascontiguousarray(points[order])
-    return (points, ids[order]) if with_ids else points
+    table = read_sorted(path, ["clip_id", "frame", "points"])
+    points = np.ascontiguousarray(points_array(table, path))
+    return (points, clip_ids(table)) if with_ids else points
 
 
 def _release_arrow_memory() -> None:
@@ -151,8 +129,7 @@ class SideStore:
         if len(ids) == 0:
             return pd.DataFrame({"clip_id": pd.Series([], dtype=object), "lm_start": pd.Series([], dtype=np.int64),
                                  "lm_stop": pd.Series([], dtype=np.int64)})
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        stops = np.r_[starts[1:], len(ids)]
+        starts, stops = clip_bounds(ids)
         base = self.num_points
         self.num_points += len(ids)
         return pd.DataFrame({"clip_id": ids[starts], "lm_start": (starts + base).astype(np.int64),
