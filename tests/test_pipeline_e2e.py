@@ -1,0 +1,121 @@
+"""The whole pipeline through Snakemake in the default suite: every rule runs once.
+
+The demo at its smallest (two clips per class, two frames, one epoch) goes through decode,
+landmarks, parsing, captions, train, evaluate, the fold summary, zero-shot (demo -> demo) and
+the report, and then ``snakemake --report`` builds the HTML report. A broken command in any
+rule file fails here, in CI, not only in the slow tests. The checks are about what each stage
+hands on (every clip present, no failure rows, metrics within their ranges, the report
+tables listing every fold), not about how well a two-frame, one-epoch model learns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from project_copy import copy_project
+
+from dfer.artifacts import read_parquet
+
+CLIPS_PER_CLASS = 2
+NUM_CLASSES = 5  # the demo's expressions
+
+OVERLAY = {
+    "decode": {"num_frames": 2, "detect_frames": 0},
+    "captions": {"num_frames": 2},
+    "train": {
+        "runs": {"demo_tiny": {
+            "device": "cpu",
+            "data": {"num_frames": 2, "batch_size": 4, "num_workers": 0},
+            "trainer": {"max_epochs": 1, "seed": 0, "log_every_n_steps": 1},
+        }},
+        "zero_shot": [{"run": "demo_tiny", "train": "demo", "eval": "demo"}],
+    },
+}
+
+
+def snakemake(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "--nocolor", *args], cwd=project,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, str]:
+    """A project copy after one full `snakemake --cores 2` run, and that run's log."""
+    project = tmp_path_factory.mktemp("e2e") / "project"
+    copy_project(project, clips_per_class=CLIPS_PER_CLASS)
+    overlay = project / "config" / "smallest.yaml"
+    overlay.write_text(yaml.safe_dump(OVERLAY, sort_keys=False))
+    proc = snakemake(project, "--cores", "2", f"--configfile={overlay}")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    return project, log
+
+
+def test_every_rule_runs(finished: tuple[Path, str]) -> None:
+    project, log = finished
+    listed = snakemake(project, "--list-rules")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    # `<stage>_all` rules only gather targets for the command line; they have no job of their own
+    every_rule = {name for name in listed.stdout.split() if not name.endswith("_all")}
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M))
+    assert every_rule - ran == set(), f"rules that never ran: {sorted(every_rule - ran)}"
+
+
+def test_every_clip_passes_every_stage(finished: tuple[Path, str]) -> None:
+    project, _ = finished
+    demo = project / "results" / "demo"
+    clips = set(read_parquet(demo / "manifest" / "manifest.parquet")["clip_id"])
+    assert len(clips) == CLIPS_PER_CLASS * NUM_CLASSES
+    for stage in ("frames", "landmarks", "captions"):
+        tables = sorted((demo / stage).glob("shard-*.parquet"))
+        tables = [t for t in tables if not t.name.endswith(".failures.parquet")]
+        seen = set(pd.concat([read_parquet(t) for t in tables])["clip_id"])
+        assert seen == clips, (stage, clips ^ seen)
+        failures = [read_parquet(f) for f in (demo / stage).glob("shard-*.failures.parquet")]
+        assert sum(len(f) for f in failures) == 0, stage
+    frames = pd.concat([read_parquet(t) for t in sorted((demo / "frames").glob("shard-*.parquet"))
+                        if not t.name.endswith(".failures.parquet")])
+    assert set(frames["frame_indices"].map(len)) == {2}
+
+
+def test_folds_and_zero_shot_are_evaluated_on_their_clips(finished: tuple[Path, str]) -> None:
+    project, _ = finished
+    run = project / "results" / "demo" / "train" / "demo_tiny"
+    manifest = read_parquet(project / "results" / "demo" / "manifest" / "manifest.parquet")
+    for fold in (1, 2):
+        metrics = json.loads((run / f"fold-{fold}" / "metrics.json").read_text())
+        preds = read_parquet(run / f"fold-{fold}" / "predictions.parquet")
+        held_out = set(manifest.loc[manifest["test_fold"] == fold, "clip_id"])
+        assert set(preds["clip_id"]) == held_out
+        assert 0.0 <= metrics["uar"] <= 1.0 and 0.0 <= metrics["war"] <= 1.0
+        assert metrics["war"] == pytest.approx(float(preds["correct"].mean()))
+        zs = read_parquet(run / "zeroshot-from-demo" / f"fold-{fold}" / "predictions.parquet")
+        assert set(zs["clip_id"]) == set(manifest["clip_id"])  # zero-shot scores every clip
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["num_folds"] == 2 and summary["num_clips"] == len(manifest)
+
+
+def test_report_tables_and_snakemake_report(finished: tuple[Path, str]) -> None:
+    project, _ = finished
+    report = project / "results" / "report"
+    per_fold = pd.read_csv(report / "metrics.csv")
+    assert len(per_fold[per_fold["dataset"] == "demo"]) >= 2
+    stages = pd.read_csv(report / "stages.csv").set_index("stage")
+    assert {"manifest", "decode", "landmarks", "parsing", "captions"} <= set(stages.index)
+    assert set(stages["clips_ok"]) == {CLIPS_PER_CLASS * NUM_CLASSES}
+    assert set(stages["clips_failed"]) == {0}
+    for name in ("metrics.png", "confusion.png", "stages.png", "report.md", "report.html"):
+        assert (report / name).stat().st_size > 0, name
+    html = project / "report.html"
+    proc = snakemake(project, f"--configfile={project / 'config' / 'smallest.yaml'}",
+                     "--report", str(html))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    text = html.read_text(errors="replace")
+    assert len(text) > 10_000 and "summary.csv" in text and "confusion.png" in text
