@@ -24,10 +24,10 @@ include: "workflow/rules/landmarks.smk"
 include: "workflow/rules/parsing.smk"
 include: "workflow/rules/captions.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/report.smk"  # last: depends on every stage
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_targets,
+        get_final_output(),

@@ -19,6 +19,8 @@ import pytest
 from project_copy import copy_project
 from snakemake.profiles import ProfileConfigFileParser
 
+from dfer.sharding import SHARD_REGEX
+
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 LOCAL_PROFILE = REPO / "workflow" / "profiles" / "local" / "config.yaml"
@@ -114,6 +116,20 @@ def test_local_profile_limits_gpu_jobs_to_the_gpu_count(monkeypatch):
     assert visible["resources"] == ["gpu=3"] and visible["cores"] == "all"
     none = parse_profile(LOCAL_PROFILE, monkeypatch, CUDA_VISIBLE_DEVICES="")
     assert "resources" not in none  # no GPU: CPU jobs are not serialised on a fake resource
+    pinned = parse_profile(LOCAL_PROFILE, monkeypatch, DFER_LOCAL_GPUS="0", CUDA_VISIBLE_DEVICES="0")
+    assert "resources" not in pinned  # the override wins over what the machine shows
+
+
+def test_local_gpu_count_is_one_check_with_an_override():
+    from dfer.pipeline import local_gpu_count
+
+    assert local_gpu_count({"DFER_LOCAL_GPUS": "3"}) == 3
+    assert local_gpu_count({"DFER_LOCAL_GPUS": "0", "CUDA_VISIBLE_DEVICES": "0,1"}) == 0
+    assert local_gpu_count({"CUDA_VISIBLE_DEVICES": "0,1"}) == 2
+    assert local_gpu_count({"CUDA_VISIBLE_DEVICES": "-1"}) == 0
+    assert local_gpu_count({"CUDA_VISIBLE_DEVICES": ""}) == 0
+    with pytest.raises(ValueError, match="DFER_LOCAL_GPUS"):
+        local_gpu_count({"DFER_LOCAL_GPUS": "many"})
 
 
 # --- Snakemake runs on a copy of the demo project ---------------------------------------
@@ -196,7 +212,7 @@ def fake_submissions(project: Path, *args: str, **env: str) -> dict[str, list[st
     assert "SLURM sbatch failed" in proc.stderr, proc.stderr[-3000:]
     calls: dict[str, list[str]] = {}
     for line in log.read_text().splitlines():
-        found = re.search(r"--comment rule_(\w+?)_wildcards_demo_(\d{3})", line)
+        found = re.search(rf"--comment rule_(\w+?)_wildcards_demo_({SHARD_REGEX})", line)
         assert found, line
         calls.setdefault(found.group(1), []).append(line.split(" --wrap=")[0])
     return calls
@@ -233,8 +249,12 @@ def test_auto_backends_ask_for_a_gpu_on_the_cluster_but_not_locally(project):
     assert sorted(calls) == ["landmarks", "parsing"]
     for line in calls["landmarks"] + calls["parsing"]:
         assert "--gpus=1" in line.split(), line
-    local = snakemake(project, "--cores", "1", "-n", "--forceall", "landmarks_all", "parsing_all")
-    assert local.returncode == 0, local.stderr[-3000:]
-    jobs = job_resources(local.stdout + local.stderr)
-    for rule in ("landmarks", "parsing"):
-        assert jobs[rule] and all("gpu=0" in line for line in jobs[rule]), jobs[rule]
+    # Locally `auto` asks for a GPU only where one is found: pinned both ways, so the test does
+    # not depend on the machine it runs on (a container may show NVIDIA device files).
+    for gpus, want in (("0", "gpu=0"), ("1", "gpu=1")):
+        local = snakemake(project, "--cores", "1", "-n", "--forceall", "landmarks_all", "parsing_all",
+                          DFER_LOCAL_GPUS=gpus)
+        assert local.returncode == 0, local.stderr[-3000:]
+        jobs = job_resources(local.stdout + local.stderr)
+        for rule in ("landmarks", "parsing"):
+            assert jobs[rule] and all(want in line for line in jobs[rule]), (gpus, jobs[rule])

@@ -12,11 +12,16 @@ Layout (``results/{dataset}/...``)::
     parsing/shard-{s}.parquet          per-frame region areas
     captions/shard-{s}.parquet         one caption per clip
     train/{run}/fold-{k}/...           checkpoint, metrics, predictions, plots
+
+Shard names ``{s}`` (``"000"``, or ``"0000"`` for datasets of more than 1000 shards) come from
+:mod:`dfer.sharding`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from dfer.sharding import SHARD_PREFIX
 
 STAGES_WITH_SHARDS = ("manifest", "frames", "landmarks", "parsing", "captions")
 
@@ -25,9 +30,14 @@ def dataset_dir(results: str | Path, dataset: str) -> Path:
     return Path(results) / dataset
 
 
+def shard_file_name(shard: str, suffix: str) -> str:
+    """``shard-{shard}{suffix}`` (suffix like ``.parquet``)."""
+    return f"{SHARD_PREFIX}{shard}{suffix}"
+
+
 def shard_file(results: str | Path, dataset: str, stage: str, shard: str, suffix: str) -> Path:
     """``results/{dataset}/{stage}/shard-{shard}{suffix}`` (suffix like ``.parquet``)."""
-    return dataset_dir(results, dataset) / stage / f"shard-{shard}{suffix}"
+    return dataset_dir(results, dataset) / stage / shard_file_name(shard, suffix)
 
 
 def manifest_file(results: str | Path, dataset: str) -> Path:

@@ -1,4 +1,5 @@
-"""Work done when the Snakefile is parsed: make each configured dataset's shard manifests.
+"""Work done when the Snakefile is parsed: make each configured dataset's shard manifests,
+and find the GPUs the jobs may use.
 
 Snakemake deletes a job's outputs before re-running it, so a rule that rewrote every shard
 manifest would make every downstream shard look out of date. Instead the manifests are synced
@@ -8,7 +9,9 @@ mtime check then re-runs exactly the shards whose content changed.
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,3 +52,34 @@ def ensure_demo_data(definition: Mapping[str, Any]) -> None:
         seed=int(definition.get("demo_seed", 0)),
         clips_per_class=int(definition.get("demo_clips_per_class", 8)),
     )
+
+
+#: Environment variable that pins the number of GPUs the workflow assumes on this machine
+#: (``0`` for none): the one override of :func:`local_gpu_count` for users and tests.
+LOCAL_GPUS_ENV = "DFER_LOCAL_GPUS"
+
+
+def local_gpu_count(environ: Mapping[str, str] | None = None) -> int:
+    """GPUs usable by jobs run on this machine, without importing torch.
+
+    The one GPU check of the workflow: the rules' ``gpu`` resources (``auto`` backends ask for
+    a GPU where one is found) and the local profile's ``gpu`` limit both call it. In order:
+    ``$DFER_LOCAL_GPUS`` when set (an integer, ``0`` for none); else ``$CUDA_VISIBLE_DEVICES``
+    when set (its entries, ``-1`` and blanks not counted; empty means none); else the NVIDIA
+    device files ``/dev/nvidia0``, ``/dev/nvidia1``, ... (not ``/dev/nvidiactl``, which a
+    container without a GPU may still have).
+    """
+    env = os.environ if environ is None else environ
+    pinned = env.get(LOCAL_GPUS_ENV, "").strip()
+    if pinned:
+        try:
+            count = int(pinned)
+        except ValueError:
+            raise ValueError(f"{LOCAL_GPUS_ENV}={pinned!r} is not a number of GPUs") from None
+        if count < 0:
+            raise ValueError(f"{LOCAL_GPUS_ENV}={pinned!r} is negative")
+        return count
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len(glob.glob("/dev/nvidia[0-9]*"))

@@ -1,33 +1,243 @@
-# Shared helpers for every rule file. Parsing this file prepares the datasets: it writes the
-# demo data when configured and missing, and syncs each dataset's shard manifests, rewriting a
-# shard manifest only when its clips changed, so Snakemake re-runs exactly the changed shards.
+# Shared helpers for every rule file (rule files hold rules only). Parsing this file prepares
+# the datasets: it writes the demo data when configured and missing, and syncs each dataset's
+# shard manifests, rewriting a shard manifest only when its clips changed, so Snakemake re-runs
+# exactly the changed shards.
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+
+# PATH is read and extended below; declared so that cluster jobs get the same one.
+envvars:
+    "PATH",
+
+
 # Jobs run `python -m dfer`: make that the interpreter running Snakemake (the project venv)
 # unless a per-rule conda env is activated, which puts its own python first.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+_path = os.environ["PATH"]
+os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{_path}"
 
-from dfer.pipeline import prepare_datasets  # noqa: E402
+from dfer.artifacts import read_meta  # noqa: E402 - after src/ is on sys.path
+from dfer.captions.settings import CaptionsConfig, vllm_python  # noqa: E402
+from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
+from dfer.sharding import SHARD_REGEX  # noqa: E402
 
 RESULTS = config["results"]
 DATASETS = list(config["datasets"])
-SHARDS = prepare_datasets(config)  # dataset -> ["000", "001", ...]
-PY = "python -m dfer"
+SHARDS = prepare_datasets(config)  # dataset -> ["000", "001", ...] (dfer.sharding names)
+TRAIN = config.get("train", {}) or {}
+TRAIN_RUNS = TRAIN.get("runs", {}) or {}
+CAPTIONS = CaptionsConfig.from_params(config.get("captions", {}))
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS) if DATASETS else "NONE",
-    shard=r"\d{3}",
+    source="|".join(DATASETS) if DATASETS else "NONE",
+    shard=SHARD_REGEX,
+    run=r"[A-Za-z0-9_.-]+",
+    fold=r"\d+",
+
+
+# --- the command a job runs --------------------------------------------------------------
+
+
+class UntrackedParam:
+    """A `params` value that Snakemake's params trigger leaves out.
+
+    Snakemake records only params of builtin types (str, int, list, ...) to decide whether a
+    job must re-run; this object formats as its text in a shell command but is not recorded.
+    Used for the interpreter that runs a job: moving the checkout or the venv changes its
+    path, and must not re-run finished jobs.
+    """
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+    def __repr__(self):
+        return f"UntrackedParam({self.text!r})"
+
+
+def dfer_command():
+    """`python -m dfer` with this checkout's src/ on PYTHONPATH.
+
+    Jobs import dfer from this checkout's src/: the per-rule conda envs (envs/*.yaml) hold
+    only its dependencies, as a copied env file cannot name this checkout (envs/dfer.yaml).
+    """
+    src = shlex.quote(str(Path(workflow.basedir) / "src"))
+    return UntrackedParam(f"PYTHONPATH={src} python -m dfer")
+
+
+def captions_command():
+    """`python -m dfer`, run by the vLLM environment's python for the `vllm` backend.
+
+    vLLM pins its own torch, so that backend runs in a separate env with dfer's src/ on
+    PYTHONPATH (dfer is not installed there). With --use-conda the rule's env is activated
+    and its own `python` is right; otherwise the configured / default vLLM venv is used.
+    """
+    if CAPTIONS.backend != "vllm":
+        return dfer_command()
+    src = shlex.quote(str(Path(workflow.basedir) / "src"))
+    python = vllm_python(config.get("captions", {})) or "python"
+    if any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method):
+        python = "python"  # envs/vllm.yaml is active
+    return UntrackedParam(f"PYTHONPATH={src} {python} -m dfer")
+
+
+def results_dir(depth):
+    """A params function: the results folder, `depth` levels above the job's first output.
+
+    Derived from the output path as the job sees it (not the configured string), so that a
+    storage plugin's local prefix is honoured; derived params are not part of the rerun check.
+    """
+
+    def results(wildcards, output):
+        return str(Path(output[0]).parents[depth - 1])
+
+    return results
 
 
 def section_json(section):
     """A config section as canonical JSON: the `params` that re-trigger a stage when edited."""
     return json.dumps(config.get(section, {}), sort_keys=True)
+
+
+# --- GPUs ------------------------------------------------------------------------------
+
+
+def gpu_may_be_used():
+    """Whether `auto` backends will find a GPU where the jobs run: this machine has one
+    (dfer.pipeline.local_gpu_count, pinned by $DFER_LOCAL_GPUS like the local profile's GPU
+    limit), or jobs go to a cluster executor (the login node parsing the workflow usually has
+    none)."""
+    return workflow.non_local_exec or local_gpu_count() > 0
+
+
+def stage_gpu(section, cpu_backend):
+    """gpu=1 for a stage whose backend may run on the GPU: pinned GPU backend, or `auto` on
+    a machine with an NVIDIA GPU or on a cluster; 0 for the CPU backend or `device: cpu`."""
+    cfg = config.get(section, {})
+    backend = cfg.get("backend", "auto")
+    if backend == cpu_backend or cfg.get("device", "auto") == "cpu":
+        return 0
+    return 1 if backend != "auto" or gpu_may_be_used() else 0
+
+
+def landmarks_gpu(wildcards):
+    return stage_gpu("landmarks", "dlib")
+
+
+def parsing_gpu(wildcards):
+    return stage_gpu("parsing", "landmarks")
+
+
+def captions_gpu(wildcards):
+    """gpu=1 only for the in-process vLLM backend on a GPU (`device` not cpu)."""
+    if CAPTIONS.backend != "vllm" or CAPTIONS.raw["device"] == "cpu":
+        return 0
+    return 1 if CAPTIONS.raw["device"] == "cuda" or gpu_may_be_used() else 0
+
+
+def train_gpu(wildcards):
+    """1 GPU unless the run is pinned to the CPU."""
+    cfg = TRAIN_RUNS[wildcards.run]
+    cpu = cfg.get("device", "auto") == "cpu" or (cfg.get("trainer", {}) or {}).get("accelerator") == "cpu"
+    return 0 if cpu else 1
+
+
+# --- training runs -----------------------------------------------------------------------
+
+#: Keys of a run that change a fold's result (its `params`); `datasets`, `folds` and
+#: `description` only say which jobs exist, so editing them re-runs nothing already done.
+RUN_RESULT_KEYS = ("model", "data", "optim", "trainer", "device")
+
+
+def num_folds(dataset):
+    """Number of folds from the synced manifest's metadata (written at parse time)."""
+    return int(read_meta(f"{RESULTS}/{dataset}/manifest/manifest.parquet").get("num_folds", 1))
+
+
+def run_datasets(run):
+    """Configured datasets a run trains on (`datasets` in the run; default: all)."""
+    wanted = TRAIN_RUNS[run].get("datasets")
+    return [ds for ds in DATASETS if wanted is None or ds in wanted]
+
+
+def run_folds(run, dataset):
+    folds = TRAIN_RUNS[run].get("folds")
+    every = list(range(1, num_folds(dataset) + 1))
+    return every if folds is None else [k for k in every if k in folds]
+
+
+def run_model(run):
+    return TRAIN_RUNS[run].get("model", {}) or {}
+
+
+def data_inputs(run, ds):
+    """Every shard of the artifacts a run's model reads (captions only when a rule makes them)."""
+    model = run_model(run)
+    files = [f"{RESULTS}/{ds}/manifest/manifest.parquet"]
+    for s in SHARDS[ds]:
+        files += [f"{RESULTS}/{ds}/frames/shard-{s}.safetensors", f"{RESULTS}/{ds}/frames/shard-{s}.parquet"]
+        if model.get("use_landmarks", True):
+            files.append(f"{RESULTS}/{ds}/landmarks/shard-{s}.parquet")
+        if model.get("use_parsing", True):
+            files.append(f"{RESULTS}/{ds}/parsing/shard-{s}.safetensors")
+        if model.get("use_captions", True) and workflow.is_rule("captions"):
+            files.append(f"{RESULTS}/{ds}/captions/shard-{s}.parquet")
+    return files
+
+
+def train_inputs(wildcards):
+    return data_inputs(wildcards.run, wildcards.dataset)
+
+
+def zero_shot_inputs(wildcards):
+    """The source run's fold checkpoint plus every artifact of the target dataset it reads."""
+    return {
+        "checkpoint": f"{RESULTS}/{wildcards.source}/train/{wildcards.run}/fold-{wildcards.fold}/checkpoint.safetensors",
+        "data": data_inputs(wildcards.run, wildcards.dataset),
+    }
+
+
+def fold_metrics(wildcards):
+    """metrics.json of every fold of a run on a dataset (train_summary)."""
+    return [f"{RESULTS}/{wildcards.dataset}/train/{wildcards.run}/fold-{k}/metrics.json"
+            for k in run_folds(wildcards.run, wildcards.dataset)]
+
+
+def zero_shot_fold_metrics(wildcards):
+    """metrics.json of every zero-shot fold (zero_shot_summary)."""
+    return [f"{RESULTS}/{wildcards.dataset}/train/{wildcards.run}/zeroshot-from-{wildcards.source}/fold-{k}/metrics.json"
+            for k in run_folds(wildcards.run, wildcards.source)]
+
+
+def run_json(wildcards):
+    """What changes a fold's result (RUN_RESULT_KEYS of the run) as canonical JSON."""
+    run = TRAIN_RUNS[wildcards.run]
+    return json.dumps({k: run[k] for k in RUN_RESULT_KEYS if k in run}, sort_keys=True)
+
+
+def eval_json(wildcards):
+    """In-domain evaluation: the trained class names as they are."""
+    return json.dumps({"device": TRAIN_RUNS[wildcards.run].get("device", "auto")}, sort_keys=True)
+
+
+def zero_shot_json(wildcards):
+    """Zero-shot: the target's class names, re-worded by `train.label_prompts` where given."""
+    cfg = TRAIN_RUNS[wildcards.run]
+    return json.dumps({"device": cfg.get("device", "auto"), "label_prompts": TRAIN.get("label_prompts", {})},
+                      sort_keys=True)
+
+
+# --- final targets -----------------------------------------------------------------------
 
 
 def shard_targets(pattern):
@@ -39,9 +249,37 @@ def shard_targets(pattern):
     ]
 
 
-# Stage rule files append their final targets here; `rule all` asks for all of them.
-TARGETS = []
+def decode_targets():
+    return shard_targets("{results}/{dataset}/frames/shard-{shard}.parquet")
 
 
-def all_targets(wildcards):
-    return TARGETS
+def landmarks_targets():
+    return shard_targets("{results}/{dataset}/landmarks/shard-{shard}.parquet")
+
+
+def parsing_targets():
+    return shard_targets("{results}/{dataset}/parsing/shard-{shard}.parquet")
+
+
+def captions_targets():
+    return shard_targets("{results}/{dataset}/captions/shard-{shard}.parquet")
+
+
+def train_targets():
+    """summary.json of every (run, dataset), and of every configured zero-shot evaluation."""
+    targets = [f"{RESULTS}/{ds}/train/{run}/summary.json" for run in TRAIN_RUNS for ds in run_datasets(run)]
+    for zs in TRAIN.get("zero_shot", []) or []:
+        for run in [zs["run"]] if zs.get("run") else list(TRAIN_RUNS):
+            if zs["train"] in run_datasets(run) and zs["eval"] in DATASETS:
+                targets.append(f"{RESULTS}/{zs['eval']}/train/{run}/zeroshot-from-{zs['train']}/summary.json")
+    return targets
+
+
+def report_inputs():
+    """Every stage's final outputs: the report reads them all."""
+    return decode_targets() + landmarks_targets() + parsing_targets() + captions_targets() + train_targets()
+
+
+def get_final_output():
+    """The workflow's final outputs (the default target): every stage's and the report."""
+    return report_inputs() + [f"{RESULTS}/report/report.md"]

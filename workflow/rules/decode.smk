@@ -11,20 +11,17 @@ rule decode:
         failures=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.failures.parquet",
     params:
         cfg=section_json("decode"),
+        dfer=dfer_command(),
     log:
         f"{RESULTS}/{{dataset}}/logs/decode/shard-{{shard}}.log",
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{PY} decode --manifest {input.manifest} --out-frames {output.frames}"
+        "{params.dfer} decode --manifest {input.manifest} --out-frames {output.frames}"
         " --out-index {output.index} --out-failures {output.failures}"
         " --params {params.cfg:q} 2> >(tee {log} >&2)"
 
 
-DECODE_TARGETS = shard_targets("{results}/{dataset}/frames/shard-{shard}.parquet")
-TARGETS.extend(DECODE_TARGETS)
-
-
 rule decode_all:
     input:
-        DECODE_TARGETS,
+        decode_targets(),

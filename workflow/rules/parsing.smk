@@ -3,10 +3,6 @@
 # of per-frame region areas + per-clip failures table.
 
 
-def parsing_gpu(wildcards):
-    return stage_gpu("parsing", "landmarks")  # defined in landmarks.smk
-
-
 rule parsing:
     input:
         frames=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.safetensors",
@@ -18,6 +14,7 @@ rule parsing:
         failures=f"{RESULTS}/{{dataset}}/parsing/shard-{{shard}}.failures.parquet",
     params:
         cfg=section_json("parsing"),
+        dfer=dfer_command(),
     resources:
         gpu=parsing_gpu,
     log:
@@ -25,15 +22,11 @@ rule parsing:
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{PY} parsing --frames {input.frames} --index {input.index}"
+        "{params.dfer} parsing --frames {input.frames} --index {input.index}"
         " --landmarks {input.landmarks} --out-maps {output.maps} --out-index {output.index}"
         " --out-failures {output.failures} --params {params.cfg:q} 2> >(tee {log} >&2)"
 
 
-PARSING_TARGETS = shard_targets("{results}/{dataset}/parsing/shard-{shard}.parquet")
-TARGETS.extend(PARSING_TARGETS)
-
-
 rule parsing_all:
     input:
-        PARSING_TARGETS,
+        parsing_targets(),

@@ -1,13 +1,11 @@
 # Stage 7: report. One table across runs, folds and datasets, stage statistics and plots in
 # results/report/; its outputs are flagged for `snakemake --report report.html`.
-# Included last: it depends on every other stage's final targets.
-
-REPORT_INPUTS = list(TARGETS)
+# Its inputs are every stage's final outputs (report_inputs in common.smk).
 
 
 rule report:
     input:
-        REPORT_INPUTS,
+        report_inputs(),
     output:
         metrics=report(f"{RESULTS}/report/metrics.png", caption="../report/metrics.rst", category="Results"),
         confusion=report(f"{RESULTS}/report/confusion.png", caption="../report/confusion.rst", category="Results"),
@@ -17,13 +15,15 @@ rule report:
         stage_table=report(f"{RESULTS}/report/stages.csv", caption="../report/tables.rst", category="Stages"),
         md=f"{RESULTS}/report/report.md",
         html=f"{RESULTS}/report/report.html",
+    params:
+        results=results_dir(2),
+        datasets=DATASETS,
+        out=lambda wc, output: os.path.dirname(output.md),
+        dfer=dfer_command(),
     log:
         f"{RESULTS}/logs/report.log",
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{PY} report --results {RESULTS} --datasets {DATASETS} --out {RESULTS}/report"
+        "{params.dfer} report --results {params.results} --datasets {params.datasets} --out {params.out}"
         " 2> >(tee {log} >&2)"
-
-
-TARGETS.append(f"{RESULTS}/report/report.md")

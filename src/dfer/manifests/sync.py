@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,16 +30,14 @@ from dfer.artifacts import (
     write_bytes_if_changed,
 )
 from dfer.manifests.build import MANIFEST_SCHEMA, ManifestBuild, build_manifest
-from dfer.paths import manifest_file, shard_file
-from dfer.sharding import shard_names
+from dfer.paths import manifest_file, shard_file, shard_file_name
+from dfer.sharding import shard_names, shards_in
 
 log = logging.getLogger(__name__)
 
 #: Version of the manifest layout (bump when columns or their meaning change).
 SCHEMA_VERSION = 1
 STAGE = "manifest"
-
-_SHARD_FILE_RE = re.compile(r"^shard-(\d{3,})\.parquet$")
 
 
 @dataclass
@@ -98,13 +95,10 @@ def sync_report(name: str, definition: Mapping[str, Any], results: str | Path) -
 
 
 def _remove_stale_shards(folder: Path, keep: set[str]) -> list[str]:
-    """Delete shard manifests left from a larger ``num_shards`` so no rule picks them up."""
-    removed = []
-    for path in sorted(folder.glob("shard-*.parquet")):
-        m = _SHARD_FILE_RE.match(path.name)
-        if m and m.group(1) not in keep:
-            path.unlink()
-            removed.append(m.group(1))
+    """Delete shard manifests left from another ``num_shards`` so no rule picks them up."""
+    removed = [shard for shard in shards_in(folder, ".parquet") if shard not in keep]
+    for shard in removed:
+        (folder / shard_file_name(shard, ".parquet")).unlink()
     if removed:
         log.warning("removed stale shard manifests %s from %s", ", ".join(removed), folder)
     return removed

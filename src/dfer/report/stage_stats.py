@@ -12,6 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from dfer.paths import shard_file_name
+from dfer.sharding import shards_in
+
 #: stage name -> artifact folder under results/{dataset}/
 STAGE_DIRS: dict[str, str] = {
     "decode": "frames",
@@ -28,7 +31,7 @@ STATS_COLUMNS = [
 
 def _shard_tables(folder: Path) -> list[Path]:
     """The per-shard output tables of a stage (not its failures tables)."""
-    return sorted(p for p in folder.glob("shard-*.parquet") if not p.name.endswith(".failures.parquet"))
+    return [folder / shard_file_name(s, ".parquet") for s in shards_in(folder, ".parquet")]
 
 
 def _read_columns(path: Path, wanted: list[str]) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from dfer.artifacts import read_meta, read_parquet
 from dfer.paths import manifest_file, shard_file
+from dfer.sharding import shards_in
 from dfer.strict_config import from_mapping
 from dfer.train.shard_reader import DEFAULT_MAX_OPEN, ShardReader, SideStore
 
@@ -87,7 +88,7 @@ class ClipTable:
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
     """Shard labels of a dataset, from its synced shard manifests."""
     folder = manifest_file(results, dataset).parent
-    shards = sorted(p.name[len("shard-"):-len(".parquet")] for p in folder.glob("shard-[0-9][0-9][0-9].parquet"))
+    shards = shards_in(folder, ".parquet")
     if not shards:
         raise FileNotFoundError(f"no shard manifests under {folder}; run the manifest stage first")
     return shards

@@ -1,0 +1,172 @@
+"""Incremental training runs: editing a run's `datasets` or `folds` schedules only new work.
+
+A train / evaluate job's params hold only what changes a fold's result (the run's model, data,
+optim, trainer and device blocks); the run's `datasets` and `folds` lists only say which jobs
+exist. A tiny project (demo datasets of 10 clips in one shard, 2 frames of 32 px, a 1-layer
+random CLIP, 1 epoch on the CPU) is trained for real once per module; each test works on its own
+copy (metadata and mtimes kept, as in test_incremental.py) and checks the exact job list of
+``snakemake -n train_all``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from test_incremental import snakemake
+
+from dfer.demo import generate_demo
+
+TINY_RUN = {
+    "device": "cpu",
+    "description": "tiny CPU run",
+    "model": {
+        "backbone": "tiny", "pretrained": None,
+        "use_landmarks": False, "use_parsing": False, "use_captions": False,
+        "model_cfg": {
+            "embed_dim": 32, "quick_gelu": True,
+            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 32},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1},
+        },
+    },
+    "data": {"num_frames": 2, "batch_size": 8, "num_workers": 0},
+    "optim": {"lr": 0.001},
+    "trainer": {"max_epochs": 1, "seed": 0, "accelerator": "cpu", "log_every_n_steps": 1},
+}
+
+
+def demo_def(name: str) -> dict:
+    return {"layout": "demo", "root": f"data/{name}", "split_files": [f"data/{name}/manifest.csv"],
+            "num_shards": 1}
+
+
+BASE_CONFIG = {
+    "results": "results",
+    "datasets": ["demo"],
+    "dataset_defs": {"demo": demo_def("demo"), "demo2": demo_def("demo2")},
+    "decode": {"num_frames": 2, "size": 32},
+    "train": {"runs": {
+        # every fold of every dataset, written the short way
+        "every": {**TINY_RUN, "datasets": None, "folds": None},
+        # fold 1 of demo only
+        "first": {**TINY_RUN, "datasets": ["demo"], "folds": [1]},
+    }},
+}
+
+
+def write_config(project: Path, config: dict) -> None:
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
+def jobs(dry_run_output: str) -> list[str]:
+    """The jobs a dry run lists, as sorted ``rule[wildcards]`` strings."""
+    found = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry_run_output):
+        head = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if head:
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, flags=re.M)
+            found.append(f"{head.group(1)}[{wildcards.group(1) if wildcards else ''}]")
+    return sorted(found)
+
+
+def dry_run(project: Path) -> list[str]:
+    return jobs(snakemake(project, "-n", "train_all"))
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """Content hash of every file under ``folder`` (proof that nothing was rewritten)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both demo datasets generated (2 folds each); runs `every` and `first` trained on demo."""
+    project = tmp_path_factory.mktemp("runs")
+    (project / "config").mkdir()
+    for name, seed in (("demo", 0), ("demo2", 1)):
+        generate_demo(project / "data" / name, seed=seed, clips_per_class=2, num_folds=2,
+                      num_frames=(6, 8), size=64, progress=False)
+    write_config(project, BASE_CONFIG)
+    snakemake(project, "train_all")
+    assert dry_run(project) == []
+    return project
+
+
+@pytest.fixture
+def project(trained_project: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained project (timestamps and Snakemake metadata kept)."""
+    dest = tmp_path / "project"
+    shutil.copytree(trained_project, dest, symlinks=True)
+    return dest
+
+
+def test_the_fixture_trained_every_configured_fold(trained_project):
+    train = trained_project / "results" / "demo" / "train"
+    for run, folds in (("every", (1, 2)), ("first", (1,))):
+        for k in folds:
+            assert (train / run / f"fold-{k}" / "metrics.json").is_file(), (run, k)
+        assert (train / run / "summary.json").is_file()
+    assert not (train / "first" / "fold-2").exists()
+    assert not (trained_project / "results" / "demo2").exists()
+
+
+def test_same_folds_written_out_explicitly_reruns_nothing(project):
+    config = copy.deepcopy(BASE_CONFIG)
+    every = config["train"]["runs"]["every"]
+    every.update(datasets=["demo"], folds=[1, 2], description="the same run, spelled out")
+    config["train"]["runs"]["first"]["folds"] = [1]
+    write_config(project, config)
+    assert dry_run(project) == []
+
+
+def test_adding_a_dataset_to_the_runs_schedules_only_that_dataset(project):
+    before = digests(project / "results" / "demo")
+    config = copy.deepcopy(BASE_CONFIG)
+    config["datasets"] = ["demo", "demo2"]
+    config["train"]["runs"]["first"]["datasets"] = ["demo", "demo2"]  # `every` takes all
+    write_config(project, config)
+    assert dry_run(project) == [
+        "decode[dataset=demo2, shard=000]",
+        "evaluate[dataset=demo2, run=every, fold=1]",
+        "evaluate[dataset=demo2, run=every, fold=2]",
+        "evaluate[dataset=demo2, run=first, fold=1]",
+        "train[dataset=demo2, run=every, fold=1]",
+        "train[dataset=demo2, run=every, fold=2]",
+        "train[dataset=demo2, run=first, fold=1]",
+        "train_all[]",
+        "train_summary[dataset=demo2, run=every]",
+        "train_summary[dataset=demo2, run=first]",
+    ]
+    assert digests(project / "results" / "demo") == before  # parsing rewrote nothing of demo
+
+
+def test_adding_a_fold_schedules_only_that_fold(project):
+    config = copy.deepcopy(BASE_CONFIG)
+    config["train"]["runs"]["first"]["folds"] = [1, 2]
+    write_config(project, config)
+    assert dry_run(project) == [
+        "evaluate[dataset=demo, run=first, fold=2]",
+        "train[dataset=demo, run=first, fold=2]",
+        "train_all[]",
+        "train_summary[dataset=demo, run=first]",  # averages one more fold
+    ]
+
+
+def test_changing_what_a_fold_learns_retrains_that_run_only(project):
+    config = copy.deepcopy(BASE_CONFIG)
+    config["train"]["runs"]["every"]["optim"] = {"lr": 0.002}
+    write_config(project, config)
+    assert dry_run(project) == [
+        "evaluate[dataset=demo, run=every, fold=1]",
+        "evaluate[dataset=demo, run=every, fold=2]",
+        "train[dataset=demo, run=every, fold=1]",
+        "train[dataset=demo, run=every, fold=2]",
+        "train_all[]",
+        "train_summary[dataset=demo, run=every]",
+    ]
