@@ -31,6 +31,7 @@ def _counts(title: str, counter: Counter, order: list | None = None) -> str:
 def run(args: argparse.Namespace) -> int:
     from dfer.manifests import ManifestError, sync_report
     from dfer.pipeline import ensure_demo_data
+    from dfer.sharding import shard_name
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     config = yaml.safe_load(args.config.read_text())
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(_counts("clips per test_fold", Counter(table.column("test_fold").to_pylist()),
                   list(range(build.num_folds + 1))))
     shard_counts = Counter(table.column("shard").to_pylist())
-    print(_counts("clips per shard", Counter({f"{k:03d}": v for k, v in shard_counts.items()}),
+    print(_counts("clips per shard", Counter({shard_name(k, build.num_shards): v for k, v in shard_counts.items()}),
                   report.shards))
     print(f"changed shard manifests: {', '.join(report.changed) if report.changed else 'none'}"
           f" (whole manifest {'rewritten' if report.manifest_changed else 'unchanged'})")

@@ -73,13 +73,13 @@ def write_synthetic_dataset(
             rows.append({
                 "clip_id": cid, "path": f"{cid}.mp4", "source_kind": "video", "label": labels[c],
                 "label_idx": c, "test_fold": 1 + j % num_folds,
-                "shard": shard_name(shard_of(cid, num_shards)),
+                "shard": shard_name(shard_of(cid, num_shards), num_shards),
             })
     manifest = pd.DataFrame(rows)
     meta = provenance("manifest", 1, layout="synthetic", labels=labels, num_folds=num_folds)
     write_parquet(manifest_file(results, dataset), manifest, meta)
     for s in range(num_shards):
-        sname = shard_name(s)
+        sname = shard_name(s, num_shards)
         part = manifest[manifest["shard"] == sname].reset_index(drop=True)
         write_parquet(shard_file(results, dataset, "manifest", sname, ".parquet"), part, meta)
         frames_out, maps_out, index_rows, lm_rows, cap_rows = {}, {}, [], [], []
