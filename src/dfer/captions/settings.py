@@ -139,8 +139,9 @@ def vllm_python(params: Mapping[str, Any] | None = None) -> str | None:
     """The interpreter of the separate vLLM environment, or None when there is none.
 
     In order: ``captions.vllm.python`` in the config, ``$DFER_VLLM_PYTHON``, the venv that
-    ``scripts/setup_vllm_env.sh`` builds (``~/.cache/dfer/venv-vllm``, only once complete:
-    its ``.installed`` marker is written last).
+    ``scripts/setup_vllm_env.sh`` builds (``$DFER_VLLM_VENV``, else ``~/.cache/dfer/venv-vllm``;
+    only once complete: its ``.installed`` marker is written last, after
+    ``scripts/check_vllm_env.py`` ran the captions stage's imports and a tiny generate there).
     """
     configured = ((params or {}).get("vllm") or {}).get("python")
     if configured:
