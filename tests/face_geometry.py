@@ -33,3 +33,23 @@ def square_face() -> np.ndarray:
     pts = jaw + r_brow + l_brow + bridge + base + eye(78) + eye(146) + outer + inner
     assert len(pts) == 68
     return np.asarray(pts, dtype=np.float32)
+
+
+#: Frame side of the face videos of the decode tests. ``dfer.video.synth.face_frames`` at this
+#: size puts a ~80 px face in every frame, which dlib's HOG detector (no upsampling) scores
+#: about 1.0-1.5 after H.264 / JPEG coding, far above its threshold of 0: at 160 px the same
+#: face scores -0.3..0.5, so codec noise (and CPU-specific float rounding) decided detection.
+FACE_SIDE = 224
+
+#: Where the astronaut's face is in ``skimage.data.astronaut()`` (dlib HOG box, 512 px photo)
+#: and the photo region ``face_frames`` scales to a ``size`` px frame (x0, y0, x1, y1).
+_PHOTO_FACE = (175.0, 76.0, 265.0, 166.0)
+_FACE_ROI = (80.0, 20.0, 340.0, 280.0)
+
+
+def face_frames_centre(size: int = FACE_SIDE) -> tuple[float, float]:
+    """The face centre (x, y) in a ``face_frames(..., size)`` frame, before its drift of at
+    most 4 px horizontally and 3 px vertically."""
+    fx0, fy0, fx1, fy1 = _PHOTO_FACE
+    rx0, ry0, rx1, ry1 = _FACE_ROI
+    return ((fx0 + fx1) / 2 - rx0) * size / (rx1 - rx0), ((fy0 + fy1) / 2 - ry0) * size / (ry1 - ry0)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,8 +76,26 @@ def test_failures_table_columns(tmp_path):
     assert len(empty) == 0 and list(empty.columns) == list(artifacts.FAILURE_COLUMNS)
 
 
-def test_sharding_is_stable_and_spread():
-    assert shard_of("clip_0001", 8) == shard_of("clip_0001", 8)
+#: shard_of by its definition: blake2b(clip id as UTF-8, digest_size=8), big-endian integer,
+#: modulo the shard count. Computed once with hashlib and pinned, so a change of hash, byte
+#: order, encoding or reduction (which would reshuffle every dataset's shards) fails here:
+#: clip id -> (digest hex, {num_shards: shard}).
+PINNED_SHARDS = {
+    "clip_0001": ("dda78233a2279b83", {1: 0, 8: 3, 64: 3, 1000: 91}),
+    "a": ("40f89e395b66422f", {1: 0, 8: 7, 64: 47, 1000: 343}),
+    "DFEW/00001": ("5f64c9c9dc672a43", {1: 0, 8: 3, 64: 3, 1000: 539}),
+    "\u00fcn\u00ef": ("5861af09ba88cd97", {1: 0, 8: 7, 64: 23, 1000: 167}),
+}
+
+
+@pytest.mark.parametrize("clip_id", sorted(PINNED_SHARDS))
+def test_shard_of_matches_its_definition(clip_id: str) -> None:
+    digest, expected = PINNED_SHARDS[clip_id]
+    assert hashlib.blake2b(clip_id.encode("utf-8"), digest_size=8).hexdigest() == digest
+    assert {n: shard_of(clip_id, n) for n in expected} == expected
+
+
+def test_sharding_is_spread():
     counts = np.bincount([shard_of(f"clip_{i}", 8) for i in range(4000)], minlength=8)
     assert counts.min() > 400  # roughly uniform: 500 expected per shard
     assert shard_names(3) == ["000", "001", "002"]
@@ -99,11 +117,3 @@ def test_inspect_prints_schema_rows_and_provenance(tmp_path):
     text = out.getvalue()
     assert "rows: 3" in text and "score: double" in text and '"backend": "dlib"' in text
     assert "a: uint8 [16, 8, 8, 3]" in text and "tensors: 1" in text
-
-
-def test_artifacts_get_the_umask_mode_not_owner_only(tmp_path: Path) -> None:
-    from dfer.artifacts import _UMASK, write_bytes_atomic
-
-    path = tmp_path / "a.bin"
-    write_bytes_atomic(path, b"x")
-    assert path.stat().st_mode & 0o777 == 0o666 & ~_UMASK

@@ -1,9 +1,11 @@
 """The OpenAI-compatible client against a real HTTP server on 127.0.0.1.
 
 The server implements ``POST /v1/chat/completions`` with a behaviour chosen per test (answer,
-sleep past the timeout, empty answer, 503 once per request, 400), records every request body
-and the peak number of requests in flight. Failures must end up as per-clip failure rows
-with the shard written, never as an exception.
+sleep past the timeout, empty answer, 503 once per request, a fixed error status on every
+request, 400), records every request body and the peak number of requests in flight, and can
+hold requests until several are in flight at once. Failures must end up as per-clip failure
+rows with the shard written, never as an exception. Nothing here bounds elapsed time: tests
+count requests and record the client's backoff sleeps (injected, so no real backoff is spent).
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ ANSWER = ("The mouth opens slowly and the lip corners rise, suggesting happiness
 
 @dataclass
 class Behaviour:
-    mode: str = "ok"            # ok | sleep | empty | flaky | bad_request
+    mode: str = "ok"            # ok | sleep | empty | flaky | bad_request | status
     sleep_s: float = 0.0        # latency of every answer (mode ok/flaky) or the stall (sleep)
+    status: int = 503           # what mode "status" answers to every request
+    gate: int = 0               # hold requests until this many have been in flight at once
+    gate_timeout_s: float = 10.0  # ... or until this long has passed (a client that never gets there)
     bodies: list[dict] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     in_flight: int = 0
     peak: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)
 
 
 def _handler(state: Behaviour) -> type[BaseHTTPRequestHandler]:
@@ -71,6 +76,9 @@ def _handler(state: Behaviour) -> type[BaseHTTPRequestHandler]:
                 state.seen.add(key)
                 state.in_flight += 1
                 state.peak = max(state.peak, state.in_flight)
+                state.lock.notify_all()
+                if state.gate:
+                    state.lock.wait_for(lambda: state.peak >= state.gate, state.gate_timeout_s)
             try:
                 if self.path != "/v1/chat/completions":
                     self._send(404, {"error": "not found"})
@@ -78,6 +86,8 @@ def _handler(state: Behaviour) -> type[BaseHTTPRequestHandler]:
                 time.sleep(state.sleep_s)
                 if state.mode == "sleep":
                     return self._send(200, {"choices": []})  # too late: client gave up
+                if state.mode == "status":
+                    return self._send(state.status, {"error": {"message": f"status {state.status}"}})
                 if state.mode == "bad_request":
                     return self._send(400, {"error": {"message": "too many images"}})
                 if state.mode == "flaky" and first:
@@ -92,6 +102,7 @@ def _handler(state: Behaviour) -> type[BaseHTTPRequestHandler]:
             finally:
                 with state.lock:
                     state.in_flight -= 1
+                    state.lock.notify_all()
 
     return Handler
 
@@ -101,7 +112,7 @@ def server() -> Iterator[tuple[str, Behaviour]]:
     state = Behaviour()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", state
     httpd.shutdown()
@@ -190,10 +201,8 @@ def test_timeout_gives_failure_rows_after_retries(server, tmp_path):
     url, state = server
     state.mode, state.sleep_s = "sleep", 1.0
     paths = _shard(tmp_path, n=2)
-    t0 = time.perf_counter()
     summary = run_shard(paths["frames"], paths["index"], paths["landmarks"], paths["out"],
                         paths["failures"], _params(url, timeout_s=0.2, max_retries=1))
-    assert time.perf_counter() - t0 < 5.0
     assert summary["failed_clips"] == 2
     fails = read_parquet(paths["failures"])
     assert set(fails["error_type"]) == {"Timeout"}
@@ -236,15 +245,68 @@ def test_4xx_is_final(server):
 
 def test_concurrency_is_bounded(server):
     url, state = server
-    state.sleep_s = 0.15
+    # Requests are held until 2 have been in flight at once, so a client that sends 2 at a
+    # time reaches a peak of exactly 2 however slow the machine; the short latency of every
+    # answer gives a client without the bound the chance to send more.
+    state.gate, state.sleep_s = 2, 0.05
     cfg = CaptionsConfig.from_params(_params(url, max_concurrency=2))
     clips = [ClipInput(f"c{i}", frames=np.full((4, 16, 16, 3), i, np.uint8)) for i in range(6)]
-    t0 = time.perf_counter()
     out = OpenAIDescriber(cfg.raw["openai"], cfg.sampling()).describe(clips, "q")
-    elapsed = time.perf_counter() - t0
     assert [d.clip_id for d in out] == [c.clip_id for c in clips] and all(d.ok for d in out)
+    assert len(state.bodies) == 6
     assert state.peak == 2
-    assert elapsed >= 3 * 0.15  # 6 requests, 2 at a time
+
+
+def _sleep_recorder() -> tuple[list[float], object]:
+    """An injectable ``sleep`` that records the backoff delays instead of waiting."""
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    return delays, sleep
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_retries_run_out_on_5xx_and_429(server, status):
+    url, state = server
+    state.mode, state.status = "status", status
+    cfg = CaptionsConfig.from_params(_params(url, max_retries=3, backoff_s=0.5))
+    delays, sleep = _sleep_recorder()
+    client = OpenAIDescriber(cfg.raw["openai"], cfg.sampling(), sleep=sleep)
+    (out,) = client.describe([ClipInput("clip7", frames=np.zeros((4, 16, 16, 3), np.uint8))], "q")
+    assert not out.ok and out.text == ""
+    assert len(state.bodies) == 3 + 1  # max_retries + 1 attempts, then it gives up
+    assert delays == [0.5, 1.0, 2.0]  # exponential backoff between the attempts, none after
+    assert out.error_type == f"HTTP{status}"
+    assert out.message == f"clip clip7: HTTP {status}: " + json.dumps(
+        {"error": {"message": f"status {status}"}}) + " (after 4 attempts)"
+
+
+def test_no_retries_means_one_attempt(server):
+    url, state = server
+    state.mode, state.status = "status", 503
+    cfg = CaptionsConfig.from_params(_params(url, max_retries=0))
+    delays, sleep = _sleep_recorder()
+    (out,) = OpenAIDescriber(cfg.raw["openai"], cfg.sampling(), sleep=sleep).describe(
+        [ClipInput("a", frames=np.zeros((4, 16, 16, 3), np.uint8))], "q")
+    assert out.error_type == "HTTP503" and out.message.endswith("(after 1 attempts)")
+    assert len(state.bodies) == 1 and delays == []
+
+
+def test_exhausted_retries_become_failure_rows(server, tmp_path):
+    url, state = server
+    state.mode, state.status = "status", 429
+    paths = _shard(tmp_path, n=2)
+    summary = run_shard(paths["frames"], paths["index"], paths["landmarks"], paths["out"],
+                        paths["failures"], _params(url, max_retries=2, backoff_s=0.0))
+    assert summary["clips"] == 0 and summary["failed_clips"] == 2
+    assert len(read_parquet(paths["out"])) == 0
+    fails = read_parquet(paths["failures"])
+    assert list(fails["clip_id"]) == ["c0", "c1"] and set(fails["error_type"]) == {"HTTP429"}
+    assert all(m.startswith(f"clip {c}: HTTP 429") and m.endswith("(after 3 attempts)")
+               for c, m in zip(fails["clip_id"], fails["message"], strict=True))
+    assert len(state.bodies) == 2 * 3
 
 
 def test_clip_without_frames_fails_alone(server):

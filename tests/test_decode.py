@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from face_geometry import FACE_SIDE
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
@@ -38,7 +39,7 @@ PARAMS = {"num_frames": 6, "size": 48}
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The same face clip as an mp4 and as a JPEG frame folder, plus a second video."""
     d = tmp_path_factory.mktemp("clips")
-    frames = face_frames(14, size=160, seed=3)
+    frames = face_frames(14, size=FACE_SIDE, seed=3)  # a face dlib finds in every frame
     return {
         "video": write_video(d / "face.mp4", frames, options={"crf": "12"}),
         "frames": write_frame_folder(d / "face_frames", frames),
@@ -91,8 +92,8 @@ def test_video_and_frame_folder_of_the_same_clip_agree(clips):
         assert clip.frames.shape == (6, 48, 48, 3) and clip.frames.dtype == np.uint8
         assert clip.frame_indices.tolist() == [1, 3, 5, 8, 10, 12]
         assert clip.num_source_frames == 14
-        assert (clip.orig_width, clip.orig_height) == (160, 160)
-        assert clip.face_found_frac > 0.5
+        assert (clip.orig_width, clip.orig_height) == (FACE_SIDE, FACE_SIDE)
+        assert clip.face_found_frac == 1.0
     assert video.fps == pytest.approx(15.0) and np.isnan(folder.fps)
     # same face, same box (to a few pixels of codec noise), same pixels (to codec noise)
     assert np.abs(video.crop_box - folder.crop_box).max() <= 4
@@ -140,8 +141,9 @@ def test_decode_shard_writes_the_three_artifacts(clips, tmp_path):
     assert rows["v2"]["orig_width"] == 176 and rows["v2"]["num_source_frames"] == 9
     assert rows["v2"]["frame_indices"] == sample_indices(9, 6).tolist()
     x0, y0, x1, y1 = rows["v1"]["crop_box"]
-    assert x1 - x0 == y1 - y0 and 0 <= x0 < x1 <= 160
-    assert all(r["seconds"] > 0 for r in rows.values())
+    assert x1 - x0 == y1 - y0 and 0 <= x0 < x1 <= FACE_SIDE
+    assert rows["v1"]["face_found_frac"] == rows["f1"]["face_found_frac"] == 1.0
+    assert all(r["seconds"] >= 0 for r in rows.values())  # a duration (its value: test below)
 
     failures = pq.read_table(out[2]).to_pylist()
     assert failures == [{"clip_id": "gone", "stage": "decode", "source": str(tmp_path / "gone.mp4"),
@@ -178,22 +180,39 @@ def test_shard_manifest_checks(tmp_path):
     assert not _outs(tmp_path)[0].exists()
 
 
-def test_rerun_is_byte_identical_except_timings(clips, tmp_path):
+class _TickingClock:
+    """Stands in for the ``time`` module of ``dfer.video.clip``: ``perf_counter`` advances by
+    ``tick`` seconds per call, so a clip's measured duration is known exactly."""
+
+    def __init__(self, tick: float) -> None:
+        self.tick, self.now = tick, 1000.0
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_rerun_is_byte_identical_and_seconds_is_the_clock(clips, tmp_path, monkeypatch):
+    import dfer.video.clip as clip_mod
+
     manifest = _manifest(tmp_path / "m.parquet", [("v1", clips["video"], "video"),
                                                   ("f1", clips["frames"], "frames")])
     a, b = _outs(tmp_path / "a"), _outs(tmp_path / "b")
+    monkeypatch.setattr(clip_mod, "time", _TickingClock(0.25))
     decode_shard(manifest, *a, PARAMS, progress=False)
+    monkeypatch.setattr(clip_mod, "time", _TickingClock(0.25))
     decode_shard(manifest, *b, PARAMS, progress=False)
-    assert a[0].read_bytes() == b[0].read_bytes()
-    assert a[2].read_bytes() == b[2].read_bytes()
-    _assert_same_index(a[1], b[1])
+    # each clip's ``seconds`` is the clock's reading after its decode minus the one before
+    assert pq.read_table(a[1]).column("seconds").to_pylist() == [0.25, 0.25]
+    # with the clock fixed, every byte of every artifact is the same
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
 
 
 def _assert_same_index(a: Path, b: Path) -> None:
-    """Same index but for ``seconds``, the one column the contract lets differ between runs."""
+    """Same index but for ``seconds``, the one column the contract lets differ between runs
+    (it is measured with the real clock; a run in another process cannot share an injected one)."""
     ta, tb = pq.read_table(a), pq.read_table(b)
     assert ta.schema.metadata == tb.schema.metadata
-    assert ta.column("seconds") != tb.column("seconds")  # timings are real measurements
     pd.testing.assert_frame_equal(ta.drop(["seconds"]).to_pandas(),
                                   tb.drop(["seconds"]).to_pandas())
 

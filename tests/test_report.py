@@ -102,3 +102,37 @@ def test_cli_prints_summary(results: Path, tmp_path: Path, capsys: pytest.Captur
     text = capsys.readouterr().out
     assert "r toy: UAR 60.00 WAR 70.00 (2 folds)" in text
     assert "zs other->toy: UAR 30.00 WAR 40.00 (1 fold)" in text
+
+
+def test_on_missing_skip_clips_are_absent_downstream_and_counted(tmp_path: Path) -> None:
+    """A clip whose video is missing is left out of every manifest (so no stage sees it) and
+    shows up in the report's manifest row as a failure of type MissingMedia."""
+    from dfer.manifests import sync_dataset
+    from dfer.report.stage_stats import stage_stats
+
+    root = tmp_path / "data"
+    (root / "videos").mkdir(parents=True)
+    ids = ["a", "b", "c", "d"]
+    lines = ["clip_id,path,label,fold"]
+    for n, cid in enumerate(ids):
+        if cid != "c":  # c is listed but its video is missing
+            (root / "videos" / f"{cid}.mp4").write_bytes(cid.encode())
+        lines.append(f"{cid},videos/{cid}.mp4,{('happiness', 'sadness')[n % 2]},1")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    definition = {"layout": "demo", "root": str(root), "split_files": [str(root / "manifest.csv")],
+                  "num_shards": 3, "on_missing": "skip"}
+    results = tmp_path / "results"
+    shards = sync_dataset("toy", definition, results)
+
+    folder = results / "toy" / "manifest"
+    assert pd.read_parquet(folder / "manifest.parquet")["clip_id"].tolist() == ["a", "b", "d"]
+    in_shards = [c for s in shards for c in pd.read_parquet(folder / f"shard-{s}.parquet")["clip_id"]]
+    assert sorted(in_shards) == ["a", "b", "d"]  # what decode and every later stage read
+    stats = {row["stage"]: row for row in stage_stats(results / "toy")}
+    assert stats["manifest"]["clips_ok"] == 3 and stats["manifest"]["clips_failed"] == 1
+    assert stats["manifest"]["failure_types"] == "MissingMedia: 1"
+    # and the default (on_missing: error) refuses the same dataset, naming the clip's file
+    from dfer.manifests import ManifestError
+
+    with pytest.raises(ManifestError, match="c.mp4"):
+        sync_dataset("toy", {**definition, "on_missing": "error"}, tmp_path / "strict")

@@ -1,7 +1,11 @@
 """Training data, Lightning fit, evaluation, zero-shot transfer, stages and ``dfer predict``.
 
 Everything runs on synthetic artifacts in the exact on-disk layout (dfer.train.synthetic)
-with a tiny random-init CLIP, so no weights are downloaded.
+with a tiny random-init CLIP, so no weights are downloaded. Training and evaluation are
+pinned to the CPU in float32 (``device: cpu``, ``precision: 32-true``): the exact equalities
+below (``torch.equal`` between two trainings, metrics to 1e-6) would not hold under a GPU's
+mixed precision. Evaluation outputs are checked against an independent forward pass of the
+checkpoint's model and hand-computed metrics, not against arrays the evaluation made.
 """
 
 from __future__ import annotations
@@ -13,13 +17,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from face_geometry import FACE_SIDE
 
-from dfer.artifacts import read_meta
+from dfer.artifacts import read_meta, read_parquet, write_parquet
 from dfer.cli import main as cli_main
-from dfer.model.checkpoint import read_checkpoint
-from dfer.train.data import ClipDataset, DataConfig, Needs, collate, fold_split, load_clip_table
+from dfer.model.checkpoint import load_checkpoint, read_checkpoint
+from dfer.paths import manifest_file, shard_file
+from dfer.train.data import (
+    ClipDataset,
+    DataConfig,
+    Needs,
+    collate,
+    dataset_shards,
+    fold_split,
+    load_clip_table,
+)
 from dfer.train.evaluate import evaluate_checkpoint
 from dfer.train.fit import train_fold
+from dfer.train.module import needs_for
 from dfer.train.synthetic import simple_renderers, write_synthetic_dataset
 
 FAILED = {"landmarks": ["syn_00_000", "syn_02_003"], "parsing": ["syn_01_001"], "frames": ["syn_03_002"]}
@@ -28,11 +43,75 @@ ALL = Needs(parsing=True, landmarks=True, captions=True)
 
 def run_params(epochs: int = 2, **model) -> dict:
     return {
+        "device": "cpu",
         "model": {"backbone": "tiny", "pretrained": None, **model},
         "data": {"batch_size": 8, "num_workers": 0, "num_frames": 4},
         "optim": {"lr": 1e-2},
-        "trainer": {"max_epochs": epochs, "seed": 0, "log_every_n_steps": 1},
+        "trainer": {"max_epochs": epochs, "seed": 0, "log_every_n_steps": 1, "precision": "32-true"},
     }
+
+
+def reference_logits(checkpoint: Path, results: Path, dataset: str, split: str = "test",
+                     fold: int = 1) -> dict[str, np.ndarray]:
+    """Clip id -> logits over the checkpoint's *own* classes, one clip at a time on the CPU.
+
+    Independent of ``evaluate_checkpoint``: the model scores its trained labels (no label
+    mapping), clip by clip (no batching); expected probabilities are derived from these.
+    """
+    model, meta = load_checkpoint(checkpoint)
+    model.to("cpu").eval()
+    needs = needs_for(model.cfg)
+    table = load_clip_table(results, dataset, needs)
+    dcfg = DataConfig.from_dict(dict(meta["params"]["data"]))
+    ds = ClipDataset(results, dataset, fold_split(table.clips, fold, split), table, needs, dcfg,
+                     model.image_size, train=False, renderers=simple_renderers())
+    out = {}
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            inputs = {k: item[k].unsqueeze(0) for k in ("frames", "parsing", "landmarks") if k in item}
+            out[item["clip_id"]] = model(**inputs).logits[0].double().numpy()
+    return out
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def hand_metrics(truth: list[int], pred: list[int], num_classes: int) -> tuple[float, float, list[list[int]]]:
+    """(UAR, WAR, confusion matrix) by their definitions, in plain Python."""
+    cm = [[0] * num_classes for _ in range(num_classes)]
+    for t, p in zip(truth, pred, strict=True):
+        cm[t][p] += 1
+    recalls = [cm[c][c] / sum(cm[c]) for c in range(num_classes) if sum(cm[c])]
+    return sum(recalls) / len(recalls), sum(t == p for t, p in zip(truth, pred, strict=True)) / len(truth), cm
+
+
+def check_predictions(preds: pd.DataFrame, expected: dict[str, np.ndarray], truth: dict[str, int],
+                      labels: list[str], metrics: dict) -> None:
+    """Every row against the reference probabilities, and the metrics against hand-computed ones."""
+    assert sorted(preds["clip_id"]) == sorted(expected)
+    ref_pred = []
+    for row in preds.itertuples():
+        probs, want = np.asarray(row.probs, np.float64), expected[row.clip_id]
+        assert want.sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(probs, want, atol=1e-4, err_msg=row.clip_id)
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+        top2 = np.sort(want)[-2:] if len(want) > 1 else np.array([0.0, 1.0])
+        best = int(np.argmax(want))
+        if top2[1] - top2[0] < 1e-3:  # a near-tie: float noise may pick either
+            best = int(row.pred_idx)
+        ref_pred.append(best)
+        assert row.pred_idx == best and row.pred_label == labels[best]
+        assert row.prob == pytest.approx(want[best], abs=1e-4)
+        assert row.label_idx == truth[row.clip_id] and row.label == labels[truth[row.clip_id]]
+        assert bool(row.correct) is (best == truth[row.clip_id])
+    uar, war, cm = hand_metrics([truth[c] for c in preds["clip_id"]], ref_pred, len(labels))
+    assert metrics["uar"] == pytest.approx(uar, abs=1e-12)
+    assert metrics["war"] == pytest.approx(war, abs=1e-12)
+    assert metrics["confusion_matrix"] == cm and metrics["num_clips"] == len(preds)
+    assert metrics["labels"] == labels
 
 
 @pytest.fixture(scope="module")
@@ -118,39 +197,65 @@ def test_fit_writes_tunable_checkpoint_and_logs(trained: Path) -> None:
 
 
 def test_evaluate_writes_metrics_predictions_and_plot(results: Path, trained: Path) -> None:
-    metrics = evaluate_checkpoint(trained / "checkpoint.safetensors", results, "syn", 1, trained,
+    ckpt = trained / "checkpoint.safetensors"
+    metrics = evaluate_checkpoint(ckpt, results, "syn", 1, trained, device="cpu",
                                   renderers=simple_renderers())
     on_disk = json.loads((trained / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     preds = pd.read_parquet(trained / "predictions.parquet")
-    table = load_clip_table(results, "syn", ALL)
-    assert sorted(preds["clip_id"]) == sorted(fold_split(table.clips, 1, "test")["clip_id"])
-    assert np.allclose(np.stack(preds["probs"]).sum(1), 1.0, atol=1e-5)
-    assert (preds["correct"] == (preds["pred_idx"] == preds["label_idx"])).all()
-    war = preds["correct"].mean()
+    test = fold_split(load_clip_table(results, "syn", ALL).clips, 1, "test")
+    truth = dict(zip(test["clip_id"], test["label_idx"].astype(int), strict=True))
+    assert len(test) == 13 and set(preds["clip_id"]) == set(truth)
+    labels = [f"class{c}" for c in range(5)]
+    expected = {cid: softmax(lg) for cid, lg in reference_logits(ckpt, results, "syn").items()}
+    check_predictions(preds, expected, truth, labels, metrics)
     # the reloaded checkpoint (adapters + re-created backbone) reproduces the last validation
     final = json.loads((trained / "train.json").read_text())["final_metrics"]
     assert metrics["uar"] == pytest.approx(final["val/uar"], abs=1e-6)
     assert metrics["war"] == pytest.approx(final["val/war"], abs=1e-6)
-    assert metrics["war"] == pytest.approx(war) and not metrics["zero_shot"]
-    assert metrics["num_clips"] == len(preds) and metrics["run"] == "t"
+    assert not metrics["zero_shot"] and metrics["run"] == "t"
     assert read_meta(trained / "predictions.parquet")["stage"] == "evaluate"
     assert (trained / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def rename_labels(results: Path, dataset: str, labels: list[str]) -> None:
+    """Give a synthetic dataset other class names (same label indices): manifest + frames index."""
+    path = manifest_file(results, dataset)
+    meta = read_meta(path)
+    manifest = read_parquet(path)
+    manifest["label"] = [labels[i] for i in manifest["label_idx"]]
+    write_parquet(path, manifest, {**meta, "labels": labels})
+    for shard in dataset_shards(results, dataset):
+        index_path = shard_file(results, dataset, "frames", shard, ".parquet")
+        index = read_parquet(index_path)
+        index["label"] = [labels[i] for i in index["label_idx"]]
+        write_parquet(index_path, index, read_meta(index_path))
+
+
 def test_zero_shot_on_a_dataset_with_other_labels(tmp_path: Path, trained: Path) -> None:
-    # target dataset: 3 classes, two of which share names with the source's classes
+    # Target dataset: 3 classes in another order and with other names. "calm" and "sad" are
+    # scored through label_prompts as the source's class4 and class1; "class3" is scored by
+    # its own name, the source's class3 (index 3 there, 1 here). Neither the raw target names
+    # nor the source's first 3 labels give these scores.
     write_synthetic_dataset(tmp_path, "other", num_classes=3, clips_per_class=3, num_folds=1, seed=5)
+    labels = ["calm", "class3", "sad"]
+    rename_labels(tmp_path, "other", labels)
+    prompts = {"calm": "class4", "sad": "class1"}
+    source_index = [4, 3, 1]  # where each target label's prompt is among the source labels
     out = tmp_path / "zs"
-    metrics = evaluate_checkpoint(trained / "checkpoint.safetensors", tmp_path, "other", 1, out,
-                                  split="all", renderers=simple_renderers(),
-                                  label_prompts={"class2": "class4"})
+    ckpt = trained / "checkpoint.safetensors"
+    metrics = evaluate_checkpoint(ckpt, tmp_path, "other", 1, out, split="all", device="cpu",
+                                  renderers=simple_renderers(), label_prompts=prompts)
     assert metrics["zero_shot"] and metrics["trained_on"] == "syn" and metrics["dataset"] == "other"
-    assert metrics["labels"] == ["class0", "class1", "class2"] and metrics["num_clips"] == 9
+    assert metrics["labels"] == labels and metrics["num_clips"] == 9
     preds = pd.read_parquet(out / "predictions.parquet")
-    assert len(preds) == 9 and all(len(p) == 3 for p in preds["probs"])
-    assert set(preds["pred_label"]) <= {"class0", "class1", "class2"}
-    assert read_meta(out / "predictions.parquet")["params"]["label_prompts"] == {"class2": "class4"}
+    # clip by clip: the source model's logits for those prompts, softmaxed over the 3 of them
+    source = reference_logits(ckpt, tmp_path, "other", split="all")
+    expected = {cid: softmax(lg[source_index]) for cid, lg in source.items()}
+    clips = load_clip_table(tmp_path, "other", ALL).clips
+    truth = dict(zip(clips["clip_id"], clips["label_idx"].astype(int), strict=True))
+    check_predictions(preds, expected, truth, labels, metrics)
+    assert read_meta(out / "predictions.parquet")["params"]["label_prompts"] == prompts
 
 
 def test_training_is_deterministic(tmp_path: Path, results: Path, trained: Path) -> None:
@@ -190,7 +295,7 @@ def test_predict_runs_the_trained_preprocessing_on_videos(tmp_path: Path, traine
     from dfer.train.predict import predict_videos
     from dfer.video.synth import face_frames, write_video
 
-    video = write_video(tmp_path / "face.mp4", face_frames(12, size=160))
+    video = write_video(tmp_path / "face.mp4", face_frames(12, size=FACE_SIDE))
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     pre = {"decode": {"num_frames": 4, "size": 160}, "landmarks": {"backend": "dlib"},

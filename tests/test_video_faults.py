@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from face_geometry import FACE_SIDE, face_frames_centre
 
 from dfer.artifacts import read_meta
 from dfer.manifests import ManifestError, build_manifest, sync_dataset
@@ -59,7 +60,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "truncated_mkv": truncate_file(
             write_video(d / "truncated.mkv", _noisy(pattern_frames(20, 64, 64))), 0.6),
         "no_moov": truncate_file(write_video(d / "no_moov.mp4", pattern_frames(20, 64, 64)), 0.6),
-        "face": write_video(d / "face.mp4", face_frames(12, size=160)),
+        "face": write_video(d / "face.mp4", face_frames(12, size=FACE_SIDE)),
     }
     empty = d / "empty.mp4"
     empty.write_bytes(b"")
@@ -114,10 +115,13 @@ def test_variable_frame_rate_video_samples_by_frame(faults):
 
 def test_face_is_found_and_cropped(faults):
     clip = decode_clip(faults["face"], "video", CFG)
-    assert clip.face_found_frac > 0.5
+    assert clip.face_found_frac == 1.0  # the fixture's face is unmistakable in every frame
     x0, y0, x1, y1 = clip.crop_box.tolist()
-    assert x1 - x0 == y1 - y0 < 160  # a square around the face, not the whole frame
-    assert min(x0, y0) >= 0 and max(x1, y1) <= 160
+    assert x1 - x0 == y1 - y0  # a square ...
+    assert 80 <= x1 - x0 < FACE_SIDE  # ... around the ~80 px face, not the whole frame
+    assert min(x0, y0) >= 0 and max(x1, y1) <= FACE_SIDE
+    cx, cy = face_frames_centre(FACE_SIDE)  # ... centred on the face (drift: 4 px at most)
+    assert abs((x0 + x1) / 2 - cx) < 12 and abs((y0 + y1) / 2 - cy) < 12
 
 
 def test_video_without_face_centre_crop_or_failure(faults):

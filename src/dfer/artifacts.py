@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,31 @@ def provenance(stage: str, schema_version: int, **fields: Any) -> dict[str, Any]
     return block
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read at each write (a long-lived process may change it).
+
+    Linux states it in ``/proc/self/status``; elsewhere ``os.umask`` is set and restored under
+    a lock (the only way POSIX offers to read it).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
 
 
-_UMASK = _current_umask()
+def artifact_mode() -> int:
+    """Permission bits of every artifact: what ``open()`` would give a new file (0o666 & ~umask)."""
+    return 0o666 & ~current_umask()
 
 
 @contextlib.contextmanager
@@ -62,14 +81,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    # mkstemp makes owner-only files; artifacts get the usual umask-derived mode instead, so
-    # a results folder shared by a group stays readable by it.
-    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         with open(tmp, "rb") as fh:
+            # mkstemp makes owner-only files, and some writers (safetensors' save_file) make
+            # a fresh owner-only file of their own: whatever wrote it, the artifact gets the
+            # usual umask-derived mode, so a results folder shared by a group stays readable.
+            os.fchmod(fh.fileno(), artifact_mode())
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
     except BaseException as exc:

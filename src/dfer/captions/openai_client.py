@@ -20,7 +20,7 @@ import base64
 import io
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -104,7 +104,8 @@ class OpenAIDescriber:
     needs_landmarks = False
 
     def __init__(self, settings: Mapping[str, Any], sampling: Mapping[str, Any],
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 sleep: Callable[[float], Awaitable[object]] | None = None) -> None:
         self.model = str(settings["model"])
         self.base_url = str(settings["base_url"]).rstrip("/")
         self.input_mode = str(settings.get("input", "images"))
@@ -118,6 +119,8 @@ class OpenAIDescriber:
         key = os.environ.get(str(settings.get("api_key_env") or ""), "")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._transport = transport
+        #: awaited between retries with the backoff in seconds (tests pass a recorder)
+        self._sleep = sleep if sleep is not None else asyncio.sleep
 
     # -- one request -------------------------------------------------------------------
     def payload(self, clip: ClipInput, prompt: str) -> dict[str, Any]:
@@ -175,7 +178,7 @@ class OpenAIDescriber:
                         return Description(
                             clip.clip_id, error_type=exc.error_type,
                             message=f"clip {clip.clip_id}: {exc} (after {attempt + 1} attempts)")
-                    await asyncio.sleep(self.backoff_s * (2 ** attempt))
+                    await self._sleep(self.backoff_s * (2 ** attempt))
         raise AssertionError("unreachable")
 
     async def _describe_all(self, clips: Sequence[ClipInput], prompt: str) -> list[Description]:
