@@ -24,6 +24,7 @@ from dfer.artifacts import provenance, write_bytes_atomic, write_parquet
 from dfer.model.checkpoint import load_checkpoint
 from dfer.train.config import DataConfig, resolve_device
 from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_split, load_clip_table
+from dfer.train.label_mapping import is_zero_shot, label_prompts_for
 from dfer.train.metrics import compute_metrics, plot_confusion
 from dfer.train.module import model_inputs, needs_for
 
@@ -62,9 +63,8 @@ def evaluate_checkpoint(
     if table is None:
         table = load_clip_table(results, dataset, needs)
     labels = list(table.labels)
-    prompts = [str((label_prompts or {}).get(lab, lab)) for lab in labels]
-    model.set_labels(prompts)
-    zero_shot = meta.get("dataset") != dataset or list(meta.get("labels", [])) != labels
+    model.set_labels(label_prompts_for(labels, label_prompts))
+    zero_shot = is_zero_shot(meta, dataset, labels)
     run_data = dict((meta.get("params") or {}).get("data") or {})
     run_data.update(data or {})
     dcfg = DataConfig.from_dict(run_data)
