@@ -67,7 +67,7 @@ def test_safetensors_roundtrip_and_empty_shard(tmp_path):
 
 def test_failures_table_columns(tmp_path):
     rows = [{"clip_id": "c1", "stage": "decode", "source": "/v/c1.mp4",
-             "error_type": "InvalidDataError", "message": "c1: moov atom not found"}]
+             "error_type": "corrupt", "message": "c1: moov atom not found"}]
     path = artifacts.write_failures(tmp_path / "f.parquet", rows, artifacts.provenance("decode", 1))
     frame = artifacts.read_parquet(path)
     assert list(frame.columns) == list(artifacts.FAILURE_COLUMNS)

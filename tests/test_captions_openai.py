@@ -192,7 +192,7 @@ def test_server_down_gives_failure_rows_and_a_written_shard(tmp_path):
     assert len(read_parquet(paths["out"])) == 0
     fails = read_parquet(paths["failures"])
     assert list(fails["clip_id"]) == ["c0", "c1", "c2"]
-    assert set(fails["error_type"]) == {"ConnectionError"}
+    assert set(fails["error_type"]) == {"connection_error"}
     assert fails["message"].str.contains("after 3 attempts").all()
     assert set(fails["stage"]) == {"captions"}
 
@@ -205,7 +205,7 @@ def test_timeout_gives_failure_rows_after_retries(server, tmp_path):
                         paths["failures"], _params(url, timeout_s=0.2, max_retries=1))
     assert summary["failed_clips"] == 2
     fails = read_parquet(paths["failures"])
-    assert set(fails["error_type"]) == {"Timeout"}
+    assert set(fails["error_type"]) == {"timeout"}
     assert fails["message"].str.contains("after 2 attempts").all()
     assert len(state.bodies) == 4  # 2 clips x (1 try + 1 retry)
 
@@ -217,7 +217,7 @@ def test_empty_answer_is_a_failure_row_and_not_retried(server, tmp_path):
     run_shard(paths["frames"], paths["index"], paths["landmarks"], paths["out"],
               paths["failures"], _params(url))
     fails = read_parquet(paths["failures"])
-    assert set(fails["error_type"]) == {"EmptyAnswer"}
+    assert set(fails["error_type"]) == {"empty_answer"}
     assert fails["message"].str.contains("finish_reason=stop").all()
     assert len(state.bodies) == 2
 
@@ -239,7 +239,7 @@ def test_4xx_is_final(server):
     cfg = CaptionsConfig.from_params(_params(url))
     out = OpenAIDescriber(cfg.raw["openai"], cfg.sampling()).describe(
         [ClipInput("a", frames=np.zeros((4, 16, 16, 3), np.uint8))], "q")
-    assert out[0].error_type == "HTTP400" and "too many images" in out[0].message
+    assert out[0].error_type == "backend_error" and "HTTP 400" in out[0].message and "too many images" in out[0].message
     assert len(state.bodies) == 1
 
 
@@ -278,7 +278,7 @@ def test_retries_run_out_on_5xx_and_429(server, status):
     assert not out.ok and out.text == ""
     assert len(state.bodies) == 3 + 1  # max_retries + 1 attempts, then it gives up
     assert delays == [0.5, 1.0, 2.0]  # exponential backoff between the attempts, none after
-    assert out.error_type == f"HTTP{status}"
+    assert out.error_type == "backend_error"
     assert out.message == f"clip clip7: HTTP {status}: " + json.dumps(
         {"error": {"message": f"status {status}"}}) + " (after 4 attempts)"
 
@@ -290,7 +290,7 @@ def test_no_retries_means_one_attempt(server):
     delays, sleep = _sleep_recorder()
     (out,) = OpenAIDescriber(cfg.raw["openai"], cfg.sampling(), sleep=sleep).describe(
         [ClipInput("a", frames=np.zeros((4, 16, 16, 3), np.uint8))], "q")
-    assert out.error_type == "HTTP503" and out.message.endswith("(after 1 attempts)")
+    assert out.error_type == "backend_error" and "HTTP 503" in out.message and out.message.endswith("(after 1 attempts)")
     assert len(state.bodies) == 1 and delays == []
 
 
@@ -303,7 +303,7 @@ def test_exhausted_retries_become_failure_rows(server, tmp_path):
     assert summary["clips"] == 0 and summary["failed_clips"] == 2
     assert len(read_parquet(paths["out"])) == 0
     fails = read_parquet(paths["failures"])
-    assert list(fails["clip_id"]) == ["c0", "c1"] and set(fails["error_type"]) == {"HTTP429"}
+    assert list(fails["clip_id"]) == ["c0", "c1"] and set(fails["error_type"]) == {"backend_error"}
     assert all(m.startswith(f"clip {c}: HTTP 429") and m.endswith("(after 3 attempts)")
                for c, m in zip(fails["clip_id"], fails["message"], strict=True))
     assert len(state.bodies) == 2 * 3
@@ -314,7 +314,7 @@ def test_clip_without_frames_fails_alone(server):
     cfg = CaptionsConfig.from_params(_params(url))
     out = OpenAIDescriber(cfg.raw["openai"], cfg.sampling()).describe(
         [ClipInput("no-frames"), ClipInput("ok", frames=np.zeros((4, 16, 16, 3), np.uint8))], "q")
-    assert out[0].error_type == "MissingFrames" and out[1].ok
+    assert out[0].error_type == "missing_frames" and out[1].ok
 
 
 @pytest.mark.parametrize("body, error", [

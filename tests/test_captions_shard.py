@@ -65,7 +65,7 @@ def test_clip_without_faces_is_a_failure_row(tmp_path):
     paths = write_shard(tmp_path, {"ok": animate("blink"), "noface": pts},
                         has_face={"noface": no_face})
     summary = _run(paths)
-    assert summary["clips"] == 1 and summary["failure_types"] == {"NoFace": 1}
+    assert summary["clips"] == 1 and summary["failure_types"] == {"no_face": 1}
     fails = read_parquet(paths["failures"])
     assert list(fails["clip_id"]) == ["noface"]
     assert "only 1 frame(s) with a detected face" in fails["message"].iloc[0]
@@ -99,14 +99,14 @@ def test_injected_backend_batches_and_refinement_failures(tmp_path):
     summary = _run(paths, {"batch_size": 2}, describer=backend)
     # batches of 2 over the index; the clip without frames never reaches the backend
     assert backend.batches == [["a", "x"], ["b", "c"]]
-    assert summary["failure_types"] == {"EmptyAfterRefinement": 1, "MissingFrames": 1}
+    assert summary["failure_types"] == {"empty_after_refinement": 1, "missing_frames": 1}
     df = read_parquet(paths["out"])
     assert list(df["clip_id"]) == ["a", "b", "c"]
     assert set(df["backend"]) == {"fake"}
     fails = read_parquet(paths["failures"]).set_index("clip_id")
-    assert fails.loc["x", "error_type"] == "EmptyAfterRefinement"
+    assert fails.loc["x", "error_type"] == "empty_after_refinement"
     assert "looks happy" in fails.loc["x", "message"]
-    assert fails.loc["d", "error_type"] == "MissingFrames"
+    assert fails.loc["d", "error_type"] == "missing_frames"
 
 
 def test_empty_shard_writes_valid_empty_artifacts(tmp_path):
@@ -170,8 +170,8 @@ def test_vllm_describer_isolates_a_failing_clip_without_vllm():
     out = d.describe(clips, "q")
     assert [o.clip_id for o in out] == ["a", "e", "x", "b"]
     assert out[0].text == "lips part" and out[0].num_tokens == 9
-    assert out[1].error_type == "EmptyAnswer"
-    assert out[2].error_type == "BadFrames"
+    assert out[1].error_type == "empty_answer"
+    assert out[2].error_type == "bad_input"
     assert d.llm.calls == [3]  # one batched call for the three clips with frames
     # a batch the engine rejects is retried clip by clip: only the bad request fails
     d.llm.calls.clear()
@@ -179,4 +179,4 @@ def test_vllm_describer_isolates_a_failing_clip_without_vllm():
     d.request = lambda clip, p: {**real_request(clip, p), "prompt": "bad" if clip.clip_id == "b" else p}
     out = d.describe([clips[0], clips[3]], "q")
     assert d.llm.calls == [2, 1, 1]
-    assert out[0].ok and out[1].error_type == "ValueError" and "prompt too long" in out[1].message
+    assert out[0].ok and out[1].error_type == "backend_error" and "ValueError" in out[1].message and "prompt too long" in out[1].message

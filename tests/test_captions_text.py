@@ -8,7 +8,7 @@ from captions_data import animate
 
 from dfer.captions.base import ClipInput, sample_frames
 from dfer.captions.offline import OfflineDescriber, describe_landmarks
-from dfer.captions.prompt import PROMPT_TEMPLATES, prompt_hash, render_prompt
+from dfer.captions.prompt import PAPER_PROMPT_VERSION, PROMPT_TEMPLATES, prompt_hash, render_prompt
 from dfer.captions.refine import mentions_emotion, refine_caption
 from dfer.captions.settings import CaptionsConfig, vllm_python
 
@@ -23,6 +23,24 @@ def test_prompt_asks_for_movements_not_emotions():
     assert "Do not name or guess an emotion" in text
     with pytest.raises(ValueError, match="unknown prompt_version 'v9'"):
         render_prompt("v9", 8)
+
+
+PAPER_PROMPT = (
+    "You are a facial expression analyst. Identify emotions by analyzing the detailed movements "
+    "of various facial features (mouth, chin, eyes, etc.) and implied actions (breathing rate, "
+    "gaze direction) across a sequence. Provide a detailed description of the movements of "
+    "various facial features and implied actions concisely."
+)
+
+
+def test_paper_prompt_is_verbatim_and_its_own_version():
+    assert PAPER_PROMPT_VERSION == "fineclipper"
+    # the paper's text names no frame count: the same question for every clip length
+    assert render_prompt("fineclipper", 8) == PAPER_PROMPT == render_prompt("fineclipper", 16)
+    paper = CaptionsConfig.from_params({"backend": "vllm", "prompt_version": "fineclipper"})
+    ours = CaptionsConfig.from_params({"backend": "vllm", "prompt_version": "v1"})
+    assert paper.prompt_version == "fineclipper"
+    assert paper.prompt_hash() != ours.prompt_hash()
 
 
 def test_prompt_hash_tracks_what_changes_the_text():
@@ -104,6 +122,62 @@ REFINE_CASES = [
 ]
 
 
+# FineCLIPER's example (the paper keeps "a slight upturned mouth, and relaxed eyebrows" and
+# drops "indicating a sense of joy or amusement"), then MLLM answers in the styles of
+# Video-LLaVA (prose, "suggesting that ...", "which may indicate ...") and Qwen2.5-VL
+# (markdown sections, "a sign of ...", "possibly reflecting ...").
+MLLM_CASES = [
+    ("The person in the video is smiling, with a slight upturned mouth, and relaxed eyebrows, "
+     "indicating a sense of joy or amusement.",
+     "The person in the video is smiling, with a slight upturned mouth, and relaxed eyebrows."),
+    ("In the video, the man's eyebrows are raised and his eyes are wide open, suggesting that he "
+     "is surprised. His mouth drops open slightly, which may indicate shock or disbelief.",
+     "In the video, the man's eyebrows are raised and his eyes are wide open. "
+     "His mouth drops open slightly."),
+    ("The woman's brows are drawn together and slightly lowered. Her lips are pressed tightly, "
+     "and her jaw appears tense, a sign of frustration. Her gaze shifts downward, possibly "
+     "reflecting sadness.",
+     "The woman's brows are drawn together and slightly lowered. Her lips are pressed tightly, "
+     "and her jaw appears tense. Her gaze shifts downward."),
+    ("The person in the video appears to be happy. She smiles broadly, showing her teeth, and "
+     "her cheeks are raised. Her eyes narrow slightly as she laughs, and she seems to be "
+     "enjoying the conversation.",
+     "She smiles broadly, showing her teeth, and her cheeks are raised. "
+     "Her eyes narrow slightly as she laughs."),
+    ("Throughout the clip, the man's forehead wrinkles and his eyebrows rise sharply in an "
+     "expression of astonishment. His mouth opens into an 'O' shape, and his breathing appears "
+     "to quicken.",
+     "Throughout the clip, the man's forehead wrinkles and his eyebrows rise sharply. "
+     "His mouth opens into an 'O' shape, and his breathing appears to quicken."),
+    ("1. **Mouth:** The lips part slightly and the corners pull back.\n"
+     "2. **Eyes:** The eyes dart to the left, a hint of nervousness.\n"
+     "3. **Breathing:** Breathing becomes shallow and rapid, as if the person is anxious.",
+     "The lips part slightly and the corners pull back. The eyes dart to the left. "
+     "Breathing becomes shallow and rapid."),
+    ("The young man frowns deeply, and the corners of his mouth pull downward, indicating that "
+     "he is upset. He looks away from the camera and sighs, which suggests feelings of "
+     "disappointment and helplessness.",
+     "The young man frowns deeply, and the corners of his mouth pull downward. "
+     "He looks away from the camera and sighs."),
+]
+
+
+@pytest.mark.parametrize("raw, want", MLLM_CASES)
+def test_refine_mllm_answers_exactly(raw, want):
+    out = refine_caption(raw)
+    assert out == want
+    assert not mentions_emotion(out)
+
+
+def test_muscle_states_are_evidence_only_next_to_a_feature():
+    # "relaxed" / "tense" describe a feature in a clause that names one, a mood otherwise
+    assert not mentions_emotion("relaxed eyebrows") and mentions_emotion("she seems relaxed")
+    assert refine_caption("The eyebrows are relaxed, suggesting she is calm.") == \
+        "The eyebrows are relaxed."
+    assert refine_caption("Overall, she seems relaxed and content.") == ""
+    assert refine_caption("He looks tense. His jaw is tense.") == "His jaw is tense."
+
+
 @pytest.mark.parametrize("raw, want", REFINE_CASES)
 def test_refine_removes_emotions_keeps_evidence(raw, want):
     out = refine_caption(raw)
@@ -145,5 +219,5 @@ def test_offline_is_scale_invariant_and_ignores_frames_without_face():
 def test_offline_describer_failures():
     d = OfflineDescriber("landmark-dynamics-v1")
     out = d.describe([ClipInput("none"), ClipInput("one", points=animate("still")[:1])], "q")
-    assert out[0].error_type == "MissingLandmarks"
-    assert out[1].error_type == "NoFace" and "need at least 2" in out[1].message
+    assert out[0].error_type == "missing_landmarks"
+    assert out[1].error_type == "no_face" and "need at least 2" in out[1].message

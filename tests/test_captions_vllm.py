@@ -61,4 +61,4 @@ def test_vllm_cpu_captions_a_shard_with_a_tiny_video_model(vllm_py, tiny_model, 
     meta = read_meta(paths["out"])
     assert meta["backend"] == "vllm" and meta["clips"] == 3
     fails = read_parquet(paths["failures"])
-    assert list(fails["clip_id"]) == ["nofr"] and fails["error_type"].iloc[0] == "MissingFrames"
+    assert list(fails["clip_id"]) == ["nofr"] and fails["error_type"].iloc[0] == "missing_frames"

@@ -117,7 +117,7 @@ def test_openai_backend_captions_a_shard_through_vllm_serve(vllm_server, tmp_pat
                         paths["failures"], params)
     fails = read_parquet(paths["failures"])
     assert list(fails["clip_id"]) == ["nofr"], fails.to_dict("records")
-    assert fails["error_type"].iloc[0] == "MissingFrames"
+    assert fails["error_type"].iloc[0] == "missing_frames"
     assert summary["clips"] == 3 and summary["failed_clips"] == 1
     df = read_parquet(paths["out"])
     assert list(df["clip_id"]) == ["c0", "c1", "c2"]

@@ -147,7 +147,7 @@ def test_decode_shard_writes_the_three_artifacts(clips, tmp_path):
 
     failures = pq.read_table(out[2]).to_pylist()
     assert failures == [{"clip_id": "gone", "stage": "decode", "source": str(tmp_path / "gone.mp4"),
-                         "error_type": "unreadable",
+                         "error_type": "missing_file",
                          "message": f"clip gone: {tmp_path / 'gone.mp4'}: file not found"}]
 
     for path in out:  # provenance on every artifact, no run-specific fields

@@ -291,8 +291,8 @@ def test_shard_contract_and_failures(tmp_path, clip) -> None:
     assert table.column("frame").to_pylist() == list(range(6)) * 2
     assert table.column("filled_from").to_pylist()[:6] == [-1, -1, -1, -1, 3, -1]  # tie -> earlier
     failures = pq.read_table(fail).to_pylist()
-    assert {(f["clip_id"], f["error_type"]) for f in failures} == {("empty", "NoFaceError"),
-                                                                   ("lost", "KeyError")}
+    assert {(f["clip_id"], f["error_type"]) for f in failures} == {("empty", "no_face"),
+                                                                   ("lost", "missing_frames")}
     assert all(f["stage"] == "landmarks" and f["clip_id"] in f["message"] for f in failures)
     meta = read_meta(out)
     assert meta["backend"] == "dlib" and meta["model"].startswith("dlib:")

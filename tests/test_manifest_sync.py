@@ -125,7 +125,7 @@ def test_skipped_clips_go_to_failures_table(tmp_path):
     sync_dataset("demo", dict(definition, on_missing="skip"), results)
     failures = pq.read_table(results / "demo/manifest/failures.parquet").to_pylist()
     assert [(f["clip_id"], f["stage"], f["error_type"]) for f in failures] == [
-        ("b", "manifest", "MissingMedia")]
+        ("b", "manifest", "missing_file")]
     _, meta = read_manifest(results / "demo/manifest/manifest.parquet")
     assert meta["skipped"][0]["clip_id"] == "b"
 

@@ -275,8 +275,8 @@ def test_parsing_shard_contract_and_failures(tmp_path) -> None:
                                area_fractions(maps)[:, LABEL_INDEX["r_eye"]])
     assert stats.column("area_background").to_pylist()[1] == 1.0
     failures = pq.read_table(out / "f.parquet").to_pylist()
-    assert {(f["clip_id"], f["error_type"]) for f in failures} == {("short", "ValueError"),
-                                                                   ("lost", "KeyError")}
+    assert {(f["clip_id"], f["error_type"]) for f in failures} == {("short", "bad_input"),
+                                                                   ("lost", "missing_frames")}
     assert all(f["stage"] == "parsing" and f["clip_id"] in f["message"] for f in failures)
     meta = read_meta(out / "m.safetensors")
     assert meta["backend"] == "landmarks" and meta["model"] == "polygon68"

@@ -40,12 +40,12 @@ def results(tmp_path: Path) -> Path:
                   pd.DataFrame({"clip_id": ["c1", "c2", "c3"], "face_found_frac": [1.0, 0.5, 0.0]}), META)
     write_failures(ds / "frames" / "shard-000.failures.parquet",
                    [{"clip_id": "c4", "stage": "decode", "source": "c4.mp4",
-                     "error_type": "CorruptVideo", "message": "c4.mp4: invalid data"}], META)
+                     "error_type": "corrupt", "message": "c4.mp4: invalid data"}], META)
     write_parquet(ds / "landmarks" / "shard-000.parquet", pd.DataFrame({
         "clip_id": ["c1"] * 2 + ["c2"] * 2, "frame": [0, 1, 0, 1], "has_face": [True, True, True, False],
     }), META)
     write_failures(ds / "landmarks" / "shard-000.failures.parquet",
-                   [{"clip_id": "c3", "stage": "landmarks", "source": "c3", "error_type": "NoFace",
+                   [{"clip_id": "c3", "stage": "landmarks", "source": "c3", "error_type": "no_face",
                      "message": "no face in any frame"}], META)
     return res
 
@@ -72,11 +72,11 @@ def test_report_files_and_stage_statistics(results: Path, tmp_path: Path) -> Non
     assert stats.loc["manifest", "clips_ok"] == 4
     assert stats.loc["decode", "clips_ok"] == 3
     assert stats.loc["decode", "clips_failed"] == 1
-    assert stats.loc["decode", "failure_types"] == "CorruptVideo: 1"
+    assert stats.loc["decode", "failure_types"] == "corrupt: 1"
     assert stats.loc["decode", "face_rate"] == pytest.approx(0.5)
     assert stats.loc["landmarks", "frames"] == 4
     assert stats.loc["landmarks", "face_rate"] == pytest.approx(0.75)
-    assert stats.loc["landmarks", "failure_types"] == "NoFace: 1"
+    assert stats.loc["landmarks", "failure_types"] == "no_face: 1"
     md = (out / "report.md").read_text()
     assert "| r | toy | toy | False | 2 | 60.00 ± 10.00 | 70.00 ± 10.00 |" in md
     assert pd.read_csv(out / "summary.csv").shape[0] == 2
@@ -106,7 +106,7 @@ def test_cli_prints_summary(results: Path, tmp_path: Path, capsys: pytest.Captur
 
 def test_on_missing_skip_clips_are_absent_downstream_and_counted(tmp_path: Path) -> None:
     """A clip whose video is missing is left out of every manifest (so no stage sees it) and
-    shows up in the report's manifest row as a failure of type MissingMedia."""
+    shows up in the report's manifest row as a failure of type missing_file."""
     from dfer.manifests import sync_dataset
     from dfer.report.stage_stats import stage_stats
 
@@ -130,7 +130,7 @@ def test_on_missing_skip_clips_are_absent_downstream_and_counted(tmp_path: Path)
     assert sorted(in_shards) == ["a", "b", "d"]  # what decode and every later stage read
     stats = {row["stage"]: row for row in stage_stats(results / "toy")}
     assert stats["manifest"]["clips_ok"] == 3 and stats["manifest"]["clips_failed"] == 1
-    assert stats["manifest"]["failure_types"] == "MissingMedia: 1"
+    assert stats["manifest"]["failure_types"] == "missing_file: 1"
     # and the default (on_missing: error) refuses the same dataset, naming the clip's file
     from dfer.manifests import ManifestError
 

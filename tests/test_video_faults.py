@@ -157,7 +157,7 @@ def test_damaged_video_raises_typed_error(faults, kind, error_type, words):
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(DecodeError, match="file not found") as info:
         decode_clip(tmp_path / "gone.mp4", "video", CFG)
-    assert info.value.error_type == "unreadable"
+    assert info.value.error_type == "missing_file"
     with pytest.raises(DecodeError, match="frame folder not found"):
         decode_clip(tmp_path / "gone", "frames", CFG)
     (tmp_path / "empty_folder").mkdir()
@@ -216,7 +216,7 @@ def test_shard_with_every_fault_records_failures_and_completes(faults, tmp_path)
     failures = pq.read_table(out / "s.failures.parquet").to_pandas().set_index("clip_id")
     expected = {"clip_empty": "empty_file", "clip_corrupt": "corrupt", "clip_no_moov": "corrupt",
                 "clip_audio_only": "no_video_stream", "clip_truncated": "truncated",
-                "clip_truncated_mkv": "truncated", "clip_missing": "unreadable"}
+                "clip_truncated_mkv": "truncated", "clip_missing": "missing_file"}
     assert failures["error_type"].to_dict() == expected
     for clip_id, row in failures.iterrows():
         assert row["stage"] == "decode"

@@ -3,7 +3,10 @@
 A backend describes a batch of clips at once (vLLM schedules a whole batch on the GPU; the
 HTTP client keeps several requests in flight) and returns one :class:`Description` per clip,
 in order. A clip that cannot be described comes back with ``error_type`` set instead of
-raising, so that one bad clip never loses the rest of the shard.
+raising, so that one bad clip never loses the rest of the shard. Backends name failures in
+their own words (``Timeout``, ``HTTP503``, an exception's type); :class:`Description` turns
+them into the shared vocabulary (``dfer.shard_runner.ErrorType``) in one place,
+:func:`vocabulary_error`, so no backend needs to know it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,36 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from dfer.shard_runner import ErrorType
+
+#: Backend failure codes with a meaning of their own in the vocabulary. Any other code (an
+#: HTTP status such as ``HTTP400``, ``BadResponse``, an engine exception's type name) is a
+#: ``backend_error`` whose message keeps the code.
+BACKEND_CODES: dict[str, ErrorType] = {
+    "Timeout": ErrorType.TIMEOUT,
+    "ConnectionError": ErrorType.CONNECTION_ERROR,
+    "EmptyAnswer": ErrorType.EMPTY_ANSWER,
+    "BadFrames": ErrorType.BAD_INPUT,
+    "MissingFrames": ErrorType.MISSING_FRAMES,
+    "MissingLandmarks": ErrorType.MISSING_LANDMARKS,
+    "NoFace": ErrorType.NO_FACE,
+}
+
+
+def vocabulary_error(code: str, message: str) -> tuple[str, str]:
+    """``(error_type, message)`` in the shared vocabulary for a backend's failure ``code``.
+
+    A code that is already a vocabulary value stays; a ``backend_error`` names its specific
+    cause in the message (appended unless the message already says it, as ``HTTP 503`` does).
+    """
+    if code in {e.value for e in ErrorType}:
+        return code, message
+    if code in BACKEND_CODES:
+        return BACKEND_CODES[code].value, message
+    if code.replace(" ", "") not in message.replace(" ", ""):
+        message = f"{message} ({code})"
+    return ErrorType.BACKEND_ERROR.value, message
 
 
 @dataclass(frozen=True)
@@ -36,8 +69,16 @@ class Description:
     error_type: str | None = None
     message: str | None = None
 
+    def __post_init__(self) -> None:
+        """Put ``error_type`` into the shared vocabulary (see :func:`vocabulary_error`)."""
+        if self.error_type is not None:
+            error_type, message = vocabulary_error(str(self.error_type), self.message or "")
+            object.__setattr__(self, "error_type", error_type)
+            object.__setattr__(self, "message", message)
+
     @property
     def ok(self) -> bool:
+        """Whether the backend answered (``error_type`` unset)."""
         return self.error_type is None
 
 

@@ -25,7 +25,18 @@ PROMPT_TEMPLATES: dict[str, str] = {
         "drawing together), and the actions they imply, such as breathing, speaking or the "
         "direction of gaze. Report only what you observe. Do not name or guess an emotion."
     ),
+    # FineCLIPER (Chen et al., ACM MM 2024), its MLLM prompt verbatim. It names no frame count and
+    # does not forbid emotion words: the paper removes them afterwards (dfer.captions.refine).
+    "fineclipper": (
+        "You are a facial expression analyst. Identify emotions by analyzing the detailed "
+        "movements of various facial features (mouth, chin, eyes, etc.) and implied actions "
+        "(breathing rate, gaze direction) across a sequence. Provide a detailed description of "
+        "the movements of various facial features and implied actions concisely."
+    ),
 }
+
+#: The paper's prompt (config/paper/*.yaml pin it).
+PAPER_PROMPT_VERSION = "fineclipper"
 
 #: The version used when the config does not name one.
 DEFAULT_PROMPT_VERSION = "v1"

@@ -1,34 +1,45 @@
 """Captions of one shard: frames + landmarks in, one caption row per clip out.
 
-The runner is backend-agnostic: it loads what the chosen :class:`Describer` needs (frames
-from the safetensors shard, landmark points from the landmarks Parquet), hands clips over in
-batches of ``batch_size``, refines each raw answer (emotion words out, raw text kept) and
-writes the captions Parquet plus the failures table. Every per-clip problem -- a server that
-is down, a timeout, an empty answer, a caption that is empty once refined -- is a failure
-row; the shard itself always completes.
+The stage is backend-agnostic: it loads what the chosen :class:`Describer` needs (frames
+from the safetensors shard, landmark points from the landmarks Parquet), and the shared shard
+runner (:mod:`dfer.shard_runner`) hands clips over in batches of ``batch_size``; each raw
+answer is refined (emotion words out, raw text kept) and the runner writes the captions
+Parquet plus the failures table. Every per-clip problem -- a server that is down, a timeout,
+an empty answer, a caption that is empty once refined -- is a failure row; the shard itself
+always completes.
 
-Only numpy/pyarrow/safetensors are imported at module level, so the same code runs in the
-project venv (offline, openai) and in the separate vLLM environment (vllm).
+Only numpy/pyarrow/safetensors/tqdm (and pandas, through ``dfer.artifacts``) are imported at
+module level, so the same code runs in the project venv (offline, openai) and in the separate
+vLLM environment (vllm).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from dfer.artifacts import provenance, write_failures, write_parquet
+from dfer.artifacts import provenance
 from dfer.captions.base import ClipInput, Describer, Description
 from dfer.captions.prompt import render_prompt
 from dfer.captions.refine import refine_caption
 from dfer.captions.settings import CaptionsConfig
 from dfer.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
+from dfer.shard_runner import (
+    ClipFailure,
+    ErrorType,
+    Output,
+    failures_output,
+    finish_shard,
+    open_frames,
+    prepare_outputs,
+    run_batches,
+    shard_label,
+)
 
 STAGE = "captions"
 SCHEMA_VERSION = 1
@@ -77,36 +88,26 @@ def read_points(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.
     return {ids[a]: (points[a:b], has_face[a:b]) for a, b in zip(starts, stops, strict=True)}
 
 
-def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield list(items[i:i + size])
+def caption_row(d: Description, cfg: CaptionsConfig, describer_name: str,
+                prompt_hash: str) -> dict[str, Any]:
+    """The captions row of a backend's answer (refined), or ``ClipFailure`` when there is none.
 
-
-def caption_rows(descriptions: Sequence[Description], cfg: CaptionsConfig, describer_name: str,
-                 prompt_hash: str, source: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Split backend answers into caption rows and failure rows (refining the good ones)."""
-    rows: list[dict[str, Any]] = []
-    failures: list[dict[str, str]] = []
-    for d in descriptions:
-        if not d.ok:
-            failures.append({"clip_id": d.clip_id, "stage": STAGE, "source": source,
-                             "error_type": str(d.error_type), "message": str(d.message)})
-            continue
-        caption = refine_caption(d.text)
-        if not caption:
-            failures.append({
-                "clip_id": d.clip_id, "stage": STAGE, "source": source,
-                "error_type": "EmptyAfterRefinement",
-                "message": f"clip {d.clip_id}: nothing but emotion words in {d.text[:200]!r}",
-            })
-            continue
-        rows.append({
-            "clip_id": d.clip_id, "caption": caption, "raw_text": d.text,
-            "backend": describer_name, "model": cfg.model,
-            "prompt_version": cfg.prompt_version, "prompt_hash": prompt_hash,
-            "num_tokens": int(d.num_tokens), "seconds": float(d.seconds),
-        })
-    return rows, failures
+    A failed answer keeps its ``error_type`` (already in the vocabulary: see
+    ``dfer.captions.base``); an answer that is nothing but an emotion judgement fails with
+    ``empty_after_refinement``, its raw text quoted in the message.
+    """
+    if not d.ok:
+        raise ClipFailure(str(d.error_type), str(d.message))
+    caption = refine_caption(d.text)
+    if not caption:
+        raise ClipFailure(ErrorType.EMPTY_AFTER_REFINEMENT,
+                          f"nothing but emotion words in {d.text[:200]!r}")
+    return {
+        "clip_id": d.clip_id, "caption": caption, "raw_text": d.text,
+        "backend": describer_name, "model": cfg.model,
+        "prompt_version": cfg.prompt_version, "prompt_hash": prompt_hash,
+        "num_tokens": int(d.num_tokens), "seconds": float(d.seconds),
+    }
 
 
 def run_shard(
@@ -125,8 +126,6 @@ def run_shard(
     overrides the configured backend (tests, benchmarks). An empty shard writes valid empty
     artifacts without starting any engine. Returns the summary stored in the provenance.
     """
-    from safetensors import safe_open
-
     cfg = CaptionsConfig.from_params(params)
     phash = cfg.prompt_hash()
     prompt = render_prompt(cfg.prompt_version, cfg.num_frames)
@@ -142,45 +141,47 @@ def run_shard(
     if needs_landmarks:
         skipped = sum(c not in points for c in clip_ids)
         clip_ids = [c for c in clip_ids if c in points]
-
-    rows: list[dict[str, Any]] = []
-    failures: list[dict[str, str]] = []
     backend_name = describer.name if describer is not None else cfg.backend
+    prepare_outputs([out_path, failures_path])
+
+    def describe_batch(batch: list[str]) -> list[dict[str, Any] | BaseException]:
+        """One batch through the backend: a captions row or the clip's failure, per clip."""
+        outcomes: dict[str, dict[str, Any] | BaseException] = {}
+        clips: list[ClipInput] = []
+        for cid in batch:
+            try:
+                frames_in = frames.get(cid) if needs_frames else None
+            except ClipFailure as exc:  # missing_frames: the frames shard is its source
+                outcomes[cid] = ClipFailure(exc.error_type, str(exc), source=str(frames_path))
+                continue
+            pts, face = points.get(cid, (None, None))
+            clips.append(ClipInput(cid, frames=frames_in, points=pts, has_face=face))
+        descriptions = describer.describe(clips, prompt) if clips else []
+        if len(descriptions) != len(clips):
+            raise RuntimeError(f"backend {backend_name} returned {len(descriptions)} "
+                               f"answers for {len(clips)} clips")
+        for clip, d in zip(clips, descriptions, strict=True):
+            try:
+                outcomes[clip.clip_id] = caption_row(d, cfg, backend_name, phash)
+            except ClipFailure as exc:
+                outcomes[clip.clip_id] = exc
+        return [outcomes[cid] for cid in batch]
+
     try:
-        with safe_open(str(frames_path), framework="numpy") as fh:
-            keys = set(fh.keys())
-            bar = tqdm(total=len(clip_ids), desc=f"captions {Path(index_path).name}", unit="clip")
-            for batch in _batches(clip_ids, max(1, int(cfg.raw["batch_size"]))):
-                clips: list[ClipInput] = []
-                for cid in batch:
-                    frames = fh.get_tensor(cid) if needs_frames and cid in keys else None
-                    pts, face = points.get(cid, (None, None))
-                    clips.append(ClipInput(cid, frames=frames, points=pts, has_face=face))
-                missing = [c.clip_id for c in clips if needs_frames and c.frames is None]
-                for cid in missing:
-                    failures.append({"clip_id": cid, "stage": STAGE, "source": str(frames_path),
-                                     "error_type": "MissingFrames",
-                                     "message": f"clip {cid!r} is in the index but not in {frames_path}"})
-                clips = [c for c in clips if c.clip_id not in missing]
-                descriptions = describer.describe(clips, prompt) if clips else []
-                if len(descriptions) != len(clips):
-                    raise RuntimeError(f"backend {backend_name} returned {len(descriptions)} "
-                                       f"answers for {len(clips)} clips")
-                good, bad = caption_rows(descriptions, cfg, backend_name, phash, str(index_path))
-                rows += good
-                failures += bad
-                bar.update(len(batch))
-            bar.close()
+        with open_frames(frames_path) as frames:
+            run = run_batches(STAGE, shard_label(index_path), clip_ids, describe_batch,
+                              batch_size=int(cfg.raw["batch_size"]), source=str(index_path))
     finally:
         if owned and describer is not None:
             describer.close()
 
+    rows = list(run.results.values())
     summary = {
         "clips": len(rows),
-        "failed_clips": len(failures),
+        "failed_clips": len(run.failures),
         "skipped_upstream": skipped,
         "tokens": int(sum(r["num_tokens"] for r in rows)),
-        "failure_types": dict(sorted(_count(f["error_type"] for f in failures).items())),
+        "failure_types": run.failure_counts(),
     }
     params_out = {**cfg.raw, "prompt_hash": phash}
     model = describer.model if describer is not None else cfg.model
@@ -188,15 +189,10 @@ def run_shard(
                       prompt_version=cfg.prompt_version, prompt_hash=phash,
                       params=params_out, **summary)
     table = pa.Table.from_pylist(rows, schema=SCHEMA) if rows else SCHEMA.empty_table()
-    write_parquet(out_path, table, meta, schema=SCHEMA)
-    write_failures(failures_path, failures, provenance(
-        STAGE, SCHEMA_VERSION, backend=backend_name, model=model, prompt_hash=phash,
-        params=params_out))
+    finish_shard(run, [
+        Output(out_path, table, meta, SCHEMA),
+        failures_output(run, failures_path, provenance(
+            STAGE, SCHEMA_VERSION, backend=backend_name, model=model, prompt_hash=phash,
+            params=params_out)),
+    ])
     return summary
-
-
-def _count(values: Iterator[str] | Sequence[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out

@@ -13,6 +13,7 @@ from dfer.landmarks import dlib_backend, fan_backend
 from dfer.landmarks.boxes import find_boxes
 from dfer.landmarks.config import LandmarksConfig
 from dfer.landmarks.fill import fill_sources
+from dfer.weights import BackendChoice, announce
 
 
 class NoFaceError(ValueError):
@@ -58,15 +59,40 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_backend(cfg: LandmarksConfig) -> str:
-    """``auto`` picks face_alignment when CUDA and its weights exist, dlib otherwise."""
+def choose_backend(cfg: LandmarksConfig) -> BackendChoice:
+    """The backend ``cfg`` runs with, and why.
+
+    A pinned ``face_alignment`` never falls back: its checkpoint is looked up here, so a
+    missing one raises :class:`dfer.weights.MissingWeightsError` (naming ``landmarks.weights``
+    and the file) before any clip, even in a job with no clips. ``auto`` picks face_alignment
+    when CUDA is visible and the FAN weights are found, dlib otherwise, and logs its choice.
+    """
+    if cfg.backend == "face_alignment":
+        path = fan_backend.resolve_weights(cfg.weights)
+        return BackendChoice("landmarks", cfg.backend, cfg.backend,
+                             f"pinned by landmarks.backend; FAN weights {path}")
     if cfg.backend != "auto":
-        return cfg.backend
+        return BackendChoice("landmarks", cfg.backend, cfg.backend, "pinned by landmarks.backend")
     import torch
 
-    if torch.cuda.is_available() and fan_backend.weights_available(cfg.weights):
-        return "face_alignment"
-    return "dlib"
+    if not torch.cuda.is_available():
+        choice = BackendChoice("landmarks", "auto", "dlib",
+                               "no CUDA device is visible, so not face_alignment", substitute=True)
+    else:
+        try:
+            path = fan_backend.resolve_weights(cfg.weights)
+        except FileNotFoundError as exc:
+            choice = BackendChoice("landmarks", "auto", "dlib",
+                                   f"CUDA is visible but not the FAN weights: {exc}", substitute=True)
+        else:
+            choice = BackendChoice("landmarks", "auto", "face_alignment",
+                                   f"CUDA is visible and the FAN weights are at {path}")
+    return announce(choice)
+
+
+def resolve_backend(cfg: LandmarksConfig) -> str:
+    """The backend name of :func:`choose_backend` (what the provenance's ``backend`` holds)."""
+    return choose_backend(cfg).backend
 
 
 def model_name(cfg: LandmarksConfig) -> str:

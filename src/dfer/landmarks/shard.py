@@ -1,30 +1,47 @@
-"""Landmarks of one shard: frames safetensors + index in, one Parquet row per (clip, frame) out."""
+"""Landmarks of one shard: frames safetensors + index in, one Parquet row per (clip, frame) out.
+
+The clip loop, failure rows and atomic writes are :mod:`dfer.shard_runner`'s.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from dfer.artifacts import provenance, write_failures, write_parquet
+from dfer.artifacts import provenance
 from dfer.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
 from dfer.landmarks.api import (
     LandmarkResult,
+    NoFaceError,
+    choose_backend,
     detect_landmarks,
     load_models,
     model_name,
     resolve_backend,
 )
 from dfer.landmarks.config import LandmarksConfig
+from dfer.shard_runner import (
+    ErrorMap,
+    ErrorType,
+    Output,
+    failures_output,
+    finish_shard,
+    open_frames,
+    prepare_outputs,
+    run_clips,
+    shard_label,
+)
 
 STAGE = "landmarks"
 SCHEMA_VERSION = 1
+
+#: ``detect_landmarks`` raises NoFaceError (a ValueError) when no frame has a face.
+KNOWN_ERRORS: ErrorMap = ((NoFaceError, ErrorType.NO_FACE),)
 
 SCHEMA = pa.schema(
     [
@@ -108,40 +125,30 @@ def run_shard(
     empty artifacts without loading any model. Returns the summary also stored in the
     provenance.
     """
-    from safetensors import safe_open
-
     cfg = LandmarksConfig.from_dict(params)
     clip_ids = index_clip_ids(index_path)
     backend = load_models(cfg) if clip_ids else resolve_backend(cfg)
-    results: dict[str, LandmarkResult] = {}
-    failures: list[dict[str, str]] = []
-    with safe_open(str(frames_path), framework="numpy") as fh:
-        keys = set(fh.keys())
-        for clip_id in tqdm(clip_ids, desc=f"landmarks {Path(frames_path).name}", unit="clip"):
-            try:
-                if clip_id not in keys:
-                    raise KeyError(f"clip {clip_id!r} is in the index but not in {frames_path}")
-                results[clip_id] = detect_landmarks(fh.get_tensor(clip_id), cfg)
-            except Exception as exc:  # noqa: BLE001 - any per-clip error becomes a failure row
-                failures.append({
-                    "clip_id": clip_id, "stage": STAGE, "source": str(frames_path),
-                    "error_type": type(exc).__name__, "message": f"clip {clip_id}: {exc}",
-                })
-    frames = sum(r.num_frames for r in results.values())
+    prepare_outputs([out_path, failures_path])
+    with open_frames(frames_path) as frames:
+        run = run_clips(STAGE, shard_label(frames_path), clip_ids,
+                        lambda clip_id: detect_landmarks(frames.get(clip_id), cfg),
+                        source=str(frames_path), known=KNOWN_ERRORS)
+    results = run.results
+    frames_count = sum(r.num_frames for r in results.values())
     detected = sum(r.num_detected for r in results.values())
     summary = {
         "clips": len(results),
-        "failed_clips": len(failures),
-        "frames": frames,
+        "failed_clips": len(run.failures),
+        "frames": frames_count,
         "detected_frames": detected,
         "filled_frames": sum(r.num_filled for r in results.values()),
-        "detection_rate": round(detected / frames, 6) if frames else None,
+        "detection_rate": round(detected / frames_count, 6) if frames_count else None,
     }
-    meta = provenance(
-        STAGE, SCHEMA_VERSION, backend=backend, model=model_name(cfg),
-        params=cfg.to_dict(), **summary,
-    )
-    write_parquet(out_path, results_table(results), meta, schema=SCHEMA)
-    write_failures(failures_path, failures, provenance(STAGE, SCHEMA_VERSION, backend=meta["backend"],
-                                                        model=meta["model"], params=cfg.to_dict()))
+    base = {"backend": backend, "model": model_name(cfg), "params": cfg.to_dict()}
+    finish_shard(run, [
+        Output(out_path, results_table(results),
+               provenance(STAGE, SCHEMA_VERSION, **base,
+                          backend_choice=choose_backend(cfg).record(), **summary), SCHEMA),
+        failures_output(run, failures_path, provenance(STAGE, SCHEMA_VERSION, **base)),
+    ])
     return summary

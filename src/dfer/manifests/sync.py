@@ -31,6 +31,7 @@ from dfer.artifacts import (
 )
 from dfer.manifests.build import MANIFEST_SCHEMA, ManifestBuild, build_manifest
 from dfer.paths import manifest_file, shard_file, shard_file_name
+from dfer.shard_runner import ErrorType, failure_row
 from dfer.sharding import shard_names, shards_in
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,8 @@ def sync_report(name: str, definition: Mapping[str, Any], results: str | Path) -
     )
     report.manifest_changed = write_bytes_if_changed(
         manifest_file(results, name), parquet_bytes(build.table, meta, schema=MANIFEST_SCHEMA))
-    failures = failures_frame([
-        {"clip_id": s.clip_id, "stage": STAGE, "source": s.where, "error_type": "MissingMedia",
-         "message": s.message} for s in build.skipped
-    ])
+    failures = failures_frame([failure_row(s.clip_id, STAGE, s.where, ErrorType.MISSING_FILE,
+                                           s.message) for s in build.skipped])
     write_bytes_if_changed(failures_file(results, name),
                            parquet_bytes(failures, _shard_meta(build, None), schema=FAILURES_SCHEMA))
     report.removed = _remove_stale_shards(manifest_file(results, name).parent, set(names))

@@ -9,6 +9,7 @@ import numpy as np
 
 from dfer.parsing import facer_backend, polygon
 from dfer.parsing.config import ParsingConfig
+from dfer.weights import BackendChoice, announce
 
 
 def resolve_device(device: str) -> str:
@@ -20,15 +21,42 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_backend(cfg: ParsingConfig) -> str:
-    """``auto`` picks facer when CUDA and the model's weights exist, the polygon parser otherwise."""
+def choose_backend(cfg: ParsingConfig) -> BackendChoice:
+    """The parser ``cfg`` runs with, and why.
+
+    A pinned ``facer`` never falls back to the polygon parser: its checkpoint is looked up
+    here, so a missing one raises :class:`dfer.weights.MissingWeightsError` (naming
+    ``parsing.weights`` and the file) before any clip, even in a job with no clips. ``auto``
+    picks facer when CUDA is visible and the model's weights are found, the landmark polygons
+    otherwise, and logs its choice.
+    """
+    if cfg.backend == "facer":
+        path = facer_backend.resolve_weights(cfg.model, cfg.weights)
+        return BackendChoice("parsing", cfg.backend, cfg.backend,
+                             f"pinned by parsing.backend; {cfg.model} weights {path}")
     if cfg.backend != "auto":
-        return cfg.backend
+        return BackendChoice("parsing", cfg.backend, cfg.backend, "pinned by parsing.backend")
     import torch
 
-    if torch.cuda.is_available() and facer_backend.weights_available(cfg.model, cfg.weights):
-        return "facer"
-    return "landmarks"
+    if not torch.cuda.is_available():
+        choice = BackendChoice("parsing", "auto", "landmarks",
+                               "no CUDA device is visible, so not facer", substitute=True)
+    else:
+        try:
+            path = facer_backend.resolve_weights(cfg.model, cfg.weights)
+        except FileNotFoundError as exc:
+            choice = BackendChoice("parsing", "auto", "landmarks",
+                                   f"CUDA is visible but not the {cfg.model} weights: {exc}",
+                                   substitute=True)
+        else:
+            choice = BackendChoice("parsing", "auto", "facer",
+                                   f"CUDA is visible and the {cfg.model} weights are at {path}")
+    return announce(choice)
+
+
+def resolve_backend(cfg: ParsingConfig) -> str:
+    """The backend name of :func:`choose_backend` (what the provenance's ``backend`` holds)."""
+    return choose_backend(cfg).backend
 
 
 def model_name(cfg: ParsingConfig) -> str:

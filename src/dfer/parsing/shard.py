@@ -1,22 +1,32 @@
-"""Parsing of one shard: frames + landmarks in, label-map safetensors + area Parquet out."""
+"""Parsing of one shard: frames + landmarks in, label-map safetensors + area Parquet out.
+
+The clip loop, failure rows and atomic writes are :mod:`dfer.shard_runner`'s.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
-from dfer.artifacts import provenance, write_failures, write_parquet, write_safetensors
+from dfer.artifacts import provenance
 from dfer.landmarks.shard import index_clip_ids, read_landmarks
-from dfer.parsing.api import load_models, model_name, parse_clip, resolve_backend
+from dfer.parsing.api import choose_backend, load_models, model_name, parse_clip, resolve_backend
 from dfer.parsing.checks import eye_side_votes
 from dfer.parsing.config import ParsingConfig
 from dfer.parsing.labels import LABELS, area_fractions
+from dfer.shard_runner import (
+    Output,
+    failures_output,
+    finish_shard,
+    open_frames,
+    prepare_outputs,
+    run_clips,
+    shard_label,
+)
 
 STAGE = "parsing"
 SCHEMA_VERSION = 1
@@ -55,41 +65,34 @@ def run_shard(
     Missing parser weights raise before any clip is processed (a configuration error); an
     empty shard writes valid empty artifacts.
     """
-    from safetensors import safe_open
-
     cfg = ParsingConfig.from_dict(params)
     landmarks = read_landmarks(landmarks_path)
     clip_ids = [c for c in index_clip_ids(index_path) if c in landmarks]
     backend = load_models(cfg) if clip_ids else resolve_backend(cfg)
-    maps: dict[str, np.ndarray] = {}
-    has_points: dict[str, np.ndarray] = {}
-    failures: list[dict[str, str]] = []
-    votes = np.zeros(2, dtype=np.int64)  # (eye regions on the landmark eyes' sides, checked)
-    with safe_open(str(frames_path), framework="numpy") as fh:
-        keys = set(fh.keys())
-        for clip_id in tqdm(clip_ids, desc=f"parsing {Path(frames_path).name}", unit="clip"):
-            try:
-                if clip_id not in keys:
-                    raise KeyError(f"clip {clip_id!r} is in the index but not in {frames_path}")
-                points = landmarks[clip_id].points
-                label_maps = parse_clip(fh.get_tensor(clip_id), points, cfg)
-                clip_votes = eye_side_votes(label_maps, points)
-                maps[clip_id] = label_maps  # only a fully processed clip enters the outputs
-                has_points[clip_id] = np.isfinite(points).all(axis=(1, 2))
-                votes += clip_votes
-            except Exception as exc:  # noqa: BLE001 - any per-clip error becomes a failure row
-                failures.append({
-                    "clip_id": clip_id, "stage": STAGE, "source": str(frames_path),
-                    "error_type": type(exc).__name__, "message": f"clip {clip_id}: {exc}",
-                })
+    prepare_outputs([maps_path, stats_path, failures_path])
+
+    def one(clip_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(label maps, per-frame has-points, eye-side votes): all or nothing per clip."""
+        points = landmarks[clip_id].points
+        label_maps = parse_clip(frames.get(clip_id), points, cfg)
+        return label_maps, np.isfinite(points).all(axis=(1, 2)), eye_side_votes(label_maps, points)
+
+    with open_frames(frames_path) as frames:
+        run = run_clips(STAGE, shard_label(frames_path), clip_ids, one, source=str(frames_path))
+    maps = {c: r[0] for c, r in run.results.items()}
+    has_points = {c: r[1] for c, r in run.results.items()}
+    # (eye regions on the landmark eyes' sides, checked)
+    votes = sum((r[2] for r in run.results.values()), np.zeros(2, dtype=np.int64))
     model = model_name(cfg)
-    summary = {"clips": len(maps), "failed_clips": len(failures),
+    summary = {"clips": len(maps), "failed_clips": len(run.failures),
                "frames": int(sum(len(m) for m in maps.values())),
                "eye_side_agreement": round(float(votes[0] / votes[1]), 6) if votes[1] else None}
     meta = provenance(STAGE, SCHEMA_VERSION, backend=backend, model=model, params=cfg.to_dict(),
-                      labels=list(LABELS), **summary)
-    write_safetensors(maps_path, maps, meta)
-    write_parquet(stats_path, stats_table(maps, has_points), meta, schema=SCHEMA)
-    write_failures(failures_path, failures,
-                   provenance(STAGE, SCHEMA_VERSION, backend=backend, model=model, params=cfg.to_dict()))
+                      backend_choice=choose_backend(cfg).record(), labels=list(LABELS), **summary)
+    finish_shard(run, [
+        Output(maps_path, maps, meta),
+        Output(stats_path, stats_table(maps, has_points), meta, SCHEMA),
+        failures_output(run, failures_path, provenance(STAGE, SCHEMA_VERSION, backend=backend,
+                                                       model=model, params=cfg.to_dict())),
+    ])
     return summary

@@ -16,8 +16,9 @@ from dfer.artifacts import write_bytes_atomic
 from dfer.model.checkpoint import save_checkpoint
 from dfer.model.fineclip import FineCLIPER, count_parameters
 from dfer.train.config import RunConfig
-from dfer.train.data import ClipTable, Renderer, preprocessing_params
+from dfer.train.data import ClipTable, Renderer, dataset_shards, preprocessing_params
 from dfer.train.module import FineCLIPERModule, FoldDataModule
+from dfer.train.provenance import check_consistent, stages_read
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def train_fold(
     """Fit FineCLIPER on fold ``fold`` of ``dataset``; return the checkpoint path.
 
     Writes ``{out}/checkpoint.safetensors`` (tunable weights + config), ``{out}/train.json``
-    (clip counts, final metrics, tunable parameter counts, seconds) and ``{out}/logs/``.
+    (clip counts, final metrics, tunable parameter counts, seconds, the preprocessing backends
+    and what ``auto`` chose for them) and ``{out}/logs/``.
     """
     cfg = RunConfig.from_dict(params)
     out = Path(out)
@@ -113,6 +115,12 @@ def train_fold(
         "parameters": count_parameters(model),
         "seconds": seconds,
         "clips_per_second": len(data.train_set) * trainer.current_epoch / seconds if seconds else None,
+        # per stage the backend / model the artifacts were made with, and what `auto` chose and why
+        "backends": check_consistent(
+            results, dataset,
+            stages_read(data.needs.landmarks, data.needs.parsing, data.table.has_captions),
+            dataset_shards(results, dataset),
+        ),
     }
     write_bytes_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True).encode())
     return ckpt

@@ -18,6 +18,7 @@ import pandas as pd
 
 from dfer.artifacts import provenance, write_failures, write_parquet, write_safetensors
 from dfer.paths import manifest_file, shard_file
+from dfer.shard_runner import ErrorType, failure_row
 from dfer.sharding import shard_name, shard_of
 
 DIRECTIONS = ["right", "left", "up", "down", "diagonally", "in a circle", "nowhere"]
@@ -87,8 +88,8 @@ def write_synthetic_dataset(
         for r in part.itertuples():
             video, maps, points = _clip(int(r.label_idx), num_classes, frames, size, rng)
             if r.clip_id in failed.get("frames", ()):
-                fails["frames"].append({"clip_id": r.clip_id, "stage": "decode", "source": r.path,
-                                        "error_type": "ValueError", "message": "synthetic failure"})
+                fails["frames"].append(failure_row(r.clip_id, "decode", r.path, ErrorType.UNEXPECTED,
+                                                   "synthetic failure"))
                 continue
             frames_out[r.clip_id] = video
             index_rows.append({
@@ -100,8 +101,8 @@ def write_synthetic_dataset(
             })
             for stage, out in (("landmarks", None), ("parsing", maps_out), ("captions", None)):
                 if r.clip_id in failed.get(stage, ()):
-                    fails[stage].append({"clip_id": r.clip_id, "stage": stage, "source": r.path,
-                                         "error_type": "ValueError", "message": "synthetic failure"})
+                    fails[stage].append(failure_row(r.clip_id, stage, r.path, ErrorType.UNEXPECTED,
+                                                    "synthetic failure"))
                 elif stage == "parsing" and out is not None:
                     out[r.clip_id] = maps
                 elif stage == "landmarks":

@@ -29,6 +29,7 @@ from dfer.video.errors import (
     CorruptFile,
     DecodeError,
     EmptyFile,
+    MissingFile,
     NoFrames,
     NoVideoStream,
     TruncatedFile,
@@ -57,7 +58,7 @@ def _check_file(path: Path) -> None:
     try:
         size = path.stat().st_size
     except FileNotFoundError as exc:
-        raise UnreadableFile(f"{path}: file not found") from exc
+        raise MissingFile(f"{path}: file not found") from exc
     except OSError as exc:
         raise UnreadableFile(f"{path}: cannot stat ({exc.strerror or exc})") from exc
     if not path.is_file():
@@ -76,7 +77,7 @@ def _open(path: Path):  # noqa: ANN202 - av containers have no public type here
     except PermissionError as exc:
         raise UnreadableFile(f"{path}: permission denied") from exc
     except FileNotFoundError as exc:
-        raise UnreadableFile(f"{path}: file not found") from exc
+        raise MissingFile(f"{path}: file not found") from exc
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise CorruptFile(f"{path}: not a readable video container ({exc})") from exc
 
@@ -249,7 +250,7 @@ def list_frame_files(folder: str | os.PathLike[str]) -> list[Path]:
     if not folder.is_dir():
         if folder.exists():
             raise UnreadableFile(f"{folder}: not a frame folder")
-        raise UnreadableFile(f"{folder}: frame folder not found")
+        raise MissingFile(f"{folder}: frame folder not found")
     try:
         names = [e.name for e in os.scandir(folder)
                  if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS]

@@ -4,30 +4,33 @@ Outputs (see docs/architecture.md): ``frames/shard-{s}.safetensors`` (key clip_i
 [T, S, S, 3]), ``frames/shard-{s}.parquet`` (one row per decoded clip) and
 ``frames/shard-{s}.failures.parquet`` (one row per clip that could not be decoded). A clip
 that fails never stops the shard; every file is written atomically, so a killed run leaves
-the previous complete files (or none), never a partial one.
+the previous complete files (or none), never a partial one. The clip loop, failure rows and
+writes are :mod:`dfer.shard_runner`'s; this module adds decode's inputs and outputs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dfer.artifacts import provenance, write_failures, write_parquet, write_safetensors
+from dfer.artifacts import provenance
 from dfer.manifests.build import MANIFEST_SCHEMA
+from dfer.shard_runner import (
+    Output,
+    ShardRun,
+    failures_output,
+    finish_shard,
+    prepare_outputs,
+    run_clips,
+    shard_label,
+)
 from dfer.video.clip import DecodeConfig, decode_clip
-from dfer.video.errors import DecodeError
-
-log = logging.getLogger(__name__)
 
 STAGE = "decode"
 SCHEMA_VERSION = 1
@@ -88,34 +91,22 @@ def read_shard_manifest(path: str | os.PathLike[str]) -> pa.Table:
 
 
 def decode_rows(rows: list[Mapping[str, Any]], cfg: DecodeConfig, progress: bool = True,
-                desc: str = "decode") -> tuple[dict[str, np.ndarray], list[dict[str, Any]],
-                                               list[dict[str, Any]]]:
-    """Decode manifest rows; returns (crops by clip id, index rows, failure rows)."""
-    from tqdm import tqdm
+                desc: str = "shard") -> ShardRun[dict[str, Any]]:
+    """Decode manifest rows on the shard runner; results are ``{"frames", "info"}`` per clip.
 
-    frames: dict[str, np.ndarray] = {}
-    index: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    for row in tqdm(rows, desc=desc, unit="clip", disable=not progress):
-        clip_id, path = str(row["clip_id"]), str(row["path"])
-        try:
-            clip = decode_clip(path, row["source_kind"], cfg)
-        except DecodeError as exc:
-            failures.append(_failure(clip_id, path, exc.error_type, str(exc)))
-            continue
-        except Exception as exc:  # noqa: BLE001 - one bad clip must not sink the shard
-            log.exception("clip %s: unexpected error while decoding %s", clip_id, path)
-            failures.append(_failure(clip_id, path, "unexpected",
-                                     f"{type(exc).__name__}: {exc}"))
-            continue
-        frames[clip_id] = clip.frames
-        index.append({**{k: row[k] for k in MANIFEST_FIELDS}, **clip.info()})
-    return frames, index, failures
+    ``desc`` names the shard in the progress bar. ``decode_clip`` is looked up at call time,
+    so a test can stand in for it.
+    """
+    by_id = {str(row["clip_id"]): row for row in rows}
 
+    def one(clip_id: str) -> dict[str, Any]:
+        row = by_id[clip_id]
+        clip = decode_clip(str(row["path"]), row["source_kind"], cfg)
+        return {"frames": clip.frames,
+                "info": {**{k: row[k] for k in MANIFEST_FIELDS}, **clip.info()}}
 
-def _failure(clip_id: str, path: str, error_type: str, message: str) -> dict[str, Any]:
-    return {"clip_id": clip_id, "stage": STAGE, "source": path, "error_type": error_type,
-            "message": f"clip {clip_id}: {message}"}
+    return run_clips(STAGE, desc, list(by_id), one,
+                     source=lambda clip_id: str(by_id[clip_id]["path"]), progress=progress)
 
 
 def index_table(rows: list[Mapping[str, Any]]) -> pa.Table:
@@ -125,25 +116,6 @@ def index_table(rows: list[Mapping[str, Any]]) -> pa.Table:
                                 for v in columns["frame_indices"]]
     columns["crop_box"] = [np.asarray(v, dtype=np.float32).tolist() for v in columns["crop_box"]]
     return pa.table(columns, schema=INDEX_SCHEMA)
-
-
-def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
-    """Delete temp files a killed earlier run left next to ``path`` (``.{name}.*.tmp``).
-
-    ``dfer.artifacts.atomic_path`` cleans up after exceptions, but a SIGKILL (OOM killer,
-    cluster pre-emption) leaves its hidden temp file behind; one job owns each output, so any
-    such file is an orphan, and a large one (a frames shard) is worth reclaiming.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
-    for tmp in stale:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    if stale:
-        log.warning("removed %d temp file(s) of an interrupted run next to %s", len(stale), path)
-    return stale
 
 
 def decode_shard(
@@ -157,18 +129,14 @@ def decode_shard(
     """Decode every clip of ``manifest`` and write the three frames artifacts atomically."""
     cfg = params if isinstance(params, DecodeConfig) else DecodeConfig.from_params(params)
     table = read_shard_manifest(manifest)
-    for out in (out_frames, out_index, out_failures):
-        remove_stale_temps(out)
-    rows = table.to_pylist()
-    frames, index, failures = decode_rows(rows, cfg, progress=progress,
-                                          desc=f"decode {Path(manifest).stem}")
+    prepare_outputs([out_frames, out_index, out_failures])
+    run = decode_rows(table.to_pylist(), cfg, progress=progress, desc=shard_label(manifest))
     meta = decode_provenance(cfg)
-    # Each file is replaced atomically; the index (the Snakemake target and what readers
-    # open first) goes last, so a complete index always comes with its frames and failures.
-    write_safetensors(out_frames, frames, meta)
-    write_failures(out_failures, failures, meta)
-    write_parquet(out_index, index_table(index), meta)
-    for f in failures:
-        log.warning("%s (%s)", f["message"], f["error_type"])
-    log.info("%s: %d clip(s) decoded, %d failed", manifest, len(index), len(failures))
-    return ShardResult(decoded=len(index), failed=len(failures))
+    # the index (the Snakemake target and what readers open first) goes last, so a complete
+    # index always comes with its frames and failures
+    finish_shard(run, [
+        Output(out_frames, {c: r["frames"] for c, r in run.results.items()}, meta),
+        failures_output(run, out_failures, meta),
+        Output(out_index, index_table([r["info"] for r in run.results.values()]), meta),
+    ])
+    return ShardResult(decoded=len(run.results), failed=len(run.failures))

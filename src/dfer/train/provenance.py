@@ -1,0 +1,94 @@
+"""One provenance per stage and dataset: training refuses shards made by different setups.
+
+Every shard artifact records how it was made (``backend``, ``model``, ``params``: see
+:func:`dfer.artifacts.provenance`). Shards of one dataset can disagree when ``backend: auto``
+chose differently on different machines (FAN on a GPU node, dlib on a CPU node), or when some
+shards are left over from an earlier setting. A model trained on such a mixture learns from two
+kinds of landmarks or parsing maps at once and its result belongs to neither setup, so training
+and evaluation stop instead, naming the shards and both values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dfer.artifacts import read_meta
+from dfer.paths import shard_file
+
+#: Provenance fields that must agree between the shards of one stage.
+COMPARED = ("backend", "model", "params")
+
+#: stage -> (results folder, file whose metadata holds its provenance)
+STAGE_FILES: dict[str, tuple[str, str]] = {
+    "decode": ("frames", ".parquet"),
+    "landmarks": ("landmarks", ".parquet"),
+    "parsing": ("parsing", ".parquet"),
+    "captions": ("captions", ".parquet"),
+}
+
+
+class MixedProvenanceError(ValueError):
+    """Shards of one stage of a dataset were made with different backends, models or params."""
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Readable ``key: a != b`` lines; nested params are compared key by key."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.') or 'value'}: {a!r} != {b!r}"]
+
+
+def check_consistent(
+    results: str | Path, dataset: str, stages: Sequence[str], shards: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The provenance every shard of each stage shares; raise when two shards disagree.
+
+    Shards without the stage's file are skipped (a missing artifact is reported by whoever
+    reads it). Returns, per stage that has files, ``backend``, ``model`` and, where the stage
+    records one, ``backend_choice`` (what ``auto`` chose and why) of the first shard.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for stage in stages:
+        folder, suffix = STAGE_FILES[stage]
+        first: tuple[str, Path, dict[str, Any]] | None = None
+        for shard in shards:
+            path = shard_file(results, dataset, folder, shard, suffix)
+            if not path.exists():
+                continue
+            meta = read_meta(path)
+            if first is None:
+                first = (shard, path, meta)
+                continue
+            for key in COMPARED:
+                if meta.get(key) != first[2].get(key):
+                    diff = "; ".join(_differences(first[2].get(key), meta.get(key)))
+                    raise MixedProvenanceError(
+                        f"{dataset}: {stage} shards {first[0]} and {shard} were made with "
+                        f"different {key} ({diff}; {first[1]} vs {path}). Re-run the {stage} "
+                        f"stage for every shard with one setting (pin {stage}.backend rather "
+                        "than auto when jobs run on different machines)."
+                    )
+        if first is not None:
+            meta = first[2]
+            record = {"backend": meta.get("backend"), "model": meta.get("model")}
+            if "backend_choice" in meta:
+                record["backend_choice"] = meta["backend_choice"]
+            out[stage] = record
+    return out
+
+
+def stages_read(landmarks: bool, parsing: bool, captions: bool) -> list[str]:
+    """The stages whose artifacts feed a model with these levels (parsing reads landmarks)."""
+    stages = ["decode"]
+    if landmarks or parsing:
+        stages.append("landmarks")
+    if parsing:
+        stages.append("parsing")
+    if captions:
+        stages.append("captions")
+    return stages
