@@ -2,17 +2,31 @@
 #   snakemake --cores all                 # everything, for config["datasets"]
 #   snakemake --cores all decode_all      # one stage for every shard
 #   snakemake -n                          # what would run (e.g. after a dataset update)
-# Rules are thin: each calls `python -m dfer <stage>`; the logic lives in src/dfer.
+# Each rule runs `python -m dfer <stage>` on exactly the files it declares; paths, inputs,
+# params and GPU requests come from helpers in workflow/rules/common.smk, the logic from src/dfer.
+
+import sys
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
 
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Every section (runs included) is checked now, before any job starts or any output is
+# deleted; a problem is one line naming the key, the file that sets it and what is allowed.
+from dfer.config_check import ConfigError, config_problem, snakemake_configfiles  # noqa: E402
+
+_problem = config_problem(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
+                          snakemake_configfiles(workflow))
+if _problem:
+    raise ConfigError(_problem)
+validate(config, "workflow/schemas/config.schema.yaml")  # fills in the schema's defaults
 
 
 report: "workflow/report/workflow.rst"

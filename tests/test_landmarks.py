@@ -111,7 +111,7 @@ def test_crop_detector_fits_points_without_detection(clip: np.ndarray) -> None:
 def test_config_rejects_unknown_and_bad_settings() -> None:
     with pytest.raises(ValueError, match="unknown landmarks setting"):
         LandmarksConfig.from_dict({"bakend": "dlib"})
-    with pytest.raises(ValueError, match="landmarks.fill"):
+    with pytest.raises(ValueError, match="'fill' must be one of 'nearest', 'missing'"):
         LandmarksConfig.from_dict({"fill": "zero"})
     assert resolve_backend(LandmarksConfig(backend="dlib")) == "dlib"
 

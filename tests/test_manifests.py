@@ -112,7 +112,9 @@ def test_dfew_frame_folders_and_annotation_txt(tmp_path):
     root = tmp_path / "clip_224x224"
     for i in range(1, 11):
         frames(root / f"{i:05d}")
+    # the example holds set_1's files only: one fold, which num_folds must say (issue 17)
     build = build_manifest("dfew", {"layout": "dfew", "root": str(root), "num_shards": 2,
+                                    "num_folds": 1,
                                     "split_files": [str(EXAMPLES / "dfew" / "annotation")]})
     by_id = {r["clip_id"]: r for r in rows(build)}
     assert len(by_id) == 10
@@ -144,7 +146,7 @@ def test_mafw_caption_fields_are_ignored(tmp_path):
     split = tmp_path / "set_1" / "test.txt"
     touch(split, b"00025.mp4\tanger\t<br>A man shouts. The deep frown, a raised lip.\n")
     build = build_manifest("mafw", {"layout": "mafw", "root": str(tmp_path / "clips"),
-                                    "num_shards": 1, "split_files": [str(split)]})
+                                    "num_shards": 1, "num_folds": 1, "split_files": [str(split)]})
     assert rows(build)[0]["label"] == "anger" and rows(build)[0]["test_fold"] == 1
 
 
@@ -280,7 +282,7 @@ def test_missing_split_file_and_ambiguous_media(tmp_path):
     test1 = write(tmp_path / "test" / "set_1.csv", "video_name,label\n1,1\n")
     with pytest.raises(ManifestError) as exc:
         build_manifest("dfew", {"layout": "dfew", "root": str(tmp_path / "root"), "num_shards": 1,
-                                "split_files": [test1]})
+                                "num_folds": 1, "split_files": [test1]})
     (problem,) = error_lines(exc)
     assert problem.startswith(f"{test1}:2: clip 00001 found more than once under")
     with pytest.raises(ManifestError, match="nope.csv: split file or directory does not exist"):

@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from dfer import weights
+from dfer.devices import resolve_device
 from dfer.landmarks import dlib_backend, fan_backend
 from dfer.landmarks.boxes import find_boxes
 from dfer.landmarks.config import LandmarksConfig
 from dfer.landmarks.fill import fill_sources
-from dfer.weights import BackendChoice, announce
+from dfer.weights import BackendChoice
 
 
 class NoFaceError(ValueError):
@@ -50,44 +52,17 @@ class LandmarkResult:
         return int((self.filled_from >= 0).sum())
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def choose_backend(cfg: LandmarksConfig) -> BackendChoice:
-    """The backend ``cfg`` runs with, and why.
+    """The backend ``cfg`` runs with, and why (:func:`dfer.weights.choose_backend`).
 
-    A pinned ``face_alignment`` never falls back: its checkpoint is looked up here, so a
-    missing one raises :class:`dfer.weights.MissingWeightsError` (naming ``landmarks.weights``
-    and the file) before any clip, even in a job with no clips. ``auto`` picks face_alignment
-    when CUDA is visible and the FAN weights are found, dlib otherwise, and logs its choice.
+    A pinned ``face_alignment`` never falls back: a missing FAN checkpoint raises
+    :class:`dfer.weights.MissingWeightsError` (naming ``landmarks.weights`` and the file)
+    before any clip, even in a job with no clips. ``auto`` picks face_alignment when CUDA is
+    visible and the FAN weights are found, dlib otherwise, and logs its choice.
     """
-    if cfg.backend == "face_alignment":
-        path = fan_backend.resolve_weights(cfg.weights)
-        return BackendChoice("landmarks", cfg.backend, cfg.backend,
-                             f"pinned by landmarks.backend; FAN weights {path}")
-    if cfg.backend != "auto":
-        return BackendChoice("landmarks", cfg.backend, cfg.backend, "pinned by landmarks.backend")
-    import torch
-
-    if not torch.cuda.is_available():
-        choice = BackendChoice("landmarks", "auto", "dlib",
-                               "no CUDA device is visible, so not face_alignment", substitute=True)
-    else:
-        try:
-            path = fan_backend.resolve_weights(cfg.weights)
-        except FileNotFoundError as exc:
-            choice = BackendChoice("landmarks", "auto", "dlib",
-                                   f"CUDA is visible but not the FAN weights: {exc}", substitute=True)
-        else:
-            choice = BackendChoice("landmarks", "auto", "face_alignment",
-                                   f"CUDA is visible and the FAN weights are at {path}")
-    return announce(choice)
+    return weights.choose_backend("landmarks", cfg.backend, gpu="face_alignment", cpu="dlib",
+                                  weights_name="FAN",
+                                  find_weights=lambda: fan_backend.resolve_weights(cfg.weights))
 
 
 def resolve_backend(cfg: LandmarksConfig) -> str:
@@ -108,13 +83,14 @@ def _fan_for(weights: str | None, device: str):  # noqa: ANN202 - torch module
     return fan_backend.load_fan(str(path), device)
 
 
-def load_models(cfg: LandmarksConfig) -> str:
-    """Load the models ``cfg`` needs now and return the resolved backend name.
+def load_models(cfg: LandmarksConfig, choice: BackendChoice | None = None) -> str:
+    """Load the models ``cfg`` needs now (for ``choice``, default :func:`choose_backend`) and
+    return the backend name.
 
-    The shard runner calls this before its clip loop so that missing or broken weights stop
-    the job with one clear error instead of turning every clip into a failure row.
+    The shard job calls this before its clip loop so that missing or broken weights stop the
+    job with one clear error instead of turning every clip into a failure row.
     """
-    backend = resolve_backend(cfg)
+    backend = (choice or choose_backend(cfg)).backend
     if cfg.detector == "mmod":
         from dfer.face_detect import MMOD_DETECTOR, model_file
 
@@ -143,8 +119,11 @@ def detect_landmarks(
     has_face = np.array([b is not None for b in boxes], dtype=bool)
     if not has_face.any():
         raise NoFaceError(
-            f"no face found on any of {len(frames)} frames (detector {cfg.detector!r}, "
-            f"upsample {cfg.upsample})"
+            f"no face found on any of {len(frames)} frames (landmarks.detector "
+            f"{cfg.detector!r}, landmarks.upsample {cfg.upsample}). These frames are the decode "
+            "crops: when decode found no face either (face_found_frac 0, a centre crop), raise "
+            "decode.upsample or set decode.detector: mmod; when the crop does hold a face, "
+            "landmarks.detector: crop fits the points in it without detecting"
         )
     if resolve_backend(cfg) == "face_alignment":
         device = resolve_device(cfg.device)

@@ -181,6 +181,54 @@ def _check_folds(clips: dict[str, _Clip], num_folds: int | None, problems: Probl
     return folds
 
 
+def _check_test_folds(name: str, clips: dict[str, _Clip], num_folds: int, opts: Mapping[str, Any],
+                      configured: bool, problems: Problems) -> None:
+    """Every fold 1..num_folds must have test clips: a fold without any would be trained and
+    "evaluated" on nothing. The usual cause is an incomplete copy of the split files (only
+    ``set_1`` and ``set_2`` of DFEW's five), which would otherwise silently become five folds.
+    """
+    tested = {c.test_fold for c in clips.values()}
+    empty = [k for k in range(1, num_folds + 1) if k not in tested]
+    if not empty:
+        return
+    where = Location(", ".join(opts["split_files"]))
+    folds = ", ".join(str(k) for k in empty)
+    if opts["layout"] in _KFOLD_LAYOUTS:
+        present = sorted(k for k in tested if k > 0)
+        missing = ", ".join(f"set_{k}" for k in empty)
+        fix = (f"add the missing files, or set `num_folds: {max(present)}` in dataset_defs.{name} "
+               "if the dataset really has fewer folds" if present and not configured else
+               "add the missing files")
+        problems.add(where, f"fold(s) {folds} of {num_folds} have no test clips: no test split "
+                            f"file for {missing} was found; {fix}")
+    elif opts["layout"] in _FIXED_FOLDS:
+        problems.add(where, "no test clips: the test split file (e.g. test_All.csv) is missing "
+                            "from split_files")
+    else:
+        problems.add(where, f"fold(s) {folds} of {num_folds} have no test clips (no row has that "
+                            "test_fold); renumber the folds or set num_folds")
+
+
+def _check_root(name: str, clips: dict[str, _Clip], root: str, problems: Problems) -> bool:
+    """One problem for a missing or empty ``root`` instead of one "missing video" per clip."""
+    needs_root = any(all(e.path is None or not os.path.isabs(e.path) for e in c.entries)
+                     for c in clips.values())
+    if not needs_root:
+        return True
+    where = Location(f"dataset_defs.{name}.root")
+    if not os.path.isdir(root):
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        problems.add(where, f"the dataset root {root} {what}; set `root` to the folder that holds "
+                            f"the clips ({len(clips)} listed in the split files)")
+        return False
+    with os.scandir(root) as it:
+        if not any(not e.name.startswith(".") for e in it):
+            problems.add(where, f"the dataset root {root} is an empty folder; set `root` to the "
+                                f"folder that holds the clips ({len(clips)} listed)")
+            return False
+    return True
+
+
 def _resolve_media(clips: dict[str, _Clip], root: str, opts: Mapping[str, Any],
                    problems: Problems) -> tuple[dict[str, Media], list[Skipped]]:
     """Find and stat every clip's media; missing media is a problem or a skip (``on_missing``)."""
@@ -223,7 +271,12 @@ def build_manifest(name: str, definition: Mapping[str, Any]) -> ManifestBuild:
         problems.add(Location(", ".join(opts["split_files"])), "no clips listed")
     _assign_labels(clips, order, opts["label_base"], problems)
     num_folds = _check_folds(clips, opts["num_folds"], problems)
+    if not problems:  # a file that failed to read would only show up again as empty folds
+        _check_test_folds(name, clips, num_folds, opts, definition.get("num_folds") is not None,
+                          problems)
     problems.raise_if_any(name)  # media lookups of a broken split would only add noise
+    _check_root(name, clips, opts["root"], problems)
+    problems.raise_if_any(name)  # a wrong root: one problem, not one per clip
     media, skipped = _resolve_media(clips, opts["root"], opts, problems)
     problems.raise_if_any(name)
     if skipped:

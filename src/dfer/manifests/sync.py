@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -65,8 +64,20 @@ def _shard_meta(build: ManifestBuild, shard: str | None) -> dict[str, Any]:
     )
 
 
-def sync_report(name: str, definition: Mapping[str, Any], results: str | Path) -> SyncReport:
-    """Build the manifest of dataset ``name`` and write what changed; see ``sync_dataset``."""
+def _put(path: Path, data: bytes, write: bool) -> bool:
+    """Whether ``path`` lacks exactly ``data``; written (only then) when ``write``."""
+    if write:
+        return write_bytes_if_changed(path, data)
+    return not (path.exists() and path.read_bytes() == data)
+
+
+def sync_report(name: str, definition: Mapping[str, Any], results: str | Path,
+                write: bool = True) -> SyncReport:
+    """Build the manifest of dataset ``name`` and write what changed; see ``sync_dataset``.
+
+    ``write=False`` is the preview (``dfer manifest --check``): the report says which files
+    would be rewritten or removed, and nothing on disk changes.
+    """
     build = build_manifest(name, definition)
     names = shard_names(build.num_shards)
     report = SyncReport(build, names)
@@ -74,7 +85,7 @@ def sync_report(name: str, definition: Mapping[str, Any], results: str | Path) -
     for index, shard in enumerate(names):
         part = build.table.filter(pc.equal(shard_col, index))
         data = parquet_bytes(part, _shard_meta(build, shard), schema=MANIFEST_SCHEMA)
-        if write_bytes_if_changed(shard_file(results, name, STAGE, shard, ".parquet"), data):
+        if _put(shard_file(results, name, STAGE, shard, ".parquet"), data, write):
             report.changed.append(shard)
     meta = _shard_meta(build, None)
     meta.update(
@@ -83,19 +94,22 @@ def sync_report(name: str, definition: Mapping[str, Any], results: str | Path) -
         skipped=[{"clip_id": s.clip_id, "where": s.where, "message": s.message}
                  for s in build.skipped],
     )
-    report.manifest_changed = write_bytes_if_changed(
-        manifest_file(results, name), parquet_bytes(build.table, meta, schema=MANIFEST_SCHEMA))
+    report.manifest_changed = _put(
+        manifest_file(results, name), parquet_bytes(build.table, meta, schema=MANIFEST_SCHEMA),
+        write)
     failures = failures_frame([failure_row(s.clip_id, STAGE, s.where, ErrorType.MISSING_FILE,
                                            s.message) for s in build.skipped])
-    write_bytes_if_changed(failures_file(results, name),
-                           parquet_bytes(failures, _shard_meta(build, None), schema=FAILURES_SCHEMA))
-    report.removed = _remove_stale_shards(manifest_file(results, name).parent, set(names))
+    _put(failures_file(results, name),
+         parquet_bytes(failures, _shard_meta(build, None), schema=FAILURES_SCHEMA), write)
+    report.removed = _remove_stale_shards(manifest_file(results, name).parent, set(names), write)
     return report
 
 
-def _remove_stale_shards(folder: Path, keep: set[str]) -> list[str]:
+def _remove_stale_shards(folder: Path, keep: set[str], write: bool = True) -> list[str]:
     """Delete shard manifests left from another ``num_shards`` so no rule picks them up."""
     removed = [shard for shard in shards_in(folder, ".parquet") if shard not in keep]
+    if not write:
+        return removed
     for shard in removed:
         (folder / shard_file_name(shard, ".parquet")).unlink()
     if removed:
@@ -119,8 +133,3 @@ def read_manifest(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     raw = (table.schema.metadata or {}).get(META_KEY.encode())
     meta = json.loads(raw) if raw else {}
     return table.to_pandas(), meta
-
-
-def empty_manifest() -> pa.Table:
-    """A zero-row table with the manifest columns (for tests and tools)."""
-    return MANIFEST_SCHEMA.empty_table()

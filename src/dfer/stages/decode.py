@@ -45,6 +45,5 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a shard manifest without the columns decode needs
         print(f"dfer decode: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.manifest}: {result.decoded} clip(s) decoded, {result.failed} failed",
-          file=sys.stderr)
+    print(f"{args.manifest}: {result.summary()}", file=sys.stderr)
     return 0

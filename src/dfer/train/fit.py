@@ -10,20 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
 import torch
 
 from dfer.artifacts import write_bytes_atomic
+from dfer.clip_losses import advice, class_loss_problems, lost_clips, lost_per_class
 from dfer.model.checkpoint import save_checkpoint
 from dfer.model.fineclip import FineCLIPER, count_parameters
+from dfer.paths import CHECKPOINT, TRAIN_SUMMARY, manifest_file
 from dfer.train.config import RunConfig
-from dfer.train.data import ClipTable, Renderer, dataset_shards, preprocessing_params
+from dfer.train.data import ClipTable, DataConfig, Renderer, dataset_shards, preprocessing_params
 from dfer.train.module import FineCLIPERModule, FoldDataModule
 from dfer.train.provenance import check_consistent, stages_read
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.safetensors"
-SUMMARY_NAME = "train.json"
+CHECKPOINT_NAME = CHECKPOINT  # the fold folder's files: names from dfer.paths
+SUMMARY_NAME = TRAIN_SUMMARY
 
 
 def _loggers(out: Path) -> list[Any]:
@@ -38,6 +41,38 @@ def _loggers(out: Path) -> list[Any]:
     except ImportError:
         pass
     return loggers
+
+
+class ClassLossError(ValueError):
+    """A fold's training set lacks a class, or a class lost too many clips upstream."""
+
+
+def check_fold_classes(results: str | Path, dataset: str, fold: int, labels: list[str],
+                       table: ClipTable, data_cfg: DataConfig) -> dict[str, Any]:
+    """Refuse (``data.class_loss: error``) or warn when a class is empty or thinned out.
+
+    Training skips clips that an upstream stage failed, which is right for a stray clip and
+    silently wrong when it empties a class: the model then never sees it. The split files'
+    clips (the dataset manifest) are compared with the clips training can read, each lost
+    clip charged to the stage that recorded it failed. Returns the numbers for train.json.
+    """
+    path = manifest_file(results, dataset)
+    manifest = (pd.read_parquet(path, columns=["clip_id", "label", "test_fold"]) if path.exists()
+                else table.clips[["clip_id", "label", "test_fold"]])
+    lost = lost_clips(manifest, table.clips["clip_id"], Path(results) / dataset)
+    problems = class_loss_problems(labels, manifest, lost, fold, data_cfg.max_class_loss)
+    lost_train = lost[lost["test_fold"] != fold]
+    if problems:
+        tips = advice(lost_train)
+        text = (f"{dataset} fold {fold}: " + "; ".join(problems) + "."
+                + (f" To keep these clips: {tips}." if tips else "")
+                + f" Set data.class_loss: warn to train anyway (data.max_class_loss: "
+                  f"{data_cfg.max_class_loss} is the share a class may lose).")
+        if data_cfg.class_loss == "error":
+            raise ClassLossError(text)
+        log.warning("%s", text)
+    return {"lost_training_clips": dict(lost_per_class(lost_train, labels)),
+            "class_problems": problems}
 
 
 def train_fold(
@@ -74,6 +109,8 @@ def train_fold(
     module = FineCLIPERModule(model, cfg)
     data = FoldDataModule(results, dataset, fold, cfg, model.image_size, renderers=renderers, table=table)
     data.setup("fit")
+    assert data.table is not None
+    losses = check_fold_classes(results, dataset, fold, labels, data.table, cfg.data)
     has_val = cfg.trainer.check_val_every_n_epoch > 0 and len(data.test_set or []) > 0
     trainer = L.Trainer(
         accelerator="gpu" if device.startswith("cuda") else "cpu",
@@ -110,6 +147,7 @@ def train_fold(
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     summary = {
         **info,
+        **losses,
         "epochs": trainer.current_epoch,
         "final_metrics": dict(sorted(final.items())),
         "parameters": count_parameters(model),

@@ -17,11 +17,11 @@ from typing import Any, Literal
 import numpy as np
 
 from dfer.face_detect import DetectorKind
+from dfer.frame_sampling import sample_indices
 from dfer.strict_config import from_mapping
 from dfer.video.crop import center_box, crop_resize, detect_boxes, median_box, square_box
 from dfer.video.errors import DecodeError, NoFace
 from dfer.video.reader import SampledFrames, read_frame_folder, read_video
-from dfer.video.sampling import sample_indices
 
 SourceKind = Literal["video", "frames"]
 
@@ -119,8 +119,10 @@ def face_crop_box(sampled: SampledFrames, cfg: DecodeConfig) -> tuple[np.ndarray
     if box is None:
         if cfg.on_no_face == "fail":
             raise NoFace(f"no face found by dlib {cfg.detector} in {len(boxes)} examined frames "
-                         f"(upsample={cfg.upsample}); set decode.on_no_face: center to keep the "
-                         "clip with a centre crop")
+                         f"(decode.detector {cfg.detector!r}, decode.upsample {cfg.upsample}); "
+                         "raise decode.upsample or set decode.detector: mmod to find smaller "
+                         "faces, or set decode.on_no_face: center to keep the clip with a "
+                         "centre crop")
         return center_box(sampled.width, sampled.height), 0.0
     return square_box(box, cfg.margin, sampled.width, sampled.height), float(found)
 

@@ -10,6 +10,7 @@ writes are :mod:`dfer.shard_runner`'s; this module adds decode's inputs and outp
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,8 +33,14 @@ from dfer.shard_runner import (
 )
 from dfer.video.clip import DecodeConfig, decode_clip
 
+log = logging.getLogger(__name__)
+
 STAGE = "decode"
 SCHEMA_VERSION = 1
+
+#: What to change when the detector finds no face: every message about it names these keys.
+NO_FACE_ADVICE = ("raise decode.upsample (1 finds faces under ~80 px, ~4x slower) or set "
+                  "decode.detector: mmod; decode.on_no_face: fail records such clips as failures")
 
 #: Manifest columns copied into the frames index.
 MANIFEST_FIELDS = ("clip_id", "path", "source_kind", "label", "label_idx", "test_fold")
@@ -54,10 +61,20 @@ INDEX_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class ShardResult:
-    """How a shard went: clips decoded and clips recorded as failures."""
+    """How a shard went: clips decoded, clips recorded as failures, and clips decoded with no
+    face found (kept as a centre crop under ``on_no_face: center``): the later stages and
+    training usually lose those, so they are counted where a person looks."""
 
     decoded: int
     failed: int
+    no_face: int = 0
+
+    def summary(self) -> str:
+        """``6 clip(s) decoded, 0 failed, 1 with no face found (centre crop)``."""
+        text = f"{self.decoded} clip(s) decoded, {self.failed} failed"
+        if self.no_face:
+            text += f", {self.no_face} with no face found (centre crop)"
+        return text
 
 
 def decode_provenance(cfg: DecodeConfig) -> dict[str, Any]:
@@ -139,4 +156,10 @@ def decode_shard(
         failures_output(run, out_failures, meta),
         Output(out_index, index_table([r["info"] for r in run.results.values()]), meta),
     ])
-    return ShardResult(decoded=len(run.results), failed=len(run.failures))
+    faceless = sorted(c for c, r in run.results.items() if r["info"]["face_found_frac"] <= 0)
+    if faceless:
+        shown = ", ".join(faceless[:10]) + (" ..." if len(faceless) > 10 else "")
+        log.warning("decode %s: no face found in %d clip(s), kept as a centre crop: %s. "
+                    "Landmarks usually fail them and training then drops them; %s",
+                    shard_label(manifest), len(faceless), shown, NO_FACE_ADVICE)
+    return ShardResult(decoded=len(run.results), failed=len(run.failures), no_face=len(faceless))

@@ -1,0 +1,171 @@
+"""The whole pipeline config checked when the Snakefile is parsed, before any job starts.
+
+Snakemake deletes a job's old outputs before running it, so a setting that is only checked
+inside the job (a misspelt ``trainer`` key, ``lr: 1e-3`` read as text) costs the previous
+result. Every section is therefore built here with the same strict dataclasses the jobs use
+(:mod:`dfer.strict_config`), runs included, and the first problem is reported as one line
+naming the key, the config file that sets it and the allowed values: not as Snakemake's
+dump of the whole schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KeyPath = tuple[Any, ...]
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the person who edits the config file."""
+
+
+def _dotted(path: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _load(path: str | Path) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, Mapping) else {}
+
+
+def _sets(data: Any, path: Sequence[Any]) -> bool:
+    for key in path:
+        in_mapping = isinstance(data, Mapping) and key in data
+        in_list = isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data)
+        if not (in_mapping or in_list):
+            return False
+        data = data[key]
+    return True
+
+
+def source_file(path: Sequence[Any], configfiles: Sequence[str | Path]) -> str | None:
+    """The config file whose value of ``path`` wins (files in merge order, last wins)."""
+    for file in reversed(list(configfiles)):
+        if _sets(_load(file), path):
+            return str(file)
+    return None
+
+
+def _schema_line(error: Any) -> tuple[KeyPath, str]:
+    """One ``jsonschema`` error as (key path, short message with the allowed values)."""
+    path = tuple(error.absolute_path)
+    kind, value, schema = error.validator, error.instance, error.schema
+    if kind == "additionalProperties" and isinstance(value, Mapping):
+        known = sorted(schema.get("properties", {}))
+        extra = sorted(set(value) - set(known))
+        if extra and known:
+            return (*path, extra[0]), f"unknown key(s) {extra}; allowed: {', '.join(known)}"
+    if kind == "enum":
+        allowed = ", ".join(repr(v) for v in error.validator_value)
+        return path, f"{value!r} is not allowed; allowed: {allowed}"
+    if kind == "type":
+        want = error.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return path, f"must be of type {want}, got {value!r}"
+    if kind == "required":
+        return path, error.message
+    return path, error.message
+
+
+def schema_problem(config: Mapping[str, Any], schema_file: str | Path) -> tuple[KeyPath, str] | None:
+    """The most telling schema violation of ``config``, or None when it conforms."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_file).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    return None if error is None else _schema_line(error)
+
+
+def _section_builders() -> dict[str, Callable[[Any], Any]]:
+    from dfer.captions.settings import CaptionsConfig
+    from dfer.landmarks.config import LandmarksConfig
+    from dfer.parsing.config import ParsingConfig
+    from dfer.video.clip import DecodeConfig
+
+    return {
+        "decode": DecodeConfig.from_params,
+        "landmarks": LandmarksConfig.from_dict,
+        "parsing": ParsingConfig.from_dict,
+        "captions": CaptionsConfig.from_params,
+    }
+
+
+def _run_key(run: str, params: Mapping[str, Any], message: str) -> KeyPath:
+    """The deepest key of run ``run`` that ``message`` names (``'max_epoch'``, ``trainer``)."""
+    base: KeyPath = ("train", "runs", run)
+    message = message.split("; known")[0]  # not the list of known keys
+    for block in ("model", "data", "optim", "trainer"):
+        section = params.get(block)
+        if not isinstance(section, Mapping) or block not in message:
+            continue
+        for key in section:
+            if f"'{key}'" in message or f"{block}.{key}" in message:
+                return (*base, block, str(key))
+        return (*base, block)
+    return base
+
+
+def _section_problems(config: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str]]:
+    """What each stage's and each run's own dataclass refuses, in config order."""
+    for section, build in _section_builders().items():
+        try:
+            build(config.get(section) or {})
+        except (TypeError, ValueError) as exc:
+            yield (section,), str(exc)
+    defs = config.get("dataset_defs") or {}
+    for name in config.get("datasets") or []:
+        if name not in defs:
+            yield ("datasets",), (f"dataset {name!r} has no entry in dataset_defs "
+                                  f"(known: {', '.join(sorted(defs))})")
+    train = config.get("train") or {}
+    runs = train.get("runs") or {}
+    if runs:
+        from dfer.train.config import RunConfig  # imports torch: only when there are runs
+
+        for run, params in runs.items():
+            for ds in (params or {}).get("datasets") or []:
+                if ds not in defs:
+                    yield ("train", "runs", run, "datasets"), (
+                        f"dataset {ds!r} has no entry in dataset_defs "
+                        f"(known: {', '.join(sorted(defs))})")
+            try:
+                RunConfig.from_dict(params)
+            except (TypeError, ValueError) as exc:
+                yield _run_key(run, params or {}, str(exc)), str(exc)
+    for i, zs in enumerate(train.get("zero_shot") or []):
+        if zs.get("run") and zs["run"] not in runs:
+            yield ("train", "zero_shot", i, "run"), (
+                f"run {zs['run']!r} is not a key of train.runs (known: {', '.join(sorted(runs))})")
+
+
+def config_problem(config: Mapping[str, Any], schema_file: str | Path,
+                   configfiles: Sequence[str | Path] = ()) -> str | None:
+    """The first problem of the merged ``config`` as one line, or None when it is valid.
+
+    ``configfiles`` are the files merged into ``config``, in merge order (the last wins);
+    the message names the one that sets the offending key.
+    """
+    found = schema_problem(config, schema_file)
+    if found is None:
+        found = next(_section_problems(config), None)
+    if found is None:
+        return None
+    path, message = found
+    file = source_file(path, configfiles) or source_file(path[:-1], configfiles) if path else None
+    where = f" (set in {file})" if file else ""
+    return f"config error at {_dotted(path)}{where}: {message}"
+
+
+def snakemake_configfiles(workflow: Any) -> list[str]:
+    """The config files Snakemake merged, in merge order: the Snakefile's, then ``--configfile``."""
+    cli = [str(f) for f in (workflow.overwrite_configfiles or [])]
+    every = [str(f) for f in workflow.configfiles]
+    return [f for f in every if f not in cli] + cli
