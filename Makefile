@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv vllm-env demo test lint bench mutation clean-results
+.PHONY: venv vllm-env browser demo test lint bench mutation clean-results
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,21 @@ vllm-env:
 demo: venv
 	$(BIN)/snakemake --cores all
 
-test: venv vllm-env
+# The gallery's browser test drives Debian's headless Chromium (tests/cdp.py, no driver, no
+# download): installed here with apt-get when missing and run as root, else a clear message.
+# DFER_ALLOW_NO_BROWSER=1 lets the browser test skip instead.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	elif [ "$${DFER_ALLOW_NO_BROWSER:-}" = 1 ]; then \
+	  echo "browser: no chromium; DFER_ALLOW_NO_BROWSER=1, so the gallery's browser test skips" >&2; \
+	else \
+	  echo "browser: the gallery test needs Chromium: run 'sudo apt-get install chromium' (Debian/Ubuntu)," >&2; \
+	  echo "  or set DFER_ALLOW_NO_BROWSER=1 to skip that test" >&2; exit 1; \
+	fi
+
+test: venv vllm-env browser
 	$(BIN)/python -m pytest
 
 # snakemake --lint exits 1 on any lint (parsing the workflow syncs the demo manifests, as -n does)

@@ -186,10 +186,10 @@ def figures(monkeypatch):
     return made
 
 
-def test_plot_confusion_draws_row_normalised_counts(tmp_path, figures) -> None:
+def test_plot_confusion_draws_counts_row_percentages_colour_bar_and_recall(tmp_path, figures) -> None:
     import matplotlib
 
-    # rows sum to 4 and 2: normalised [[0.25, 0.75], [0.5, 0.5]]; no cell is 0 or 1, so the
+    # rows sum to 4 and 2: row shares [[0.25, 0.75], [0.5, 0.5]]; no cell is 0 or 1, so the
     # colour scale (0 to 1) is set by plot_confusion, not taken from the data
     cm = np.array([[1, 3], [1, 1]])
     path = tmp_path / "cm.png"
@@ -199,32 +199,55 @@ def test_plot_confusion_draws_row_normalised_counts(tmp_path, figures) -> None:
     (fig, ax), = figures
     assert list(tmp_path.iterdir()) == [path]
     data = path.read_bytes()
-    assert png_size(data) == (400, 400)  # 4 x 4 inches at 100 dpi
+    assert png_size(data) == (650, 400)  # (4 + 2.5) x 4 inches at 100 dpi
     assert b"Software" not in data  # no matplotlib version stamp: byte-stable output
-    assert tuple(fig.get_size_inches()) == (4.0, 4.0)
+    assert tuple(fig.get_size_inches()) == (6.5, 4.0)
     (im,) = ax.images
     np.testing.assert_allclose(np.asarray(im.get_array()), [[0.25, 0.75], [0.5, 0.5]])
     assert im.get_cmap().name == "Blues" and im.get_clim() == (0.0, 1.0)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["calm", "joy"]
     assert {(t.get_rotation(), t.get_ha()) for t in ax.get_xticklabels()} == {(45.0, "right")}
     assert [t.get_text() for t in ax.get_yticklabels()] == ["calm", "joy"]
-    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted", "true", "")
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted class", "true class", "")
     cells = [(t.get_position(), t.get_text(), t.get_color(), t.get_ha(), t.get_va(),
               t.get_fontsize()) for t in ax.texts]
     assert cells == [
-        ((0, 0), "1", "black", "center", "center", 8.0),
-        ((1, 0), "3", "white", "center", "center", 8.0),  # 0.75 > 0.5: white on dark blue
-        ((0, 1), "1", "black", "center", "center", 8.0),  # exactly 0.5: still black
-        ((1, 1), "1", "black", "center", "center", 8.0),
+        ((0, 0), "1\n25%", "black", "center", "center", 8.0),
+        ((1, 0), "3\n75%", "white", "center", "center", 8.0),  # 75 % > 50 %: white on dark blue
+        ((0, 1), "1\n50%", "black", "center", "center", 8.0),  # exactly 50 %: still black
+        ((1, 1), "1\n50%", "black", "center", "center", 8.0),
     ]
+    # beside the matrix: its colour bar (same image, titled) and the per-class recall bars
+    main, cbar, recall = fig.axes
+    assert main is ax
+    assert cbar.get_ylabel() == "share of the true class (row %)"
+    assert cbar.get_ylim() == (0.0, 1.0)
+    assert [round(b.get_width(), 6) for b in recall.patches] == [25.0, 50.0]  # recall 1/4, 1/2
+    assert [b.get_y() + b.get_height() / 2 for b in recall.patches] == [0.0, 1.0]
+    assert recall.get_ylim() == (1.5, -0.5)  # first class on top, as in the matrix rows
+    assert recall.get_xlim() == (0.0, 100.0)
+    assert [t.get_text() for t in recall.texts] == ["25%", "50%"]
+    assert (recall.get_xlabel(), recall.get_title()) == ("recall %", "per-class recall")
+    # the recall axes sit right of the colour bar, which sits right of the matrix, same height
+    boxes = [a.get_position() for a in (ax, cbar, recall)]
+    assert boxes[0].x1 <= boxes[1].x0 and boxes[1].x1 <= boxes[2].x0
+    assert boxes[1].height == pytest.approx(boxes[0].height) == pytest.approx(boxes[2].height)
+
+
+def test_plot_confusion_recall_of_a_class_without_clips_is_na(tmp_path, figures) -> None:
+    plot_confusion(np.array([[2, 0], [0, 0]]), ["a", "b"], tmp_path / "cm.png")
+    (fig, ax), = figures
+    recall = fig.axes[2]
+    assert [t.get_text() for t in recall.texts] == ["100%", "n/a"]
+    assert [t.get_text() for t in ax.texts][2:] == ["0\n0%", "0\n0%"]  # empty row: 0 %, no NaN
 
 
 def test_plot_confusion_grows_with_the_number_of_classes(tmp_path, figures) -> None:
     labels = [f"c{i}" for i in range(6)]
     plot_confusion(np.eye(6, dtype=int), labels, tmp_path / "cm.png", title="fold 2")
     (fig, ax), = figures
-    assert tuple(fig.get_size_inches()) == pytest.approx((5.6, 5.6))  # 0.6 * 6 + 2
-    assert png_size((tmp_path / "cm.png").read_bytes()) == (560, 560)
+    assert tuple(fig.get_size_inches()) == pytest.approx((9.0, 6.5))  # 0.75 * 6 + 2, + 2.5 wide
+    assert png_size((tmp_path / "cm.png").read_bytes()) == (900, 650)
     assert ax.get_title() == "fold 2"
     assert len(ax.texts) == 36
     # each row sums to 1: the diagonal is 1.0, not divided by anything larger

@@ -79,6 +79,9 @@ def test_report_files_and_stage_statistics(results: Path, tmp_path: Path) -> Non
     assert stats.loc["landmarks", "failure_types"] == "no_face: 1"
     md = (out / "report.md").read_text()
     assert "| r | toy | toy | False | 2 | 60.00 ± 10.00 | 70.00 ± 10.00 |" in md
+    # the gallery is linked; without predictions.parquet it lists no evaluation (tests/test_gallery.py)
+    assert "[Every test clip of 0 evaluation(s)](gallery/index.html)" in md
+    assert (out / "gallery" / "folds.js").read_text() == "window.DFER_FOLDS=[];\n"
     assert pd.read_csv(out / "summary.csv").shape[0] == 2
 
 

@@ -67,5 +67,8 @@ def confusion_matrices(paths: list[Path]) -> list[tuple[str, list[str], np.ndarr
         if "confusion_matrix" not in m:
             continue
         title = f"{m.get('run', '')} {m['dataset']} fold {m.get('fold', 0)}".strip()
+        transfer = next((p for p in path.parts if p.startswith("zeroshot-from-")), None)
+        if transfer:  # a transfer to the same label set is not flagged zero_shot: say it here
+            title += f" ({transfer})"
         out.append((title, list(m.get("labels", [])), np.asarray(m["confusion_matrix"])))
     return out

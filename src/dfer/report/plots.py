@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dfer.artifacts import atomic_path  # noqa: E402
+from dfer.train.metrics import confusion_figsize, draw_confusion  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -74,22 +75,19 @@ def plot_stage_stats(stats: pd.DataFrame, path: Path) -> None:
 
 
 def plot_confusion_grid(items: list[tuple[str, list[str], np.ndarray]], path: Path) -> None:
-    """All confusion matrices (row-normalised) side by side, at most 4 per row."""
+    """Every evaluation's confusion matrix (count and row % per cell, colour bar, per-class
+    recall beside it, as in each fold's ``confusion.png``), at most 3 per row."""
     if not items:
         _empty(path, "no evaluations yet")
         return
-    cols = min(4, len(items))
+    cols = min(3, len(items))
     rows = math.ceil(len(items) / cols)
     n = max(len(labels) for _t, labels, _m in items)
-    side = max(3.0, 0.35 * n + 1.5)
-    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
+    width, height = confusion_figsize(n)
+    # + 0.8 in a row: the titles and axis titles of a short (few-class) row stay inside
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, (height + 0.8) * rows), squeeze=False)
     for ax in axes.flat[len(items):]:
         ax.axis("off")
     for ax, (title, labels, cm) in zip(axes.flat, items, strict=False):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
-        ax.set_title(title, fontsize=8)
+        draw_confusion(ax, cm, labels, title, fontsize=7)
     _save(fig, path)

@@ -2,7 +2,8 @@
 
 ``results/report/`` is what a researcher opens after a run and what ``snakemake --report``
 embeds: ``metrics.csv`` (per fold), ``summary.csv`` (mean over folds), ``stages.csv``,
-``report.md``, ``report.html`` and three PNGs.
+``report.md``, ``report.html``, three PNGs and the error-analysis gallery of every evaluated
+fold (:mod:`dfer.report.gallery`: ``gallery/index.html``, and ``gallery.html`` in one file).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from dfer.artifacts import write_bytes_atomic
+from dfer.report.gallery import DEFAULT_EMBED_MAX, EMBED_FILE, GALLERY_DIR, build_gallery
 from dfer.report.metrics_table import confusion_matrices, find_metrics, read_metrics, summarize
 from dfer.report.plots import plot_confusion_grid, plot_metrics, plot_stage_stats
 from dfer.report.stage_stats import collect_stage_stats
 
 REPORT_FILES = (
     "metrics.csv", "summary.csv", "stages.csv", "report.md", "report.html",
-    "metrics.png", "stages.png", "confusion.png",
+    "metrics.png", "stages.png", "confusion.png", EMBED_FILE, f"{GALLERY_DIR}/index.html",
+    f"{GALLERY_DIR}/folds.js",
 )
 
 
@@ -47,11 +50,17 @@ def _display_stats(stats: pd.DataFrame) -> pd.DataFrame:
     shown = stats.copy()
     shown["face_rate"] = [_pct(v) for v in stats["face_rate"]]
     shown["frames"] = ["" if pd.isna(v) else str(int(v)) for v in stats["frames"]]
+    shown["centre_crops"] = ["" if pd.isna(v) else str(int(v)) for v in stats["centre_crops"]]
     return shown.rename(columns={"face_rate": "face_rate_%"})
 
 
-def build_report(results: Path, datasets: list[str], out: Path) -> dict[str, pd.DataFrame]:
-    """Write every file of :data:`REPORT_FILES` into ``out``; returns the three tables."""
+def build_report(results: Path, datasets: list[str], out: Path, gallery_max: int | None = None,
+                 embed_max: int | None = DEFAULT_EMBED_MAX) -> dict[str, pd.DataFrame]:
+    """Write every file of :data:`REPORT_FILES` into ``out``; returns the three tables.
+
+    ``gallery_max`` / ``embed_max``: cards per fold in ``gallery/`` and in the single-file
+    ``gallery.html`` (None: every clip), wrong and least confident clips first.
+    """
     paths = find_metrics(results, datasets)
     per_fold = read_metrics(paths)
     summary = summarize(per_fold)
@@ -64,6 +73,7 @@ def build_report(results: Path, datasets: list[str], out: Path) -> dict[str, pd.
     plot_metrics(summary, out / "metrics.png")
     plot_stage_stats(stats, out / "stages.png")
     plot_confusion_grid(confusion_matrices(paths), out / "confusion.png")
+    gallery = build_gallery(results, paths, out, max_cards=gallery_max, embed_max=embed_max)
 
     shown_summary = _display_summary(summary)
     shown_stats = _display_stats(stats)
@@ -74,6 +84,9 @@ def build_report(results: Path, datasets: list[str], out: Path) -> dict[str, pd.
         "## Per fold", "", _markdown_table(per_fold.drop(columns=["path"]).round(4)),
         "## Stages", "", _markdown_table(shown_stats),
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
+        "## Gallery", "",
+        f"[Every test clip of {gallery['folds']} evaluation(s)]({GALLERY_DIR}/index.html): face crops,"
+        " overlays, captions, predictions; filter by class or click a confusion-matrix cell.", "",
     ]
     write_bytes_atomic(out / "report.md", "\n".join(md).encode())
     html = "\n".join([
@@ -84,6 +97,8 @@ def build_report(results: Path, datasets: list[str], out: Path) -> dict[str, pd.
         "<h2>Per fold</h2>", per_fold.drop(columns=["path"]).round(4).to_html(index=False, na_rep=""),
         "<h2>Stages</h2>", shown_stats.to_html(index=False, na_rep=""),
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
+        f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"
+        " evaluation(s)</a>: face crops, overlays, captions, predictions.</p>",
         "</body></html>",
     ])
     write_bytes_atomic(out / "report.html", html.encode())

@@ -6,18 +6,37 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dfer.paths import report_dir
+from dfer.report.gallery import DEFAULT_EMBED_MAX
 from dfer.report.write import build_report
+
+
+def _cap(text: str) -> int | None:
+    """A card cap: a non-negative integer, or ``all`` / ``none`` for no cap."""
+    if text.lower() in ("all", "none", "null"):
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'all', got {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     parser.add_argument("--datasets", nargs="+", required=True, help="dataset names under --results")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default RESULTS/report)")
+    parser.add_argument("--gallery-max", type=_cap, default=None, metavar="N",
+                        help="cards per fold in the gallery, wrong and least confident clips first "
+                             "(default: all)")
+    parser.add_argument("--embed-max", type=_cap, default=DEFAULT_EMBED_MAX, metavar="N",
+                        help="cards per fold in the single-file gallery.html that snakemake --report "
+                             f"embeds (default {DEFAULT_EMBED_MAX})")
 
 
 def run(args: argparse.Namespace) -> int:
-    out = args.out or args.results / "report"
-    tables = build_report(args.results, list(args.datasets), out)
+    out = args.out or report_dir(args.results)
+    tables = build_report(args.results, list(args.datasets), out, gallery_max=args.gallery_max,
+                          embed_max=args.embed_max)
     summary = tables["summary"]
     for row in summary.itertuples():
         where = f"{row.trained_on}->{row.dataset}" if row.zero_shot else row.dataset

@@ -92,8 +92,65 @@ def mean_over_folds(fold_metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]
     return out
 
 
+def row_percentages(cm: np.ndarray) -> np.ndarray:
+    """``100 * cm[i, j] / sum(cm[i])``: the share of true class i predicted as j (0 for an
+    empty row), the numbers a reader compares along a row; the diagonal is the recall."""
+    cm = np.asarray(cm, dtype=np.float64)
+    return 100.0 * cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+
+
+def draw_confusion(ax: Any, cm: np.ndarray, labels: Sequence[str], title: str = "",
+                   fontsize: float = 8.0) -> tuple[Any, Any]:
+    """One confusion matrix on ``ax`` (count and row % in each cell), with its colour bar and
+    the per-class recall as bars appended beside it, at the matrix's height and row order;
+    shared by the per-fold figure and the report's grid so that both read the same way.
+    Rows with no clip show ``n/a`` recall. Returns (colour bar axes, recall axes)."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    cm = np.asarray(cm)
+    pct = row_percentages(cm)
+    n = len(labels)
+    im = ax.imshow(pct / 100.0, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticks(range(n), labels, fontsize=fontsize)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{cm[i, j]}\n{pct[i, j]:.0f}%", ha="center", va="center",
+                    color="white" if pct[i, j] > 50 else "black", fontsize=fontsize)
+    if title:
+        ax.set_title(title, fontsize=fontsize + 1)
+    divider = make_axes_locatable(ax)
+    cax = divider.append_axes("right", size="4%", pad=0.1)
+    rax = divider.append_axes("right", size="30%", pad=0.75)
+    bar = ax.figure.colorbar(im, cax=cax)
+    bar.set_label("share of the true class (row %)", fontsize=fontsize)
+    bar.ax.tick_params(labelsize=fontsize)
+    recall = per_class_recall(cm)
+    rax.barh(range(n), np.nan_to_num(recall) * 100, color="tab:blue", height=0.6)
+    rax.set_ylim(n - 0.5, -0.5)  # the matrix's row order: first class on top
+    rax.set_yticks([])
+    rax.set_xlim(0, 100)
+    rax.set_xlabel("recall %", fontsize=fontsize)
+    rax.tick_params(axis="x", labelsize=fontsize)
+    for i, r in enumerate(recall):
+        rax.text(2, i, "n/a" if math.isnan(r) else f"{100 * r:.0f}%", ha="left", va="center",
+                 fontsize=fontsize)
+    rax.set_title("per-class recall", fontsize=fontsize)
+    return cax, rax
+
+
+def confusion_figsize(num_classes: int) -> tuple[float, float]:
+    """(width, height) in inches: the matrix grows with the classes (0.75 in a cell, room for
+    two lines of text), plus a colour bar and the recall bars beside it."""
+    side = max(4.0, 0.75 * num_classes + 2.0)
+    return side + 2.5, side
+
+
 def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Any, title: str = "") -> None:
-    """Row-normalised confusion matrix PNG (counts annotated), written atomically."""
+    """Confusion matrix PNG (count and row % per cell, colour bar, per-class recall),
+    written atomically and without a version stamp (byte-stable)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,23 +158,8 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Any, title: str 
 
     from dfer.artifacts import atomic_path
 
-    cm = np.asarray(cm)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    n = len(labels)
-    size = max(4.0, 0.6 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), labels, rotation=45, ha="right")
-    ax.set_yticks(range(n), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
-    if title:
-        ax.set_title(title)
+    fig, ax = plt.subplots(figsize=confusion_figsize(len(labels)))
+    draw_confusion(ax, cm, labels, title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})

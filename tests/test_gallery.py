@@ -1,0 +1,243 @@
+"""The error-analysis gallery: explanations in the predictions, card choice, files, and the
+page itself driven in a real headless Chromium (clicks, filters, console, screenshots).
+
+A tiny model is trained for one epoch on a synthetic dataset and evaluated for real (fold 1),
+so the gallery shows what the evaluation writes; a second evaluation with hand-set
+probabilities (fold 2) pins which cards are chosen and in which order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from cdp import Browser, find_browser
+from support.dataset import simple_renderers, write_synthetic_dataset
+
+from dfer.artifacts import provenance, read_meta, write_parquet
+from dfer.cli import main
+from dfer.paths import shard_file
+from dfer.report.gallery import EMBED_FILE, GALLERY_DIR, select_cards
+from dfer.report.write import build_report
+from dfer.train.evaluate import PREDICTIONS_SCHEMA, evaluate_checkpoint
+from dfer.train.fit import train_fold
+from dfer.train.metrics import compute_metrics
+
+DS = "gal"
+LABELS = ["class0", "class1", "class2"]
+RAW_CLIP = "gal_01_000"  # its raw MLLM text differs from the refined caption
+
+
+def _fake_fold(results: Path, clip_ids: list[str], truth: dict[str, int]) -> pd.DataFrame:
+    """Fold 2 of run ``r`` with hand-set probabilities: clip k predicts class (k % 3) with
+    confidence 0.40 + 0.05 * k, so which cards are wrong and how confident is known."""
+    rows = []
+    for k, cid in enumerate(sorted(clip_ids)):
+        pred, conf = k % 3, 0.40 + 0.05 * k
+        probs = np.full(3, (1 - conf) / 2, np.float32)
+        probs[pred] = conf
+        rows.append({"clip_id": cid, "label": LABELS[truth[cid]], "label_idx": truth[cid], "pred_idx": pred,
+                     "pred_label": LABELS[pred], "prob": np.float32(conf), "correct": pred == truth[cid],
+                     "probs": probs})
+    frame = pd.DataFrame(rows)
+    out = results / DS / "train" / "r" / "fold-2"
+    write_parquet(out / "predictions.parquet", frame, provenance("evaluate", 1, labels=LABELS),
+                  schema=PREDICTIONS_SCHEMA)
+    metrics = compute_metrics(frame["label_idx"], frame["pred_idx"], LABELS)
+    metrics.update(dataset=DS, fold=2, run="r", trained_on=DS, zero_shot=False)
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gallery") / "results"
+    ids = write_synthetic_dataset(root, DS, num_classes=3, clips_per_class=4, frames=8, size=32, num_shards=2)
+    # give one clip a raw MLLM text that refinement changed
+    for shard in ("000", "001"):
+        path = shard_file(root, DS, "captions", shard, ".parquet")
+        caps = pd.read_parquet(path)
+        caps["raw_text"] = [f"{c} She looks happy." if cid == RAW_CLIP else c
+                            for cid, c in zip(caps["clip_id"], caps["caption"], strict=True)]
+        write_parquet(path, caps, read_meta(path))
+    params = {
+        "dataset": DS, "device": "cpu", "model": {"backbone": "tiny", "pretrained": None},
+        "data": {"batch_size": 4, "num_workers": 0, "num_frames": 4},
+        "optim": {"lr": 1e-2},
+        "trainer": {"max_epochs": 1, "seed": 0, "log_every_n_steps": 1, "precision": "32-true"},
+    }
+    fold1 = root / DS / "train" / "r" / "fold-1"
+    ckpt = train_fold(root, DS, 1, "r", params, fold1, renderers=simple_renderers())
+    evaluate_checkpoint(ckpt, root, DS, 1, fold1, device="cpu", renderers=simple_renderers())
+    manifest = pd.read_parquet(root / DS / "manifest" / "manifest.parquet")
+    fold2 = manifest[manifest["test_fold"] == 2]
+    _fake_fold(root, fold2["clip_id"].tolist(), dict(zip(manifest["clip_id"], manifest["label_idx"], strict=True)))
+    assert len(ids) == 12
+    return root
+
+
+def _cards(report: Path, key: str) -> list[dict]:
+    text = (report / GALLERY_DIR / key / "cards.js").read_text()
+    match = re.fullmatch(r"window\.dferCards\((\"[^\"]+\"),(.*)\);\n", text, re.S)
+    assert match, text[:200]
+    assert json.loads(match.group(1)) == key
+    return json.loads(match.group(2))
+
+
+def test_evaluation_records_what_produced_each_prediction(results: Path) -> None:
+    preds = pd.read_parquet(results / DS / "train" / "r" / "fold-1" / "predictions.parquet")
+    meta = read_meta(results / DS / "train" / "r" / "fold-1" / "predictions.parquet")
+    assert meta["modality_levels"] == ["video", "parsing", "landmarks"]
+    for row in preds.itertuples():
+        weights = np.asarray(row.modality_weights)
+        assert weights.shape == (3,) and weights.sum() == pytest.approx(1.0, abs=1e-5)
+        sim_pos, sim_neg = np.asarray(row.sim_pos), np.asarray(row.sim_neg)
+        assert sim_pos.shape == sim_neg.shape == (3,)
+        assert np.all(np.abs(sim_pos) <= 1 + 1e-5)  # cosine similarities
+        # the recorded similarities are what decided: the predicted class has the best score
+        # (positive minus the default negative weight 1 times the negative similarity)
+        score = sim_pos - sim_neg
+        assert int(np.argmax(score)) == row.pred_idx
+
+
+def test_cards_wrong_first_then_least_confident() -> None:
+    preds = pd.DataFrame({
+        "clip_id": ["a", "b", "c", "d", "e"], "correct": [True, False, True, False, True],
+        "prob": [0.9, 0.8, 0.3, 0.5, 0.3],
+    })
+    assert select_cards(preds, None)["clip_id"].tolist() == ["d", "b", "c", "e", "a"]
+    assert select_cards(preds, 3)["clip_id"].tolist() == ["d", "b", "c"]
+    assert select_cards(preds, 0).empty
+
+
+def test_gallery_files(results: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    (report / GALLERY_DIR / "gal.r.fold-9").mkdir(parents=True)  # a fold that no longer exists
+    build_report(results, [DS], report, gallery_max=4, embed_max=2)
+    gallery = report / GALLERY_DIR
+    assert sorted(p.name for p in gallery.iterdir()) == ["folds.js", "gal.r.fold-1", "gal.r.fold-2", "index.html"]
+    folds = json.loads(re.fullmatch(r"window\.DFER_FOLDS=(.*);\n", (gallery / "folds.js").read_text(), re.S).group(1))
+    assert [f["key"] for f in folds] == ["gal.r.fold-1", "gal.r.fold-2"]
+    assert [(f["clips"], f["shown"]) for f in folds] == [(6, 4), (6, 4)]
+    assert folds[0]["levels"] == ["video", "parsing", "landmarks"] and folds[1]["levels"] == []
+    fake = pd.read_parquet(results / DS / "train" / "r" / "fold-2" / "predictions.parquet")
+    assert folds[1]["cm"] == compute_metrics(fake["label_idx"], fake["pred_idx"], LABELS)["confusion_matrix"]
+    # fold 2: wrong cards first, by rising confidence
+    want = fake.sort_values(["correct", "prob", "clip_id"])["clip_id"].tolist()[:4]
+    cards = _cards(report, "gal.r.fold-2")
+    assert [c["id"] for c in cards] == want
+    assert [c["ok"] for c in cards] == fake.set_index("clip_id").loc[want, "correct"].tolist()
+    for c in cards:
+        row = fake.set_index("clip_id").loc[c["id"]]
+        assert (c["t"], c["p"], c["c"]) == (row["label_idx"], row["pred_idx"], pytest.approx(row["prob"], abs=1e-4))
+        assert c["top"][0] == [row["pred_idx"], pytest.approx(row["prob"], abs=1e-4)] and len(c["top"]) == 3
+        assert "w" not in c and "sp" not in c  # nothing recorded, nothing shown
+        for key, magic in (("img", b"\xff\xd8\xff"), ("lm", b"\x89PNG"), ("ps", b"\x89PNG")):
+            data = (gallery / c[key]).read_bytes()
+            assert data.startswith(magic), key
+        jpeg = (gallery / c["img"]).read_bytes()
+        assert len(jpeg) < 12_000  # a few KB for 8 frames of 64 px
+        assert c["cap"].startswith("A bright square moves")
+        assert ("raw" in c) is (c["id"] == RAW_CLIP)
+    fold1 = _cards(report, "gal.r.fold-1")
+    assert all(len(c["w"]) == 3 and len(c["sp"]) == 3 and len(c["sn"]) == 3 for c in fold1)
+    # the single file: images inlined, 2 cards a fold, same page
+    single = (report / EMBED_FILE).read_text()
+    assert single.count("data:image/jpeg;base64,") == 4
+    assert "<script src=" not in single and "http://" not in single and "https://" not in single
+    # deterministic: a rebuild gives the same bytes
+    before = {p.relative_to(report): p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    build_report(results, [DS], report, gallery_max=4, embed_max=2)
+    after = {p.relative_to(report): p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_cli_gallery_max(results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    assert main(["report", "--results", str(results), "--datasets", DS, "--out", str(out), "--gallery-max", "1"]) == 0
+    assert [len(_cards(out, k)) for k in ("gal.r.fold-1", "gal.r.fold-2")] == [1, 1]
+    assert main(["report", "--results", str(results), "--datasets", DS, "--out", str(out)]) == 0
+    assert [len(_cards(out, k)) for k in ("gal.r.fold-1", "gal.r.fold-2")] == [6, 6]
+    with pytest.raises(SystemExit):
+        main(["report", "--results", str(results), "--datasets", DS, "--gallery-max", "-1"])
+
+
+# ----------------------------------------------------------------------------- in a browser
+
+
+@pytest.fixture(scope="module")
+def browser_binary() -> str:
+    binary = find_browser()
+    if binary is None:
+        if os.environ.get("DFER_ALLOW_NO_BROWSER") == "1":
+            pytest.skip("no Chromium (DFER_ALLOW_NO_BROWSER=1); `make browser` installs it")
+        pytest.fail("no Chromium on PATH: run `make browser` (Debian's chromium package), "
+                    "or set DFER_ALLOW_NO_BROWSER=1 to skip the browser tests")
+    return binary
+
+
+def test_gallery_in_chromium(results: Path, browser_binary: str) -> None:
+    report = results / "report"
+    build_report(results, [DS], report)
+    fake = pd.read_parquet(results / DS / "train" / "r" / "fold-2" / "predictions.parquet")
+    with Browser(browser_binary) as b:
+        b.open((report / GALLERY_DIR / "index.html").as_uri())
+        b.wait_for("document.querySelectorAll('#cards .card').length > 0")
+        assert b.js("document.querySelectorAll('#cards .card').length") == 6
+        assert b.js("document.querySelectorAll('#cm td.cell').length") == 9
+        # a card's face strip loads once in view (lazy): 8 frames of 64 px
+        b.rect("#cards .card img.face")
+        b.wait_for("(i => i.complete && i.naturalWidth === 512 && i.naturalHeight === 64)"
+                   "(document.querySelector('#cards img.face'))")
+        # switch to fold 2 (hand-set probabilities) and click its busiest off-diagonal cell
+        b.js("(() => { const s = document.getElementById('fold'); s.value = '1';"
+             " s.dispatchEvent(new Event('change')); })()")
+        b.wait_for("document.querySelector('#cm td.cell') && document.querySelectorAll('#cards .card').length === 6"
+                   " && document.getElementById('fold-summary').textContent.includes('6 clips')")
+        cm = np.array(compute_metrics(fake["label_idx"], fake["pred_idx"], LABELS)["confusion_matrix"])
+        off = cm - np.diag(np.diag(cm))
+        t, p = np.unravel_index(int(np.argmax(off)), cm.shape)
+        assert cm[t, p] > 0
+        texts = b.js(f"document.querySelector('#cm td[data-true=\"{t}\"][data-pred=\"{p}\"]').innerText")
+        assert texts.split() == [str(cm[t, p]), f"{100 * cm[t, p] / cm[t].sum():.1f}%"]
+        b.click(f'#cm td[data-true="{t}"][data-pred="{p}"]')
+        b.wait_for(f"document.getElementById('status').getAttribute('data-matching') === '{cm[t, p]}'")
+        shown = b.js("Array.from(document.querySelectorAll('#cards .card')).map(c => "
+                     "[c.dataset.id, c.dataset.true, c.dataset.pred])")
+        want = fake[(fake["label_idx"] == t) & (fake["pred_idx"] == p)]["clip_id"].tolist()
+        assert sorted(s[0] for s in shown) == sorted(want)
+        assert {(s[1], s[2]) for s in shown} == {(str(t), str(p))}
+        assert b.js("document.getElementById('f-true').value") == str(t)
+        # a filter: clear, then show only the wrong clips
+        b.click("#f-reset")
+        b.wait_for("document.querySelectorAll('#cards .card').length === 6")
+        b.js("(() => { const s = document.getElementById('f-outcome'); s.value = 'wrong';"
+             " s.dispatchEvent(new Event('change')); })()")
+        wrong = int((~fake["correct"]).sum())
+        b.wait_for(f"document.querySelectorAll('#cards .card').length === {wrong}")
+        assert b.js("Array.from(document.querySelectorAll('#cards .card')).every(c => c.dataset.ok === '0')")
+        # confidence sort: lowest first by default
+        confs = b.js("Array.from(document.querySelectorAll('#cards .card .verdict')).map(v => v.textContent)")
+        values = [float(re.search(r"\(([\d.]+)%\)", v).group(1)) for v in confs]
+        assert values == sorted(values)
+        # overlays toggle with a real click on the checkbox
+        assert b.js("getComputedStyle(document.querySelector('#cards img.lm')).display") == "none"
+        b.click("#o-landmarks")
+        b.wait_for("getComputedStyle(document.querySelector('#cards img.lm')).display === 'block'")
+        assert b.js("getComputedStyle(document.querySelector('#cards img.ps')).display") == "none"
+        b.click("#f-reset")
+        b.wait_for("document.querySelectorAll('#cards .card').length === 6")
+        b.screenshot(report / "gallery-screenshot.png", full_page=True)
+        b.screenshot(report / "confusion-screenshot.png", selector="#matrix-section")
+        # the single-file gallery (what snakemake --report embeds) works the same way
+        b.open((report / EMBED_FILE).as_uri())
+        b.wait_for("document.querySelectorAll('#cards .card').length === 6")
+        assert b.js("document.querySelector('#cards img.face').src.startsWith('data:image/jpeg')")
+        assert b.console == []
+    for name in ("gallery-screenshot.png", "confusion-screenshot.png"):
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
