@@ -142,8 +142,9 @@ def bench_http(num_clips: int, latency: float) -> dict:
 
 def vllm_worker(num_clips: int, out_json: Path) -> None:
     """Runs inside the vLLM environment: tiny model, batched vs one prompt per call."""
+    from support.tiny_qwen import build_tiny_qwen2_5_vl
+
     from dfer.captions.prompt import render_prompt
-    from dfer.captions.tiny_model import build_tiny_qwen2_5_vl
     from dfer.captions.vllm_backend import VLLMDescriber
 
     with tempfile.TemporaryDirectory() as tmp:

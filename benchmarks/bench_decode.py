@@ -40,6 +40,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "tests"))  # support.videos: the test fixtures
 
 T = 16
 
@@ -48,8 +49,7 @@ def make_long_clip(path: Path, seconds: float, fps: int, width: int, height: int
                    seed: int) -> Path:
     """A moving face on a textured, drifting background: real motion for the encoder."""
     import cv2
-
-    from dfer.video.synth import face_frames, write_video
+    from support.videos import face_frames, write_video
 
     n = int(round(seconds * fps))
     faces = face_frames(n, size=min(height, width) // 2, seed=seed)

@@ -7,7 +7,7 @@ Writes benchmarks/results/train.json and train.md. Every figure is measured in t
 as its baseline and reported as a ratio too.
 
 1. Training, tiny random-init CLIP (all three visual levels + captions), on a synthetic dataset
-   written in the artifact layout (dfer.train.synthetic): the dataloader we ship, which
+   written in the artifact layout (tests/support/dataset.py): the dataloader we ship, which
    memory-maps the frames / parsing shards and reads one clip at a time (``safe_open``),
    against the baseline that loads every shard fully into RAM first and serves clips from
    dicts. Each mode runs in its own interpreter so its peak RSS (``ru_maxrss``) is its own.
@@ -32,6 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # support.dataset: the test fixtures
 
 TINY_112 = {
     "embed_dim": 64, "quick_gelu": True,
@@ -49,9 +50,10 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
+    from support.dataset import simple_renderers
+
     from dfer.train import data as data_mod
     from dfer.train.fit import train_fold
-    from dfer.train.synthetic import simple_renderers
 
     results = Path(args.results)
     rss_before = _peak_rss_mb()
@@ -90,7 +92,7 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_training(args: argparse.Namespace) -> dict[str, Any]:
-    from dfer.train.synthetic import write_synthetic_dataset
+    from support.dataset import write_synthetic_dataset
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,7 @@ half-working environment (e.g. a torchvision whose C++ ops do not match torch:
 ``operator torchvision::nms does not exist``) is never taken for a built one. It checks, in
 order: the imports (torch, torchvision and its ops, transformers, vllm), the ``vllm`` command
 line (what ``vllm serve`` runs), building the tiny random Qwen2.5-VL model
-(``dfer.captions.tiny_model``), loading its processor with ``AutoProcessor`` and running it on
+(``tests/support/tiny_qwen.py``, put on ``sys.path`` by this script), loading its processor with ``AutoProcessor`` and running it on
 a short video, and one small ``generate`` through ``vllm.LLM`` via the captions stage's own
 :class:`~dfer.captions.vllm_backend.VLLMDescriber`.
 """
@@ -116,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     _step("imports", _imports)
     _step("vllm CLI", _cli)
+    # the tiny model is a test fixture (tests/support/), not part of the library on PYTHONPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     with tempfile.TemporaryDirectory(prefix="dfer-vllm-check-") as tmp:
-        from dfer.captions.tiny_model import build_tiny_qwen2_5_vl
+        from support.tiny_qwen import build_tiny_qwen2_5_vl
 
         model_dir = str(_step("tiny Qwen2.5-VL model", lambda: build_tiny_qwen2_5_vl(tmp)))
         _step("AutoProcessor", lambda: _processor(model_dir))

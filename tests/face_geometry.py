@@ -35,7 +35,7 @@ def square_face() -> np.ndarray:
     return np.asarray(pts, dtype=np.float32)
 
 
-#: Frame side of the face videos of the decode tests. ``dfer.video.synth.face_frames`` at this
+#: Frame side of the face videos of the decode tests. ``support.videos.face_frames`` at this
 #: size puts a ~80 px face in every frame, which dlib's HOG detector (no upsampling) scores
 #: about 1.0-1.5 after H.264 / JPEG coding, far above its threshold of 0: at 160 px the same
 #: face scores -0.3..0.5, so codec noise (and CPU-specific float rounding) decided detection.

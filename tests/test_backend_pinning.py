@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from support.dataset import simple_renderers, write_synthetic_dataset
 
 from dfer import weights
 from dfer.artifacts import read_meta, write_parquet, write_safetensors
@@ -32,7 +33,6 @@ from dfer.paths import shard_file
 from dfer.train.data import Needs, dataset_shards, load_clip_table
 from dfer.train.fit import train_fold
 from dfer.train.provenance import MixedProvenanceError
-from dfer.train.synthetic import simple_renderers, write_synthetic_dataset
 from dfer.weights import MissingWeightsError
 
 SIZE = 32

@@ -26,10 +26,10 @@ import pytest
 from face_geometry import FACE_SIDE
 from safetensors import safe_open
 from safetensors.numpy import load_file
+from support.videos import face_frames, pattern_frames, write_frame_folder, write_video
 
 from dfer.artifacts import read_meta
 from dfer.video import INDEX_SCHEMA, DecodeConfig, decode_clip, decode_shard, sample_indices
-from dfer.video.synth import face_frames, pattern_frames, write_frame_folder, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"num_frames": 6, "size": 48}

@@ -219,7 +219,7 @@ def test_config_rejects_unknown_settings_and_models() -> None:
         ParsingConfig.from_dict({"modle": "farl/lapa/448"})
     with pytest.raises(ValueError, match="parsing.model must be"):
         ParsingConfig.from_dict({"model": "farl/helen/448"})
-    with pytest.raises(ValueError, match="parsing.backend must be"):
+    with pytest.raises(ValueError, match="parsing setting 'backend' must be one of 'auto', 'facer', 'landmarks', got 'dlib'"):
         ParsingConfig.from_dict({"backend": "dlib"})
 
 

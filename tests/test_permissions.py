@@ -22,15 +22,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.dataset import simple_renderers, write_synthetic_dataset
+from support.videos import pattern_frames, write_video
 
 from dfer import artifacts
 from dfer.manifests import sync_dataset
 from dfer.model import FineCLIPER, ModelConfig, save_checkpoint
 from dfer.report.write import build_report
 from dfer.train.evaluate import evaluate_checkpoint
-from dfer.train.synthetic import simple_renderers, write_synthetic_dataset
 from dfer.video import decode_shard
-from dfer.video.synth import pattern_frames, write_video
 
 
 def _process_umask() -> int:

@@ -1,7 +1,7 @@
 """``dfer predict`` on frame folders and with ``--labels``, and checkpoint reload exactness.
 
 A tiny model is trained for one epoch on a synthetic dataset (CPU, float32), then predicts
-the astronaut face clip of ``dfer.video.synth`` stored losslessly twice: as a PNG frame folder
+the astronaut face clip of ``support.videos`` stored losslessly twice: as a PNG frame folder
 and as an FFV1 video. Both decode to the same pixels, so a folder must be predicted exactly
 like the video. Landmarks use dlib's ``crop`` detector (the face box is the decode crop), so
 nothing depends on a detector's score on this machine.
@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 from face_geometry import FACE_SIDE
+from support.dataset import simple_renderers, write_synthetic_dataset
+from support.videos import face_frames, write_frame_folder, write_video
 
 from dfer.cli import main as cli_main
 from dfer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -23,8 +25,6 @@ from dfer.train.data import ClipDataset, DataConfig, fold_split, load_clip_table
 from dfer.train.fit import train_fold
 from dfer.train.module import needs_for
 from dfer.train.predict import predict_videos
-from dfer.train.synthetic import simple_renderers, write_synthetic_dataset
-from dfer.video.synth import face_frames, write_frame_folder, write_video
 
 LABELS = ["class0", "class1", "class2"]
 PRE = {"decode": {"num_frames": 4, "size": 112},

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support.dataset import simple_renderers, write_synthetic_dataset
 from torch.utils.data import DataLoader
 
 from dfer.artifacts import provenance, write_parquet
 from dfer.train.data import ClipDataset, DataConfig, Needs, collate, load_clip_table
 from dfer.train.shard_reader import LRU, ShardReader, SideStore, load_landmark_points
-from dfer.train.synthetic import simple_renderers, write_synthetic_dataset
 
 ALL = Needs(parsing=True, landmarks=True, captions=True)
 SHARDS = 4

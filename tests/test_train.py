@@ -1,6 +1,6 @@
 """Training data, Lightning fit, evaluation, zero-shot transfer, stages and ``dfer predict``.
 
-Everything runs on synthetic artifacts in the exact on-disk layout (dfer.train.synthetic)
+Everything runs on synthetic artifacts in the exact on-disk layout (tests/support/dataset.py)
 with a tiny random-init CLIP, so no weights are downloaded. Training and evaluation are
 pinned to the CPU in float32 (``device: cpu``, ``precision: 32-true``): the exact equalities
 below (``torch.equal`` between two trainings, metrics to 1e-6) would not hold under a GPU's
@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from face_geometry import FACE_SIDE
+from support.dataset import simple_renderers, write_synthetic_dataset
 
 from dfer.artifacts import read_meta, read_parquet, write_parquet
 from dfer.cli import main as cli_main
@@ -35,7 +36,6 @@ from dfer.train.data import (
 from dfer.train.evaluate import evaluate_checkpoint
 from dfer.train.fit import train_fold
 from dfer.train.module import needs_for
-from dfer.train.synthetic import simple_renderers, write_synthetic_dataset
 
 FAILED = {"landmarks": ["syn_00_000", "syn_02_003"], "parsing": ["syn_01_001"], "frames": ["syn_03_002"]}
 ALL = Needs(parsing=True, landmarks=True, captions=True)
@@ -292,8 +292,9 @@ def test_cli_train_evaluate_summarize(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_predict_runs_the_trained_preprocessing_on_videos(tmp_path: Path, trained: Path, capsys) -> None:
     """``dfer predict``: decode crop, dlib landmarks and polygon parsing in memory, then the model."""
+    from support.videos import face_frames, write_video
+
     from dfer.train.predict import predict_videos
-    from dfer.video.synth import face_frames, write_video
 
     video = write_video(tmp_path / "face.mp4", face_frames(12, size=FACE_SIDE))
     broken = tmp_path / "broken.mp4"

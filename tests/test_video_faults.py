@@ -16,12 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from face_geometry import FACE_SIDE, face_frames_centre
-
-from dfer.artifacts import read_meta
-from dfer.manifests import ManifestError, build_manifest, sync_dataset
-from dfer.sharding import shard_of
-from dfer.video import DecodeConfig, DecodeError, decode_clip, decode_shard, sample_indices
-from dfer.video.synth import (
+from support.videos import (
     face_frames,
     frame_number,
     pattern_frames,
@@ -30,6 +25,11 @@ from dfer.video.synth import (
     write_frame_folder,
     write_video,
 )
+
+from dfer.artifacts import read_meta
+from dfer.manifests import ManifestError, build_manifest, sync_dataset
+from dfer.sharding import shard_of
+from dfer.video import DecodeConfig, DecodeError, decode_clip, decode_shard, sample_indices
 
 CFG = DecodeConfig(num_frames=8, size=32)
 #: A VFR timeline (ms): bursts and gaps, 12 frames over 1.3 s.

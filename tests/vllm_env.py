@@ -58,9 +58,14 @@ def require_vllm_python() -> str:
 
 
 def build_tiny_model(python: str, out: Path) -> Path:
-    """Write the tiny random Qwen2.5-VL (dfer.captions.tiny_model) to ``out``."""
-    code = ("import sys; from dfer.captions.tiny_model import build_tiny_qwen2_5_vl; "
+    """Write the tiny random Qwen2.5-VL (tests/support/tiny_qwen.py) to ``out``.
+
+    The fixture lives under tests/, not in the library, so this one run also has ``tests/``
+    on PYTHONPATH.
+    """
+    code = ("import sys; from support.tiny_qwen import build_tiny_qwen2_5_vl; "
             "build_tiny_qwen2_5_vl(sys.argv[1])")
-    proc = run_vllm_python(python, ["-c", code, str(out)])
+    pythonpath = os.pathsep.join([VLLM_ENV["PYTHONPATH"], str(REPO / "tests")])
+    proc = run_vllm_python(python, ["-c", code, str(out)], env={"PYTHONPATH": pythonpath})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out

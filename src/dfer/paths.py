@@ -1,4 +1,4 @@
-"""Where every artifact lives: one function per artifact, shared by rules, stages and tests.
+"""Where every artifact lives: the one definition that rules, stages, the report and tests use.
 
 Layout (``results/{dataset}/...``)::
 
@@ -11,7 +11,20 @@ Layout (``results/{dataset}/...``)::
     parsing/shard-{s}.safetensors      label maps, key clip_id -> uint8 [T, S, S]
     parsing/shard-{s}.parquet          per-frame region areas
     captions/shard-{s}.parquet         one caption per clip
-    train/{run}/fold-{k}/...           checkpoint, metrics, predictions, plots
+    logs/{stage}/shard-{s}.log         a shard job's log
+    train/{run}/fold-{k}/...           checkpoint, train.json, metrics, predictions, confusion
+    train/{run}/summary.json           the run's folds averaged
+    train/{run}/zeroshot-from-{src}/   the same for a run trained on dataset {src}
+    logs/{train|evaluate}/{run}/...    the training / evaluation jobs' logs
+
+and ``results/report/`` (tables and plots across datasets) with its log in ``results/logs/``.
+
+Every layout function takes and returns plain text, so the same definition gives a concrete
+path (called with a dataset and a shard) and a Snakemake pattern (called with the wildcards
+:data:`DATASET`, :data:`SHARD`, ...). :func:`under` puts a relative path under the results
+folder *as text*, keeping the configured ``results`` string verbatim (a storage plugin's
+``s3://...`` prefix survives, which ``pathlib`` would collapse); the ``*_file`` / ``*_dir``
+functions return a :class:`~pathlib.Path` for the library.
 
 Shard names ``{s}`` (``"000"``, or ``"0000"`` for datasets of more than 1000 shards) come from
 :mod:`dfer.sharding`.
@@ -23,11 +36,28 @@ from pathlib import Path
 
 from dfer.sharding import SHARD_PREFIX
 
-STAGES_WITH_SHARDS = ("manifest", "frames", "landmarks", "parsing", "captions")
+#: Snakemake wildcards: pass them to a layout function to get a rule's pattern.
+DATASET = "{dataset}"
+SHARD = "{shard}"
+RUN = "{run}"
+FOLD = "{fold}"
+SOURCE = "{source}"
+
+#: files of one fold's folder (training writes the first two, evaluation the other three)
+CHECKPOINT = "checkpoint.safetensors"
+TRAIN_SUMMARY = "train.json"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.parquet"
+CONFUSION = "confusion.png"
+#: a run's folds averaged (train/{run}/ and train/{run}/zeroshot-from-{src}/)
+RUN_SUMMARY = "summary.json"
+
+#: the report's folder and log, under the results folder (not per dataset)
+REPORT = "report"
+REPORT_LOG = "logs/report.log"
 
 
-def dataset_dir(results: str | Path, dataset: str) -> Path:
-    return Path(results) / dataset
+# --- relative layout (text in, text out: values or wildcards) -------------------------------
 
 
 def shard_file_name(shard: str, suffix: str) -> str:
@@ -35,14 +65,89 @@ def shard_file_name(shard: str, suffix: str) -> str:
     return f"{SHARD_PREFIX}{shard}{suffix}"
 
 
+def shard_rel(dataset: str, stage: str, shard: str, suffix: str) -> str:
+    """``{dataset}/{stage}/shard-{shard}{suffix}``: a stage's file of one shard."""
+    return f"{dataset}/{stage}/{shard_file_name(shard, suffix)}"
+
+
+def manifest_rel(dataset: str) -> str:
+    """``{dataset}/manifest/manifest.parquet``: the whole dataset's manifest."""
+    return f"{dataset}/manifest/manifest.parquet"
+
+
+def shard_log_rel(dataset: str, stage: str, shard: str) -> str:
+    """``{dataset}/logs/{stage}/shard-{shard}.log``: a shard job's log."""
+    return f"{dataset}/logs/{stage}/{shard_file_name(shard, '.log')}"
+
+
+def run_rel(dataset: str, run: str, source: str | None = None) -> str:
+    """``{dataset}/train/{run}``, or its ``zeroshot-from-{source}`` folder for a run trained on
+    dataset ``source`` and evaluated on ``dataset``."""
+    folder = f"{dataset}/train/{run}"
+    return folder if source is None else f"{folder}/zeroshot-from-{source}"
+
+
+def fold_rel(dataset: str, run: str, fold: int | str, source: str | None = None) -> str:
+    """``{run_rel}/fold-{fold}``: one fold's training or evaluation outputs."""
+    return f"{run_rel(dataset, run, source)}/fold-{fold}"
+
+
+def fold_file_rel(dataset: str, run: str, fold: int | str, name: str, source: str | None = None) -> str:
+    """``{fold_rel}/{name}``, ``name`` one of :data:`CHECKPOINT`, :data:`METRICS`, ..."""
+    return f"{fold_rel(dataset, run, fold, source)}/{name}"
+
+
+def run_summary_rel(dataset: str, run: str, source: str | None = None) -> str:
+    """``{run_rel}/summary.json``: the folds of a run (or of its zero-shot transfer) averaged."""
+    return f"{run_rel(dataset, run, source)}/{RUN_SUMMARY}"
+
+
+def job_log_rel(dataset: str, job: str, run: str, fold: int | str | None = None,
+                source: str | None = None) -> str:
+    """``{dataset}/logs/{job}/{run}/[zeroshot-from-{source}-]{fold-{fold}|summary}.log``.
+
+    ``job`` is ``train`` or ``evaluate``; without ``fold`` the log is the summary job's.
+    Zero-shot logs sit beside the run's own ones, their names prefixed by the source dataset.
+    """
+    name = "summary" if fold is None else f"fold-{fold}"
+    if source is not None:
+        name = f"zeroshot-from-{source}-{name}"
+    return f"{dataset}/logs/{job}/{run}/{name}.log"
+
+
+def report_rel(name: str) -> str:
+    """``report/{name}``: one of the report's files, relative to the results folder."""
+    return f"{REPORT}/{name}"
+
+
+def under(results: str | Path, rel: str) -> str:
+    """``{results}/{rel}`` as text: a rule's pattern, or a target Snakemake is asked for."""
+    return f"{results}/{rel}"
+
+
+# --- concrete paths (the library) ---------------------------------------------------------
+
+
+def dataset_dir(results: str | Path, dataset: str) -> Path:
+    """``results/{dataset}``: every artifact of one dataset."""
+    return Path(results) / dataset
+
+
 def shard_file(results: str | Path, dataset: str, stage: str, shard: str, suffix: str) -> Path:
     """``results/{dataset}/{stage}/shard-{shard}{suffix}`` (suffix like ``.parquet``)."""
-    return dataset_dir(results, dataset) / stage / shard_file_name(shard, suffix)
+    return Path(results) / shard_rel(dataset, stage, shard, suffix)
 
 
 def manifest_file(results: str | Path, dataset: str) -> Path:
-    return dataset_dir(results, dataset) / "manifest" / "manifest.parquet"
+    """``results/{dataset}/manifest/manifest.parquet``."""
+    return Path(results) / manifest_rel(dataset)
 
 
-def fold_dir(results: str | Path, dataset: str, run: str, fold: int) -> Path:
-    return dataset_dir(results, dataset) / "train" / run / f"fold-{fold}"
+def stage_dir(results: str | Path, dataset: str, stage: str) -> Path:
+    """``results/{dataset}/{stage}``: the folder of a stage's shard files."""
+    return dataset_dir(results, dataset) / stage
+
+
+def report_dir(results: str | Path) -> Path:
+    """``results/report``: the report's tables and plots."""
+    return Path(results) / REPORT

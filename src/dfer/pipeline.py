@@ -19,9 +19,16 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def prepare_datasets(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Generate missing demo data, sync every configured dataset; return its shard names."""
-    from dfer.manifests import sync_dataset
+def prepare_datasets(config: Mapping[str, Any], dryrun: bool = False) -> dict[str, list[str]]:
+    """Generate missing demo data, sync every configured dataset; return its shard names.
+
+    A dry run (``snakemake -n``) writes too, on purpose: Snakemake decides what re-runs from the
+    shard manifests' mtimes, so a preview that left a changed manifest unwritten would list
+    none of the jobs the real run then runs. Only manifests whose clips changed are written
+    (nothing at all when the data is unchanged), and ``dryrun`` makes that loud;
+    ``dfer manifest --check`` is the preview that writes nothing.
+    """
+    from dfer.manifests import sync_report
 
     results = Path(config["results"])
     shards: dict[str, list[str]] = {}
@@ -35,7 +42,15 @@ def prepare_datasets(config: Mapping[str, Any]) -> dict[str, list[str]]:
         definition = defs[name]
         if definition.get("generate_demo"):
             ensure_demo_data(definition)
-        shards[name] = sync_dataset(name, definition, results)
+        report = sync_report(name, definition, results)
+        if dryrun and (report.changed or report.manifest_changed or report.removed):
+            log.warning(
+                "dry run: dataset %s: wrote its changed manifest files (shard manifests %s%s) "
+                "so that the preview lists the jobs they re-run; `python -m dfer manifest "
+                "--check --dataset %s` previews without writing", name,
+                ", ".join(report.changed) or "none",
+                f"; removed stale {', '.join(report.removed)}" if report.removed else "", name)
+        shards[name] = report.shards
     return shards
 
 

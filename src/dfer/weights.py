@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,50 @@ def announce(choice: BackendChoice) -> BackendChoice:
         log.warning("%s.backend auto -> %s%s: %s", choice.stage, choice.backend,
                     " (CPU substitute)" if choice.substitute else "", choice.reason)
     return choice
+
+
+def choose_backend(
+    stage: str,
+    configured: str,
+    *,
+    gpu: str,
+    cpu: str,
+    weights_name: str,
+    find_weights: Callable[[], Path],
+) -> BackendChoice:
+    """The backend a face stage runs with, and why: the one rule both face stages follow.
+
+    ``configured`` is the stage's ``backend`` setting; ``gpu`` the paper's GPU backend whose
+    checkpoint ``find_weights`` looks up (raising ``FileNotFoundError``, usually
+    :class:`MissingWeightsError`, when it is not on disk); ``cpu`` the offline substitute;
+    ``weights_name`` names those weights in the reason. A pinned ``gpu`` looks its checkpoint
+    up here, so a missing one stops the job before any clip (never a fallback); any other
+    pinned value is taken as is. ``auto`` picks ``gpu`` when CUDA is visible and the weights
+    are found, ``cpu`` otherwise, and logs the choice (:func:`announce`). The reasons go into
+    the artifacts' provenance verbatim, so their wording is part of the artifact contract.
+    """
+    if configured == gpu:
+        path = find_weights()
+        return BackendChoice(stage, configured, configured,
+                             f"pinned by {stage}.backend; {weights_name} weights {path}")
+    if configured != "auto":
+        return BackendChoice(stage, configured, configured, f"pinned by {stage}.backend")
+    import torch
+
+    if not torch.cuda.is_available():
+        choice = BackendChoice(stage, "auto", cpu, f"no CUDA device is visible, so not {gpu}",
+                               substitute=True)
+    else:
+        try:
+            path = find_weights()
+        except FileNotFoundError as exc:
+            choice = BackendChoice(stage, "auto", cpu,
+                                   f"CUDA is visible but not the {weights_name} weights: {exc}",
+                                   substitute=True)
+        else:
+            choice = BackendChoice(stage, "auto", gpu,
+                                   f"CUDA is visible and the {weights_name} weights are at {path}")
+    return announce(choice)
 
 
 def find_checkpoint(

@@ -8,12 +8,12 @@
 
 rule captions:
     input:
-        frames=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.safetensors",
-        index=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.parquet",
-        landmarks=f"{RESULTS}/{{dataset}}/landmarks/shard-{{shard}}.parquet",
+        frames=shard_path("frames", ".safetensors"),
+        index=shard_path("frames", ".parquet"),
+        landmarks=shard_path("landmarks", ".parquet"),
     output:
-        captions=f"{RESULTS}/{{dataset}}/captions/shard-{{shard}}.parquet",
-        failures=f"{RESULTS}/{{dataset}}/captions/shard-{{shard}}.failures.parquet",
+        captions=shard_path("captions", ".parquet"),
+        failures=shard_path("captions", ".failures.parquet"),
     params:
         cfg=section_json("captions"),
         prompt_hash=CAPTIONS.prompt_hash(),
@@ -22,7 +22,7 @@ rule captions:
     resources:
         gpu=captions_gpu,
     log:
-        f"{RESULTS}/{{dataset}}/logs/captions/shard-{{shard}}.log",
+        shard_log("captions"),
     conda:
         "../../envs/vllm.yaml" if CAPTIONS.backend == "vllm" else "../../envs/dfer.yaml"
     shell:

@@ -22,14 +22,15 @@ envvars:
 _path = os.environ["PATH"]
 os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{_path}"
 
-from dfer.artifacts import read_meta  # noqa: E402 - after src/ is on sys.path
+from dfer import paths  # noqa: E402 - after src/ is on sys.path
+from dfer.artifacts import read_meta  # noqa: E402
 from dfer.captions.settings import CaptionsConfig, vllm_python  # noqa: E402
 from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
 from dfer.sharding import SHARD_REGEX  # noqa: E402
 
 RESULTS = config["results"]
 DATASETS = list(config["datasets"])
-SHARDS = prepare_datasets(config)  # dataset -> ["000", "001", ...] (dfer.sharding names)
+SHARDS = prepare_datasets(config, dryrun=workflow.dryrun)  # dataset -> ["000", "001", ...] (dfer.sharding names)
 TRAIN = config.get("train", {}) or {}
 TRAIN_RUNS = TRAIN.get("runs", {}) or {}
 CAPTIONS = CaptionsConfig.from_params(config.get("captions", {}))
@@ -41,6 +42,51 @@ wildcard_constraints:
     shard=SHARD_REGEX,
     run=r"[A-Za-z0-9_.-]+",
     fold=r"\d+",
+
+
+# --- where artifacts live (dfer.paths, the one layout definition) ------------------------
+# Each helper gives a rule's pattern by default ({dataset}, {shard}, {run}, {fold} left in)
+# and one concrete file when given values, so rules, targets and the library share one layout.
+
+
+def shard_path(stage, suffix, dataset=paths.DATASET, shard=paths.SHARD):
+    """results/{dataset}/{stage}/shard-{shard}{suffix}."""
+    return paths.under(RESULTS, paths.shard_rel(dataset, stage, shard, suffix))
+
+
+def shard_log(stage):
+    """results/{dataset}/logs/{stage}/shard-{shard}.log: a shard job's log."""
+    return paths.under(RESULTS, paths.shard_log_rel(paths.DATASET, stage, paths.SHARD))
+
+
+def manifest_path(dataset):
+    """results/{dataset}/manifest/manifest.parquet."""
+    return paths.under(RESULTS, paths.manifest_rel(dataset))
+
+
+def fold_path(name, dataset=paths.DATASET, run=paths.RUN, fold=paths.FOLD, source=None):
+    """results/{dataset}/train/{run}[/zeroshot-from-{source}]/fold-{fold}/{name}."""
+    return paths.under(RESULTS, paths.fold_file_rel(dataset, run, fold, name, source))
+
+
+def run_summary_path(dataset=paths.DATASET, run=paths.RUN, source=None):
+    """results/{dataset}/train/{run}[/zeroshot-from-{source}]/summary.json."""
+    return paths.under(RESULTS, paths.run_summary_rel(dataset, run, source))
+
+
+def job_log(job, fold=paths.FOLD, source=None):
+    """results/{dataset}/logs/{job}/{run}/...: a train / evaluate job's log (fold=None: summary)."""
+    return paths.under(RESULTS, paths.job_log_rel(paths.DATASET, job, paths.RUN, fold, source))
+
+
+def report_path(name):
+    """results/report/{name}."""
+    return paths.under(RESULTS, paths.report_rel(name))
+
+
+def report_log():
+    """results/logs/report.log."""
+    return paths.under(RESULTS, paths.REPORT_LOG)
 
 
 # --- the command a job runs --------------------------------------------------------------
@@ -161,7 +207,7 @@ RUN_RESULT_KEYS = ("model", "data", "optim", "trainer", "device")
 
 def num_folds(dataset):
     """Number of folds from the synced manifest's metadata (written at parse time)."""
-    return int(read_meta(f"{RESULTS}/{dataset}/manifest/manifest.parquet").get("num_folds", 1))
+    return int(read_meta(manifest_path(dataset)).get("num_folds", 1))
 
 
 def run_datasets(run):
@@ -183,15 +229,15 @@ def run_model(run):
 def data_inputs(run, ds):
     """Every shard of the artifacts a run's model reads (captions only when a rule makes them)."""
     model = run_model(run)
-    files = [f"{RESULTS}/{ds}/manifest/manifest.parquet"]
+    files = [manifest_path(ds)]
     for s in SHARDS[ds]:
-        files += [f"{RESULTS}/{ds}/frames/shard-{s}.safetensors", f"{RESULTS}/{ds}/frames/shard-{s}.parquet"]
+        files += [shard_path("frames", ".safetensors", ds, s), shard_path("frames", ".parquet", ds, s)]
         if model.get("use_landmarks", True):
-            files.append(f"{RESULTS}/{ds}/landmarks/shard-{s}.parquet")
+            files.append(shard_path("landmarks", ".parquet", ds, s))
         if model.get("use_parsing", True):
-            files.append(f"{RESULTS}/{ds}/parsing/shard-{s}.safetensors")
+            files.append(shard_path("parsing", ".safetensors", ds, s))
         if model.get("use_captions", True) and workflow.is_rule("captions"):
-            files.append(f"{RESULTS}/{ds}/captions/shard-{s}.parquet")
+            files.append(shard_path("captions", ".parquet", ds, s))
     return files
 
 
@@ -202,20 +248,20 @@ def train_inputs(wildcards):
 def zero_shot_inputs(wildcards):
     """The source run's fold checkpoint plus every artifact of the target dataset it reads."""
     return {
-        "checkpoint": f"{RESULTS}/{wildcards.source}/train/{wildcards.run}/fold-{wildcards.fold}/checkpoint.safetensors",
+        "checkpoint": fold_path(paths.CHECKPOINT, wildcards.source, wildcards.run, wildcards.fold),
         "data": data_inputs(wildcards.run, wildcards.dataset),
     }
 
 
 def fold_metrics(wildcards):
     """metrics.json of every fold of a run on a dataset (train_summary)."""
-    return [f"{RESULTS}/{wildcards.dataset}/train/{wildcards.run}/fold-{k}/metrics.json"
+    return [fold_path(paths.METRICS, wildcards.dataset, wildcards.run, k)
             for k in run_folds(wildcards.run, wildcards.dataset)]
 
 
 def zero_shot_fold_metrics(wildcards):
     """metrics.json of every zero-shot fold (zero_shot_summary)."""
-    return [f"{RESULTS}/{wildcards.dataset}/train/{wildcards.run}/zeroshot-from-{wildcards.source}/fold-{k}/metrics.json"
+    return [fold_path(paths.METRICS, wildcards.dataset, wildcards.run, k, source=wildcards.source)
             for k in run_folds(wildcards.run, wildcards.source)]
 
 
@@ -240,39 +286,44 @@ def zero_shot_json(wildcards):
 # --- final targets -----------------------------------------------------------------------
 
 
-def shard_targets(pattern):
-    """`pattern` (with {results}, {dataset}, {shard}) expanded over every dataset's shards."""
-    return [
-        pattern.format(results=RESULTS, dataset=ds, shard=s)
-        for ds in DATASETS
-        for s in SHARDS[ds]
-    ]
+def shard_targets(stage):
+    """The stage's shard-{s}.parquet of every shard of every dataset."""
+    return [shard_path(stage, ".parquet", ds, s) for ds in DATASETS for s in SHARDS[ds]]
 
 
 def decode_targets():
-    return shard_targets("{results}/{dataset}/frames/shard-{shard}.parquet")
+    return shard_targets("frames")
 
 
 def landmarks_targets():
-    return shard_targets("{results}/{dataset}/landmarks/shard-{shard}.parquet")
+    return shard_targets("landmarks")
 
 
 def parsing_targets():
-    return shard_targets("{results}/{dataset}/parsing/shard-{shard}.parquet")
+    return shard_targets("parsing")
 
 
 def captions_targets():
-    return shard_targets("{results}/{dataset}/captions/shard-{shard}.parquet")
+    return shard_targets("captions")
 
 
 def train_targets():
     """summary.json of every (run, dataset), and of every configured zero-shot evaluation."""
-    targets = [f"{RESULTS}/{ds}/train/{run}/summary.json" for run in TRAIN_RUNS for ds in run_datasets(run)]
+    targets = [run_summary_path(ds, run) for run in TRAIN_RUNS for ds in run_datasets(run)]
     for zs in TRAIN.get("zero_shot", []) or []:
         for run in [zs["run"]] if zs.get("run") else list(TRAIN_RUNS):
             if zs["train"] in run_datasets(run) and zs["eval"] in DATASETS:
-                targets.append(f"{RESULTS}/{zs['eval']}/train/{run}/zeroshot-from-{zs['train']}/summary.json")
+                targets.append(run_summary_path(zs["eval"], run, source=zs["train"]))
     return targets
+
+
+def report_gallery_args():
+    """`dfer report` options of the configured gallery caps (`report.gallery_max`,
+    `report.embed_max`: N, or null for every clip); an unset key keeps the command's default."""
+    cfg = config.get("report", {}) or {}
+    caps = {"gallery_max": "--gallery-max", "embed_max": "--embed-max"}
+    return " ".join(f"{flag} {'all' if cfg[key] is None else int(cfg[key])}"
+                    for key, flag in caps.items() if key in cfg)
 
 
 def report_inputs():
@@ -282,4 +333,4 @@ def report_inputs():
 
 def get_final_output():
     """The workflow's final outputs (the default target): every stage's and the report."""
-    return report_inputs() + [f"{RESULTS}/report/report.md"]
+    return report_inputs() + [report_path("report.md")]

@@ -4,16 +4,16 @@
 
 rule decode:
     input:
-        manifest=f"{RESULTS}/{{dataset}}/manifest/shard-{{shard}}.parquet",
+        manifest=shard_path("manifest", ".parquet"),
     output:
-        frames=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.safetensors",
-        index=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.parquet",
-        failures=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.failures.parquet",
+        frames=shard_path("frames", ".safetensors"),
+        index=shard_path("frames", ".parquet"),
+        failures=shard_path("frames", ".failures.parquet"),
     params:
         cfg=section_json("decode"),
         dfer=dfer_command(),
     log:
-        f"{RESULTS}/{{dataset}}/logs/decode/shard-{{shard}}.log",
+        shard_log("decode"),
     conda:
         "../../envs/dfer.yaml"
     shell:

@@ -5,18 +5,18 @@
 
 rule landmarks:
     input:
-        frames=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.safetensors",
-        index=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.parquet",
+        frames=shard_path("frames", ".safetensors"),
+        index=shard_path("frames", ".parquet"),
     output:
-        landmarks=f"{RESULTS}/{{dataset}}/landmarks/shard-{{shard}}.parquet",
-        failures=f"{RESULTS}/{{dataset}}/landmarks/shard-{{shard}}.failures.parquet",
+        landmarks=shard_path("landmarks", ".parquet"),
+        failures=shard_path("landmarks", ".failures.parquet"),
     params:
         cfg=section_json("landmarks"),
         dfer=dfer_command(),
     resources:
         gpu=landmarks_gpu,
     log:
-        f"{RESULTS}/{{dataset}}/logs/landmarks/shard-{{shard}}.log",
+        shard_log("landmarks"),
     conda:
         "../../envs/dfer.yaml"
     shell:

@@ -5,20 +5,20 @@
 
 rule parsing:
     input:
-        frames=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.safetensors",
-        index=f"{RESULTS}/{{dataset}}/frames/shard-{{shard}}.parquet",
-        landmarks=f"{RESULTS}/{{dataset}}/landmarks/shard-{{shard}}.parquet",
+        frames=shard_path("frames", ".safetensors"),
+        index=shard_path("frames", ".parquet"),
+        landmarks=shard_path("landmarks", ".parquet"),
     output:
-        maps=f"{RESULTS}/{{dataset}}/parsing/shard-{{shard}}.safetensors",
-        index=f"{RESULTS}/{{dataset}}/parsing/shard-{{shard}}.parquet",
-        failures=f"{RESULTS}/{{dataset}}/parsing/shard-{{shard}}.failures.parquet",
+        maps=shard_path("parsing", ".safetensors"),
+        index=shard_path("parsing", ".parquet"),
+        failures=shard_path("parsing", ".failures.parquet"),
     params:
         cfg=section_json("parsing"),
         dfer=dfer_command(),
     resources:
         gpu=parsing_gpu,
     log:
-        f"{RESULTS}/{{dataset}}/logs/parsing/shard-{{shard}}.log",
+        shard_log("parsing"),
     conda:
         "../../envs/dfer.yaml"
     shell:

@@ -11,8 +11,8 @@ rule train:
     input:
         train_inputs,
     output:
-        checkpoint=f"{RESULTS}/{{dataset}}/train/{{run}}/fold-{{fold}}/checkpoint.safetensors",
-        summary=f"{RESULTS}/{{dataset}}/train/{{run}}/fold-{{fold}}/train.json",
+        checkpoint=fold_path(paths.CHECKPOINT),
+        summary=fold_path(paths.TRAIN_SUMMARY),
     params:
         cfg=run_json,
         results=results_dir(5),  # results/{dataset}/train/{run}/fold-{fold}/
@@ -21,7 +21,7 @@ rule train:
     resources:
         gpu=train_gpu,
     log:
-        f"{RESULTS}/{{dataset}}/logs/train/{{run}}/fold-{{fold}}.log",
+        job_log("train"),
     conda:
         "../../envs/dfer.yaml"
     shell:
@@ -32,11 +32,11 @@ rule train:
 rule evaluate:
     input:
         data=train_inputs,
-        checkpoint=f"{RESULTS}/{{dataset}}/train/{{run}}/fold-{{fold}}/checkpoint.safetensors",
+        checkpoint=fold_path(paths.CHECKPOINT),
     output:
-        metrics=f"{RESULTS}/{{dataset}}/train/{{run}}/fold-{{fold}}/metrics.json",
-        predictions=f"{RESULTS}/{{dataset}}/train/{{run}}/fold-{{fold}}/predictions.parquet",
-        confusion=f"{RESULTS}/{{dataset}}/train/{{run}}/fold-{{fold}}/confusion.png",
+        metrics=fold_path(paths.METRICS),
+        predictions=fold_path(paths.PREDICTIONS),
+        confusion=fold_path(paths.CONFUSION),
     params:
         cfg=eval_json,
         results=results_dir(5),  # results/{dataset}/train/{run}/fold-{fold}/
@@ -45,7 +45,7 @@ rule evaluate:
     resources:
         gpu=train_gpu,
     log:
-        f"{RESULTS}/{{dataset}}/logs/evaluate/{{run}}/fold-{{fold}}.log",
+        job_log("evaluate"),
     conda:
         "../../envs/dfer.yaml"
     shell:
@@ -58,11 +58,11 @@ rule train_summary:
     input:
         fold_metrics,
     output:
-        f"{RESULTS}/{{dataset}}/train/{{run}}/summary.json",
+        run_summary_path(),
     params:
         dfer=dfer_command(),
     log:
-        f"{RESULTS}/{{dataset}}/logs/evaluate/{{run}}/summary.log",
+        job_log("evaluate", fold=None),
     conda:
         "../../envs/dfer.yaml"
     shell:
@@ -73,9 +73,9 @@ rule zero_shot:
     input:
         unpack(zero_shot_inputs),
     output:
-        metrics=f"{RESULTS}/{{dataset}}/train/{{run}}/zeroshot-from-{{source}}/fold-{{fold}}/metrics.json",
-        predictions=f"{RESULTS}/{{dataset}}/train/{{run}}/zeroshot-from-{{source}}/fold-{{fold}}/predictions.parquet",
-        confusion=f"{RESULTS}/{{dataset}}/train/{{run}}/zeroshot-from-{{source}}/fold-{{fold}}/confusion.png",
+        metrics=fold_path(paths.METRICS, source=paths.SOURCE),
+        predictions=fold_path(paths.PREDICTIONS, source=paths.SOURCE),
+        confusion=fold_path(paths.CONFUSION, source=paths.SOURCE),
     params:
         cfg=zero_shot_json,
         results=results_dir(6),  # results/{dataset}/train/{run}/zeroshot-from-{source}/fold-{fold}/
@@ -84,7 +84,7 @@ rule zero_shot:
     resources:
         gpu=train_gpu,
     log:
-        f"{RESULTS}/{{dataset}}/logs/evaluate/{{run}}/zeroshot-from-{{source}}-fold-{{fold}}.log",
+        job_log("evaluate", source=paths.SOURCE),
     conda:
         "../../envs/dfer.yaml"
     shell:
@@ -97,11 +97,11 @@ rule zero_shot_summary:
     input:
         zero_shot_fold_metrics,
     output:
-        f"{RESULTS}/{{dataset}}/train/{{run}}/zeroshot-from-{{source}}/summary.json",
+        run_summary_path(source=paths.SOURCE),
     params:
         dfer=dfer_command(),
     log:
-        f"{RESULTS}/{{dataset}}/logs/evaluate/{{run}}/zeroshot-from-{{source}}-summary.log",
+        job_log("evaluate", fold=None, source=paths.SOURCE),
     conda:
         "../../envs/dfer.yaml"
     shell:

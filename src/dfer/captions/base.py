@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from dfer.frame_sampling import spread_indices
 from dfer.shard_runner import ErrorType
 
 #: Backend failure codes with a meaning of their own in the vocabulary. Any other code (an
@@ -112,5 +113,4 @@ def sample_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
         raise ValueError(f"frames must have shape [T, H, W, 3], got {list(frames.shape)}")
     if len(frames) == 0:
         raise ValueError("clip has no frames")
-    idx = np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
-    return frames[idx]
+    return frames[spread_indices(len(frames), num_frames)]

@@ -22,7 +22,6 @@ from dfer.landmarks.api import (
     detect_landmarks,
     load_models,
     model_name,
-    resolve_backend,
 )
 from dfer.landmarks.config import LandmarksConfig
 from dfer.shard_runner import (
@@ -127,7 +126,8 @@ def run_shard(
     """
     cfg = LandmarksConfig.from_dict(params)
     clip_ids = index_clip_ids(index_path)
-    backend = load_models(cfg) if clip_ids else resolve_backend(cfg)
+    choice = choose_backend(cfg)  # a pinned backend without weights stops here
+    backend = load_models(cfg, choice) if clip_ids else choice.backend
     prepare_outputs([out_path, failures_path])
     with open_frames(frames_path) as frames:
         run = run_clips(STAGE, shard_label(frames_path), clip_ids,
@@ -148,7 +148,7 @@ def run_shard(
     finish_shard(run, [
         Output(out_path, results_table(results),
                provenance(STAGE, SCHEMA_VERSION, **base,
-                          backend_choice=choose_backend(cfg).record(), **summary), SCHEMA),
+                          backend_choice=choice.record(), **summary), SCHEMA),
         failures_output(run, failures_path, provenance(STAGE, SCHEMA_VERSION, **base)),
     ])
     return summary

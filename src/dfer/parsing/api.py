@@ -7,51 +7,24 @@ from typing import Any
 
 import numpy as np
 
+from dfer import weights
+from dfer.devices import resolve_device
 from dfer.parsing import facer_backend, polygon
 from dfer.parsing.config import ParsingConfig
-from dfer.weights import BackendChoice, announce
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from dfer.weights import BackendChoice
 
 
 def choose_backend(cfg: ParsingConfig) -> BackendChoice:
-    """The parser ``cfg`` runs with, and why.
+    """The parser ``cfg`` runs with, and why (:func:`dfer.weights.choose_backend`).
 
-    A pinned ``facer`` never falls back to the polygon parser: its checkpoint is looked up
-    here, so a missing one raises :class:`dfer.weights.MissingWeightsError` (naming
-    ``parsing.weights`` and the file) before any clip, even in a job with no clips. ``auto``
-    picks facer when CUDA is visible and the model's weights are found, the landmark polygons
-    otherwise, and logs its choice.
+    A pinned ``facer`` never falls back to the polygon parser: a missing checkpoint raises
+    :class:`dfer.weights.MissingWeightsError` (naming ``parsing.weights`` and the file) before
+    any clip, even in a job with no clips. ``auto`` picks facer when CUDA is visible and the
+    model's weights are found, the landmark polygons otherwise, and logs its choice.
     """
-    if cfg.backend == "facer":
-        path = facer_backend.resolve_weights(cfg.model, cfg.weights)
-        return BackendChoice("parsing", cfg.backend, cfg.backend,
-                             f"pinned by parsing.backend; {cfg.model} weights {path}")
-    if cfg.backend != "auto":
-        return BackendChoice("parsing", cfg.backend, cfg.backend, "pinned by parsing.backend")
-    import torch
-
-    if not torch.cuda.is_available():
-        choice = BackendChoice("parsing", "auto", "landmarks",
-                               "no CUDA device is visible, so not facer", substitute=True)
-    else:
-        try:
-            path = facer_backend.resolve_weights(cfg.model, cfg.weights)
-        except FileNotFoundError as exc:
-            choice = BackendChoice("parsing", "auto", "landmarks",
-                                   f"CUDA is visible but not the {cfg.model} weights: {exc}",
-                                   substitute=True)
-        else:
-            choice = BackendChoice("parsing", "auto", "facer",
-                                   f"CUDA is visible and the {cfg.model} weights are at {path}")
-    return announce(choice)
+    return weights.choose_backend(
+        "parsing", cfg.backend, gpu="facer", cpu="landmarks", weights_name=cfg.model,
+        find_weights=lambda: facer_backend.resolve_weights(cfg.model, cfg.weights))
 
 
 def resolve_backend(cfg: ParsingConfig) -> str:
@@ -70,13 +43,14 @@ def _facer_parser(cfg: ParsingConfig):  # noqa: ANN202 - facer FaceParser
     return facer_backend.load_parser(cfg.model, str(path), device), device
 
 
-def load_models(cfg: ParsingConfig) -> str:
-    """Load the parser ``cfg`` needs now and return the resolved backend name.
+def load_models(cfg: ParsingConfig, choice: BackendChoice | None = None) -> str:
+    """Load the parser ``cfg`` needs now (for ``choice``, default :func:`choose_backend`) and
+    return the backend name.
 
-    Called by the shard runner before its clip loop: missing facer weights stop the job with
+    Called by the shard job before its clip loop: missing facer weights stop the job with
     one clear error instead of becoming a failure row per clip.
     """
-    backend = resolve_backend(cfg)
+    backend = (choice or choose_backend(cfg)).backend
     if backend == "facer":
         _facer_parser(cfg)
     return backend

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from dfer.artifacts import provenance
 from dfer.landmarks.shard import index_clip_ids, read_landmarks
-from dfer.parsing.api import choose_backend, load_models, model_name, parse_clip, resolve_backend
+from dfer.parsing.api import choose_backend, load_models, model_name, parse_clip
 from dfer.parsing.checks import eye_side_votes
 from dfer.parsing.config import ParsingConfig
 from dfer.parsing.labels import LABELS, area_fractions
@@ -68,7 +68,8 @@ def run_shard(
     cfg = ParsingConfig.from_dict(params)
     landmarks = read_landmarks(landmarks_path)
     clip_ids = [c for c in index_clip_ids(index_path) if c in landmarks]
-    backend = load_models(cfg) if clip_ids else resolve_backend(cfg)
+    choice = choose_backend(cfg)  # a pinned backend without weights stops here
+    backend = load_models(cfg, choice) if clip_ids else choice.backend
     prepare_outputs([maps_path, stats_path, failures_path])
 
     def one(clip_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,7 +89,7 @@ def run_shard(
                "frames": int(sum(len(m) for m in maps.values())),
                "eye_side_agreement": round(float(votes[0] / votes[1]), 6) if votes[1] else None}
     meta = provenance(STAGE, SCHEMA_VERSION, backend=backend, model=model, params=cfg.to_dict(),
-                      backend_choice=choose_backend(cfg).record(), labels=list(LABELS), **summary)
+                      backend_choice=choice.record(), labels=list(LABELS), **summary)
     finish_shard(run, [
         Output(maps_path, maps, meta),
         Output(stats_path, stats_table(maps, has_points), meta, SCHEMA),

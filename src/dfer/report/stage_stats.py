@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dfer.paths import shard_file_name
+from dfer.paths import manifest_file, shard_file_name, stage_dir
 from dfer.sharding import shards_in
 
 #: stage name -> artifact folder under results/{dataset}/
@@ -25,7 +25,7 @@ STAGE_DIRS: dict[str, str] = {
 
 STATS_COLUMNS = [
     "dataset", "stage", "shards", "clips_ok", "clips_failed", "failure_types",
-    "frames", "face_rate",
+    "frames", "face_rate", "centre_crops", "lost_by_class",
 ]
 
 
@@ -46,20 +46,44 @@ def _failures(folder: Path) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["clip_id", "error_type"])
 
 
+def _labels(manifest: Path) -> pd.Series:
+    """clip_id -> class name from the dataset manifest (empty when it has no labels)."""
+    if not manifest.exists() or "label" not in pq.read_schema(manifest).names:
+        return pd.Series(dtype=str)
+    table = pq.read_table(manifest, columns=["clip_id", "label"]).to_pandas()
+    return pd.Series(table["label"].to_numpy(), index=table["clip_id"].astype(str))
+
+
+def _lost_by_class(fails: pd.DataFrame, labels: pd.Series) -> str:
+    """``"sadness: 1, anger: 2"``: the classes of the clips a stage lost, so that a stage that
+    empties one class is visible in the report (a total count hides it)."""
+    if not len(fails) or labels.empty:
+        return ""
+    ids = fails["clip_id"].astype(str).drop_duplicates()
+    counts = labels.reindex(ids).dropna().value_counts()
+    return ", ".join(f"{name}: {int(n)}" for name, n in sorted(counts.items()))
+
+
 def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
-    """One row per stage that has artifacts in ``dataset_dir`` (``results/{dataset}``)."""
+    """One row per stage that has artifacts in ``dataset_dir`` (``results/{dataset}``).
+
+    ``lost_by_class`` counts the clips the stage recorded as failed per class;
+    ``centre_crops`` (decode) the clips kept with no face found, which later stages lose.
+    """
     rows: list[dict[str, object]] = []
     dataset = dataset_dir.name
-    manifest = dataset_dir / "manifest" / "manifest.parquet"
+    manifest = manifest_file(dataset_dir.parent, dataset)
+    labels = _labels(manifest)
     if manifest.exists():
-        fails = _failures(dataset_dir / "manifest")
+        fails = _failures(manifest.parent)
         rows.append({
-            "dataset": dataset, "stage": "manifest", "shards": len(_shard_tables(dataset_dir / "manifest")),
+            "dataset": dataset, "stage": "manifest", "shards": len(_shard_tables(manifest.parent)),
             "clips_ok": pq.read_metadata(manifest).num_rows, "clips_failed": len(fails),
             "failure_types": _failure_types(fails), "frames": None, "face_rate": None,
+            "centre_crops": None, "lost_by_class": "",
         })
     for stage, sub in STAGE_DIRS.items():
-        folder = dataset_dir / sub
+        folder = stage_dir(dataset_dir.parent, dataset, sub)
         shards = _shard_tables(folder) if folder.is_dir() else []
         if not shards:
             continue
@@ -68,11 +92,13 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
         fails = _failures(folder)
         frames: int | None = None
         face_rate: float | None = None
+        centre_crops: int | None = None
         if "has_face" in table.columns:  # landmarks: one row per frame
             frames = len(table)
             face_rate = float(table["has_face"].mean()) if frames else None
         elif "face_found_frac" in table.columns:  # decode: one row per clip
             face_rate = float(table["face_found_frac"].mean()) if len(table) else None
+            centre_crops = int((table["face_found_frac"] <= 0).sum())
         elif "frame" in table.columns:  # parsing stats: one row per frame
             frames = len(table)
         rows.append({
@@ -80,6 +106,7 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
             "clips_ok": int(table["clip_id"].nunique()) if "clip_id" in table else len(table),
             "clips_failed": int(fails["clip_id"].nunique()) if len(fails) else 0,
             "failure_types": _failure_types(fails), "frames": frames, "face_rate": face_rate,
+            "centre_crops": centre_crops, "lost_by_class": _lost_by_class(fails, labels),
         })
     return rows
 

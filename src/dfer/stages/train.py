@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from dfer.paths import TRAIN_SUMMARY
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, required=True, help="results folder (holds {dataset}/...)")
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     params = {k: v for k, v in params.items() if k not in ("datasets", "folds")}
     params["dataset"] = args.dataset
     ckpt = train_fold(args.results, args.dataset, args.fold, args.run, params, args.out)
-    summary = json.loads((args.out / "train.json").read_text())
+    summary = json.loads((args.out / TRAIN_SUMMARY).read_text())
     final = summary.get("final_metrics", {})
     print(
         f"train {args.dataset} {args.run} fold {args.fold}: {ckpt} "

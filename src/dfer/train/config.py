@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from dfer.devices import resolve_device
 from dfer.model.config import ModelConfig
 from dfer.strict_config import from_mapping
 from dfer.train.data import DataConfig
@@ -83,14 +84,3 @@ class RunConfig:
         if self.resolved_device() == "cuda":
             return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
         return "32-true"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but no CUDA GPU is visible")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; expected auto, cpu or cuda")
-    return device

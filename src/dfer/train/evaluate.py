@@ -21,8 +21,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dfer.artifacts import provenance, write_bytes_atomic, write_parquet
+from dfer.devices import resolve_device
 from dfer.model.checkpoint import load_checkpoint
-from dfer.train.config import DataConfig, resolve_device
+from dfer.paths import CONFUSION, METRICS, PREDICTIONS
+from dfer.train.config import DataConfig
 from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_split, load_clip_table
 from dfer.train.label_mapping import is_zero_shot, label_prompts_for
 from dfer.train.metrics import compute_metrics, plot_confusion
@@ -36,6 +38,35 @@ PREDICTIONS_SCHEMA = pa.schema([
     ("pred_idx", pa.int64()), ("pred_label", pa.string()), ("prob", pa.float32()),
     ("correct", pa.bool_()), ("probs", pa.list_(pa.float32())),
 ])
+#: Optional columns, written when the model's forward output carries them (the report's
+#: gallery shows why a clip got its prediction): per-class similarity to the positive and
+#: negative descriptors, the fusion weight of each level (names in the ``modality_levels``
+#: metadata) and each level's own class scores (``score_levels`` metadata; [levels][classes]).
+EXPLAIN_FIELDS = {
+    "sim_pos": pa.list_(pa.float32()), "sim_neg": pa.list_(pa.float32()),
+    "modality_weights": pa.list_(pa.float32()), "level_scores": pa.list_(pa.list_(pa.float32())),
+}
+
+
+def explanations(out: Any, batch_size: int) -> dict[str, np.ndarray]:
+    """The optional prediction columns of one batch, from what the forward output exposes.
+
+    Read by name, so a model without one of them simply writes fewer columns.
+    ``modality_weights`` are learned per model, not per clip: repeated on every row so that a
+    row explains its prediction on its own.
+    """
+    found: dict[str, np.ndarray] = {}
+    for key in ("sim_pos", "sim_neg"):
+        value = getattr(out, key, None)
+        if torch.is_tensor(value):
+            found[key] = value.float().cpu().numpy()
+    weights = getattr(out, "modality_weights", None)
+    if torch.is_tensor(weights):
+        found["modality_weights"] = np.broadcast_to(weights.float().cpu().numpy(), (batch_size, weights.numel()))
+    scores = getattr(out, "level_scores", None)
+    if isinstance(scores, Mapping) and scores:
+        found["level_scores"] = np.stack([v.float().cpu().numpy() for v in scores.values()], axis=1)
+    return found
 
 
 def evaluate_checkpoint(
@@ -79,12 +110,17 @@ def evaluate_checkpoint(
     ids: list[str] = []
     targets: list[np.ndarray] = []
     probs: list[np.ndarray] = []
+    explained: list[dict[str, np.ndarray]] = []
+    score_levels: list[str] = []
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"evaluate {dataset} fold {fold}", unit="batch"):
             inputs = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in model_inputs(batch).items()}
             with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
-                logits = model(**inputs).logits
+                result = model(**inputs)
+                logits = result.logits
             probs.append(torch.softmax(logits.float(), -1).cpu().numpy())
+            explained.append(explanations(result, len(logits)))
+            score_levels = list(getattr(result, "level_scores", None) or score_levels)
             targets.append(batch["label"].numpy())
             ids.extend(batch["clip_id"])
     prob = np.concatenate(probs) if probs else np.zeros((0, len(labels)), np.float32)
@@ -107,13 +143,19 @@ def evaluate_checkpoint(
         "correct": pred == target,
         "probs": [row.astype(np.float32) for row in prob],
     })
+    schema = PREDICTIONS_SCHEMA
+    for key, kind in EXPLAIN_FIELDS.items():  # only columns every batch had
+        if explained and all(key in e for e in explained):
+            frame[key] = [row.astype(np.float32).tolist() for e in explained for row in e[key]]
+            schema = schema.append(pa.field(key, kind))
     pmeta = provenance("evaluate", EVAL_SCHEMA_VERSION, model=model.cfg.backbone,
                        params={"split": split, "label_prompts": dict(label_prompts or {})},
-                       checkpoint=str(checkpoint), labels=labels)
-    write_parquet(out / "predictions.parquet", frame, pmeta, schema=PREDICTIONS_SCHEMA)
-    write_bytes_atomic(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True).encode())
+                       checkpoint=str(checkpoint), labels=labels,
+                       modality_levels=list(getattr(model, "fused_levels", [])), score_levels=score_levels)
+    write_parquet(out / PREDICTIONS, frame, pmeta, schema=schema)
+    write_bytes_atomic(out / METRICS, json.dumps(metrics, indent=2, sort_keys=True).encode())
     title = f"{dataset} fold {fold}: UAR {metrics['uar']:.3f} WAR {metrics['war']:.3f}"
-    plot_confusion(np.asarray(metrics["confusion_matrix"]), labels, out / "confusion.png", title)
+    plot_confusion(np.asarray(metrics["confusion_matrix"]), labels, out / CONFUSION, title)
     log.info("%s", title)
     return metrics
 

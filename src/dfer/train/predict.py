@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from dfer.devices import resolve_device
 from dfer.model.checkpoint import load_checkpoint
 from dfer.model.fineclip import FineCLIPER
-from dfer.train.config import resolve_device
 from dfer.train.data import DataConfig, default_renderers, prepare_clip
 from dfer.train.module import model_inputs
 

@@ -2,13 +2,13 @@
 
 ``decode_clip`` is the per-clip API (used by the decode shard runner and by ``dfer predict``),
 ``decode_array`` the same on frames already in memory; ``decode_shard`` writes one shard's
-frames artifacts; ``dfer.video.synth`` writes small test videos.
+frames artifacts. The small test videos are written by ``tests/support/videos.py``.
 """
 
+from dfer.frame_sampling import sample_indices
 from dfer.video.clip import DecodeConfig, DecodedClip, decode_array, decode_clip
 from dfer.video.errors import DecodeError
 from dfer.video.reader import SampledFrames, list_frame_files, read_frame_folder, read_video
-from dfer.video.sampling import sample_indices
 from dfer.video.shard import INDEX_SCHEMA, ShardResult, decode_shard
 
 __all__ = [

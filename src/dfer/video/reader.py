@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dfer.frame_sampling import sample_indices
 from dfer.video.errors import (
     CorruptFile,
     DecodeError,
@@ -35,7 +36,6 @@ from dfer.video.errors import (
     TruncatedFile,
     UnreadableFile,
 )
-from dfer.video.sampling import sample_indices
 
 #: Image files a frame folder may hold.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})

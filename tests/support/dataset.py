@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dfer.artifacts import provenance, write_failures, write_parquet, write_safetensors
+from dfer.frame_sampling import spread_indices
 from dfer.paths import manifest_file, shard_file
 from dfer.shard_runner import ErrorType, failure_row
 from dfer.sharding import shard_name, shard_of
@@ -147,7 +148,7 @@ def simple_renderers() -> tuple:
         grey = (label_map.astype(np.int32) * 25 % 256).astype(np.uint8)
         img = np.repeat(grey[:, :, None], 3, axis=2)
         if img.shape[0] != size:
-            idx = np.linspace(0, img.shape[0] - 1, size).round().astype(int)
+            idx = spread_indices(img.shape[0], size)
             img = img[idx][:, idx]
         return img
 
