@@ -88,6 +88,29 @@ def detect_faces(image: np.ndarray, kind: DetectorKind = "hog", upsample: int = 
     return boxes
 
 
+#: A detector setting as one word: ``hog-up0`` is dlib's HOG detector without upsampling,
+#: ``mmod-up1`` the CNN detector on the image upsampled once. The decode escalation ladder and
+#: the frames index's ``detector_used`` column use this spelling, so a config value and the
+#: record of what found a face read the same.
+RUNG_PATTERN = r"^(hog|mmod)-up[0-3]$"
+
+
+def rung_name(kind: DetectorKind, upsample: int) -> str:
+    """``hog-up1``: the one-word name of a detector and its upsampling."""
+    return f"{kind}-up{int(upsample)}"
+
+
+def parse_rung(name: str) -> tuple[DetectorKind, int]:
+    """``"mmod-up1"`` -> ``("mmod", 1)``; a clear error naming the accepted spelling otherwise."""
+    import re
+
+    if not isinstance(name, str) or not re.match(RUNG_PATTERN, name):
+        raise ValueError(f"detector setting {name!r} is not of the form 'hog-up0'..'hog-up3' or "
+                         "'mmod-up0'..'mmod-up3' (detector, then dlib's upsampling count)")
+    kind, up = name.split("-up")
+    return kind, int(up)  # type: ignore[return-value]  # checked by the pattern
+
+
 def largest_face(image: np.ndarray, kind: DetectorKind = "hog", upsample: int = 1) -> FaceBox | None:
     """The largest face in ``image``, or None when the detector finds none."""
     faces = detect_faces(image, kind=kind, upsample=upsample)

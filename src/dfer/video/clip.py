@@ -1,7 +1,13 @@
-"""Per-clip, in-memory decode: sampled frames -> face box -> square face crops.
+"""Per-clip, in-memory decode: sampled frames -> face box(es) -> square face crops.
 
 ``decode_clip`` is what the shard runner calls for every manifest row and what ``dfer
 predict`` calls on a user's video; it touches no artifact files.
+
+Detection escalates only where needed: the configured detector runs first, and only when it
+finds no face in any examined frame are the ``escalate`` rungs tried in order (upsampling
+finds small faces, the CNN finds turned ones), so clips whose faces the first pass finds cost
+exactly what they did before. ``crop: median`` cuts every frame at one box per clip;
+``crop: track`` follows one person with a box per frame (:mod:`dfer.video.track`).
 """
 
 from __future__ import annotations
@@ -16,14 +22,35 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dfer.face_detect import DetectorKind
+from dfer.face_detect import DetectorKind, parse_rung, rung_name
 from dfer.frame_sampling import sample_indices
 from dfer.strict_config import from_mapping
-from dfer.video.crop import center_box, crop_resize, detect_boxes, median_box, square_box
+from dfer.video.crop import (
+    center_box,
+    crop_resize,
+    crop_resize_each,
+    detect_all,
+    detect_boxes,
+    median_box,
+    square_box,
+)
 from dfer.video.errors import DecodeError, NoFace
 from dfer.video.reader import SampledFrames, read_frame_folder, read_video
+from dfer.video.track import track_boxes
 
 SourceKind = Literal["video", "frames"]
+
+#: An escalation rung with the CNN detector examines at most this many frames (spread over
+#: the frames the first pass examined): it costs 1.5 s (no upsampling) to 6 s (upsampled once)
+#: per 640x360 frame on one CPU core, and one face found is enough to place the crop.
+CNN_ESCALATION_FRAMES = 4
+
+#: Settings added after the first frames-index schema, with their defaults. Provenance lists
+#: them only when set to something else, so artifacts decoded with the default settings keep
+#: their bytes: at the defaults they change nothing on a clip where the first detector pass
+#: finds a face, and a clip escalation rescued says so in the index (``detector_used``).
+_LATER_DEFAULTS: dict[str, Any] = {"crop": "median", "track_smooth": 3,
+                                   "escalate": ("hog-up1", "mmod-up0")}
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,9 @@ class DecodeConfig:
     detect_frames: int = 8
     detect_max_side: int = 640
     folder_fps: float | None = None
+    crop: Literal["median", "track"] = "median"
+    track_smooth: int = 3
+    escalate: tuple[str, ...] = ("hog-up1", "mmod-up0")
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -53,6 +83,25 @@ class DecodeConfig:
             raise ValueError(f"decode.margin must be >= 0, got {self.margin}")
         if self.detect_frames < 0:
             raise ValueError(f"decode.detect_frames must be >= 0, got {self.detect_frames}")
+        if self.crop not in ("median", "track"):
+            raise ValueError(f"decode.crop must be 'median' or 'track', got {self.crop!r}")
+        if self.track_smooth < 1:
+            raise ValueError(f"decode.track_smooth must be >= 1, got {self.track_smooth}")
+        object.__setattr__(self, "escalate", tuple(self.escalate))  # YAML gives a list
+        for name in self.escalate:
+            try:
+                parse_rung(name)
+            except ValueError as exc:
+                raise ValueError(f"decode.escalate: {exc}") from None
+
+    def ladder(self) -> list[tuple[DetectorKind, int]]:
+        """The detector settings tried in order: the configured one, then ``escalate``."""
+        rungs: list[tuple[DetectorKind, int]] = [(self.detector, self.upsample)]
+        for name in self.escalate:
+            rung = parse_rung(name)
+            if rung not in rungs:
+                rungs.append(rung)
+        return rungs
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> DecodeConfig:
@@ -61,6 +110,12 @@ class DecodeConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def provenance_params(self) -> dict[str, Any]:
+        """``as_dict`` without the later settings left at their defaults (see
+        ``_LATER_DEFAULTS``): the params recorded in every decode artifact."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.as_dict().items()
+                if k not in _LATER_DEFAULTS or _LATER_DEFAULTS[k] != v}
 
 
 @dataclass
@@ -77,6 +132,9 @@ class DecodedClip:
     crop_box: np.ndarray  # float32 [4] x0, y0, x1, y1 in source pixels
     face_found_frac: float
     seconds: float
+    detector_used: str | None = None  # "hog-up1": the rung that found the face; None: none did
+    face_frames: int = 0  # examined frames with a face (of the chosen person, in track mode)
+    crop_boxes: np.ndarray | None = None  # float32 [T, 4] per-frame boxes (crop: track only)
 
     def info(self) -> dict[str, Any]:
         """The frames-index fields of this clip (everything but the pixels)."""
@@ -89,6 +147,9 @@ class DecodedClip:
             "frame_indices": self.frame_indices.astype(np.int32),
             "crop_box": self.crop_box.astype(np.float32),
             "face_found_frac": float(self.face_found_frac),
+            "detector_used": self.detector_used,
+            "face_frames": int(self.face_frames),
+            "crop_boxes": None if self.crop_boxes is None else self.crop_boxes.astype(np.float32),
             "seconds": float(self.seconds),
         }
 
@@ -110,21 +171,68 @@ def read_sampled(path: str | os.PathLike[str], source_kind: SourceKind,
     raise DecodeError(f"{path}: unknown source_kind {source_kind!r} (expected 'video' or 'frames')")
 
 
-def face_crop_box(sampled: SampledFrames, cfg: DecodeConfig) -> tuple[np.ndarray, float]:
-    """The clip's square crop box and the fraction of examined frames with a face."""
-    subset = _detection_subset(len(sampled.frames), cfg.detect_frames)
-    boxes = detect_boxes(sampled.frames[subset], cfg.detector, cfg.upsample, cfg.detect_max_side)
-    found = sum(b is not None for b in boxes) / len(boxes)
-    box = median_box(boxes)
-    if box is None:
-        if cfg.on_no_face == "fail":
-            raise NoFace(f"no face found by dlib {cfg.detector} in {len(boxes)} examined frames "
-                         f"(decode.detector {cfg.detector!r}, decode.upsample {cfg.upsample}); "
-                         "raise decode.upsample or set decode.detector: mmod to find smaller "
-                         "faces, or set decode.on_no_face: center to keep the clip with a "
-                         "centre crop")
-        return center_box(sampled.width, sampled.height), 0.0
-    return square_box(box, cfg.margin, sampled.width, sampled.height), float(found)
+@dataclass
+class FaceBoxes:
+    """Where the crops of one clip come from (see ``face_boxes``)."""
+
+    crop_box: np.ndarray  # float32 [4]: the clip's box (track: the box of the median face)
+    crop_boxes: np.ndarray | None  # float32 [T, 4] per-frame crop boxes (track mode only)
+    found_frac: float  # examined frames with a face / examined frames (of the rung that found it)
+    face_frames: int
+    detector_used: str | None
+
+
+def _rung_frames(examined: np.ndarray, rung_index: int, kind: DetectorKind) -> np.ndarray:
+    """The frames a rung examines: the first pass's, at most ``CNN_ESCALATION_FRAMES`` for an
+    escalation to the CNN detector."""
+    if rung_index == 0 or kind != "mmod":
+        return examined
+    return examined[_detection_subset(len(examined), CNN_ESCALATION_FRAMES)]
+
+
+def _no_face(sampled: SampledFrames, cfg: DecodeConfig, examined: int) -> FaceBoxes:
+    tried = ", ".join(rung_name(k, u) for k, u in cfg.ladder())
+    if cfg.on_no_face == "fail":
+        raise NoFace(f"no face found by dlib ({tried}) in {examined} examined frames "
+                     f"(decode.detector {cfg.detector!r}, decode.upsample {cfg.upsample}, "
+                     f"decode.escalate {list(cfg.escalate)}); add 'hog-up2' or 'mmod-up1' to "
+                     "decode.escalate to find smaller faces, or set decode.on_no_face: center "
+                     "to keep the clip with a centre crop")
+    box = center_box(sampled.width, sampled.height)
+    boxes = np.repeat(box[None], len(sampled.frames), axis=0) if cfg.crop == "track" else None
+    return FaceBoxes(box, boxes, 0.0, 0, None)
+
+
+def face_boxes(sampled: SampledFrames, cfg: DecodeConfig) -> FaceBoxes:
+    """The crop box(es) of a clip, found by the detector ladder (``cfg.ladder()``).
+
+    ``median``: the largest face on the ``detect_frames`` examined frames, one median box.
+    ``track``: every face on every sampled frame, one person followed (``dfer.video.track``).
+    """
+    num = len(sampled.frames)
+    examined = (np.arange(num) if cfg.crop == "track"
+                else _detection_subset(num, cfg.detect_frames))
+    for i, (kind, up) in enumerate(cfg.ladder()):
+        frames = _rung_frames(examined, i, kind)
+        if cfg.crop == "median":
+            boxes = detect_boxes(sampled.frames[frames], kind, up, cfg.detect_max_side)
+            box = median_box(boxes)
+            if box is None:
+                continue
+            found = sum(b is not None for b in boxes)
+            return FaceBoxes(square_box(box, cfg.margin, sampled.width, sampled.height), None,
+                             float(found / len(boxes)), found, rung_name(kind, up))
+        faces = detect_all(sampled.frames[frames], kind, up, cfg.detect_max_side)
+        if not any(faces):
+            continue
+        per_frame, found = track_boxes(faces, [int(f) for f in frames], num, cfg.track_smooth)
+        assert per_frame is not None  # some frame had a face
+        crops = np.stack([square_box(b, cfg.margin, sampled.width, sampled.height)
+                          for b in per_frame])
+        clip_box = square_box(np.median(per_frame, axis=0), cfg.margin, sampled.width,
+                              sampled.height)
+        return FaceBoxes(clip_box, crops, float(found / len(frames)), found, rung_name(kind, up))
+    return _no_face(sampled, cfg, len(examined))
 
 
 def decode_clip(path: str | os.PathLike[str], source_kind: SourceKind,
@@ -165,10 +273,13 @@ def _config(cfg: DecodeConfig | Mapping[str, Any] | None) -> DecodeConfig:
 def _crop_sampled(sampled: SampledFrames, cfg: DecodeConfig, where: str,
                   start: float) -> DecodedClip:
     try:
-        box, found = face_crop_box(sampled, cfg)
+        found = face_boxes(sampled, cfg)
     except NoFace as exc:
         raise NoFace(f"{where}: {exc}") from None
-    crops = crop_resize(sampled.frames, box, cfg.size)
+    if found.crop_boxes is None:
+        crops = crop_resize(sampled.frames, found.crop_box, cfg.size)
+    else:
+        crops = crop_resize_each(sampled.frames, found.crop_boxes, cfg.size)
     return DecodedClip(
         frames=crops,
         frame_indices=sampled.frame_indices,
@@ -177,11 +288,14 @@ def _crop_sampled(sampled: SampledFrames, cfg: DecodeConfig, where: str,
         duration_s=sampled.duration_s,
         orig_width=sampled.width,
         orig_height=sampled.height,
-        crop_box=box,
-        face_found_frac=found,
+        crop_box=found.crop_box,
+        face_found_frac=found.found_frac,
         seconds=time.perf_counter() - start,
+        detector_used=found.detector_used,
+        face_frames=found.face_frames,
+        crop_boxes=found.crop_boxes,
     )
 
 
-__all__ = ["DecodeConfig", "DecodedClip", "decode_array", "decode_clip", "face_crop_box",
-           "read_sampled"]
+__all__ = ["CNN_ESCALATION_FRAMES", "DecodeConfig", "DecodedClip", "FaceBoxes", "decode_array",
+           "decode_clip", "face_boxes", "read_sampled"]

@@ -13,26 +13,34 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dfer.face_detect import DetectorKind, largest_face
+from dfer.face_detect import DetectorKind, detect_faces
 
 
-def detect_boxes(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,
-                 max_side: int = 640) -> list[np.ndarray | None]:
-    """Largest face box (x0, y0, x1, y1, source pixels) per frame, None where none is found.
+def detect_all(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,
+               max_side: int = 640) -> list[list[np.ndarray]]:
+    """Every face box (x0, y0, x1, y1, source pixels) per frame, largest first.
 
     Frames whose longer side exceeds ``max_side`` are downscaled for detection (HOG cost grows
     with the pixel count; faces in expression datasets are large) and boxes scaled back.
+    The tracker needs every face, not only the largest, to follow one person among several.
     """
-    out: list[np.ndarray | None] = []
+    out: list[list[np.ndarray]] = []
     for frame in frames:
         h, w = frame.shape[:2]
         scale = min(1.0, max_side / max(h, w)) if max_side > 0 else 1.0
         img = frame if scale == 1.0 else cv2.resize(
             frame, (max(1, round(w * scale)), max(1, round(h * scale))),
             interpolation=cv2.INTER_AREA)
-        box = largest_face(np.ascontiguousarray(img), kind=detector, upsample=upsample)
-        out.append(None if box is None else box.as_array() / np.float32(scale))
+        faces = detect_faces(np.ascontiguousarray(img), kind=detector, upsample=upsample)
+        out.append([f.as_array() / np.float32(scale) for f in faces])
     return out
+
+
+def detect_boxes(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,
+                 max_side: int = 640) -> list[np.ndarray | None]:
+    """Largest face box (x0, y0, x1, y1, source pixels) per frame, None where none is found."""
+    return [faces[0] if faces else None
+            for faces in detect_all(frames, detector, upsample, max_side)]
 
 
 def median_box(boxes: list[np.ndarray | None]) -> np.ndarray | None:
@@ -72,4 +80,12 @@ def crop_resize(frames: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
         out[i] = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=interp)
+    return out
+
+
+def crop_resize_each(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Crop frame ``t`` at its own box ``boxes[t]`` (the ``crop: track`` mode); uint8 [T, S, S, 3]."""
+    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    for i, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
+        out[i] = crop_resize(frame[None], box, size)[0]
     return out

@@ -55,6 +55,13 @@ INDEX_SCHEMA = pa.schema([
     ("frame_indices", pa.list_(pa.int32())),
     ("crop_box", pa.list_(pa.float32(), 4)),
     ("face_found_frac", pa.float32()),
+    # which detector setting found the face ("hog-up0"; "hog-up1" / "mmod-up0" when the first
+    # pass found none and decode.escalate did; null: no face, a centre crop) and on how many
+    # examined frames; per-frame crop boxes in `crop: track` mode (null under `median`).
+    # Columns added to schema version 1 (readers select columns by name).
+    ("detector_used", pa.string()),
+    ("face_frames", pa.int32()),
+    ("crop_boxes", pa.list_(pa.list_(pa.float32(), 4))),
     ("seconds", pa.float64()),
 ])
 
@@ -88,7 +95,7 @@ def decode_provenance(cfg: DecodeConfig) -> dict[str, Any]:
         backend="pyav",
         detector=f"dlib-{cfg.detector}",
         model=None,
-        params=cfg.as_dict(),
+        params=cfg.provenance_params(),
         versions={"av": av.__version__, "dlib": dlib.__version__, "opencv": cv2.__version__},
     )
 
@@ -132,6 +139,8 @@ def index_table(rows: list[Mapping[str, Any]]) -> pa.Table:
     columns["frame_indices"] = [np.asarray(v, dtype=np.int32).tolist()
                                 for v in columns["frame_indices"]]
     columns["crop_box"] = [np.asarray(v, dtype=np.float32).tolist() for v in columns["crop_box"]]
+    columns["crop_boxes"] = [None if v is None else np.asarray(v, dtype=np.float32).tolist()
+                             for v in columns["crop_boxes"]]
     return pa.table(columns, schema=INDEX_SCHEMA)
 
 
