@@ -1,4 +1,8 @@
-"""FineCLIPER model: identity at init, freezing, ablation switches, checkpoints, param count."""
+"""FineCLIPER model: identity at init, freezing, ablation switches, checkpoints, losses.
+
+Paper-fidelity checks on the real ViT-B/16 layout (parameter counts, AIM arithmetic) live in
+tests/test_model_fidelity.py; backbone weight loading in tests/test_pretrained_loading.py.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from dfer.artifacts import write_safetensors
 from dfer.model import FineCLIPER, ModelConfig, count_parameters, load_checkpoint, save_checkpoint
+from dfer.model.adapters import TextAdapter, TextAdapterStack
 from dfer.model.checkpoint import read_checkpoint
+from dfer.model.text import encode_text
 
 LABELS = ["happiness", "sadness", "neutral"]
 
@@ -89,13 +96,28 @@ def test_ablation_switches(model: FineCLIPER) -> None:
     out = no_neg(frames=clips(), parsing=clips(), landmarks=clips())
     assert out.sim_neg is None and no_neg.neg_adapter is None
     torch.testing.assert_close(out.logits, 50.0 * out.sim_pos)
-    no_temporal = FineCLIPER(tiny(temporal_adapter=False), LABELS, **shared)
+    no_temporal = FineCLIPER(tiny(temporal="none"), LABELS, **shared)
     assert count_parameters(no_temporal)["tunable_total"] < base
+    assert no_temporal.vision_adapters["video"].temporal_embedding is None
+    attention = FineCLIPER(tiny(temporal="attention"), LABELS, **shared)
+    assert count_parameters(attention)["tunable_total"] > base  # a new attention per block
+    assert attention(frames=clips(), parsing=clips(), landmarks=clips()).logits.shape == (2, 3)
     video_only = FineCLIPER(tiny(use_parsing=False, use_landmarks=False, use_captions=False), LABELS, **shared)
     assert set(video_only.vision_adapters) == {"video"} and video_only.caption_adapter is None
     assert video_only(frames=clips()).logits.shape == (2, 3)
-    separate = FineCLIPER(tiny(share_mid_adapters=False), LABELS, **shared)
-    assert set(separate.vision_adapters) == {"video", "parsing", "landmarks"}
+    assert set(model.vision_adapters) == {"video", "parsing", "landmarks"}  # paper: separate
+    shared_mid = FineCLIPER(tiny(share_mid_adapters=True), LABELS, **shared)
+    assert set(shared_mid.vision_adapters) == {"video", "mid"}
+    assert shared_mid.adapter_set("parsing") is shared_mid.adapter_set("landmarks")
+    output_text = FineCLIPER(tiny(text_adapter="output"), LABELS, **shared)
+    assert all(isinstance(a, TextAdapter) for a in
+               (output_text.pos_adapter, output_text.neg_adapter, output_text.caption_adapter))
+    assert isinstance(model.pos_adapter, TextAdapterStack)
+    no_text = FineCLIPER(tiny(text_adapter="none"), LABELS, **shared)
+    assert no_text.pos_adapter is None and no_text.neg_adapter is None and no_text.caption_adapter is None
+    for key, bad in (("temporal", "tsm"), ("text_adapter", "inside"), ("pn_loss", "sum")):
+        with pytest.raises(ValueError, match=f"model.{key} must be one of"):
+            tiny(**{key: bad}).validate()
     with pytest.raises(ValueError, match="'parsing' level"):
         model(frames=clips(), landmarks=clips())
     with pytest.raises(ValueError, match="at least one visual level"):
@@ -133,7 +155,7 @@ def test_checkpoint_round_trip(tmp_path, model: FineCLIPER) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded(frames=x, parsing=x, landmarks=x).logits,
                                    m.eval()(frames=x, parsing=x, landmarks=x).logits)
-    other = FineCLIPER(tiny(temporal_adapter=False), LABELS, clip=model.clip, tokenizer=model.tokenizer)
+    other = FineCLIPER(tiny(temporal="none"), LABELS, clip=model.clip, tokenizer=model.tokenizer)
     with pytest.raises(ValueError, match="does not fit this model config"):
         other.load_tunable_state_dict(state)
     reseeded, _ = load_checkpoint(path, overrides={"init_seed": 1})  # another random backbone
@@ -145,23 +167,115 @@ def test_checkpoint_round_trip(tmp_path, model: FineCLIPER) -> None:
         read_checkpoint(tmp_path / "missing.safetensors")
 
 
-def _adapter_params(width: int, hidden: int, frames: int) -> tuple[int, int]:
-    """Per-block (bottleneck, temporal) parameter counts, from the layer shapes."""
-    bottleneck = width * hidden + hidden + hidden * width + width
-    attn = 3 * hidden * hidden + 3 * hidden + hidden * hidden + hidden
-    temporal = width * hidden + hidden + frames * hidden + attn + hidden * width + width
-    return bottleneck, temporal
+def _perturb(module: torch.nn.Module, seed: int, std: float = 0.05) -> None:
+    """Move every trainable weight of ``module`` off its init (zero up-projections included)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * std)
 
 
-def test_vit_b16_tunable_parameter_count() -> None:
-    """The real ViT-B-16-quickgelu architecture (random init, no download): 13-20 M tunable."""
-    m = FineCLIPER(ModelConfig(backbone="ViT-B-16-quickgelu", pretrained=None), LABELS)
-    counts = count_parameters(m)
-    bottleneck, temporal = _adapter_params(768, 192, 64)
-    text = 512 * 128 + 128 + 128 * 512 + 512
-    assert counts["vision_adapters.video"] == 12 * (2 * bottleneck + temporal)
-    assert counts["vision_adapters.mid"] == 12 * 2 * bottleneck
-    assert counts["pos_adapter"] == counts["neg_adapter"] == counts["caption_adapter"] == text
-    assert counts["tunable_total"] == 12 * (4 * bottleneck + temporal) + 3 * text + 3 + 1
-    assert 13e6 <= counts["tunable_total"] <= 21e6
-    assert 149e6 < counts["frozen_backbone"] < 151e6
+@pytest.mark.parametrize("position", ["attn", "mlp"])
+def test_text_adapters_inside_the_encoder_start_as_frozen_clip(model: FineCLIPER, position: str) -> None:
+    """Step 0 of the in-encoder PN / caption adapters is exactly CLIP's ``encode_text``."""
+    m = FineCLIPER(tiny(text_adapter_position=position), LABELS, clip=model.clip, tokenizer=model.tokenizer)
+    texts = ["A person with an expression of happiness.", "the brows rise and the mouth opens " * 6, "x"]
+    tokens = m.tokenizer(texts)
+    with torch.no_grad():
+        frozen = m.clip.encode_text(tokens)
+        for adapter in (m.pos_adapter, m.neg_adapter, m.caption_adapter):
+            assert isinstance(adapter, TextAdapterStack) and adapter.position == position
+            torch.testing.assert_close(encode_text(m.clip, tokens, adapter, 0.5), frozen, atol=1e-5, rtol=1e-5)
+        t_pos, t_neg = m.descriptor_features()
+        torch.testing.assert_close(t_pos, m.class_text_features()[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(t_neg, m.class_text_features()[1], atol=1e-5, rtol=1e-5)
+        _perturb(m.pos_adapter, seed=1)
+        moved = encode_text(m.clip, tokens, m.pos_adapter, 0.5)
+    assert not torch.allclose(moved, frozen, atol=1e-3)  # trained adapters do change the text
+
+
+def test_text_sequences_are_cut_after_the_last_eot_without_changing_features(
+    model: FineCLIPER, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Causal mask + arg-max pooling: positions after the EOT cannot matter, adapters or not."""
+    import dfer.model.text as text_mod
+
+    m = FineCLIPER(tiny(), LABELS, clip=model.clip, tokenizer=model.tokenizer)
+    _perturb(m.caption_adapter, seed=2)
+    tokens = m.tokenizer(["a smile", "the left lip corner rises slowly while the brows stay still"])
+    assert text_mod._used_length(m.clip, tokens) == int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]
+    with torch.no_grad():
+        cut = encode_text(m.clip, tokens, m.caption_adapter, 0.5)
+        monkeypatch.setattr(text_mod, "_used_length", lambda clip, tok: tok.shape[1])
+        full = encode_text(m.clip, tokens, m.caption_adapter, 0.5)
+    torch.testing.assert_close(cut, full, atol=1e-5, rtol=1e-5)
+
+
+def test_aim_temporal_adaptation_mixes_frames_only_when_trained(model: FineCLIPER) -> None:
+    """AIM re-uses the frozen attention along time: zero at init, frame-mixing once trained."""
+    from dfer.model.vision import encode_frames
+
+    m = FineCLIPER(tiny(), LABELS, clip=model.clip, tokenizer=model.tokenizer)
+    stack = m.vision_adapters["video"]
+    assert stack.temporal == "aim" and all(b.temporal.skip is False for b in stack.blocks)
+    a, b = clips(b=1, t=4, seed=3), clips(b=1, t=4, seed=3)
+    b[0, 3] = clips(b=1, t=1, seed=4)[0, 0]  # only the last frame differs
+    with torch.no_grad():
+        def first_frame(x: torch.Tensor) -> torch.Tensor:
+            return encode_frames(m.clip.visual, m.to_pixels(x), 4, stack, 0.5)[0]
+
+        torch.testing.assert_close(first_frame(a), first_frame(b))  # at init: per-frame CLIP
+        for blk in stack.blocks:
+            _perturb(blk.temporal, seed=5)
+        assert not torch.allclose(first_frame(a), first_frame(b), atol=1e-4)  # frame 3 reaches frame 0
+        for blk in stack.blocks:
+            blk.temporal = None  # spatial + joint adapters only: frames stay independent
+        torch.testing.assert_close(first_frame(a), first_frame(b))
+    with pytest.raises(ValueError, match="exceed model.max_frames"):
+        encode_frames(m.clip.visual, m.to_pixels(clips(b=1, t=17)), 17, m.vision_adapters["video"], 0.5)
+
+
+def test_pn_loss_combined_and_two_term(model: FineCLIPER) -> None:
+    x = clips()
+    targets = torch.tensor([2, 0])
+    combined = FineCLIPER(tiny(), LABELS, clip=model.clip, tokenizer=model.tokenizer)
+    two = FineCLIPER(tiny(pn_loss="two_term", negative_weight=0.5), LABELS,
+                     clip=model.clip, tokenizer=model.tokenizer)
+    with torch.no_grad():
+        out = combined(frames=x, parsing=x, landmarks=x)
+        torch.testing.assert_close(combined.losses(out, targets)["ce"], F.cross_entropy(out.logits, targets))
+        out2 = two(frames=x, parsing=x, landmarks=x)
+        losses = two.losses(out2, targets)
+    expected_pos = F.cross_entropy(50.0 * out2.sim_pos, targets)
+    expected_neg = F.cross_entropy(-50.0 * out2.sim_neg, targets)
+    torch.testing.assert_close(losses["ce_pos"], expected_pos, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(losses["ce_neg"], expected_neg, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(losses["loss"], expected_pos + 0.5 * expected_neg, atol=1e-4, rtol=1e-4)
+    # prediction keeps the combined PN score
+    torch.testing.assert_close(out2.logits, 50.0 * (out2.sim_pos - 0.5 * out2.sim_neg), atol=1e-4, rtol=1e-4)
+
+
+def test_schema1_checkpoint_rebuilds_the_model_it_was_trained_with(tmp_path, model: FineCLIPER) -> None:
+    """Checkpoints written before the paper defaults (boolean adapter keys) still load."""
+    legacy_cfg = tiny(temporal="attention", max_frames=64, share_mid_adapters=True, mid_adapter_ratio=0.25,
+                      text_adapter="output", text_adapter_ratio=0.25)
+    m = FineCLIPER(legacy_cfg, LABELS, clip=model.clip, tokenizer=model.tokenizer)
+    _perturb(m, seed=6)
+    path = save_checkpoint(tmp_path / "new.safetensors", m)
+    state, meta = read_checkpoint(path)
+    old = dict(meta["model"])
+    for key in ("temporal", "mid_temporal", "text_adapter", "mid_adapter_ratio", "text_adapter_position",
+                "pn_loss", "share_mid_adapters", "max_frames"):
+        old.pop(key)
+    old.update(temporal_adapter=True, mid_temporal_adapter=False, text_adapters=True)
+    meta.update(schema_version=1, model=old, params={"data": {"num_frames": 4}})
+    write_safetensors(tmp_path / "v1.safetensors", {k: v.numpy() for k, v in state.items()}, meta)
+    loaded, loaded_meta = load_checkpoint(tmp_path / "v1.safetensors")
+    assert loaded_meta["params"]["data"] == {"num_frames": 4, "landmarks_on_face": False}  # drawn on black
+    assert loaded.cfg.temporal == "attention" and loaded.cfg.text_adapter == "output"
+    assert loaded.cfg.share_mid_adapters and loaded.cfg.max_frames == 64
+    x = clips()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(frames=x, parsing=x, landmarks=x).logits,
+                                   m.eval()(frames=x, parsing=x, landmarks=x).logits)

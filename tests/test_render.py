@@ -11,6 +11,7 @@ from dfer.parsing.polygon import parse_points
 from dfer.render import (
     PALETTE,
     PART_COLOURS,
+    overlay_on_face,
     render_landmarks,
     render_landmarks_clip,
     render_parsing,
@@ -84,3 +85,27 @@ def test_parsing_image_rejects_unknown_labels_and_bad_shapes() -> None:
         render_parsing(np.zeros((2, 4, 4), np.uint8))
     clip = render_parsing_clip(np.zeros((3, 8, 8), np.uint8), 16)
     assert clip.shape == (3, 16, 16, 3) and clip.max() == 0
+
+
+def test_landmarks_on_the_face_keep_the_face_and_put_dots_over_it() -> None:
+    """The paper's Landmark Encoder input: dots on the face frame, not on black."""
+    pts = square_face()
+    marks = render_landmarks(pts, 224)
+    face = np.full((224, 224, 3), (90, 60, 40), np.uint8)
+    face[:, 112:] = (30, 140, 200)  # two halves, to see the face survive where no mark is
+    out = overlay_on_face(face, marks)
+    assert out.shape == face.shape and out.dtype == np.uint8
+    blank = ~marks.any(-1)
+    np.testing.assert_array_equal(out[blank], face[blank])  # no mark: the face, untouched
+    full = marks.max(-1) == 255
+    np.testing.assert_array_equal(out[full], marks[full])  # opaque dot centres: the mark colour
+    assert _part_at(out, 62, 95) == "r_eye" and _part_at(out, 78, 70) == "r_brow"
+    edge = ~blank & ~full  # anti-aliased rims blend, never darker than both sources
+    assert edge.any()
+    assert (out[edge].astype(int).max(-1) >= np.minimum(face[edge].max(-1), marks[edge].max(-1))).all()
+    assert overlay_on_face(face, marks).tobytes() == out.tobytes()
+    no_face = pts.copy()
+    no_face[0] = np.nan
+    np.testing.assert_array_equal(overlay_on_face(face, render_landmarks(no_face, 224)), face)
+    with pytest.raises(ValueError, match="must both be"):
+        overlay_on_face(face[:100], marks)

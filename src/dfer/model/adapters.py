@@ -70,7 +70,13 @@ class TemporalAdapter(nn.Module):
 
 
 class BlockAdapters(nn.Module):
-    """The adapters of one ViT block for one modality (any of them may be switched off)."""
+    """The adapters of one ViT block for one modality (any of them may be switched off).
+
+    ``temporal``: ``aim`` puts a skip-less :class:`Bottleneck` after the frozen self-attention
+    re-run along the frame axis (AIM's T-adapter); ``attention`` the trainable
+    :class:`TemporalAdapter` (our ablation); ``none`` nothing. The attribute is ``temporal``
+    either way, so state-dict keys name the block, not the design.
+    """
 
     def __init__(
         self,
@@ -78,18 +84,46 @@ class BlockAdapters(nn.Module):
         hidden: int,
         spatial: bool,
         mlp: bool,
-        temporal: bool,
+        temporal: str,
         temporal_heads: int,
         max_frames: int,
     ) -> None:
         super().__init__()
         self.spatial = Bottleneck(dim, hidden, skip=True) if spatial else None
         self.mlp = Bottleneck(dim, hidden, skip=False) if mlp else None
-        self.temporal = TemporalAdapter(dim, hidden, temporal_heads, max_frames) if temporal else None
+        self.temporal_kind = temporal
+        self.temporal: nn.Module | None
+        if temporal == "aim":
+            self.temporal = Bottleneck(dim, hidden, skip=False)
+        elif temporal == "attention":
+            self.temporal = TemporalAdapter(dim, hidden, temporal_heads, max_frames)
+        elif temporal == "none":
+            self.temporal = None
+        else:
+            raise ValueError(f"unknown temporal adaptation {temporal!r}; expected aim, attention or none")
 
 
 class TextAdapter(Bottleneck):
-    """Residual bottleneck on (frozen) text-encoder output features: identity at init."""
+    """Residual bottleneck on (frozen) text-encoder output features: identity at init.
+
+    The ``text_adapter: output`` ablation; the paper's adapters sit inside the text
+    transformer (:class:`TextAdapterStack`).
+    """
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__(dim, hidden, skip=True)
+
+
+class TextAdapterStack(nn.Module):
+    """One bottleneck per block of the frozen text transformer (Fig. 2's PN / caption adapters).
+
+    ``position="attn"``: on the self-attention output with its own skip (identity at init);
+    ``"mlp"``: parallel to the MLP, scaled by s (adds nothing at init).
+    """
+
+    def __init__(self, width: int, layers: int, hidden: int, position: str) -> None:
+        super().__init__()
+        if position not in ("attn", "mlp"):
+            raise ValueError(f"unknown text adapter position {position!r}; expected attn or mlp")
+        self.position = position
+        self.blocks = nn.ModuleList(Bottleneck(width, hidden, skip=position == "attn") for _ in range(layers))

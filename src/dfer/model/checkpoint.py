@@ -16,10 +16,12 @@ from typing import Any
 import torch
 
 from dfer.artifacts import META_KEY, provenance, write_safetensors
-from dfer.model.config import ModelConfig
+from dfer.model.config import ModelConfig, migrate_v1
 from dfer.model.fineclip import FineCLIPER
 
-CHECKPOINT_SCHEMA_VERSION = 1
+#: 2: paper-default model keys (``temporal``, ``text_adapter``, ``mid_adapter_ratio``, ...);
+#: schema-1 model configs are translated by :func:`dfer.model.config.migrate_v1` on load.
+CHECKPOINT_SCHEMA_VERSION = 2
 
 
 def save_checkpoint(
@@ -67,6 +69,12 @@ def load_checkpoint(
     """
     state, meta = read_checkpoint(path)
     cfg_dict = dict(meta["model"])
+    if int(meta.get("schema_version", CHECKPOINT_SCHEMA_VERSION)) < 2:
+        cfg_dict = migrate_v1(cfg_dict)
+        # schema 1 drew landmarks on black; evaluation / prediction read the run's data block
+        params = meta.get("params")
+        if isinstance(params, dict) and isinstance(params.get("data"), dict):
+            params["data"].setdefault("landmarks_on_face", False)
     cfg_dict.update(overrides or {})
     cfg = ModelConfig.from_dict(cfg_dict)
     model = FineCLIPER(cfg, labels=list(labels) if labels is not None else meta["labels"])

@@ -24,15 +24,55 @@ TINY_CLIP_CFG: dict[str, Any] = {
 }
 
 
+#: ``backbone`` values that mean "a random backbone from ``model_cfg`` / :data:`TINY_CLIP_CFG`"
+#: rather than a named open_clip architecture whose weights the run presumably wants.
+RANDOM_BACKBONES = frozenset({"tiny", "custom"})
+
+_CHOICES: dict[str, frozenset[str]] = {
+    "temporal": frozenset({"aim", "attention", "none"}),
+    "mid_temporal": frozenset({"aim", "attention", "none"}),
+    "text_adapter": frozenset({"inner", "output", "none"}),
+    "text_adapter_position": frozenset({"attn", "mlp"}),
+    "pn_loss": frozenset({"combined", "two_term"}),
+}
+
+
+def looks_like_path(value: str) -> bool:
+    """A local checkpoint reference rather than an open_clip tag such as ``openai``."""
+    return "/" in value or "\\" in value or value.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def migrate_v1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A model config stored by a schema-1 checkpoint, in today's keys, meaning the same model.
+
+    Schema 1 had boolean ``temporal_adapter`` / ``mid_temporal_adapter`` (our attention module)
+    and ``text_adapters`` (output-level), one adapter ratio for all vision encoders, and its
+    defaults were the shared middle-level adapter set; missing keys take those old defaults so
+    an old checkpoint rebuilds the model it was trained with.
+    """
+    d = dict(data)
+    d.setdefault("share_mid_adapters", True)
+    d.setdefault("max_frames", 64)
+    d.setdefault("mid_adapter_ratio", d.get("adapter_ratio", 0.25))
+    d.setdefault("text_adapter_ratio", 0.25)
+    d["temporal"] = "attention" if d.pop("temporal_adapter", True) else "none"
+    d["mid_temporal"] = "attention" if d.pop("mid_temporal_adapter", False) else "none"
+    d["text_adapter"] = "output" if d.pop("text_adapters", True) else "none"
+    return d
+
+
 @dataclass
 class ModelConfig:
     """Architecture and ablation switches of :class:`dfer.model.FineCLIPER`."""
 
     # --- backbone (frozen) -------------------------------------------------------------------
     #: open_clip model name (``ViT-B-16-quickgelu``, ``ViT-B-32-quickgelu``, ``ViT-L-14-quickgelu``,
-    #: ``local-dir:/path``) or ``"tiny"`` for :data:`TINY_CLIP_CFG`.
+    #: ``local-dir:/path``), ``"tiny"`` for :data:`TINY_CLIP_CFG` (or ``model_cfg``), or
+    #: ``"custom"`` for ``model_cfg``. With ``model_cfg`` and no ``pretrained`` file the backbone
+    #: must be ``tiny`` / ``custom``: a named one would silently come out random.
     backbone: str = "ViT-B-16-quickgelu"
-    #: open_clip pretrained tag (``openai``) or a local checkpoint file; None = random init.
+    #: open_clip pretrained tag (``openai``) or a local checkpoint file in open_clip's or OpenAI's
+    #: layout (state dict or OpenAI JIT archive; loaded strictly); None = random init.
     pretrained: str | None = "openai"
     #: explicit open_clip model config (embed_dim/vision_cfg/text_cfg); overrides ``backbone``.
     model_cfg: dict[str, Any] | None = None
@@ -43,30 +83,55 @@ class ModelConfig:
     grad_checkpointing: bool = False
 
     # --- vision adapters (AIM style) ---------------------------------------------------------
-    adapter_ratio: float = 0.25  # bottleneck width = ratio * transformer width
-    adapter_scale: float = 0.5  # s: weight of the MLP-parallel adapter
-    spatial_adapter: bool = True  # after self-attention (with its own skip connection)
+    #: bottleneck width of the video encoder's adapters = ratio * ViT width; AIM's 0.25 (the
+    #: paper follows AIM and does not state its own)
+    adapter_ratio: float = 0.25
+    adapter_scale: float = 0.5  # s: weight of the MLP-parallel (joint) adapter, paper: 0.5
+    spatial_adapter: bool = True  # after the (spatial) self-attention, with its own skip
     mlp_adapter: bool = True  # parallel to the MLP, scaled by adapter_scale
-    temporal_adapter: bool = True  # attention over frames, at the start of each block
-    temporal_heads: int = 4
-    max_frames: int = 64  # size of the temporal adapter's frame-position table
+    #: temporal adaptation of the video encoder: ``aim`` (paper, AIM: the frozen self-attention
+    #: re-used along the frame axis, then an adapter without its own skip, plus AIM's zero-init
+    #: temporal embedding), ``attention`` (ablation, our first design: a new trainable attention
+    #: over frames with a frame-position table), ``none``
+    temporal: str = "aim"
+    temporal_heads: int = 4  # heads of the ``attention`` temporal module
+    max_frames: int = 16  # frame-position table size (AIM temporal embedding / attention table)
 
     # --- semantic levels ---------------------------------------------------------------------
     use_video: bool = True  # low level: face frames
     use_parsing: bool = True  # middle level: rendered parsing maps
     use_landmarks: bool = True  # middle level: rendered landmark images
     use_captions: bool = True  # high level: MLLM descriptions (alignment loss)
-    share_mid_adapters: bool = True  # parsing and landmarks share one adapter set
-    mid_temporal_adapter: bool = False  # temporal adapters in the middle-level encoders too
+    #: paper: a separate Parsing Encoder and Landmark Encoder (false); true = one shared adapter
+    #: set for both (ablation, fewer parameters)
+    share_mid_adapters: bool = False
+    #: bottleneck ratio of the middle-level encoders' two adapters (spatial + joint) per block.
+    #: The paper is silent; 0.104 (80 units on ViT-B/16) makes the +parsing+landmarks variant
+    #: add the paper's ~6 M (docs/paper_fidelity.md).
+    mid_adapter_ratio: float = 0.104
+    mid_temporal: str = "none"  # temporal adaptation in the middle-level encoders (aim | attention | none)
     caption_in_fusion: bool = False  # also fuse the caption feature into the prediction
 
     # --- label side (PN descriptors) ---------------------------------------------------------
     positive_template: str = "A person with an expression of {label}."
     negative_template: str = "A person with an expression of no {label}."
-    text_adapters: bool = True  # Positive / Negative / caption adapters on text features
-    text_adapter_ratio: float = 0.25
+    #: where the Positive / Negative / caption adapters sit: ``inner`` (paper, Fig. 2: inside
+    #: the frozen text transformer, one bottleneck per block), ``output`` (ablation, our first
+    #: design: one residual bottleneck on the text embedding), ``none``
+    text_adapter: str = "inner"
+    #: bottleneck ratio of the text adapters. The paper is silent; 0.156 (80 units on the
+    #: 512-wide text transformer) makes the caption branch add the paper's ~1 M.
+    text_adapter_ratio: float = 0.156
+    #: position of the ``inner`` text adapter in each block: ``attn`` (after self-attention,
+    #: own skip) or ``mlp`` (parallel to the MLP, scaled by adapter_scale)
+    text_adapter_position: str = "attn"
     use_negative: bool = True  # include the negative descriptors in the prediction
     negative_weight: float = 1.0  # lambda in logits = scale * (sim_pos - lambda * sim_neg)
+    #: PN training loss: ``combined`` = CE over scale * (sim_pos - lambda * sim_neg);
+    #: ``two_term`` = CE over scale * sim_pos + lambda * CE over -scale * sim_neg (the true
+    #: class's positive text most similar, its negative text least similar). Prediction uses
+    #: the combined score in both cases.
+    pn_loss: str = "combined"
 
     # --- fusion and losses -------------------------------------------------------------------
     learned_fusion: bool = True  # softmax modality weights; False = plain mean
@@ -96,10 +161,35 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
+        """Reject contradictory settings with a message naming the config key."""
+        for key, allowed in _CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"model.{key} must be one of {sorted(allowed)}, got {getattr(self, key)!r}")
+        if self.model_cfg is not None and self.pretrained is None and self.backbone not in RANDOM_BACKBONES:
+            raise ValueError(
+                f"model.model_cfg is given with model.pretrained: null while model.backbone is the "
+                f"named architecture {self.backbone!r}: the backbone would be random, not "
+                f"{self.backbone}'s weights. Set model.pretrained to a local checkpoint file, or "
+                f"model.backbone to one of {sorted(RANDOM_BACKBONES)} to ask for a random backbone."
+            )
+        if self.model_cfg is not None and self.pretrained is not None and not looks_like_path(self.pretrained):
+            raise ValueError(
+                f"model.pretrained {self.pretrained!r} is an open_clip tag, which only names weights "
+                "of a named architecture; with model.model_cfg give a local checkpoint file"
+            )
+        if self.backbone in RANDOM_BACKBONES and self.model_cfg is None and self.backbone != "tiny":
+            raise ValueError(f"model.backbone {self.backbone!r} needs model.model_cfg")
+        if self.backbone == "tiny" and self.model_cfg is None and self.pretrained is not None and not looks_like_path(self.pretrained):
+            raise ValueError(
+                f"model.pretrained {self.pretrained!r}: the tiny backbone has no open_clip weights; "
+                "set model.pretrained: null (random) or a local checkpoint file"
+            )
+        if self.max_frames < 1:
+            raise ValueError("model.max_frames must be >= 1")
         if not (self.use_video or self.use_parsing or self.use_landmarks):
             raise ValueError("at least one visual level (use_video/use_parsing/use_landmarks) is needed")
-        if self.adapter_ratio <= 0 or self.text_adapter_ratio <= 0:
-            raise ValueError("adapter ratios must be > 0")
+        if min(self.adapter_ratio, self.mid_adapter_ratio, self.text_adapter_ratio) <= 0:
+            raise ValueError("adapter ratios (adapter_ratio, mid_adapter_ratio, text_adapter_ratio) must be > 0")
         if "{label}" not in self.positive_template or "{label}" not in self.negative_template:
             raise ValueError("descriptor templates must contain '{label}'")
 

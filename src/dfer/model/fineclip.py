@@ -1,14 +1,16 @@
 """FineCLIPER: frozen CLIP + adapters over three semantic levels, scored against PN descriptors.
 
 Shapes: visual inputs are uint8 (or 0..255 float) ``[B, T, H, W, 3]``; every level is encoded
-per frame by the shared frozen ViT with its own adapters and averaged over frames. The enabled
-visual levels are fused with softmax-normalised learned weights; the fused feature is compared
-with the Positive-adapted "expression of {label}" and Negative-adapted "expression of no
-{label}" text features::
+per frame by the shared frozen ViT with its own adapters (video: AIM's temporal, spatial and
+joint adapters; parsing and landmarks: a separate encoder each, two adapters per block) and
+averaged over frames. The enabled visual levels are fused with softmax-normalised learned
+weights; the fused feature is compared with the "expression of {label}" descriptors encoded
+with the Positive adapters and the "expression of no {label}" descriptors encoded with the
+Negative adapters (inside the frozen text transformer, ``text_adapter: inner``)::
 
     logits = scale * (cos(v, P(t_pos)) - negative_weight * cos(v, N(t_neg)))
 
-Captions go through the frozen text encoder and a caption adapter and are aligned with the
+Captions go through the frozen text encoder with the caption adapters and are aligned with the
 video feature by a symmetric InfoNCE loss (and optionally fused into the prediction).
 """
 
@@ -22,9 +24,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dfer.model.adapters import TextAdapter
+from dfer.model.adapters import TextAdapter, TextAdapterStack
 from dfer.model.backbone import Tokenizer, build_clip, image_mean_std
 from dfer.model.config import ModelConfig
+from dfer.model.text import check_text_supported, encode_text, text_width_layers
 from dfer.model.vision import AdapterStack, encode_frames
 
 
@@ -39,6 +42,7 @@ class FineCLIPEROutput:
     level_features: dict[str, torch.Tensor]  # level -> [B, E]
     modality_weights: torch.Tensor  # [L] softmax weights over fused levels
     caption: torch.Tensor | None  # [B, E]
+    scale: torch.Tensor | None = None  # the (clamped) temperature scale the logits used
 
 
 class FineCLIPER(nn.Module):
@@ -66,31 +70,28 @@ class FineCLIPER(nn.Module):
         self.image_size = int(visual.image_size[0])
         embed_dim = int(visual.output_dim)
 
-        def stack(temporal: bool) -> AdapterStack:
+        def stack(ratio: float, temporal: str) -> AdapterStack:
             return AdapterStack(
-                width, layers, cfg.adapter_ratio, cfg.spatial_adapter, cfg.mlp_adapter,
+                width, layers, ratio, cfg.spatial_adapter, cfg.mlp_adapter,
                 temporal, cfg.temporal_heads, cfg.max_frames,
             )
 
+        # the video encoder and (paper) one Parsing Encoder and one Landmark Encoder: the same
+        # frozen ViT weights, each with its own adapters
         self.vision_adapters = nn.ModuleDict()
         if cfg.use_video:
-            self.vision_adapters["video"] = stack(cfg.temporal_adapter)
+            self.vision_adapters["video"] = stack(cfg.adapter_ratio, cfg.temporal)
         if cfg.share_mid_adapters and (cfg.use_parsing or cfg.use_landmarks):
-            self.vision_adapters["mid"] = stack(cfg.mid_temporal_adapter)
+            self.vision_adapters["mid"] = stack(cfg.mid_adapter_ratio, cfg.mid_temporal)
         else:
             if cfg.use_parsing:
-                self.vision_adapters["parsing"] = stack(cfg.mid_temporal_adapter)
+                self.vision_adapters["parsing"] = stack(cfg.mid_adapter_ratio, cfg.mid_temporal)
             if cfg.use_landmarks:
-                self.vision_adapters["landmarks"] = stack(cfg.mid_temporal_adapter)
+                self.vision_adapters["landmarks"] = stack(cfg.mid_adapter_ratio, cfg.mid_temporal)
 
-        hidden = max(1, round(embed_dim * cfg.text_adapter_ratio))
-        self.pos_adapter = TextAdapter(embed_dim, hidden) if cfg.text_adapters else None
-        self.neg_adapter = (
-            TextAdapter(embed_dim, hidden) if cfg.text_adapters and cfg.use_negative else None
-        )
-        self.caption_adapter = (
-            TextAdapter(embed_dim, hidden) if cfg.text_adapters and cfg.use_captions else None
-        )
+        self.pos_adapter = self._text_adapter(clip, embed_dim, True)
+        self.neg_adapter = self._text_adapter(clip, embed_dim, cfg.use_negative)
+        self.caption_adapter = self._text_adapter(clip, embed_dim, cfg.use_captions)
 
         # running statistics are state, not weights: kept in buffers and saved with the adapters
         self.feature_norms = nn.ModuleDict(
@@ -111,7 +112,20 @@ class FineCLIPER(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.labels: list[str] = []
         self._text_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._token_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.set_labels(labels)
+
+    def _text_adapter(self, clip: nn.Module, embed_dim: int, wanted: bool) -> nn.Module | None:
+        """One text branch's adapters: inside the text transformer (paper) or on its output."""
+        mode = self.cfg.text_adapter
+        if not wanted or mode == "none":
+            return None
+        if mode == "output":
+            return TextAdapter(embed_dim, max(1, round(embed_dim * self.cfg.text_adapter_ratio)))
+        check_text_supported(clip)
+        width, layers = text_width_layers(clip)
+        hidden = max(1, round(width * self.cfg.text_adapter_ratio))
+        return TextAdapterStack(width, layers, hidden, self.cfg.text_adapter_position)
 
     # ----------------------------------------------------------------------------- setup
     def set_labels(self, labels: Sequence[str]) -> None:
@@ -120,6 +134,7 @@ class FineCLIPER(nn.Module):
             raise ValueError("FineCLIPER needs at least one class label")
         self.labels = [str(x) for x in labels]
         self._text_cache.clear()
+        self._token_cache.clear()
 
     def train(self, mode: bool = True) -> FineCLIPER:
         super().train(mode)
@@ -187,27 +202,64 @@ class FineCLIPER(nn.Module):
         )
         return feats.view(b, t, -1)
 
-    @torch.no_grad()
-    def _frozen_text(self, texts: list[str], device: torch.device) -> torch.Tensor:
-        tokens = self.tokenizer(texts).to(device)
-        return self.clip.encode_text(tokens).float()
+    def _inner(self, adapter: nn.Module | None) -> bool:
+        return isinstance(adapter, TextAdapterStack)
+
+    def _encode_with(self, tokens: torch.Tensor, adapter: nn.Module | None) -> torch.Tensor:
+        """Text features of ``tokens``: through the adapted text transformer (inner adapters),
+        else frozen ``encode_text`` followed by the output-level adapter, if any."""
+        if self._inner(adapter):
+            return encode_text(self.clip, tokens, adapter, self.cfg.adapter_scale).float()
+        with torch.no_grad():
+            feats = self.clip.encode_text(tokens).float()
+        return adapter(feats) if adapter is not None else feats
+
+    def class_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens of the positive / negative descriptors, cached per label set and device."""
+        device = self.log_logit_scale.device
+        key = (tuple(self.labels), str(device))
+        if key not in self._token_cache:
+            pos = [self.cfg.positive_template.format(label=lab) for lab in self.labels]
+            neg = [self.cfg.negative_template.format(label=lab) for lab in self.labels]
+            self._token_cache[key] = (self.tokenizer(pos).to(device), self.tokenizer(neg).to(device))
+        return self._token_cache[key]
 
     def class_text_features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frozen features of the positive / negative descriptors, cached per label set."""
+        """Frozen (unadapted) features of the positive / negative descriptors, cached."""
         device = self.log_logit_scale.device
         key = (tuple(self.labels), str(device))
         if key not in self._text_cache:
-            pos = [self.cfg.positive_template.format(label=lab) for lab in self.labels]
-            neg = [self.cfg.negative_template.format(label=lab) for lab in self.labels]
-            self._text_cache[key] = (self._frozen_text(pos, device), self._frozen_text(neg, device))
+            pos, neg = self.class_tokens()
+            with torch.no_grad():
+                self._text_cache[key] = (self.clip.encode_text(pos).float(), self.clip.encode_text(neg).float())
         return self._text_cache[key]
 
+    def descriptor_features(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Adapted features ``[C, E]`` of the positive and (if used) negative descriptors.
+
+        With inner adapters these are recomputed every call (the adapters change each step);
+        the frozen-only parts are cached.
+        """
+        pos_tok, neg_tok = self.class_tokens()
+        t_pos_frozen, t_neg_frozen = (None, None)
+        if not self._inner(self.pos_adapter) or not self._inner(self.neg_adapter):
+            t_pos_frozen, t_neg_frozen = self.class_text_features()
+        if self._inner(self.pos_adapter):
+            t_pos = self._encode_with(pos_tok, self.pos_adapter)
+        else:
+            t_pos = self.pos_adapter(t_pos_frozen) if self.pos_adapter is not None else t_pos_frozen
+        if not self.cfg.use_negative:
+            return t_pos, None
+        if self._inner(self.neg_adapter):
+            t_neg = self._encode_with(neg_tok, self.neg_adapter)
+        else:
+            t_neg = self.neg_adapter(t_neg_frozen) if self.neg_adapter is not None else t_neg_frozen
+        return t_pos, t_neg
+
     def encode_captions(self, captions: Sequence[str]) -> torch.Tensor:
-        """Caption features ``[B, E]`` (frozen text encoder + caption adapter), normalised."""
-        feats = self._frozen_text([str(c) for c in captions], self.log_logit_scale.device)
-        if self.caption_adapter is not None:
-            feats = self.caption_adapter(feats)
-        return F.normalize(feats, dim=-1)
+        """Caption features ``[B, E]`` (text encoder with the caption adapters), normalised."""
+        tokens = self.tokenizer([str(c) for c in captions]).to(self.log_logit_scale.device)
+        return F.normalize(self._encode_with(tokens, self.caption_adapter), dim=-1)
 
     # ----------------------------------------------------------------------------- forward
     def forward(
@@ -237,21 +289,17 @@ class FineCLIPER(nn.Module):
         weights = torch.softmax(self.fusion_logits.float(), dim=0)
         fused = F.normalize(sum(w * f for w, f in zip(weights, stacked, strict=True)), dim=-1)
 
-        t_pos, t_neg = self.class_text_features()
-        if self.pos_adapter is not None:
-            t_pos = self.pos_adapter(t_pos)
+        t_pos, t_neg = self.descriptor_features()
         sim_pos = fused @ F.normalize(t_pos, dim=-1).T
         sim_neg = None
         scale = self.log_logit_scale.float().exp().clamp(max=self.cfg.max_logit_scale)[0]
         score = sim_pos
-        if self.cfg.use_negative:
-            if self.neg_adapter is not None:
-                t_neg = self.neg_adapter(t_neg)
+        if t_neg is not None:
             sim_neg = fused @ F.normalize(t_neg, dim=-1).T
             score = sim_pos - self.cfg.negative_weight * sim_neg
         return FineCLIPEROutput(
             logits=scale * score, sim_pos=sim_pos, sim_neg=sim_neg, fused=fused,
-            level_features=level_feats, modality_weights=weights, caption=caption,
+            level_features=level_feats, modality_weights=weights, caption=caption, scale=scale,
         )
 
     def _standardize(self, level: str, feats: torch.Tensor) -> torch.Tensor:
@@ -262,9 +310,24 @@ class FineCLIPER(nn.Module):
         return norm(feats)
 
     def losses(self, out: FineCLIPEROutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Cross-entropy over the scaled PN scores plus the caption-video alignment loss."""
-        ce = F.cross_entropy(out.logits, targets, label_smoothing=self.cfg.label_smoothing)
-        result = {"ce": ce, "loss": ce}
+        """PN classification loss plus the caption-video alignment loss.
+
+        ``pn_loss: combined``: cross-entropy over the logits, i.e. ``scale * (sim_pos - lambda *
+        sim_neg)``. ``two_term``: ``CE(scale * sim_pos) + lambda * CE(-scale * sim_neg)``, one
+        term pulling the true class's positive descriptor closest, one pushing its negative
+        descriptor furthest; ``ce`` is then the sum, logged with ``ce_pos`` / ``ce_neg``.
+        """
+        smoothing = self.cfg.label_smoothing
+        result: dict[str, torch.Tensor] = {}
+        if self.cfg.pn_loss == "two_term" and out.sim_neg is not None:
+            scale = out.scale if out.scale is not None else self.log_logit_scale.float().exp()[0]
+            ce_pos = F.cross_entropy(scale * out.sim_pos, targets, label_smoothing=smoothing)
+            ce_neg = F.cross_entropy(-scale * out.sim_neg, targets, label_smoothing=smoothing)
+            ce = ce_pos + self.cfg.negative_weight * ce_neg
+            result.update(ce_pos=ce_pos, ce_neg=ce_neg)
+        else:
+            ce = F.cross_entropy(out.logits, targets, label_smoothing=smoothing)
+        result.update(ce=ce, loss=ce)
         if out.caption is not None and self.cfg.align_weight > 0 and out.caption.shape[0] > 1:
             video = out.level_features.get("video", out.fused)
             sims = video @ out.caption.T / self.cfg.align_temperature

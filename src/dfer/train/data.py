@@ -15,7 +15,7 @@ on the fly by :mod:`dfer.render`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,46 +27,18 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from dfer.artifacts import read_meta, read_parquet
-from dfer.paths import manifest_file, shard_file
+from dfer.frame_sampling import uniform_indices
+from dfer.paths import manifest_file
 from dfer.sharding import shards_in
-from dfer.strict_config import from_mapping
-from dfer.train.shard_reader import DEFAULT_MAX_OPEN, ShardReader, SideStore
+from dfer.train.config import DataConfig
+from dfer.train.inputs import DataInputs, Needs
+from dfer.train.shard_reader import ShardReader, SideStore
+
+__all__ = ["DataConfig", "Needs"]  # re-exported: their home is config / inputs
 
 log = logging.getLogger(__name__)
 
 Renderer = Callable[[np.ndarray, int], np.ndarray]
-
-
-@dataclass
-class DataConfig:
-    """How clips are fed to the model."""
-
-    num_frames: int | None = None  # frames per clip (uniform subsample); None = all stored
-    mid_frames: int | None = None  # frames for parsing / landmark images; None = num_frames
-    image_size: int | None = None  # resize to this; None = the backbone's input size
-    batch_size: int = 8
-    eval_batch_size: int | None = None
-    num_workers: int = 2
-    flip: bool = True  # random horizontal flip while training
-    #: shards of each kind (frames / parsing handles, landmark points, captions) kept open per
-    #: process (LRU); bounds the memory of a pass over the data, whatever the dataset size
-    max_open_shards: int = DEFAULT_MAX_OPEN
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> DataConfig:
-        cfg = from_mapping(cls, data, "data config key")
-        if int(cfg.max_open_shards) < 1:
-            raise ValueError(f"data.max_open_shards must be >= 1, got {cfg.max_open_shards}")
-        return cfg
-
-
-@dataclass(frozen=True)
-class Needs:
-    """Which upstream artifacts the model reads (from the model config's levels)."""
-
-    parsing: bool = False
-    landmarks: bool = False
-    captions: bool = False
 
 
 @dataclass
@@ -83,6 +55,9 @@ class ClipTable:
     has_captions: bool = False
     #: landmark points / captions of the clips (None when the model reads neither)
     side: SideStore | None = None
+    #: the declared files the table was read from; the datasets read frames / parsing maps
+    #: from these and from nowhere else
+    inputs: DataInputs | None = None
 
 
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
@@ -96,7 +71,12 @@ def dataset_shards(results: str | Path, dataset: str) -> list[str]:
 
 def dataset_labels(results: str | Path, dataset: str) -> tuple[list[str], int]:
     """Ordered class names and number of folds from the manifest metadata."""
-    path = manifest_file(results, dataset)
+    return manifest_labels(manifest_file(results, dataset))
+
+
+def manifest_labels(path: str | Path) -> tuple[list[str], int]:
+    """Ordered class names and number of folds from a manifest file's metadata."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"manifest {path} does not exist; run the manifest stage first")
     meta = read_meta(path)
@@ -122,17 +102,26 @@ def _join(index: pd.DataFrame, extra: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 def load_clip_table(
     results: str | Path, dataset: str, needs: Needs, shards: Sequence[str] | None = None
 ) -> ClipTable:
-    """Join the frames index with every artifact the model needs; skip incomplete clips."""
-    labels, num_folds = dataset_labels(results, dataset)
-    shards = list(shards) if shards is not None else dataset_shards(results, dataset)
-    use_captions = needs.captions
-    if use_captions:
-        missing = [s for s in shards if not shard_file(results, dataset, "captions", s, ".parquet").exists()]
-        if missing:
-            # captions are optional: a dataset without them trains without the high level
-            log.warning("%s: no captions for shard(s) %s; training without the caption level",
-                        dataset, ", ".join(missing))
-            use_captions = False
+    """:func:`read_clip_table` of the files :meth:`DataInputs.from_results` names (library
+    callers; jobs pass their declared files to :func:`read_clip_table` directly)."""
+    return read_clip_table(DataInputs.from_results(results, dataset, needs, shards), needs)
+
+
+def read_clip_table(inputs: DataInputs, needs: Needs) -> ClipTable:
+    """Join the frames index with every artifact the model needs; skip incomplete clips.
+
+    Reads exactly ``inputs``. Captions are optional: when the model wants them and none were
+    declared, it trains without the high level (logged).
+    """
+    dataset, shards = inputs.dataset, inputs.shards
+    labels, num_folds = manifest_labels(inputs.manifest)
+    use_captions = needs.captions and inputs.has("captions")
+    if needs.captions and not use_captions:
+        log.warning("%s: no captions among the inputs; training without the caption level", dataset)
+    # one setup per stage: shards made by different backends / models / params are refused
+    from dfer.train.provenance import check_consistent, stages_read
+
+    check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, use_captions))
     rows: list[pd.DataFrame] = []
     side = SideStore() if needs.landmarks or use_captions else None
     skipped: dict[str, int] = {}
@@ -142,27 +131,27 @@ def load_clip_table(
             skipped[reason] = skipped.get(reason, 0) + n
 
     for s in shards:
-        index = read_parquet(shard_file(results, dataset, "frames", s, ".parquet"))
+        index = read_parquet(inputs.path("frames", s, ".parquet"))
         if index.empty:
             continue
         index = index[["clip_id", "label", "label_idx", "test_fold"]].copy()
         index["clip_id"] = index["clip_id"].astype(str)
         index["shard"] = s
-        keep = index["clip_id"].isin(_safetensors_keys(shard_file(results, dataset, "frames", s, ".safetensors")))
+        keep = index["clip_id"].isin(_safetensors_keys(inputs.path("frames", s, ".safetensors")))
         skip("frames", int((~keep).sum()))
         index = index[keep]
         if needs.landmarks:
             assert side is not None
-            index, dropped = _join(index, side.add_landmarks(shard_file(results, dataset, "landmarks", s, ".parquet")))
+            index, dropped = _join(index, side.add_landmarks(inputs.path("landmarks", s, ".parquet")))
             skip("landmarks", dropped)
         if needs.parsing:
-            keys = _safetensors_keys(shard_file(results, dataset, "parsing", s, ".safetensors"))
+            keys = _safetensors_keys(inputs.path("parsing", s, ".safetensors"))
             keep = index["clip_id"].isin(keys)
             skip("parsing", int((~keep).sum()))
             index = index[keep]
         if use_captions:
             assert side is not None
-            index, dropped = _join(index, side.add_captions(shard_file(results, dataset, "captions", s, ".parquet")))
+            index, dropped = _join(index, side.add_captions(inputs.path("captions", s, ".parquet")))
             skip("captions", dropped)
         rows.append(index)
     clips = (
@@ -177,7 +166,7 @@ def load_clip_table(
             "%s: skipped %d clip(s) missing from upstream artifacts (%s)", dataset,
             sum(skipped.values()), ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
         )
-    return ClipTable(clips, labels, num_folds, skipped, use_captions, side)
+    return ClipTable(clips, labels, num_folds, skipped, use_captions, side, inputs)
 
 
 def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:
@@ -193,11 +182,13 @@ def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:
     return clips[sel].reset_index(drop=True)
 
 
-def uniform_indices(available: int, wanted: int | None) -> np.ndarray:
-    """``wanted`` frame indices spread evenly over ``available`` frames (all if None/more)."""
+def jittered_indices(available: int, wanted: int | None, rng: np.random.Generator) -> np.ndarray:
+    """One random frame from each of ``wanted`` equal segments of ``available`` (TSN-style
+    training sampling); all frames, in order, when there are not more than ``wanted``."""
     if wanted is None or wanted >= available:
         return np.arange(available)
-    return np.linspace(0, available - 1, wanted).round().astype(np.int64)
+    edges = np.floor(np.linspace(0, available, wanted + 1)).astype(np.int64)
+    return rng.integers(edges[:-1], np.maximum(edges[1:], edges[:-1] + 1)).astype(np.int64)
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -222,11 +213,15 @@ def default_renderers() -> tuple[Renderer, Renderer]:
 
 
 class ClipDataset(Dataset):
-    """One item per clip: uint8 images per enabled level, caption, label and id."""
+    """One item per clip: uint8 images per enabled level, caption, label and id.
+
+    Reads only the files in ``table.inputs`` (the job's declared inputs); ``results`` names
+    the folder they came from, for callers' records, and is never searched.
+    """
 
     def __init__(
         self,
-        results: str | Path,
+        results: str | Path | None,
         dataset: str,
         clips: pd.DataFrame,
         table: ClipTable,
@@ -237,7 +232,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         renderers: tuple[Renderer, Renderer] | None = None,
     ) -> None:
-        self.results = Path(results)
+        self.results = None if results is None else Path(results)
         self.dataset = dataset
         self.clips = clips.reset_index(drop=True)
         self.table = table
@@ -248,8 +243,10 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._renderers = renderers
+        if table.inputs is None:
+            raise ValueError("the clip table carries no input files; build it with read_clip_table")
         # per process: pickled empty into spawned workers, reset in forked ones
-        self.reader = ShardReader(results, dataset, cfg.max_open_shards)
+        self.reader = ShardReader(table.inputs, cfg.max_open_shards)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -269,7 +266,7 @@ class ClipDataset(Dataset):
         row = self.clips.iloc[i]
         clip_id, shard = str(row["clip_id"]), str(row["shard"])
         try:
-            item = self._load(row, clip_id, shard)
+            item = self._load(row, clip_id, shard, i)
         except Exception as exc:
             raise RuntimeError(f"{self.dataset}/{clip_id} (shard {shard}): {type(exc).__name__}: {exc}") from exc
         # flip deterministically per (seed, epoch, clip): runs repeat exactly, epochs differ
@@ -281,12 +278,14 @@ class ClipDataset(Dataset):
         item["clip_id"] = clip_id
         return item
 
-    def _load(self, row: pd.Series, clip_id: str, shard: str) -> dict[str, Any]:
+    def _load(self, row: pd.Series, clip_id: str, shard: str, i: int) -> dict[str, Any]:
         frames = self.reader.tensor("frames", shard, clip_id)
         points = self._side().points(int(row["lm_start"]), int(row["lm_stop"])) if self.needs.landmarks else None
         maps = self.reader.tensor("parsing", shard, clip_id) if self.needs.parsing else None
+        # temporal jitter per (seed, epoch, clip), a stream apart from the flip's
+        rng = np.random.default_rng([self.seed, self.epoch, i, 1]) if self.train else None
         item = prepare_clip(frames, points, maps, self.cfg, self.size,
-                            self.renderers() if self.needs.landmarks or self.needs.parsing else None)
+                            self.renderers() if self.needs.landmarks or self.needs.parsing else None, rng)
         if self.needs.captions and self.table.has_captions:
             item["caption"] = self._side().caption(int(row["cap_offset"]), int(row["cap_length"]))
         return item
@@ -299,18 +298,23 @@ def prepare_clip(
     cfg: DataConfig,
     size: int,
     renderers: tuple[Renderer, Renderer] | None,
+    rng: np.random.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Model inputs of one clip from its decoded arrays (shared by training and ``dfer predict``).
 
     ``frames`` uint8 [T, S, S, 3]; ``points`` [T, 68, 2] crop pixels or None (level off);
     ``maps`` uint8 [T, S, S] or None. Returns uint8 ``frames`` / ``landmarks`` / ``parsing``
     tensors ``[t, size, size, 3]``, frames subsampled to ``cfg.num_frames`` and the middle level
-    to ``cfg.mid_frames`` of those.
+    to ``cfg.mid_frames`` of those. ``rng`` (training only) draws the frames with
+    ``cfg.temporal_jitter``; without it the evenly spaced frames are used.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames have shape {frames.shape}, expected [T, S, S, 3]")
     t, crop = frames.shape[0], frames.shape[1]
-    idx = uniform_indices(t, cfg.num_frames)
+    if cfg.temporal_jitter and rng is not None:
+        idx = jittered_indices(t, cfg.num_frames, rng)
+    else:
+        idx = uniform_indices(t, cfg.num_frames)
     mid_idx = idx[uniform_indices(len(idx), cfg.mid_frames)]
     item: dict[str, torch.Tensor] = {"frames": _resize(torch.from_numpy(np.ascontiguousarray(frames[idx])), size)}
     if points is not None:
@@ -321,6 +325,11 @@ def prepare_clip(
         render_landmarks = renderers[0]
         scale = size / crop
         imgs = [np.asarray(render_landmarks(points[j] * scale, size)) for j in mid_idx]
+        if cfg.landmarks_on_face:
+            from dfer.render import overlay_on_face
+
+            faces = _resize(torch.from_numpy(np.ascontiguousarray(frames[mid_idx])), size).numpy()
+            imgs = [overlay_on_face(face, img) for face, img in zip(faces, imgs, strict=True)]
         item["landmarks"] = _resize(torch.from_numpy(np.stack(imgs)), size)
     if maps is not None:
         if renderers is None:
@@ -333,23 +342,22 @@ def prepare_clip(
     return item
 
 
-def preprocessing_params(results: str | Path, dataset: str, needs: Needs) -> dict[str, Any]:
+def preprocessing_params(inputs: DataInputs, needs: Needs) -> dict[str, Any]:
     """The decode / landmarks / parsing config sections the artifacts were made with.
 
-    Read from the provenance of the first shard; stored in checkpoints so that ``dfer predict``
-    repeats the exact preprocessing the model was trained on.
+    Read from the provenance of the first shard's declared files; stored in checkpoints so
+    that ``dfer predict`` repeats the exact preprocessing the model was trained on.
     """
     out: dict[str, Any] = {}
-    wanted = [("decode", "frames", ".parquet")]
+    wanted = [("decode", "frames")]
     if needs.landmarks or needs.parsing:
-        wanted.append(("landmarks", "landmarks", ".parquet"))
+        wanted.append(("landmarks", "landmarks"))
     if needs.parsing:
-        wanted.append(("parsing", "parsing", ".parquet"))
-    shard = dataset_shards(results, dataset)[0]
-    for section, folder, suffix in wanted:
-        path = shard_file(results, dataset, folder, shard, suffix)
-        if path.exists():
-            out[section] = read_meta(path).get("params", {})
+        wanted.append(("parsing", "parsing"))
+    shard = inputs.shards[0]
+    for section, kind in wanted:
+        if inputs.has(kind):
+            out[section] = read_meta(inputs.path(kind, shard, ".parquet")).get("params", {})
     return out
 
 
