@@ -56,6 +56,11 @@ def test_step_zero_computes_frozen_clip_features(model: FineCLIPER) -> None:
     torch.testing.assert_close(out.caption, caption, atol=1e-5, rtol=1e-5)
     # PN rule: logits = scale * (cos(v, P(t_pos)) - lambda * cos(v, N(t_neg))), scale 50 at init
     torch.testing.assert_close(out.logits, 50.0 * (out.sim_pos - out.sim_neg), atol=1e-4, rtol=1e-4)
+    # per-level scores: each fused level's own frozen feature against the same descriptors
+    assert set(out.level_scores) == set(model.fused_levels)
+    for level, feats in frozen.items():
+        expected = feats @ t_pos.T - model.cfg.negative_weight * (feats @ t_neg.T)
+        torch.testing.assert_close(out.level_scores[level], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_only_adapters_receive_gradients(model: FineCLIPER) -> None:

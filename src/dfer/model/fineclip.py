@@ -43,6 +43,9 @@ class FineCLIPEROutput:
     modality_weights: torch.Tensor  # [L] softmax weights over fused levels
     caption: torch.Tensor | None  # [B, E]
     scale: torch.Tensor | None = None  # the (clamped) temperature scale the logits used
+    #: fused level -> [B, C]: that level's own feature scored against the same descriptors
+    #: (``sim_pos - negative_weight * sim_neg``), to show which level drove a prediction
+    level_scores: dict[str, torch.Tensor] | None = None
 
 
 class FineCLIPER(nn.Module):
@@ -290,17 +293,28 @@ class FineCLIPER(nn.Module):
         fused = F.normalize(sum(w * f for w, f in zip(weights, stacked, strict=True)), dim=-1)
 
         t_pos, t_neg = self.descriptor_features()
-        sim_pos = fused @ F.normalize(t_pos, dim=-1).T
-        sim_neg = None
+        t_pos = F.normalize(t_pos, dim=-1)
+        t_neg = F.normalize(t_neg, dim=-1) if t_neg is not None else None
         scale = self.log_logit_scale.float().exp().clamp(max=self.cfg.max_logit_scale)[0]
-        score = sim_pos
-        if t_neg is not None:
-            sim_neg = fused @ F.normalize(t_neg, dim=-1).T
-            score = sim_pos - self.cfg.negative_weight * sim_neg
+        sim_pos, sim_neg, score = self._pn_score(fused, t_pos, t_neg)
+        level_scores = {lv: self._pn_score(f, t_pos, t_neg)[2]
+                        for lv, f in zip(self.fused_levels, stacked, strict=True)}
         return FineCLIPEROutput(
             logits=scale * score, sim_pos=sim_pos, sim_neg=sim_neg, fused=fused,
             level_features=level_feats, modality_weights=weights, caption=caption, scale=scale,
+            level_scores=level_scores,
         )
+
+    def _pn_score(self, feats: torch.Tensor, t_pos: torch.Tensor, t_neg: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(positive, negative similarities, combined score) of features against the
+        normalised descriptors: ``sim_pos - negative_weight * sim_neg`` (positive only
+        without negative descriptors)."""
+        sim_pos = feats @ t_pos.T
+        if t_neg is None:
+            return sim_pos, None, sim_pos
+        sim_neg = feats @ t_neg.T
+        return sim_pos, sim_neg, sim_pos - self.cfg.negative_weight * sim_neg
 
     def _standardize(self, level: str, feats: torch.Tensor) -> torch.Tensor:
         """BatchNorm of one level's clip features; a 1-clip training batch uses running stats."""
