@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from snakemake.utils import update_config, validate
+from support.placeholder_trees import placeholder_dfew, placeholder_mafw
 
 from dfer.captions.prompt import PAPER_PROMPT_VERSION
 from dfer.captions.settings import CaptionsConfig
@@ -33,7 +34,6 @@ from dfer.parsing.config import ParsingConfig
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "config" / "paper"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-EXAMPLES = REPO / "data_manifests" / "examples"
 NAMES = ("dfew", "ferv39k", "mafw", "zeroshot_mafw_to_dfew")
 STAGES = ("decode", "landmarks", "parsing", "captions")
 RUN = "fineclipper"
@@ -113,29 +113,6 @@ def test_presets_share_stages_and_run_so_results_are_reused() -> None:
 
 
 # -- dry runs on placeholder dataset trees ------------------------------------------------------
-
-
-def placeholder_dfew(root: Path) -> dict[str, Any]:
-    """DFEW's layout with an empty frame folder per clip of the example split files."""
-    split = root / "DFEW" / "EmoLabel_DataSplit"
-    shutil.copytree(EXAMPLES / "dfew" / "EmoLabel_DataSplit", split)
-    crops = root / "DFEW" / "Clip" / "clip_224x224"
-    for csv in split.glob("*/*.csv"):
-        for line in csv.read_text().splitlines()[1:]:
-            (crops / line.split(",")[0].strip().zfill(5)).mkdir(parents=True, exist_ok=True)
-    return {"root": str(crops), "split_files": [str(split)]}
-
-
-def placeholder_mafw(root: Path) -> dict[str, Any]:
-    """MAFW's layout with an empty face-crop folder per clip of the example split files."""
-    split = root / "MAFW" / "Train_Test_Set" / "single" / "no_caption"
-    shutil.copytree(EXAMPLES / "mafw" / "single" / "no_caption", split)
-    faces = root / "MAFW" / "data" / "faces"
-    for txt in split.glob("*/*.txt"):
-        for line in txt.read_text().splitlines():
-            if line.strip():
-                (faces / Path(line.split()[0]).stem).mkdir(parents=True, exist_ok=True)
-    return {"root": str(faces), "split_files": [str(split)]}
 
 
 def dry_run(tmp_path: Path, preset: str, defs: dict[str, dict[str, Any]]) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from support.placeholder_trees import PLACEHOLDERS, placeholder_dfew, placeholder_ferv39k
 
 from dfer.artifacts import provenance, write_failures
 from dfer.cli import main as cli_main
@@ -31,9 +32,9 @@ from dfer.config_check import config_problem
 from dfer.manifests import ManifestError, build_manifest, sync_report
 from dfer.train.data import ClipTable, DataConfig
 from dfer.train.fit import ClassLossError, check_fold_classes
+from dfer.train.inputs import DataInputs
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "data_manifests" / "examples"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 BASE = REPO / "config" / "config.yaml"
 META = provenance("test", 1)
@@ -55,45 +56,6 @@ def merged(*overlays: dict[str, Any]) -> dict[str, Any]:
 # -- placeholder trees from data_manifests/examples ---------------------------------------------
 
 
-def placeholder_dfew(root: Path, sets: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict[str, Any]:
-    """DFEW's release layout: split csvs (only ``sets``) and a zero-padded folder per clip."""
-    split = root / "DFEW" / "EmoLabel_DataSplit"
-    crops = root / "DFEW" / "Clip" / "clip_224x224"
-    for csv in sorted((EXAMPLES / "dfew" / "EmoLabel_DataSplit").glob("*/set_*.csv")):
-        if int(csv.stem.split("_")[1]) not in sets:
-            continue
-        dest = split / csv.parent.name / csv.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(csv, dest)
-        for line in csv.read_text().splitlines()[1:]:
-            (crops / line.split(",")[0].strip().zfill(5)).mkdir(parents=True, exist_ok=True)
-    return {"root": str(crops), "split_files": [str(split)]}
-
-
-def placeholder_mafw(root: Path) -> dict[str, Any]:
-    split = root / "MAFW" / "Train_Test_Set" / "single" / "no_caption"
-    shutil.copytree(EXAMPLES / "mafw" / "single" / "no_caption", split)
-    faces = root / "MAFW" / "data" / "faces"
-    for txt in split.glob("*/*.txt"):
-        for line in txt.read_text().splitlines():
-            if line.strip():
-                (faces / Path(line.split()[0]).stem).mkdir(parents=True, exist_ok=True)
-    return {"root": str(faces), "split_files": [str(split)]}
-
-
-def placeholder_ferv39k(root: Path) -> dict[str, Any]:
-    setups = root / "FERV39k" / "4_setups" / "All_scenes"
-    shutil.copytree(EXAMPLES / "ferv39k" / "4_setups" / "All_scenes", setups)
-    clips = root / "FERV39k" / "2_ClipsforFaceCrop"
-    for csv in setups.glob("*.csv"):
-        for line in csv.read_text().splitlines():
-            if line.strip():
-                (clips / line.split()[0]).mkdir(parents=True, exist_ok=True)
-    return {"root": str(clips),
-            "split_files": [str(setups / "train_All.csv"), str(setups / "test_All.csv")]}
-
-
-PLACEHOLDERS = {"dfew": placeholder_dfew, "mafw": placeholder_mafw, "ferv39k": placeholder_ferv39k}
 
 
 def snakemake(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -302,6 +264,12 @@ def _fold_data(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     return results, manifest
 
 
+def _inputs(results: Path) -> DataInputs:
+    """The files a job on ``ds`` declares that the class check reads: manifest and failures."""
+    return DataInputs("ds", results / "ds" / "manifest" / "manifest.parquet", ["000"], {},
+                      [("landmarks", results / "ds" / "landmarks" / "shard-000.failures.parquet")])
+
+
 def _table(manifest: pd.DataFrame, drop: str) -> ClipTable:
     kept = manifest[manifest["clip_id"] != drop].reset_index(drop=True)
     return ClipTable(kept, ["anger", "happiness", "sadness"], 2, {"landmarks": 1})
@@ -311,13 +279,13 @@ def test_training_refuses_a_fold_whose_class_has_no_training_clips(tmp_path: Pat
     results, manifest = _fold_data(tmp_path)
     labels = ["anger", "happiness", "sadness"]
     with pytest.raises(ClassLossError) as info:
-        check_fold_classes(results, "ds", 1, labels, _table(manifest, "s1"), DataConfig())
+        check_fold_classes(_inputs(results), 1, labels, _table(manifest, "s1"), DataConfig())
     text = str(info.value)
     assert ("ds fold 1: class 'sadness' has no training clips in fold 1: all 1 were dropped "
             "(landmarks no_face: 1)") in text
     assert "decode.upsample" in text and "data.class_loss: warn" in text
     # fold 2 trains on s2 and lost nothing of it
-    assert check_fold_classes(results, "ds", 2, labels, _table(manifest, "s1"),
+    assert check_fold_classes(_inputs(results), 2, labels, _table(manifest, "s1"),
                               DataConfig())["class_problems"] == []
 
 
@@ -325,7 +293,7 @@ def test_class_loss_warn_trains_and_records_the_counts(tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     results, manifest = _fold_data(tmp_path)
     cfg = DataConfig.from_dict({"class_loss": "warn"})
-    out = check_fold_classes(results, "ds", 1, ["anger", "happiness", "sadness"],
+    out = check_fold_classes(_inputs(results), 1, ["anger", "happiness", "sadness"],
                              _table(manifest, "s1"), cfg)
     assert out["lost_training_clips"] == {"landmarks": {"anger": 0, "happiness": 0, "sadness": 1}}
     assert "class 'sadness' has no training clips" in caplog.text
@@ -379,4 +347,5 @@ def test_face_messages_name_the_keys_that_change_the_outcome() -> None:
         assert key in str(lm.value)
     with pytest.raises(NoFace) as dec:
         decode_array(blank, DecodeConfig(on_no_face="fail", size=16))
-    assert "decode.upsample" in str(dec.value) and "decode.detector: mmod" in str(dec.value)
+    for key in ("decode.detector", "decode.upsample", "decode.escalate", "decode.on_no_face"):
+        assert key in str(dec.value)
