@@ -20,11 +20,11 @@ from support.dataset import simple_renderers, write_synthetic_dataset
 from support.videos import face_frames, write_frame_folder, write_video
 
 from dfer.cli import main as cli_main
+from dfer.inference.predict import predict_videos
 from dfer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dfer.train.data import ClipDataset, DataConfig, fold_split, load_clip_table
 from dfer.train.fit import train_fold
 from dfer.train.module import needs_for
-from dfer.train.predict import predict_videos
 
 LABELS = ["class0", "class1", "class2"]
 PRE = {"decode": {"num_frames": 4, "size": 112},

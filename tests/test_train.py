@@ -35,6 +35,7 @@ from dfer.train.data import (
 )
 from dfer.train.evaluate import evaluate_checkpoint
 from dfer.train.fit import train_fold
+from dfer.train.inputs import INPUT_OPTIONS, DataInputs, declared_files
 from dfer.train.module import needs_for
 
 FAILED = {"landmarks": ["syn_00_000", "syn_02_003"], "parsing": ["syn_01_001"], "frames": ["syn_03_002"]}
@@ -266,22 +267,53 @@ def test_training_is_deterministic(tmp_path: Path, results: Path, trained: Path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def input_args(files: dict[str, list[str]]) -> list[str]:
+    """The rule's command-line options for ``declared_files`` (kinds with no file left out)."""
+    args: list[str] = []
+    for key in INPUT_OPTIONS:
+        if files[key]:
+            args += [f"--{key}", *files[key]]
+    return args
+
+
 def test_cli_train_evaluate_summarize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI as the rules call it: exactly the declared files, copied alone into a fresh
+    folder, so that a read of anything undeclared would fail."""
+    import shutil
+
     import dfer.train.data as data_mod
 
     monkeypatch.setattr(data_mod, "default_renderers", simple_renderers)
-    write_synthetic_dataset(tmp_path, "cli", num_classes=3, clips_per_class=2, frames=4)
-    params = json.dumps({**run_params(epochs=1, use_parsing=False), "datasets": ["cli"], "folds": None})
+    made = tmp_path / "made"
+    write_synthetic_dataset(made, "cli", num_classes=3, clips_per_class=2, frames=4)
+    run = {**run_params(epochs=1, use_parsing=False), "datasets": ["cli"], "folds": None}
+    params = json.dumps(run)
+    declared = declared_files("results", "cli", dataset_shards(made, "cli"), needs_for(run["model"]))
+    assert not declared["parsing"] and declared["landmarks"] and declared["captions"]
+    for path in (p for ps in declared.values() for p in ps):
+        src = made / Path(path).relative_to("results")
+        if src.exists():  # the synthetic dataset writes no failures table for a stage without failures
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, tmp_path / path)
+    declared["failures"] = [p for p in declared["failures"] if (tmp_path / p).exists()]
+    monkeypatch.chdir(tmp_path)
     metrics = []
     for k in (1, 2):
-        out = tmp_path / "cli" / "train" / "r" / f"fold-{k}"
-        assert cli_main(["train", "--results", str(tmp_path), "--dataset", "cli", "--fold", str(k),
-                         "--run", "r", "--out", str(out), "--params", params]) == 0
-        assert cli_main(["evaluate", "--checkpoint", str(out / "checkpoint.safetensors"), "--results",
-                         str(tmp_path), "--dataset", "cli", "--fold", str(k), "--out", str(out),
-                         "--params", '{"device": "cpu"}']) == 0
+        out = Path("results") / "cli" / "train" / "r" / f"fold-{k}"
+        assert cli_main(["train", "--dataset", "cli", "--fold", str(k), "--run", "r", "--out", str(out),
+                         "--params", params, *input_args(declared)]) == 0
+        assert cli_main(["evaluate", "--checkpoint", str(out / "checkpoint.safetensors"), "--dataset", "cli",
+                         "--fold", str(k), "--out", str(out), "--params", '{"device": "cpu"}',
+                         *input_args(declared)]) == 0
         metrics.append(out / "metrics.json")
-    summary_path = tmp_path / "cli" / "train" / "r" / "summary.json"
+    # --results reads the same files: the same predictions
+    again = tmp_path / "again"
+    assert cli_main(["evaluate", "--checkpoint", str(metrics[0].parent / "checkpoint.safetensors"),
+                     "--results", str(made), "--dataset", "cli", "--fold", "1", "--out", str(again),
+                     "--params", '{"device": "cpu"}']) == 0
+    a, b = pd.read_parquet(metrics[0].parent / "predictions.parquet"), pd.read_parquet(again / "predictions.parquet")
+    assert np.array_equal(np.stack(a["probs"]), np.stack(b["probs"]))
+    summary_path = Path("results") / "cli" / "train" / "r" / "summary.json"
     assert cli_main(["evaluate", "--summarize", *map(str, metrics), "--out", str(summary_path)]) == 0
     summary = json.loads(summary_path.read_text())
     folds = [json.loads(p.read_text()) for p in metrics]
@@ -290,11 +322,38 @@ def test_cli_train_evaluate_summarize(tmp_path: Path, monkeypatch: pytest.Monkey
     assert cli_main(["evaluate", "--out", str(tmp_path / "x"), "--params", "{}"]) == 2
 
 
+def test_levels_are_decided_once() -> None:
+    """The rules pass a run's raw model block, the trainer a ModelConfig: the same levels, with
+    the model config's defaults for unset ones; parsing reads the landmarks' files too."""
+    from dfer.model.config import ModelConfig
+
+    for block in ({}, {"use_parsing": False}, {"use_landmarks": False, "use_captions": False}):
+        assert needs_for(block) == needs_for(ModelConfig.from_dict(block))
+    only_parsing = declared_files("r", "d", ["000"], Needs(parsing=True))
+    assert only_parsing["landmarks"] == ["r/d/landmarks/shard-000.parquet"]
+    assert only_parsing["parsing"] == ["r/d/parsing/shard-000.parquet", "r/d/parsing/shard-000.safetensors"]
+    assert only_parsing["captions"] == [] and "r/d/landmarks/shard-000.failures.parquet" in only_parsing["failures"]
+
+
+def test_declared_but_missing_inputs_are_errors(results: Path) -> None:
+    """A declared file that is not there is named, never skipped (captions included)."""
+    declared = declared_files(results, "syn", dataset_shards(results, "syn"), ALL)
+    kinds = {k: declared[k] for k in ("frames", "landmarks", "parsing", "captions")}
+    gone = str(results / "syn" / "captions" / "shard-999.parquet")
+    with pytest.raises(FileNotFoundError, match="shard-999.parquet"):
+        DataInputs.from_files("syn", declared["manifest"][0], {**kinds, "captions": [*kinds["captions"], gone]})
+    with pytest.raises(ValueError, match="landmarks of shard"):  # a kind must cover every shard
+        DataInputs.from_files("syn", declared["manifest"][0], {**kinds, "landmarks": kinds["landmarks"][1:]})
+    inputs = DataInputs.from_files("syn", declared["manifest"][0], kinds)
+    with pytest.raises(KeyError, match="declared"):
+        inputs.path("captions", "999", ".parquet")
+
+
 def test_predict_runs_the_trained_preprocessing_on_videos(tmp_path: Path, trained: Path, capsys) -> None:
     """``dfer predict``: decode crop, dlib landmarks and polygon parsing in memory, then the model."""
     from support.videos import face_frames, write_video
 
-    from dfer.train.predict import predict_videos
+    from dfer.inference.predict import predict_videos
 
     video = write_video(tmp_path / "face.mp4", face_frames(12, size=FACE_SIDE))
     broken = tmp_path / "broken.mp4"

@@ -32,27 +32,38 @@ LOST_COLUMNS = ["clip_id", "label", "test_fold", "stage", "error_type"]
 
 def stage_failures(dataset_dir: str | Path) -> pd.DataFrame:
     """``clip_id, stage, error_type``: every clip a stage recorded as failed, first stage only."""
+    return read_failures([(stage, path) for stage, folder in STAGE_FOLDERS
+                          for path in sorted((Path(dataset_dir) / folder).glob("shard-*.failures.parquet"))])
+
+
+def read_failures(files: Iterable[tuple[str, Path]]) -> pd.DataFrame:
+    """:func:`stage_failures` of given ``(stage, path)`` failures tables, in pipeline order
+    (a training job reads only its declared files)."""
     rows: list[pd.DataFrame] = []
-    for stage, folder in STAGE_FOLDERS:
-        for path in sorted((Path(dataset_dir) / folder).glob("shard-*.failures.parquet")):
-            table = pd.read_parquet(path, columns=None)
-            if len(table) and "clip_id" in table:
-                kinds = table.get("error_type", "")
-                rows.append(pd.DataFrame({"clip_id": table["clip_id"].astype(str),
-                                          "stage": stage, "error_type": kinds}))
+    for stage, path in files:
+        table = pd.read_parquet(path, columns=None)
+        if len(table) and "clip_id" in table:
+            kinds = table.get("error_type", "")
+            rows.append(pd.DataFrame({"clip_id": table["clip_id"].astype(str),
+                                      "stage": stage, "error_type": kinds}))
     if not rows:
         return pd.DataFrame(columns=["clip_id", "stage", "error_type"])
     return pd.concat(rows, ignore_index=True).drop_duplicates("clip_id", keep="first")
 
 
-def lost_clips(manifest: pd.DataFrame, kept: Iterable[str], dataset_dir: str | Path) -> pd.DataFrame:
-    """Clips of ``manifest`` (``clip_id, label, test_fold``) not in ``kept``, with their stage."""
+def lost_clips(manifest: pd.DataFrame, kept: Iterable[str], dataset_dir: str | Path | None = None,
+               failures: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Clips of ``manifest`` (``clip_id, label, test_fold``) not in ``kept``, with their stage
+    (from ``failures``, :func:`read_failures`, or else the tables under ``dataset_dir``)."""
     kept_ids = {str(c) for c in kept}
     lost = manifest.loc[~manifest["clip_id"].astype(str).isin(kept_ids),
                         ["clip_id", "label", "test_fold"]].copy()
     lost["clip_id"] = lost["clip_id"].astype(str)
-    fails = stage_failures(dataset_dir)
-    lost = lost.merge(fails, on="clip_id", how="left")
+    if failures is None:
+        if dataset_dir is None:
+            raise ValueError("lost_clips needs the failures tables or the dataset folder")
+        failures = stage_failures(dataset_dir)
+    lost = lost.merge(failures, on="clip_id", how="left")
     lost["stage"] = lost["stage"].fillna(UNRECORDED)
     lost["error_type"] = lost["error_type"].fillna("")
     return lost[LOST_COLUMNS].reset_index(drop=True)

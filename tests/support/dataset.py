@@ -127,6 +127,9 @@ def write_synthetic_dataset(
         write_parquet(shard_file(results, dataset, "landmarks", sname, ".parquet"),
                       pd.DataFrame(lm_rows, columns=lm_cols), smeta["landmarks"])
         write_safetensors(shard_file(results, dataset, "parsing", sname, ".safetensors"), maps_out, smeta["parsing"])
+        # the parsing stage's per-clip stats table: training reads its provenance, as in the pipeline
+        write_parquet(shard_file(results, dataset, "parsing", sname, ".parquet"),
+                      pd.DataFrame({"clip_id": list(maps_out)}, columns=["clip_id"]), smeta["parsing"])
         write_parquet(shard_file(results, dataset, "captions", sname, ".parquet"),
                       pd.DataFrame(cap_rows, columns=["clip_id", "caption"]), smeta["captions"])
         for stage, recs in fails.items():

@@ -27,6 +27,7 @@ from dfer.artifacts import read_meta  # noqa: E402
 from dfer.captions.settings import CaptionsConfig, vllm_python  # noqa: E402
 from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
 from dfer.sharding import SHARD_REGEX  # noqa: E402
+from dfer.train.inputs import INPUT_OPTIONS, declared_files, needs_for  # noqa: E402
 
 RESULTS = config["results"]
 DATASETS = list(config["datasets"])
@@ -227,30 +228,33 @@ def run_model(run):
 
 
 def data_inputs(run, ds):
-    """Every shard of the artifacts a run's model reads (captions only when a rule makes them)."""
-    model = run_model(run)
-    files = [manifest_path(ds)]
-    for s in SHARDS[ds]:
-        files += [shard_path("frames", ".safetensors", ds, s), shard_path("frames", ".parquet", ds, s)]
-        if model.get("use_landmarks", True):
-            files.append(shard_path("landmarks", ".parquet", ds, s))
-        if model.get("use_parsing", True):
-            files.append(shard_path("parsing", ".safetensors", ds, s))
-        if model.get("use_captions", True) and workflow.is_rule("captions"):
-            files.append(shard_path("captions", ".parquet", ds, s))
-    return files
+    """Every file a run's model reads of dataset `ds`, by kind (manifest, frames, landmarks,
+    parsing, captions, failures): dfer.train.inputs decides which, for the rules and the
+    trainer alike, and the job is given exactly these (data_args)."""
+    return declared_files(RESULTS, ds, SHARDS[ds], needs_for(run_model(run)))
 
 
 def train_inputs(wildcards):
     return data_inputs(wildcards.run, wildcards.dataset)
 
 
+def evaluate_inputs(wildcards):
+    """The fold's checkpoint plus every file of the dataset its model reads."""
+    return {"checkpoint": fold_path(paths.CHECKPOINT, wildcards.dataset, wildcards.run, wildcards.fold),
+            **data_inputs(wildcards.run, wildcards.dataset)}
+
+
 def zero_shot_inputs(wildcards):
-    """The source run's fold checkpoint plus every artifact of the target dataset it reads."""
-    return {
-        "checkpoint": fold_path(paths.CHECKPOINT, wildcards.source, wildcards.run, wildcards.fold),
-        "data": data_inputs(wildcards.run, wildcards.dataset),
-    }
+    """The source run's fold checkpoint plus every file of the target dataset it reads."""
+    return {"checkpoint": fold_path(paths.CHECKPOINT, wildcards.source, wildcards.run, wildcards.fold),
+            **data_inputs(wildcards.run, wildcards.dataset)}
+
+
+def data_args(wildcards, input):
+    """`--manifest M --frames F... --landmarks ...`: the job's declared data files, by kind
+    (kinds the model does not read are left out)."""
+    return " ".join(f"--{key} " + " ".join(shlex.quote(str(p)) for p in input[key])
+                    for key in INPUT_OPTIONS if len(input[key]))
 
 
 def fold_metrics(wildcards):

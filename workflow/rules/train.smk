@@ -3,19 +3,21 @@
 # test_fold == k (UAR, WAR, per-class accuracy, confusion matrix, predictions); one job per
 # (run, dataset) averages the folds into summary.json. Zero-shot entries evaluate every fold
 # checkpoint of a run trained on one dataset on all clips of another (labels mapped by name).
+# Each job is given exactly the files it declares (data_inputs / data_args in common.smk, from
+# dfer.train.inputs) and reads nothing else.
 # A fold's params are only what changes its result (run_json in common.smk): editing a run's
 # `datasets` or `folds` schedules the new (dataset, fold) jobs and re-runs nothing else.
 
 
 rule train:
     input:
-        train_inputs,
+        unpack(train_inputs),
     output:
         checkpoint=fold_path(paths.CHECKPOINT),
         summary=fold_path(paths.TRAIN_SUMMARY),
     params:
         cfg=run_json,
-        results=results_dir(5),  # results/{dataset}/train/{run}/fold-{fold}/
+        data=data_args,
         out=lambda wc, output: os.path.dirname(output.checkpoint),
         dfer=dfer_command(),
     resources:
@@ -25,21 +27,20 @@ rule train:
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} train --results {params.results} --dataset {wildcards.dataset} --fold {wildcards.fold}"
-        " --run {wildcards.run} --out {params.out} --params {params.cfg:q} 2> >(tee {log} >&2)"
+        "{params.dfer} train --dataset {wildcards.dataset} --fold {wildcards.fold} --run {wildcards.run}"
+        " --out {params.out} --params {params.cfg:q} {params.data} 2> >(tee {log} >&2)"
 
 
 rule evaluate:
     input:
-        data=train_inputs,
-        checkpoint=fold_path(paths.CHECKPOINT),
+        unpack(evaluate_inputs),
     output:
         metrics=fold_path(paths.METRICS),
         predictions=fold_path(paths.PREDICTIONS),
         confusion=fold_path(paths.CONFUSION),
     params:
         cfg=eval_json,
-        results=results_dir(5),  # results/{dataset}/train/{run}/fold-{fold}/
+        data=data_args,
         out=lambda wc, output: os.path.dirname(output.metrics),
         dfer=dfer_command(),
     resources:
@@ -49,9 +50,9 @@ rule evaluate:
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} evaluate --checkpoint {input.checkpoint} --results {params.results}"
-        " --dataset {wildcards.dataset} --fold {wildcards.fold} --out {params.out}"
-        " --params {params.cfg:q} 2> >(tee {log} >&2)"
+        "{params.dfer} evaluate --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
+        " --fold {wildcards.fold} --out {params.out} --params {params.cfg:q} {params.data}"
+        " 2> >(tee {log} >&2)"
 
 
 rule train_summary:
@@ -78,7 +79,7 @@ rule zero_shot:
         confusion=fold_path(paths.CONFUSION, source=paths.SOURCE),
     params:
         cfg=zero_shot_json,
-        results=results_dir(6),  # results/{dataset}/train/{run}/zeroshot-from-{source}/fold-{fold}/
+        data=data_args,
         out=lambda wc, output: os.path.dirname(output.metrics),
         dfer=dfer_command(),
     resources:
@@ -88,9 +89,9 @@ rule zero_shot:
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} evaluate --checkpoint {input.checkpoint} --results {params.results}"
-        " --dataset {wildcards.dataset} --fold {wildcards.fold} --split all --out {params.out}"
-        " --params {params.cfg:q} 2> >(tee {log} >&2)"
+        "{params.dfer} evaluate --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
+        " --fold {wildcards.fold} --split all --out {params.out} --params {params.cfg:q} {params.data}"
+        " 2> >(tee {log} >&2)"
 
 
 rule zero_shot_summary:

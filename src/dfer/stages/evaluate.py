@@ -1,6 +1,7 @@
 """``dfer evaluate``: metrics of a trained fold, zero-shot transfer, or the mean over folds.
 
-Evaluate: ``--checkpoint CKPT --results R --dataset D --fold K --out DIR`` writes
+Evaluate: ``--checkpoint CKPT --dataset D --fold K --out DIR`` and the input files
+(``--manifest``, ``--frames``, ... as for ``dfer train``, or ``--results R``) writes
 ``metrics.json`` (UAR, WAR, per-class accuracy, confusion matrix), ``predictions.parquet`` and
 ``confusion.png``. ``--split all`` scores every clip of D (zero-shot from another dataset: the
 class names of D are scored through the text side). Summarize: ``--summarize M1 M2 ... --out
@@ -14,10 +15,12 @@ import json
 import sys
 from pathlib import Path
 
+from dfer.stages.train import add_input_arguments, inputs_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint.safetensors from `dfer train`")
-    parser.add_argument("--results", type=Path, help="results folder")
+    add_input_arguments(parser)
     parser.add_argument("--dataset", help="dataset to evaluate on")
     parser.add_argument("--fold", type=int, default=1, help="test fold k (clips with test_fold == k)")
     parser.add_argument("--split", choices=["test", "all"], default="test",
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"summary {args.out}: UAR {summary['uar']:.4f} WAR {summary['war']:.4f} "
               f"over {summary['num_folds']} fold(s)", file=sys.stderr)
         return 0
-    missing = [name for name in ("checkpoint", "results", "dataset") if getattr(args, name) is None]
+    missing = [name for name in ("checkpoint", "dataset") if getattr(args, name) is None]
     if missing:
         print(f"dfer evaluate: missing --{', --'.join(missing)} (or use --summarize)", file=sys.stderr)
         return 2
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate_checkpoint(
         args.checkpoint, args.results, args.dataset, args.fold, args.out, split=args.split,
         device=params.get("device", "auto"), data=params.get("data"),
-        label_prompts=params.get("label_prompts"),
+        label_prompts=params.get("label_prompts"), inputs=inputs_from_args(args),
     )
     print(f"evaluate {args.dataset} fold {args.fold}: UAR {metrics['uar']:.4f} WAR {metrics['war']:.4f} "
           f"({metrics['num_clips']} clips) -> {args.out}", file=sys.stderr)

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dfer.train.predict import predict_videos
+    from dfer.inference.predict import predict_videos
 
     preds = predict_videos(args.checkpoint, [str(v) for v in args.videos], device=args.device,
                            preprocessing=json.loads(args.preprocessing), labels=args.labels)

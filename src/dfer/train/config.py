@@ -1,4 +1,5 @@
-"""A training run's settings, parsed from the run's JSON ``--params``.
+"""A training run's settings, parsed from the run's JSON ``--params``: every block's
+dataclass lives here, so one file says what a run can set.
 
 A run (``train.runs.<name>`` in config.yaml) has a ``model`` block (:class:`ModelConfig`), a
 ``data`` block (:class:`DataConfig`), ``optim`` and ``trainer`` blocks, and bookkeeping keys
@@ -9,20 +10,58 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from dfer.devices import resolve_device
 from dfer.model.config import ModelConfig
 from dfer.strict_config import from_mapping
-from dfer.train.data import DataConfig
+from dfer.train.shard_reader import DEFAULT_MAX_OPEN
 
 _BOOKKEEPING = {"dataset", "datasets", "folds", "kind", "source", "eval", "device", "description"}
 
 
 def _strict(cls: type, data: Mapping[str, Any] | None, where: str) -> Any:
     return from_mapping(cls, data, f"{where} key")
+
+
+@dataclass
+class DataConfig:
+    """How clips are fed to the model."""
+
+    num_frames: int | None = None  # frames per clip (uniform subsample); None = all stored
+    mid_frames: int | None = None  # frames for parsing / landmark images; None = num_frames
+    image_size: int | None = None  # resize to this; None = the backbone's input size
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    num_workers: int = 2
+    flip: bool = True  # random horizontal flip while training
+    #: training only: a random stored frame inside each of the ``num_frames`` equal segments
+    #: instead of the evenly spaced ones (evaluation keeps those). The paper is silent: off.
+    #: Needs more stored frames than ``num_frames`` (decode ``num_frames``) to have an effect.
+    temporal_jitter: bool = False
+    #: landmark dots and outlines drawn on the face frame (paper) instead of on black
+    landmarks_on_face: bool = True
+    #: shards of each kind (frames / parsing handles, landmark points, captions) kept open per
+    #: process (LRU); bounds the memory of a pass over the data, whatever the dataset size
+    max_open_shards: int = DEFAULT_MAX_OPEN
+    #: a fold whose training set has a class with no clips, or a class that lost more than
+    #: ``max_class_loss`` of its training clips in the preprocessing stages: ``error`` refuses
+    #: to train (naming the classes and the stages that dropped them), ``warn`` trains anyway
+    class_loss: Literal["error", "warn"] = "error"
+    max_class_loss: float = 0.5
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DataConfig:
+        cfg = from_mapping(cls, data, "data config key")
+        if cfg.class_loss not in ("error", "warn"):
+            raise ValueError(f"data.class_loss must be 'error' or 'warn', got {cfg.class_loss!r}")
+        if not 0 <= cfg.max_class_loss <= 1:
+            raise ValueError(f"data.max_class_loss must be a share in 0..1, got {cfg.max_class_loss}")
+        if int(cfg.max_open_shards) < 1:
+            raise ValueError(f"data.max_open_shards must be >= 1, got {cfg.max_open_shards}")
+        return cfg
 
 
 @dataclass
@@ -81,6 +120,14 @@ class RunConfig:
     def resolved_precision(self) -> str:
         if self.trainer.precision != "auto":
             return self.trainer.precision
-        if self.resolved_device() == "cuda":
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        return "32-true"
+        device = self.resolved_device()
+        # as before: mixed precision for plain `cuda` only (an indexed `cuda:N` trains in float32)
+        return auto_precision(device) if device == "cuda" else "32-true"
+
+
+def auto_precision(device: str) -> str:
+    """Lightning precision for ``auto`` (training and evaluation alike): bf16 (or fp16) mixed
+    precision on a GPU, full float32 on the CPU, where exact repeats are checked."""
+    if device.startswith("cuda"):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"

@@ -31,7 +31,7 @@ from dfer.frame_sampling import uniform_indices
 from dfer.paths import manifest_file
 from dfer.sharding import shards_in
 from dfer.train.config import DataConfig
-from dfer.train.inputs import DataInputs, Needs
+from dfer.train.inputs import KINDS, DataInputs, Needs, kinds_read
 from dfer.train.shard_reader import ShardReader, SideStore
 
 __all__ = ["DataConfig", "Needs"]  # re-exported: their home is config / inputs
@@ -39,6 +39,8 @@ __all__ = ["DataConfig", "Needs"]  # re-exported: their home is config / inputs
 log = logging.getLogger(__name__)
 
 Renderer = Callable[[np.ndarray, int], np.ndarray]
+#: the stages whose settings a checkpoint records, for ``dfer predict`` to repeat them
+PREPROCESSING_SECTIONS = ("decode", "landmarks", "parsing")
 
 
 @dataclass
@@ -349,14 +351,10 @@ def preprocessing_params(inputs: DataInputs, needs: Needs) -> dict[str, Any]:
     that ``dfer predict`` repeats the exact preprocessing the model was trained on.
     """
     out: dict[str, Any] = {}
-    wanted = [("decode", "frames")]
-    if needs.landmarks or needs.parsing:
-        wanted.append(("landmarks", "landmarks"))
-    if needs.parsing:
-        wanted.append(("parsing", "parsing"))
     shard = inputs.shards[0]
-    for section, kind in wanted:
-        if inputs.has(kind):
+    for kind in kinds_read(needs):
+        section = KINDS[kind][0]
+        if section in PREPROCESSING_SECTIONS and inputs.has(kind):
             out[section] = read_meta(inputs.path(kind, shard, ".parquet")).get("params", {})
     return out
 

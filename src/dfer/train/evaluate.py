@@ -13,22 +13,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from dfer.artifacts import provenance, write_bytes_atomic, write_parquet
 from dfer.devices import resolve_device
 from dfer.model.checkpoint import load_checkpoint
 from dfer.paths import CONFUSION, METRICS, PREDICTIONS
-from dfer.train.config import DataConfig
-from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_split, load_clip_table
+from dfer.train.config import DataConfig, auto_precision
+from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_split, read_clip_table
+from dfer.train.inputs import DataInputs, needs_for
 from dfer.train.label_mapping import is_zero_shot, label_prompts_for
 from dfer.train.metrics import compute_metrics, plot_confusion
-from dfer.train.module import model_inputs, needs_for
+from dfer.train.module import FineCLIPERModule, explanations
+
+__all__ = ["EXPLAIN_FIELDS", "PREDICTIONS_SCHEMA", "evaluate_checkpoint", "explanations", "summarize_folds"]
 
 log = logging.getLogger(__name__)
 
@@ -48,30 +51,9 @@ EXPLAIN_FIELDS = {
 }
 
 
-def explanations(out: Any, batch_size: int) -> dict[str, np.ndarray]:
-    """The optional prediction columns of one batch, from what the forward output exposes.
-
-    Read by name, so a model without one of them simply writes fewer columns.
-    ``modality_weights`` are learned per model, not per clip: repeated on every row so that a
-    row explains its prediction on its own.
-    """
-    found: dict[str, np.ndarray] = {}
-    for key in ("sim_pos", "sim_neg"):
-        value = getattr(out, key, None)
-        if torch.is_tensor(value):
-            found[key] = value.float().cpu().numpy()
-    weights = getattr(out, "modality_weights", None)
-    if torch.is_tensor(weights):
-        found["modality_weights"] = np.broadcast_to(weights.float().cpu().numpy(), (batch_size, weights.numel()))
-    scores = getattr(out, "level_scores", None)
-    if isinstance(scores, Mapping) and scores:
-        found["level_scores"] = np.stack([v.float().cpu().numpy() for v in scores.values()], axis=1)
-    return found
-
-
 def evaluate_checkpoint(
     checkpoint: str | Path,
-    results: str | Path,
+    results: str | Path | None,
     dataset: str,
     fold: int,
     out: str | Path,
@@ -82,17 +64,25 @@ def evaluate_checkpoint(
     model_overrides: Mapping[str, Any] | None = None,
     renderers: tuple[Renderer, Renderer] | None = None,
     table: ClipTable | None = None,
+    inputs: DataInputs | None = None,
 ) -> dict[str, Any]:
     """Write ``metrics.json``, ``predictions.parquet`` and ``confusion.png`` into ``out``.
 
     ``split``: ``test`` (clips with ``test_fold == fold``) or ``all`` (zero-shot on a whole
     dataset). ``data`` overrides the checkpoint run's data block (e.g. ``eval_batch_size``).
+    Reads exactly ``inputs`` (``dfer evaluate`` passes the rule's declared files); without
+    them, the files :meth:`DataInputs.from_results` names under ``results``. The forward pass
+    is Lightning's ``trainer.predict`` over :meth:`FineCLIPERModule.predict_step`.
     """
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, overrides=model_overrides)
     needs = needs_for(model.cfg)
     if table is None:
-        table = load_clip_table(results, dataset, needs)
+        if inputs is None:
+            if results is None:
+                raise ValueError("evaluate_checkpoint needs inputs, a table or a results folder")
+            inputs = DataInputs.from_results(results, dataset, needs)
+        table = read_clip_table(inputs, needs)
     labels = list(table.labels)
     model.set_labels(label_prompts_for(labels, label_prompts))
     zero_shot = is_zero_shot(meta, dataset, labels)
@@ -104,27 +94,19 @@ def evaluate_checkpoint(
                      renderers=renderers)
     loader = DataLoader(ds, batch_size=dcfg.eval_batch_size or dcfg.batch_size, shuffle=False,
                         num_workers=dcfg.num_workers, collate_fn=collate)
-    model.to(dev).eval()
-    use_amp = dev.startswith("cuda")
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    ids: list[str] = []
-    targets: list[np.ndarray] = []
-    probs: list[np.ndarray] = []
-    explained: list[dict[str, np.ndarray]] = []
-    score_levels: list[str] = []
-    with torch.no_grad():
-        for batch in tqdm(loader, desc=f"evaluate {dataset} fold {fold}", unit="batch"):
-            inputs = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in model_inputs(batch).items()}
-            with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
-                result = model(**inputs)
-                logits = result.logits
-            probs.append(torch.softmax(logits.float(), -1).cpu().numpy())
-            explained.append(explanations(result, len(logits)))
-            score_levels = list(getattr(result, "level_scores", None) or score_levels)
-            targets.append(batch["label"].numpy())
-            ids.extend(batch["clip_id"])
-    prob = np.concatenate(probs) if probs else np.zeros((0, len(labels)), np.float32)
-    target = np.concatenate(targets) if targets else np.zeros(0, np.int64)
+    trainer = L.Trainer(
+        accelerator="gpu" if dev.startswith("cuda") else "cpu", devices=1, precision=auto_precision(dev),
+        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=True,
+        default_root_dir=str(out),
+    )
+    steps = trainer.predict(FineCLIPERModule(model), dataloaders=loader) or []
+    batches = [b for b in steps if isinstance(b, dict)]
+    ids = [c for b in batches for c in b["clip_id"]]
+    explained = [b["explained"] for b in batches]
+    score_levels = next((b["score_levels"] for b in reversed(batches) if b["score_levels"]), [])
+    prob = (torch.cat([b["probs"] for b in batches]).numpy() if batches
+            else np.zeros((0, len(labels)), np.float32))
+    target = (torch.cat([b["label"] for b in batches]).numpy() if batches else np.zeros(0, np.int64))
     pred = prob.argmax(-1) if len(prob) else np.zeros(0, np.int64)
     metrics = compute_metrics(target, pred, labels)
     metrics.update({

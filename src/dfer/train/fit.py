@@ -14,12 +14,13 @@ import pandas as pd
 import torch
 
 from dfer.artifacts import write_bytes_atomic
-from dfer.clip_losses import advice, class_loss_problems, lost_clips, lost_per_class
+from dfer.clip_losses import advice, class_loss_problems, lost_clips, lost_per_class, read_failures
 from dfer.model.checkpoint import save_checkpoint
 from dfer.model.fineclip import FineCLIPER, count_parameters
-from dfer.paths import CHECKPOINT, TRAIN_SUMMARY, manifest_file
-from dfer.train.config import RunConfig
-from dfer.train.data import ClipTable, DataConfig, Renderer, dataset_shards, preprocessing_params
+from dfer.paths import CHECKPOINT, TRAIN_SUMMARY
+from dfer.train.config import DataConfig, RunConfig
+from dfer.train.data import ClipTable, Renderer, fold_split, preprocessing_params, read_clip_table
+from dfer.train.inputs import DataInputs, needs_for
 from dfer.train.module import FineCLIPERModule, FoldDataModule
 from dfer.train.provenance import check_consistent, stages_read
 
@@ -47,7 +48,7 @@ class ClassLossError(ValueError):
     """A fold's training set lacks a class, or a class lost too many clips upstream."""
 
 
-def check_fold_classes(results: str | Path, dataset: str, fold: int, labels: list[str],
+def check_fold_classes(inputs: DataInputs, fold: int, labels: list[str],
                        table: ClipTable, data_cfg: DataConfig) -> dict[str, Any]:
     """Refuse (``data.class_loss: error``) or warn when a class is empty or thinned out.
 
@@ -56,10 +57,9 @@ def check_fold_classes(results: str | Path, dataset: str, fold: int, labels: lis
     clips (the dataset manifest) are compared with the clips training can read, each lost
     clip charged to the stage that recorded it failed. Returns the numbers for train.json.
     """
-    path = manifest_file(results, dataset)
-    manifest = (pd.read_parquet(path, columns=["clip_id", "label", "test_fold"]) if path.exists()
-                else table.clips[["clip_id", "label", "test_fold"]])
-    lost = lost_clips(manifest, table.clips["clip_id"], Path(results) / dataset)
+    dataset = inputs.dataset
+    manifest = pd.read_parquet(inputs.manifest, columns=["clip_id", "label", "test_fold"])
+    lost = lost_clips(manifest, table.clips["clip_id"], failures=read_failures(inputs.failures))
     problems = class_loss_problems(labels, manifest, lost, fold, data_cfg.max_class_loss)
     lost_train = lost[lost["test_fold"] != fold]
     if problems:
@@ -84,8 +84,13 @@ def train_fold(
     out: str | Path,
     renderers: tuple[Renderer, Renderer] | None = None,
     table: ClipTable | None = None,
+    inputs: DataInputs | None = None,
 ) -> Path:
     """Fit FineCLIPER on fold ``fold`` of ``dataset``; return the checkpoint path.
+
+    Reads exactly ``inputs`` (``dfer train`` passes the rule's declared files); without them,
+    the files :meth:`DataInputs.from_results` names under ``results``. ``table``: a clip table
+    already read from those files (tests share one between runs).
 
     Writes ``{out}/checkpoint.safetensors`` (tunable weights + config), ``{out}/train.json``
     (clip counts, final metrics, tunable parameter counts, seconds, the preprocessing backends
@@ -102,16 +107,18 @@ def train_fold(
     else:
         torch.set_float32_matmul_precision("high")
 
-    from dfer.train.data import dataset_labels
-
-    labels = table.labels if table is not None else dataset_labels(results, dataset)[0]
+    needs = needs_for(cfg.model)
+    if table is None:
+        table = read_clip_table(inputs or DataInputs.from_results(results, dataset, needs), needs)
+    assert table.inputs is not None
+    inputs = table.inputs
+    labels = table.labels
     model = FineCLIPER(cfg.model, labels)
     module = FineCLIPERModule(model, cfg)
-    data = FoldDataModule(results, dataset, fold, cfg, model.image_size, renderers=renderers, table=table)
-    data.setup("fit")
-    assert data.table is not None
-    losses = check_fold_classes(results, dataset, fold, labels, data.table, cfg.data)
-    has_val = cfg.trainer.check_val_every_n_epoch > 0 and len(data.test_set or []) > 0
+    data = FoldDataModule(table, fold, cfg, model.image_size, renderers=renderers)
+    losses = check_fold_classes(inputs, fold, labels, table, cfg.data)
+    num_test = len(fold_split(table.clips, fold, "test"))
+    has_val = cfg.trainer.check_val_every_n_epoch > 0 and num_test > 0
     trainer = L.Trainer(
         accelerator="gpu" if device.startswith("cuda") else "cpu",
         devices=1,
@@ -134,14 +141,14 @@ def train_fold(
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - start
-    assert data.table is not None and data.train_set is not None
+    assert data.train_set is not None
     info = {
         "dataset": dataset, "run": run, "fold": int(fold),
-        "num_train_clips": len(data.train_set), "num_test_clips": len(data.test_set or []),
-        "skipped_clips": data.table.skipped, "precision": precision, "device": device,
-        "captions_used": data.table.has_captions,
+        "num_train_clips": len(data.train_set), "num_test_clips": num_test,
+        "skipped_clips": table.skipped, "precision": precision, "device": device,
+        "captions_used": table.has_captions,
     }
-    preprocessing = preprocessing_params(results, dataset, data.needs)
+    preprocessing = preprocessing_params(inputs, needs)
     ckpt = save_checkpoint(out / CHECKPOINT_NAME, model, labels=labels, params=cfg.raw,
                            preprocessing=preprocessing, **info)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
@@ -154,11 +161,7 @@ def train_fold(
         "seconds": seconds,
         "clips_per_second": len(data.train_set) * trainer.current_epoch / seconds if seconds else None,
         # per stage the backend / model the artifacts were made with, and what `auto` chose and why
-        "backends": check_consistent(
-            results, dataset,
-            stages_read(data.needs.landmarks, data.needs.parsing, data.table.has_captions),
-            dataset_shards(results, dataset),
-        ),
+        "backends": check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, table.has_captions)),
     }
     write_bytes_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True).encode())
     return ckpt

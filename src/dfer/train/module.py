@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -14,24 +14,13 @@ from torch.utils.data import DataLoader
 
 from dfer.model.fineclip import FineCLIPER
 from dfer.train.config import RunConfig
-from dfer.train.data import (
-    ClipDataset,
-    ClipTable,
-    Needs,
-    Renderer,
-    collate,
-    fold_split,
-    load_clip_table,
-)
+from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_split
+from dfer.train.inputs import needs_for
 from dfer.train.metrics import confusion_matrix, uar, war
 
+__all__ = ["FineCLIPERModule", "FoldDataModule", "explanations", "model_inputs", "needs_for"]
+
 log = logging.getLogger(__name__)
-
-
-def needs_for(model_cfg: Any) -> Needs:
-    """Upstream artifacts a model config reads."""
-    return Needs(parsing=model_cfg.use_parsing, landmarks=model_cfg.use_landmarks,
-                 captions=model_cfg.use_captions)
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
@@ -44,26 +33,26 @@ class FoldDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        results: str | Path,
-        dataset: str,
+        table: ClipTable,
         fold: int,
         cfg: RunConfig,
         image_size: int,
         renderers: tuple[Renderer, Renderer] | None = None,
-        table: ClipTable | None = None,
     ) -> None:
         super().__init__()
-        self.results, self.dataset, self.fold, self.cfg = Path(results), dataset, int(fold), cfg
+        if table.inputs is None:
+            raise ValueError("the clip table carries no input files; build it with read_clip_table")
+        self.table, self.fold, self.cfg = table, int(fold), cfg
+        self.dataset = table.inputs.dataset
         self.image_size = image_size
         self.renderers = renderers
         self.needs = needs_for(cfg.model)
-        self.table = table
         self.train_set: ClipDataset | None = None
         self.test_set: ClipDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        if self.table is None:
-            self.table = load_clip_table(self.results, self.dataset, self.needs)
+        """Build the fold's datasets (called by Lightning; the table is read before, by the
+        caller, which checks the fold's classes on it)."""
         train = fold_split(self.table.clips, self.fold, "train")
         test = fold_split(self.table.clips, self.fold, "test")
         if train.empty:
@@ -71,8 +60,8 @@ class FoldDataModule(L.LightningDataModule):
         log.info("%s fold %d: %d training clips, %d test clips", self.dataset, self.fold, len(train), len(test))
         common = dict(table=self.table, needs=self.needs, cfg=self.cfg.data, image_size=self.image_size,
                       seed=self.cfg.trainer.seed, renderers=self.renderers)
-        self.train_set = ClipDataset(self.results, self.dataset, train, train=True, **common)
-        self.test_set = ClipDataset(self.results, self.dataset, test, train=False, **common)
+        self.train_set = ClipDataset(None, self.dataset, train, train=True, **common)
+        self.test_set = ClipDataset(None, self.dataset, test, train=False, **common)
 
     def _loader(self, ds: ClipDataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = self.cfg.data.num_workers
@@ -84,8 +73,6 @@ class FoldDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None
-        if self.trainer is not None:
-            self.train_set.epoch = self.trainer.current_epoch
         return self._loader(self.train_set, self.cfg.data.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -94,9 +81,10 @@ class FoldDataModule(L.LightningDataModule):
 
 
 class FineCLIPERModule(L.LightningModule):
-    """Optimises the tunable parts of :class:`FineCLIPER`; validation logs UAR / WAR."""
+    """Optimises the tunable parts of :class:`FineCLIPER`; validation logs UAR / WAR;
+    ``predict_step`` serves evaluation (``cfg`` is needed for training only)."""
 
-    def __init__(self, model: FineCLIPER, cfg: RunConfig) -> None:
+    def __init__(self, model: FineCLIPER, cfg: RunConfig | None = None) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
@@ -104,8 +92,9 @@ class FineCLIPERModule(L.LightningModule):
         self._val_targets: list[np.ndarray] = []
 
     def on_train_epoch_start(self) -> None:
-        # the loader is built once; tell the dataset the epoch so random flips differ per epoch
-        # (in-process loading sees it at once, worker processes get it when they are re-created)
+        # the one place the epoch reaches the dataset: the loader is built once, so random
+        # flips / frame draws differ per epoch only through this (in-process loading sees it
+        # at once; worker processes are created after this hook, at the epoch's first batch)
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and getattr(dm, "train_set", None) is not None:
             dm.train_set.epoch = self.current_epoch
@@ -142,7 +131,22 @@ class FineCLIPERModule(L.LightningModule):
         self._val_preds.clear()
         self._val_targets.clear()
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Class probabilities of a batch and what explains them, moved to the CPU.
+
+        ``trainer.predict`` (evaluation) collects these; device, precision and no-grad come
+        from the trainer.
+        """
+        out = self.model(**model_inputs(batch))
+        probs = torch.softmax(out.logits.float(), -1).cpu()
+        scores = getattr(out, "level_scores", None)
+        return {"clip_id": list(batch["clip_id"]), "label": batch["label"].cpu(), "probs": probs,
+                "explained": explanations(out, len(probs)),
+                "score_levels": list(scores) if isinstance(scores, Mapping) else []}
+
     def configure_optimizers(self) -> dict[str, Any]:
+        if self.cfg is None:
+            raise ValueError("training needs the run config: FineCLIPERModule(model, cfg)")
         params = list(self.model.tunable_parameters().values())
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
@@ -163,3 +167,24 @@ class FineCLIPERModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def explanations(out: Any, batch_size: int) -> dict[str, np.ndarray]:
+    """The optional prediction columns of one batch, from what the forward output exposes.
+
+    Read by name, so a model without one of them simply writes fewer columns.
+    ``modality_weights`` are learned per model, not per clip: repeated on every row so that a
+    row explains its prediction on its own.
+    """
+    found: dict[str, np.ndarray] = {}
+    for key in ("sim_pos", "sim_neg"):
+        value = getattr(out, key, None)
+        if torch.is_tensor(value):
+            found[key] = value.float().cpu().numpy()
+    weights = getattr(out, "modality_weights", None)
+    if torch.is_tensor(weights):
+        found["modality_weights"] = np.broadcast_to(weights.float().cpu().numpy(), (batch_size, weights.numel()))
+    scores = getattr(out, "level_scores", None)
+    if isinstance(scores, Mapping) and scores:
+        found["level_scores"] = np.stack([v.float().cpu().numpy() for v in scores.values()], axis=1)
+    return found

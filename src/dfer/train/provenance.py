@@ -15,18 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from dfer.artifacts import read_meta
-from dfer.paths import shard_file
+from dfer.train.inputs import KINDS, DataInputs, stages_read
+
+__all__ = ["COMPARED", "MixedProvenanceError", "check_consistent", "stages_read"]
 
 #: Provenance fields that must agree between the shards of one stage.
 COMPARED = ("backend", "model", "params")
 
-#: stage -> (results folder, file whose metadata holds its provenance)
-STAGE_FILES: dict[str, tuple[str, str]] = {
-    "decode": ("frames", ".parquet"),
-    "landmarks": ("landmarks", ".parquet"),
-    "parsing": ("parsing", ".parquet"),
-    "captions": ("captions", ".parquet"),
-}
+#: stage -> input kind whose ``.parquet`` metadata holds its provenance
+STAGE_KINDS: dict[str, str] = {stage: kind for kind, (stage, _) in KINDS.items()}
 
 
 class MixedProvenanceError(ValueError):
@@ -43,23 +40,22 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.') or 'value'}: {a!r} != {b!r}"]
 
 
-def check_consistent(
-    results: str | Path, dataset: str, stages: Sequence[str], shards: Sequence[str]
-) -> dict[str, dict[str, Any]]:
+def check_consistent(inputs: DataInputs, stages: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The provenance every shard of each stage shares; raise when two shards disagree.
 
-    Shards without the stage's file are skipped (a missing artifact is reported by whoever
-    reads it). Returns, per stage that has files, ``backend``, ``model`` and, where the stage
+    Reads the ``.parquet`` of each stage among the job's declared ``inputs`` (a stage with no
+    declared files is left out). Returns, per stage that has files, ``backend``, ``model`` and, where the stage
     records one, ``backend_choice`` (what ``auto`` chose and why) of the first shard.
     """
     out: dict[str, dict[str, Any]] = {}
+    dataset = inputs.dataset
     for stage in stages:
-        folder, suffix = STAGE_FILES[stage]
+        kind = STAGE_KINDS[stage]
+        if not inputs.has(kind):
+            continue
         first: tuple[str, Path, dict[str, Any]] | None = None
-        for shard in shards:
-            path = shard_file(results, dataset, folder, shard, suffix)
-            if not path.exists():
-                continue
+        for shard in inputs.shards:
+            path = inputs.path(kind, shard, ".parquet")
             meta = read_meta(path)
             if first is None:
                 first = (shard, path, meta)
@@ -81,14 +77,3 @@ def check_consistent(
             out[stage] = record
     return out
 
-
-def stages_read(landmarks: bool, parsing: bool, captions: bool) -> list[str]:
-    """The stages whose artifacts feed a model with these levels (parsing reads landmarks)."""
-    stages = ["decode"]
-    if landmarks or parsing:
-        stages.append("landmarks")
-    if parsing:
-        stages.append("parsing")
-    if captions:
-        stages.append("captions")
-    return stages

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dfer.landmark_table import LANDMARK_POINTS, clip_bounds, clip_ids, points_array, read_sorted
-from dfer.paths import shard_file
+from dfer.train.inputs import DataInputs
 
 V = TypeVar("V")
 
@@ -171,9 +171,8 @@ class ShardReader:
     """Reads one clip's frames / parsing tensor, keeping at most ``max_open`` shards of each
     kind open (LRU)."""
 
-    def __init__(self, results: str | Path, dataset: str, max_open: int = DEFAULT_MAX_OPEN) -> None:
-        self.results = Path(results)
-        self.dataset = dataset
+    def __init__(self, inputs: DataInputs, max_open: int = DEFAULT_MAX_OPEN) -> None:
+        self.inputs = inputs  # the job's declared files: nothing else is opened
         self.max_open = int(max_open)
         self._reset()
 
@@ -186,7 +185,7 @@ class ShardReader:
             self._reset()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"results": self.results, "dataset": self.dataset, "max_open": self.max_open}
+        return {"inputs": self.inputs, "max_open": self.max_open}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -197,6 +196,6 @@ class ShardReader:
         from safetensors import safe_open
 
         self._check_process()
-        path = shard_file(self.results, self.dataset, stage, shard, ".safetensors")
+        path = self.inputs.path(stage, shard, ".safetensors")
         fh = self.handles.get((stage, shard), lambda: safe_open(str(path), framework="numpy"))
         return fh.get_tensor(clip_id)
