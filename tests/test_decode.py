@@ -85,7 +85,10 @@ def test_sample_indices_centre_of_equal_segments():
 
 
 def test_video_and_frame_folder_of_the_same_clip_agree(clips):
+    import cv2
+
     cfg = DecodeConfig(**PARAMS)
+    source = face_frames(14, size=FACE_SIDE, seed=3)  # what both files were written from
     video = decode_clip(clips["video"], "video", cfg)
     folder = decode_clip(clips["frames"], "frames", cfg)
     for clip in (video, folder):
@@ -95,10 +98,16 @@ def test_video_and_frame_folder_of_the_same_clip_agree(clips):
         assert (clip.orig_width, clip.orig_height) == (FACE_SIDE, FACE_SIDE)
         assert clip.face_found_frac == 1.0
     assert video.fps == pytest.approx(15.0) and np.isnan(folder.fps)
-    # same face, same box (to a few pixels of codec noise), same pixels (to codec noise)
+    # same face, same box (to a few pixels of codec noise)
     assert np.abs(video.crop_box - folder.crop_box).max() <= 4
-    diff = np.abs(video.frames.astype(int) - folder.frames.astype(int)).mean()
-    assert diff < 12, diff
+    # each path's pixels are the source frames at its sampled indices, cut at its own box
+    # (compared per path: a one-pixel box shift moves a textured face more than codec noise)
+    for clip in (video, folder):
+        x0, y0, x1, y1 = (int(v) for v in clip.crop_box)
+        expected = np.stack([cv2.resize(source[i][y0:y1, x0:x1], (48, 48), interpolation=cv2.INTER_AREA)
+                             for i in clip.frame_indices])
+        diff = np.abs(clip.frames.astype(int) - expected.astype(int)).mean()
+        assert diff < 6, (clip.crop_box.tolist(), diff)
 
 
 def test_folder_fps_sets_rate_and_duration(clips):
