@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ class ClipTable:
     #: the declared files the table was read from; the datasets read frames / parsing maps
     #: from these and from nowhere else
     inputs: DataInputs | None = None
+    #: per stage read, the backend / model every shard shares (and what ``auto`` chose),
+    #: from the provenance check the table was read after
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
@@ -123,7 +126,7 @@ def read_clip_table(inputs: DataInputs, needs: Needs) -> ClipTable:
     # one setup per stage: shards made by different backends / models / params are refused
     from dfer.train.provenance import check_consistent, stages_read
 
-    check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, use_captions))
+    backends = check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, use_captions))
     rows: list[pd.DataFrame] = []
     side = SideStore() if needs.landmarks or use_captions else None
     skipped: dict[str, int] = {}
@@ -168,7 +171,7 @@ def read_clip_table(inputs: DataInputs, needs: Needs) -> ClipTable:
             "%s: skipped %d clip(s) missing from upstream artifacts (%s)", dataset,
             sum(skipped.values()), ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
         )
-    return ClipTable(clips, labels, num_folds, skipped, use_captions, side, inputs)
+    return ClipTable(clips, labels, num_folds, skipped, use_captions, side, inputs, backends)
 
 
 def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:

@@ -22,7 +22,6 @@ from dfer.train.config import DataConfig, RunConfig
 from dfer.train.data import ClipTable, Renderer, fold_split, preprocessing_params, read_clip_table
 from dfer.train.inputs import DataInputs, needs_for
 from dfer.train.module import FineCLIPERModule, FoldDataModule
-from dfer.train.provenance import check_consistent, stages_read
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ def train_fold(
         "seconds": seconds,
         "clips_per_second": len(data.train_set) * trainer.current_epoch / seconds if seconds else None,
         # per stage the backend / model the artifacts were made with, and what `auto` chose and why
-        "backends": check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, table.has_captions)),
+        "backends": table.backends,
     }
     write_bytes_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True).encode())
     return ckpt
