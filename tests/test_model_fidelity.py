@@ -134,7 +134,8 @@ def test_landmark_images_show_the_face_under_the_dots_by_default() -> None:
 def test_temporal_jitter_draws_one_frame_per_segment_in_training_only() -> None:
     import numpy as np
 
-    from dfer.train.data import DataConfig, jittered_indices, prepare_clip, uniform_indices
+    from dfer.frame_sampling import jittered_indices, uniform_indices
+    from dfer.train.data import DataConfig, prepare_clip
 
     assert not DataConfig().temporal_jitter  # the paper is silent: off by default
     rng = np.random.default_rng(0)

@@ -10,6 +10,8 @@ Two rules, kept apart on purpose because each is already baked into artifacts an
 * :func:`spread_indices` (over frames already decoded: the caption stage's frames for the
   MLLM, the trainer's evaluation frames via :func:`uniform_indices`): the first and last frame
   and evenly spaced ones between, ``round(linspace(0, N - 1, T))``.
+* :func:`jittered_indices` (training only, the ``data.temporal_jitter`` ablation): a random
+  frame inside each of ``T`` equal segments.
 
 Changing either would change the decoded shards, the captions or the evaluated frames, so
 they stay two functions with one home instead of one function with a mode.
@@ -42,3 +44,12 @@ def uniform_indices(available: int, wanted: int | None) -> np.ndarray:
     if wanted is None or wanted >= available:
         return np.arange(available)
     return spread_indices(available, wanted)
+
+
+def jittered_indices(available: int, wanted: int | None, rng: np.random.Generator) -> np.ndarray:
+    """One random frame from each of ``wanted`` equal segments of ``available`` (TSN-style
+    training sampling); all frames, in order, when there are not more than ``wanted``."""
+    if wanted is None or wanted >= available:
+        return np.arange(available)
+    edges = np.floor(np.linspace(0, available, wanted + 1)).astype(np.int64)
+    return rng.integers(edges[:-1], np.maximum(edges[1:], edges[:-1] + 1)).astype(np.int64)

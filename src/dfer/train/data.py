@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from dfer.artifacts import read_meta, read_parquet
-from dfer.frame_sampling import uniform_indices
+from dfer.frame_sampling import jittered_indices, uniform_indices
 from dfer.paths import manifest_file
 from dfer.sharding import shards_in
 from dfer.train.config import DataConfig
@@ -185,15 +185,6 @@ def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:
     else:
         raise ValueError(f"unknown split {split!r}; expected train, test or all")
     return clips[sel].reset_index(drop=True)
-
-
-def jittered_indices(available: int, wanted: int | None, rng: np.random.Generator) -> np.ndarray:
-    """One random frame from each of ``wanted`` equal segments of ``available`` (TSN-style
-    training sampling); all frames, in order, when there are not more than ``wanted``."""
-    if wanted is None or wanted >= available:
-        return np.arange(available)
-    edges = np.floor(np.linspace(0, available, wanted + 1)).astype(np.int64)
-    return rng.integers(edges[:-1], np.maximum(edges[1:], edges[:-1] + 1)).astype(np.int64)
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
