@@ -31,7 +31,7 @@ from dfer.frame_sampling import jittered_indices, uniform_indices
 from dfer.paths import manifest_file
 from dfer.sharding import shards_in
 from dfer.train.config import DataConfig
-from dfer.train.inputs import KINDS, DataInputs, Needs, kinds_read
+from dfer.train.inputs import KINDS, DataInputs, Needs, kinds_read, stages_read
 from dfer.train.shard_reader import ShardReader, SideStore
 
 __all__ = ["DataConfig", "Needs"]  # re-exported: their home is config / inputs
@@ -124,7 +124,7 @@ def read_clip_table(inputs: DataInputs, needs: Needs) -> ClipTable:
     if needs.captions and not use_captions:
         log.warning("%s: no captions among the inputs; training without the caption level", dataset)
     # one setup per stage: shards made by different backends / models / params are refused
-    from dfer.train.provenance import check_consistent, stages_read
+    from dfer.train.provenance import check_consistent
 
     backends = check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, use_captions))
     rows: list[pd.DataFrame] = []

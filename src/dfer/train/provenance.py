@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from dfer.artifacts import read_meta
-from dfer.train.inputs import KINDS, DataInputs, stages_read
+from dfer.train.inputs import KINDS, DataInputs
 
-__all__ = ["COMPARED", "MixedProvenanceError", "check_consistent", "stages_read"]
+__all__ = ["COMPARED", "MixedProvenanceError", "check_consistent"]
 
 #: Provenance fields that must agree between the shards of one stage.
 COMPARED = ("backend", "model", "params")
