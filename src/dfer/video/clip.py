@@ -45,12 +45,11 @@ SourceKind = Literal["video", "frames"]
 #: per 640x360 frame on one CPU core, and one face found is enough to place the crop.
 CNN_ESCALATION_FRAMES = 4
 
-#: Settings added after the first frames-index schema, with their defaults. Provenance lists
-#: them only when set to something else, so artifacts decoded with the default settings keep
+#: Settings added after the first frames-index schema. Provenance lists them only when set to
+#: something other than their default, so artifacts decoded with the default settings keep
 #: their bytes: at the defaults they change nothing on a clip where the first detector pass
 #: finds a face, and a clip escalation rescued says so in the index (``detector_used``).
-_LATER_DEFAULTS: dict[str, Any] = {"crop": "median", "track_smooth": 3,
-                                   "escalate": ("hog-up1", "mmod-up0")}
+_LATER_SETTINGS = ("crop", "track_smooth", "escalate")
 
 
 @dataclass(frozen=True)
@@ -113,9 +112,10 @@ class DecodeConfig:
 
     def provenance_params(self) -> dict[str, Any]:
         """``as_dict`` without the later settings left at their defaults (see
-        ``_LATER_DEFAULTS``): the params recorded in every decode artifact."""
+        ``_LATER_SETTINGS``): the params recorded in every decode artifact."""
+        defaults = DecodeConfig()
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.as_dict().items()
-                if k not in _LATER_DEFAULTS or _LATER_DEFAULTS[k] != v}
+                if k not in _LATER_SETTINGS or getattr(defaults, k) != v}
 
 
 @dataclass
