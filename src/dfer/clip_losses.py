@@ -15,14 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-#: The preprocessing stages in pipeline order, with their artifact folder under
-#: ``results/{dataset}/``: a clip is charged to the first one that recorded it failed.
-STAGE_FOLDERS: tuple[tuple[str, str], ...] = (
-    ("decode", "frames"),
-    ("landmarks", "landmarks"),
-    ("parsing", "parsing"),
-    ("captions", "captions"),
-)
+from dfer.paths import STAGE_DIRS
 
 #: Stage name for a lost clip that no failures table lists (e.g. a shard not yet processed).
 UNRECORDED = "not in the artifacts"
@@ -32,7 +25,7 @@ LOST_COLUMNS = ["clip_id", "label", "test_fold", "stage", "error_type"]
 
 def stage_failures(dataset_dir: str | Path) -> pd.DataFrame:
     """``clip_id, stage, error_type``: every clip a stage recorded as failed, first stage only."""
-    return read_failures([(stage, path) for stage, folder in STAGE_FOLDERS
+    return read_failures([(stage, path) for stage, folder in STAGE_DIRS.items()
                           for path in sorted((Path(dataset_dir) / folder).glob("shard-*.failures.parquet"))])
 
 

@@ -36,6 +36,15 @@ from pathlib import Path
 
 from dfer.sharding import SHARD_PREFIX
 
+#: The preprocessing stages in pipeline order -> their artifact folder under
+#: ``results/{dataset}/`` (decode writes ``frames/``; the others are named after the stage).
+STAGE_DIRS: dict[str, str] = {
+    "decode": "frames",
+    "landmarks": "landmarks",
+    "parsing": "parsing",
+    "captions": "captions",
+}
+
 #: Snakemake wildcards: pass them to a layout function to get a rule's pattern.
 DATASET = "{dataset}"
 SHARD = "{shard}"

@@ -12,16 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dfer.paths import manifest_file, shard_file_name, stage_dir
+from dfer.paths import STAGE_DIRS, manifest_file, shard_file_name, stage_dir
 from dfer.sharding import shards_in
-
-#: stage name -> artifact folder under results/{dataset}/
-STAGE_DIRS: dict[str, str] = {
-    "decode": "frames",
-    "landmarks": "landmarks",
-    "parsing": "parsing",
-    "captions": "captions",
-}
 
 STATS_COLUMNS = [
     "dataset", "stage", "shards", "clips_ok", "clips_failed", "failure_types",
