@@ -216,7 +216,7 @@ def work_train_table(results: Path) -> dict:
     needs = Needs(parsing=True, landmarks=True)
     table = load_clip_table(results, "bench", needs)
     cfg = DataConfig(num_frames=4, mid_frames=2, image_size=CROP, flip=False)
-    ds = ClipDataset(results, "bench", table.clips, table, needs, cfg, image_size=CROP,
+    ds = ClipDataset("bench", table.clips, table, needs, cfg, image_size=CROP,
                      train=False, renderers=(render, render))
     checksum = 0
     file_before = _status_mb("RssFile")

@@ -105,7 +105,7 @@ def test_labels_option_scores_the_given_names(checkpoint, face, capsys):
 def _dataset_probs(model, results: Path) -> dict[str, torch.Tensor]:
     needs = needs_for(model.cfg)
     table = load_clip_table(results, "pre", needs)
-    ds = ClipDataset(results, "pre", fold_split(table.clips, 1, "all"), table, needs,
+    ds = ClipDataset("pre", fold_split(table.clips, 1, "all"), table, needs,
                      DataConfig(num_frames=4, num_workers=0), model.image_size, train=False,
                      renderers=simple_renderers())
     out = {}

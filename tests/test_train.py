@@ -64,7 +64,7 @@ def reference_logits(checkpoint: Path, results: Path, dataset: str, split: str =
     needs = needs_for(model.cfg)
     table = load_clip_table(results, dataset, needs)
     dcfg = DataConfig.from_dict(dict(meta["params"]["data"]))
-    ds = ClipDataset(results, dataset, fold_split(table.clips, fold, split), table, needs, dcfg,
+    ds = ClipDataset(dataset, fold_split(table.clips, fold, split), table, needs, dcfg,
                      model.image_size, train=False, renderers=simple_renderers())
     out = {}
     with torch.no_grad():
@@ -148,7 +148,7 @@ def test_dataset_items_and_collate(results: Path) -> None:
     assert set(test["test_fold"]) == {1}
     assert set(fold_split(table.clips, 1, "train")["test_fold"]) == {2}
     cfg = DataConfig(num_frames=3, mid_frames=2, num_workers=0)
-    ds = ClipDataset(results, "syn", test, table, ALL, cfg, 48, train=False, renderers=simple_renderers())
+    ds = ClipDataset("syn", test, table, ALL, cfg, 48, train=False, renderers=simple_renderers())
     item = ds[0]
     assert item["frames"].shape == (3, 48, 48, 3) and item["frames"].dtype == torch.uint8
     assert item["landmarks"].shape == item["parsing"].shape == (2, 48, 48, 3)
@@ -162,8 +162,8 @@ def test_dataset_items_and_collate(results: Path) -> None:
 def test_training_flips_are_seeded_per_epoch(results: Path) -> None:
     table = load_clip_table(results, "syn", Needs())
     cfg = DataConfig(num_workers=0, flip=True)
-    plain = ClipDataset(results, "syn", table.clips, table, Needs(), cfg, 32, train=False)[0]["frames"]
-    ds = ClipDataset(results, "syn", table.clips, table, Needs(), cfg, 32, train=True, seed=3)
+    plain = ClipDataset("syn", table.clips, table, Needs(), cfg, 32, train=False)[0]["frames"]
+    ds = ClipDataset("syn", table.clips, table, Needs(), cfg, 32, train=True, seed=3)
     seen = []
     for epoch in range(8):
         ds.epoch = epoch
@@ -180,7 +180,7 @@ def test_captions_are_optional(tmp_path: Path) -> None:
     (tmp_path / "nocap" / "captions" / "shard-001.parquet").unlink()
     table = load_clip_table(tmp_path, "nocap", ALL)
     assert not table.has_captions and len(table.clips) == 4
-    ds = ClipDataset(tmp_path, "nocap", table.clips, table, ALL, DataConfig(), 32, False,
+    ds = ClipDataset("nocap", table.clips, table, ALL, DataConfig(), 32, False,
                      renderers=simple_renderers())
     assert "caption" not in ds[0]
 

@@ -238,7 +238,7 @@ def dataloader(args: argparse.Namespace) -> list[dict[str, Any]]:
         levels = 1 + int(needs.parsing) + int(needs.landmarks)
         cfg = DataConfig(num_frames=args.frames, batch_size=args.loader_batch)
         for workers in args.workers:
-            data = ClipDataset(tmp, "bench", table.clips, table, needs, cfg,
+            data = ClipDataset("bench", table.clips, table, needs, cfg,
                                image_size=args.loader_image_size, train=True)
             loader = DataLoader(data, batch_size=args.loader_batch, num_workers=workers,
                                 collate_fn=collate, shuffle=True, drop_last=False,

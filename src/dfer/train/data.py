@@ -211,13 +211,11 @@ def default_renderers() -> tuple[Renderer, Renderer]:
 class ClipDataset(Dataset):
     """One item per clip: uint8 images per enabled level, caption, label and id.
 
-    Reads only the files in ``table.inputs`` (the job's declared inputs); ``results`` names
-    the folder they came from, for callers' records, and is never searched.
+    Reads only the files in ``table.inputs`` (the job's declared inputs).
     """
 
     def __init__(
         self,
-        results: str | Path | None,
         dataset: str,
         clips: pd.DataFrame,
         table: ClipTable,
@@ -228,7 +226,6 @@ class ClipDataset(Dataset):
         seed: int = 0,
         renderers: tuple[Renderer, Renderer] | None = None,
     ) -> None:
-        self.results = None if results is None else Path(results)
         self.dataset = dataset
         self.clips = clips.reset_index(drop=True)
         self.table = table

@@ -90,7 +90,7 @@ def evaluate_checkpoint(
     run_data.update(data or {})
     dcfg = DataConfig.from_dict(run_data)
     clips = fold_split(table.clips, fold, split)
-    ds = ClipDataset(results, dataset, clips, table, needs, dcfg, model.image_size, train=False,
+    ds = ClipDataset(dataset, clips, table, needs, dcfg, model.image_size, train=False,
                      renderers=renderers)
     loader = DataLoader(ds, batch_size=dcfg.eval_batch_size or dcfg.batch_size, shuffle=False,
                         num_workers=dcfg.num_workers, collate_fn=collate)

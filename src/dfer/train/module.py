@@ -60,8 +60,8 @@ class FoldDataModule(L.LightningDataModule):
         log.info("%s fold %d: %d training clips, %d test clips", self.dataset, self.fold, len(train), len(test))
         common = dict(table=self.table, needs=self.needs, cfg=self.cfg.data, image_size=self.image_size,
                       seed=self.cfg.trainer.seed, renderers=self.renderers)
-        self.train_set = ClipDataset(None, self.dataset, train, train=True, **common)
-        self.test_set = ClipDataset(None, self.dataset, test, train=False, **common)
+        self.train_set = ClipDataset(self.dataset, train, train=True, **common)
+        self.test_set = ClipDataset(self.dataset, test, train=False, **common)
 
     def _loader(self, ds: ClipDataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = self.cfg.data.num_workers
