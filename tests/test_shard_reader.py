@@ -142,11 +142,11 @@ def test_side_store_folder_lives_with_its_owner(tmp_path: Path) -> None:
 
 def test_open_shards_are_bounded_and_items_unchanged(results: Path) -> None:
     table = load_clip_table(results, "syn", ALL)
-    wide = ClipDataset(results, "syn", table.clips, table, ALL, DataConfig(num_frames=3, max_open_shards=8),
+    wide = ClipDataset("syn", table.clips, table, ALL, DataConfig(num_frames=3, max_open_shards=8),
                        32, train=False, renderers=simple_renderers())
     reference = items(wide)
     assert len(wide.reader.handles) == 2 * SHARDS  # frames + parsing of every shard
-    narrow = ClipDataset(results, "syn", table.clips, table, ALL, DataConfig(num_frames=3, max_open_shards=2),
+    narrow = ClipDataset("syn", table.clips, table, ALL, DataConfig(num_frames=3, max_open_shards=2),
                          32, train=False, renderers=simple_renderers())
     seen_handles = set()
     order = np.random.default_rng(1).permutation(len(narrow))  # shuffled: shards come and go
@@ -162,7 +162,7 @@ def test_open_shards_are_bounded_and_items_unchanged(results: Path) -> None:
 
 def test_reader_caches_are_not_pickled_or_shared_across_processes(results: Path) -> None:
     table = load_clip_table(results, "syn", Needs(landmarks=True))
-    ds = ClipDataset(results, "syn", table.clips, table, Needs(landmarks=True), DataConfig(num_frames=2),
+    ds = ClipDataset("syn", table.clips, table, Needs(landmarks=True), DataConfig(num_frames=2),
                      32, train=False, renderers=(blank, blank))
     ds[0]
     assert len(ds.reader.handles) == 1
@@ -181,7 +181,7 @@ def test_reader_caches_are_not_pickled_or_shared_across_processes(results: Path)
 def test_dataloader_workers_read_the_same_batches(results: Path) -> None:
     table = load_clip_table(results, "syn", ALL)
     cfg = DataConfig(num_frames=2, mid_frames=1, max_open_shards=1)
-    ds = ClipDataset(results, "syn", table.clips, table, ALL, cfg, 24, train=False, renderers=simple_renderers())
+    ds = ClipDataset("syn", table.clips, table, ALL, cfg, 24, train=False, renderers=simple_renderers())
 
     def batches(workers: int) -> list[dict]:
         loader = DataLoader(ds, batch_size=4, shuffle=False, num_workers=workers, collate_fn=collate)
