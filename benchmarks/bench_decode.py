@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     import av
     import cv2
 
-    from dfer.artifacts import write_bytes_atomic
+    from dfer.core.artifacts import write_bytes_atomic
     from dfer.demo import generate_demo
 
     with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:

@@ -239,7 +239,7 @@ def snakemake(project: Path, targets: list[str], cores: int, log: Path) -> tuple
 
 def stage_targets(stage: str) -> list[str]:
     """The files one stage's Snakemake call asks for (train: every fold's checkpoint only)."""
-    from dfer import paths
+    from dfer.core import paths
 
     if stage == "train":
         return [paths.under("results", paths.fold_file_rel(DATASET, RUN, k, paths.CHECKPOINT))

@@ -25,7 +25,7 @@ is the whole process's peak, imports included. The synthetic data is written by 
 child process: on Linux a child's ``ru_maxrss`` starts at its parent's RSS at fork time, so
 the driver stays small and imports nothing heavy.
 Synthetic clips are cheap: fake video files of a few bytes for the manifest, tiny arrays
-written straight into shard artifacts through ``dfer.artifacts`` for the training read
+written straight into shard artifacts through ``dfer.core.artifacts`` for the training read
 (landmarks keep their real size, 16 x 68 x 2 float32 per clip: they were once held in RAM).
 
     python benchmarks/bench_scale.py            # writes benchmarks/results/scale.{json,md}
@@ -93,9 +93,9 @@ def make_shard_artifacts(results: Path, n: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from dfer.artifacts import provenance, write_parquet, write_safetensors
-    from dfer.paths import manifest_file, shard_file
-    from dfer.sharding import shard_of
+    from dfer.core.artifacts import provenance, write_parquet, write_safetensors
+    from dfer.core.paths import manifest_file, shard_file
+    from dfer.core.sharding import shard_of
 
     ids = clip_ids(n)
     frame = pd.DataFrame({
@@ -253,7 +253,7 @@ def worker(part: str, data: Path) -> dict:
     import pandas  # noqa: F401  (imports are the baseline, not the work)
     import pyarrow.parquet  # noqa: F401
 
-    import dfer.artifacts  # noqa: F401
+    import dfer.core.artifacts  # noqa: F401
     if part in ("manifest_sync", "manifest_resync"):
         import dfer.manifests  # noqa: F401
         out = work_manifest(data / "config.json", resync=part == "manifest_resync")
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         "crop": CROP,
         "runs": runs, "summary": summarise(runs, sizes),
     }
-    from dfer.artifacts import write_bytes_atomic  # after measuring: keeps the driver small
+    from dfer.core.artifacts import write_bytes_atomic  # after measuring: keeps the driver small
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(args.out / "scale.json", (json.dumps(report, indent=2) + "\n").encode())

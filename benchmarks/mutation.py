@@ -2,7 +2,7 @@
 
 Runs mutmut over ``dfer.train.metrics``, the zero-shot label mapping (``dfer.train.label_mapping``),
 the manifest readers (``dfer.manifests.readers`` and the ``labels`` module they map through) and
-``dfer.sharding``, with only those modules' fast tests (settings: ``benchmarks/mutation.cfg``),
+``dfer.core.sharding``, with only those modules' fast tests (settings: ``benchmarks/mutation.cfg``),
 and writes killed / survived / total per module to ``benchmarks/results/mutation.md``.
 
 mutmut works on a scratch copy of the project in ``benchmarks/out/mutation/`` (git-ignored,
@@ -39,7 +39,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "dfer.train.metrics": ("src/dfer/train/metrics.py",),
     "dfer.train.label_mapping (zero-shot)": ("src/dfer/train/label_mapping.py",),
     "dfer.manifests readers": ("src/dfer/manifests/readers.py", "src/dfer/manifests/labels.py"),
-    "dfer.sharding": ("src/dfer/sharding.py",),
+    "dfer.core.sharding": ("src/dfer/core/sharding.py",),
 }
 
 #: mutmut exit codes -> outcome (as mutmut.stats.status_by_exit_code; anything else: suspicious).
@@ -74,8 +74,8 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.manifests.readers.x_numbered_clip_id__mutmut_17": ('rsplit("/", 2)', _RSPLIT),
     "dfer.manifests.readers.x_read_kfold__mutmut_49": (
         'len(fields) >= 2', "equivalent: two fields are already accepted by `len(fields) == 2`"),
-    "dfer.sharding.x_shard_of__mutmut_11": ('encode("UTF-8")', _CODEC),
-    "dfer.sharding.x_shard_of__mutmut_17": (
+    "dfer.core.sharding.x_shard_of__mutmut_11": ('encode("UTF-8")', _CODEC),
+    "dfer.core.sharding.x_shard_of__mutmut_17": (
         'int.from_bytes(digest, )',
         "equivalent: int.from_bytes defaults to big-endian since Python 3.11 (the project needs "
         ">= 3.11)"),

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.collect_only:
         outcomes = [run_one(n, scripts[n], args.timeout, []) for n in chosen]
 
-    from dfer.artifacts import write_bytes_atomic
+    from dfer.core.artifacts import write_bytes_atomic
 
     args.results.mkdir(parents=True, exist_ok=True)
     readme = args.results / "README.md"

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 from face_geometry import square_face
 
-from dfer.artifacts import provenance, write_parquet, write_safetensors
+from dfer.core.artifacts import provenance, write_parquet, write_safetensors
 from dfer.landmarks.shard import SCHEMA as LANDMARKS_SCHEMA
 
 INNER_TOP = [61, 62, 63]

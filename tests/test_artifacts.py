@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from safetensors import safe_open
 
-from dfer import artifacts
-from dfer.sharding import shard_names, shard_of
+from dfer.core import artifacts
+from dfer.core.sharding import shard_names, shard_of
 from dfer.stages.inspect import inspect_artifact
 
 

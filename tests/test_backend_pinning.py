@@ -20,20 +20,20 @@ import pytest
 import torch
 from support.dataset import simple_renderers, write_synthetic_dataset
 
-from dfer import weights
-from dfer.artifacts import read_meta, write_parquet, write_safetensors
 from dfer.cli import main as cli_main
+from dfer.core import weights
+from dfer.core.artifacts import read_meta, write_parquet, write_safetensors
+from dfer.core.paths import shard_file
+from dfer.core.weights import MissingWeightsError
 from dfer.landmarks import shard as landmarks_shard
 from dfer.landmarks.api import choose_backend as choose_landmarks
 from dfer.landmarks.config import LandmarksConfig
 from dfer.parsing import shard as parsing_shard
 from dfer.parsing.api import choose_backend as choose_parser
 from dfer.parsing.config import ParsingConfig
-from dfer.paths import shard_file
 from dfer.train.data import Needs, dataset_shards, load_clip_table
 from dfer.train.fit import train_fold
 from dfer.train.provenance import MixedProvenanceError
-from dfer.weights import MissingWeightsError
 
 SIZE = 32
 
@@ -124,7 +124,7 @@ def test_auto_logs_its_choice_and_records_it(tmp_path, caplog) -> None:
     frames, index = write_decoded_shard(tmp_path, [])
     lm, lm_fail = tmp_path / "lm" / "shard-000.parquet", tmp_path / "lm" / "f.parquet"
     outs = [tmp_path / "p" / n for n in ("shard-000.safetensors", "shard-000.parquet", "f.parquet")]
-    with caplog.at_level(logging.WARNING, logger="dfer.weights"):
+    with caplog.at_level(logging.WARNING, logger="dfer.core.weights"):
         landmarks_shard.run_shard(frames, index, lm, lm_fail, {"backend": "auto"})
         landmarks_shard.run_shard(frames, index, lm, lm_fail, {"backend": "auto"})
         parsing_shard.run_shard(frames, index, lm, *outs, {"backend": "auto"})

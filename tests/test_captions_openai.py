@@ -28,11 +28,11 @@ import pytest
 from captions_data import animate, write_shard
 from PIL import Image
 
-from dfer.artifacts import read_meta, read_parquet
 from dfer.captions.base import ClipInput
 from dfer.captions.openai_client import OpenAIDescriber, parse_completion
 from dfer.captions.settings import CaptionsConfig
 from dfer.captions.shard import run_shard
+from dfer.core.artifacts import read_meta, read_parquet
 
 ANSWER = ("The mouth opens slowly and the lip corners rise, suggesting happiness. "
           "The eyebrows stay level while the eyes narrow slightly.")

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from captions_data import animate, write_shard
 
-from dfer.artifacts import read_meta, read_parquet
 from dfer.captions.base import ClipInput, Description
 from dfer.captions.settings import OFFLINE_MODEL, CaptionsConfig
 from dfer.captions.shard import SCHEMA, run_shard
+from dfer.core.artifacts import read_meta, read_parquet
 
 
 def _run(paths, params=None, describer=None):

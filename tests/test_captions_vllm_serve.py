@@ -25,11 +25,11 @@ import pytest
 from captions_data import animate, write_shard
 from vllm_env import VLLM_ENV, build_tiny_model, require_vllm_python
 
-from dfer.artifacts import read_meta, read_parquet
 from dfer.captions.base import ClipInput
 from dfer.captions.openai_client import OpenAIDescriber
 from dfer.captions.settings import CaptionsConfig
 from dfer.captions.shard import run_shard
+from dfer.core.artifacts import read_meta, read_parquet
 
 SERVED_NAME = "tiny-qwen2.5-vl"
 #: Bound on the server's start (imports, model load, warm-up) on a 2-core CPU machine.

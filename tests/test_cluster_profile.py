@@ -19,7 +19,7 @@ import pytest
 from project_copy import copy_project
 from snakemake.profiles import ProfileConfigFileParser
 
-from dfer.sharding import SHARD_REGEX
+from dfer.core.sharding import SHARD_REGEX
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"

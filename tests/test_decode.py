@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 from support.videos import face_frames, pattern_frames, write_frame_folder, write_video
 
-from dfer.artifacts import read_meta
+from dfer.core.artifacts import read_meta
 from dfer.video import INDEX_SCHEMA, DecodeConfig, decode_clip, decode_shard, sample_indices
 
 REPO = Path(__file__).resolve().parents[1]

@@ -185,7 +185,7 @@ def test_demo_generator_is_reproducible_from_its_seed(tmp_path):
 
 def test_comparison_ignores_only_timing_columns(tmp_path):
     """The checker itself: `seconds` and NaN == NaN pass; any other change is named."""
-    from dfer.artifacts import provenance, write_parquet, write_safetensors
+    from dfer.core.artifacts import provenance, write_parquet, write_safetensors
 
     meta = provenance("decode", 1, backend="x")
     rows = {"clip_id": ["a", "b"], "fps": [float("nan"), 25.0], "frame_indices": [[0, 1], [2, 3]]}

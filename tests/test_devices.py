@@ -1,11 +1,11 @@
-"""``dfer.devices.resolve_device``: the one reading of every ``device`` setting."""
+"""``dfer.core.devices.resolve_device``: the one reading of every ``device`` setting."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dfer.devices import resolve_device
+from dfer.core.devices import resolve_device
 
 
 @pytest.mark.parametrize("cuda", [False, True], ids=["no-gpu", "gpu"])

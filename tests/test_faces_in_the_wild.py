@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.videos import write_frame_folder, write_video
 
-from dfer.artifacts import read_meta
+from dfer.core.artifacts import read_meta
 from dfer.video import DecodeConfig, decode_clip, decode_shard
 from dfer.video.track import fill_and_smooth, link_tracks, main_track
 

@@ -19,9 +19,9 @@ import pytest
 from cdp import Browser, find_browser
 from support.dataset import simple_renderers, write_synthetic_dataset
 
-from dfer.artifacts import provenance, read_meta, write_parquet
 from dfer.cli import main
-from dfer.paths import shard_file
+from dfer.core.artifacts import provenance, read_meta, write_parquet
+from dfer.core.paths import shard_file
 from dfer.report.gallery import EMBED_FILE, GALLERY_DIR, select_cards
 from dfer.report.write import build_report
 from dfer.train.evaluate import PREDICTIONS_SCHEMA, evaluate_checkpoint

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from dfer.sharding import shard_name, shard_of
+from dfer.core.sharding import shard_name, shard_of
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_SHARDS = 4

@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 from skimage.transform import resize
 
-from dfer.artifacts import read_meta, write_parquet, write_safetensors
+from dfer.core.artifacts import read_meta, write_parquet, write_safetensors
 from dfer.landmarks import (
     SCHEMA,
     LandmarksConfig,
@@ -158,7 +158,7 @@ def test_fan_predict_points_batches_frames_and_maps_to_crop_pixels() -> None:
     """A tiny stand-in heat-map network: one hot spot per landmark at a known heat-map cell."""
     import torch
 
-    from dfer.face_detect import FaceBox
+    from dfer.core.face_detect import FaceBox
     from dfer.landmarks import fan_backend
 
     class Spots(torch.nn.Module):
@@ -215,7 +215,7 @@ def _save_random_fan(path, modules: int = 1):
 
 def test_fan_loads_a_local_checkpoint_and_runs_in_batches(tmp_path, clip) -> None:
     """The real loading path (file name, module count from the checkpoint) + batched forward."""
-    from dfer.face_detect import FaceBox
+    from dfer.core.face_detect import FaceBox
     from dfer.landmarks import fan_backend
 
     ckpt = _save_random_fan(tmp_path, modules=1)

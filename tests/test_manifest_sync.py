@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from dfer.cli import main as cli_main
+from dfer.core.sharding import shard_of
 from dfer.manifests import MANIFEST_COLUMNS, read_manifest, sync_dataset
 from dfer.manifests.sync import sync_report
-from dfer.sharding import shard_of
 
 
 def make_dataset(tmp_path: Path, clip_ids: list[str], num_shards: int = 8) -> dict:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dfer.artifacts import write_safetensors
+from dfer.core.artifacts import write_safetensors
 from dfer.model import FineCLIPER, ModelConfig, count_parameters, load_checkpoint, save_checkpoint
 from dfer.model.adapters import TextAdapter, TextAdapterStack
 from dfer.model.checkpoint import read_checkpoint

@@ -116,7 +116,7 @@ def _face_clip(t: int = 6, size: int = 64) -> tuple:
 def test_landmark_images_show_the_face_under_the_dots_by_default() -> None:
     import numpy as np
 
-    from dfer.render import render_landmarks, render_parsing
+    from dfer.core.render import render_landmarks, render_parsing
     from dfer.train.data import DataConfig, prepare_clip
 
     frames, points = _face_clip()
@@ -134,7 +134,7 @@ def test_landmark_images_show_the_face_under_the_dots_by_default() -> None:
 def test_temporal_jitter_draws_one_frame_per_segment_in_training_only() -> None:
     import numpy as np
 
-    from dfer.frame_sampling import jittered_indices, uniform_indices
+    from dfer.core.frame_sampling import jittered_indices, uniform_indices
     from dfer.train.data import DataConfig, prepare_clip
 
     assert not DataConfig().temporal_jitter  # the paper is silent: off by default

@@ -13,7 +13,7 @@ import torch
 from face_geometry import SIZE, square_face
 from safetensors import safe_open
 
-from dfer.artifacts import read_meta, write_parquet, write_safetensors
+from dfer.core.artifacts import read_meta, write_parquet, write_safetensors
 from dfer.landmarks.api import LandmarkResult
 from dfer.landmarks.shard import SCHEMA as LANDMARK_SCHEMA
 from dfer.landmarks.shard import results_table

@@ -1,10 +1,10 @@
-"""``dfer.paths``: one layout that gives the library's paths and the rules' patterns alike."""
+"""``dfer.core.paths``: one layout that gives the library's paths and the rules' patterns alike."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dfer import paths
+from dfer.core import paths
 
 
 def test_a_pattern_filled_in_is_the_concrete_path() -> None:

@@ -25,7 +25,7 @@ import pytest
 from support.dataset import simple_renderers, write_synthetic_dataset
 from support.videos import pattern_frames, write_video
 
-from dfer import artifacts
+from dfer.core import artifacts
 from dfer.manifests import sync_dataset
 from dfer.model import FineCLIPER, ModelConfig, save_checkpoint
 from dfer.report.write import build_report

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from project_copy import copy_project
 
-from dfer.artifacts import read_parquet
+from dfer.core.artifacts import read_parquet
 
 CLIPS_PER_CLASS = 2
 NUM_CLASSES = 5  # the demo's expressions

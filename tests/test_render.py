@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 from face_geometry import square_face
 
-from dfer.parsing.labels import LABEL_INDEX, LABELS
-from dfer.parsing.polygon import parse_points
-from dfer.render import (
+from dfer.core.render import (
     PALETTE,
     PART_COLOURS,
     overlay_on_face,
@@ -17,6 +15,8 @@ from dfer.render import (
     render_parsing,
     render_parsing_clip,
 )
+from dfer.parsing.labels import LABEL_INDEX, LABELS
+from dfer.parsing.polygon import parse_points
 
 
 def _part_at(image: np.ndarray, x: int, y: int) -> str:

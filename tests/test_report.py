@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dfer.artifacts import provenance, write_failures, write_parquet
 from dfer.cli import main
+from dfer.core.artifacts import provenance, write_failures, write_parquet
 from dfer.report.metrics_table import find_metrics, read_metrics, summarize
 from dfer.report.write import REPORT_FILES, build_report
 

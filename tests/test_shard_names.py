@@ -1,4 +1,4 @@
-"""Shard names have one definition (dfer.sharding) used by the rules and the library alike.
+"""Shard names have one definition (dfer.core.sharding) used by the rules and the library alike.
 
 Names are zero-padded to the width of a dataset's largest shard index, at least 3 digits, so
 the names of datasets of up to 1000 shards are unchanged (``"000"``) and a dataset of 1200 shards
@@ -19,8 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from dfer.pipeline import prepare_datasets
-from dfer.sharding import (
+from dfer.core.sharding import (
     SHARD_REGEX,
     shard_file_regex,
     shard_name,
@@ -29,6 +28,7 @@ from dfer.sharding import (
     shard_width,
     shards_in,
 )
+from dfer.pipeline import prepare_datasets
 from dfer.train.data import dataset_shards
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import torch
 from support.dataset import simple_renderers, write_synthetic_dataset
 from torch.utils.data import DataLoader
 
-from dfer.artifacts import provenance, write_parquet
+from dfer.core.artifacts import provenance, write_parquet
 from dfer.train.data import ClipDataset, DataConfig, Needs, collate, load_clip_table
 from dfer.train.shard_reader import LRU, ShardReader, SideStore, load_landmark_points
 

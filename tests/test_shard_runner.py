@@ -1,6 +1,6 @@
 """The shared shard runner: failure vocabulary, counts, stale temps, empty shards, atomic writes.
 
-Every stage's shard job stands on ``dfer.shard_runner``; these tests pin what the stages rely
+Every stage's shard job stands on ``dfer.core.shard_runner``; these tests pin what the stages rely
 on without any model or video: one bad clip never sinks the shard, failures are classified
 into the one documented vocabulary, and outputs are replaced atomically.
 """
@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dfer.artifacts import FAILURE_COLUMNS, read_meta, write_safetensors
 from dfer.captions.base import Description
-from dfer.shard_runner import (
+from dfer.core.artifacts import FAILURE_COLUMNS, read_meta, write_safetensors
+from dfer.core.shard_runner import (
     ERROR_MEANINGS,
     ClipFailure,
     ErrorType,
@@ -101,7 +101,7 @@ def test_backend_codes_map_to_the_vocabulary() -> None:
 
 def test_a_failing_clip_never_sinks_the_shard_and_counts_add_up(caplog) -> None:
     ids = ["a", "bad_shape", "slow", "quirk", "gone", "chosen", "bb"]
-    with caplog.at_level(logging.ERROR, logger="dfer.shard_runner"):
+    with caplog.at_level(logging.ERROR, logger="dfer.core.shard_runner"):
         run = run_clips("demo", "shard-000", ids, _process, source=lambda c: f"/src/{c}",
                         progress=False)
     assert run.results == {"a": 1, "bb": 2}  # in clip order, only the clips that finished
@@ -189,7 +189,7 @@ def test_stale_temps_of_every_output_are_removed(tmp_path: Path) -> None:
 
 def test_finish_shard_logs_each_failure_and_the_counts(tmp_path: Path, caplog) -> None:
     run = run_clips("demo", "shard-001", ["a", "gone"], _process, source="s", progress=False)
-    with caplog.at_level(logging.INFO, logger="dfer.shard_runner"):
+    with caplog.at_level(logging.INFO, logger="dfer.core.shard_runner"):
         finish_shard(run, _outputs(run, tmp_path))
     assert "clip gone: /data/gone.mp4: file not found (missing_file)" in caplog.text
     assert "demo shard-001: 1 clip(s) done, 1 failed" in caplog.text
@@ -200,7 +200,7 @@ def test_a_failed_write_leaves_the_previous_files(tmp_path: Path, monkeypatch) -
     finish_shard(first, _outputs(first, tmp_path))
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
-    import dfer.shard_runner as runner
+    import dfer.core.shard_runner as runner
 
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")

@@ -1,4 +1,4 @@
-"""dfer.sharding against values pinned by hand.
+"""dfer.core.sharding against values pinned by hand.
 
 ``shard_of`` is ``int.from_bytes(blake2b(clip_id, digest_size=8), "big") % num_shards``; the
 digests below were computed once with hashlib and written down, so a change of the hash, its
@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 
-from dfer.sharding import (
+from dfer.core.sharding import (
     MIN_DIGITS,
     shard_file_regex,
     shard_name,

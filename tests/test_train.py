@@ -20,10 +20,10 @@ import torch
 from face_geometry import FACE_SIDE
 from support.dataset import simple_renderers, write_synthetic_dataset
 
-from dfer.artifacts import read_meta, read_parquet, write_parquet
 from dfer.cli import main as cli_main
+from dfer.core.artifacts import read_meta, read_parquet, write_parquet
+from dfer.core.paths import manifest_file, shard_file
 from dfer.model.checkpoint import load_checkpoint, read_checkpoint
-from dfer.paths import manifest_file, shard_file
 from dfer.train.data import (
     ClipDataset,
     DataConfig,

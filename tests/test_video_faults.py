@@ -26,9 +26,9 @@ from support.videos import (
     write_video,
 )
 
-from dfer.artifacts import read_meta
+from dfer.core.artifacts import read_meta
+from dfer.core.sharding import shard_of
 from dfer.manifests import ManifestError, build_manifest, sync_dataset
-from dfer.sharding import shard_of
 from dfer.video import DecodeConfig, DecodeError, decode_clip, decode_shard, sample_indices
 
 CFG = DecodeConfig(num_frames=8, size=32)
@@ -270,12 +270,12 @@ def test_cli_reports_full_disk_without_traceback(faults, tmp_path, monkeypatch, 
     from dfer.cli import main
 
     manifest = _manifest(tmp_path / "m.parquet", [("a", faults["good"], "video")])
-    import dfer.artifacts
+    import dfer.core.artifacts
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dfer.artifacts.pq, "write_table", full_disk)
+    monkeypatch.setattr(dfer.core.artifacts.pq, "write_table", full_disk)
     out = tmp_path / "o"
     code = main(["decode", "--manifest", str(manifest), "--out-frames", str(out / "s.safetensors"),
                  "--out-index", str(out / "s.parquet"), "--out-failures",

@@ -25,10 +25,10 @@ import pytest
 import yaml
 from support.placeholder_trees import PLACEHOLDERS, placeholder_dfew, placeholder_ferv39k
 
-from dfer.artifacts import provenance, write_failures
 from dfer.cli import main as cli_main
-from dfer.clip_losses import class_loss_problems, lost_clips
 from dfer.config_check import config_problem
+from dfer.core.artifacts import provenance, write_failures
+from dfer.core.clip_losses import class_loss_problems, lost_clips
 from dfer.manifests import ManifestError, build_manifest, sync_report
 from dfer.train.data import ClipTable, DataConfig
 from dfer.train.fit import ClassLossError, check_fold_classes

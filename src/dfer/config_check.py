@@ -3,7 +3,7 @@
 Snakemake deletes a job's old outputs before running it, so a setting that is only checked
 inside the job (a misspelt ``trainer`` key, ``lr: 1e-3`` read as text) costs the previous
 result. Every section is therefore built here with the same strict dataclasses the jobs use
-(:mod:`dfer.strict_config`), runs included, and the first problem is reported as one line
+(:mod:`dfer.core.strict_config`), runs included, and the first problem is reported as one line
 naming the key, the config file that sets it and the allowed values: not as Snakemake's
 dump of the whole schema.
 """

@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dfer.artifacts import atomic_path, write_bytes_atomic
+from dfer.core.artifacts import atomic_path, write_bytes_atomic
 
 #: Class names of the demo dataset, in label-index order.
 CLASSES: tuple[str, ...] = ("happiness", "sadness", "neutral", "anger", "surprise")
@@ -157,7 +157,7 @@ def _source_face() -> tuple[_Face, dict[str, np.ndarray]]:
     import dlib
     from skimage import data
 
-    from dfer.face_detect import SHAPE_PREDICTOR_68, largest_face, model_file
+    from dfer.core.face_detect import SHAPE_PREDICTOR_68, largest_face, model_file
 
     photo = np.ascontiguousarray(data.astronaut())
     box = largest_face(photo, kind="hog", upsample=1)

@@ -2,7 +2,7 @@
 
 Each class is a bright square of a class-specific size moving in a class-specific direction
 over a noisy background, so a tiny random-init backbone with adapters can learn it in a few
-CPU minutes. All upstream artifacts are written with :mod:`dfer.artifacts` following the
+CPU minutes. All upstream artifacts are written with :mod:`dfer.core.artifacts` following the
 contracts of docs/architecture.md: manifest (+ labels / num_folds metadata), frames shards and
 index, landmarks, parsing maps and captions; ``failed`` clips are left out of a chosen stage's
 index, as an upstream failure would.
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfer.artifacts import provenance, write_failures, write_parquet, write_safetensors
-from dfer.frame_sampling import spread_indices
-from dfer.paths import manifest_file, shard_file
-from dfer.shard_runner import ErrorType, failure_row
-from dfer.sharding import shard_name, shard_of
+from dfer.core.artifacts import provenance, write_failures, write_parquet, write_safetensors
+from dfer.core.frame_sampling import spread_indices
+from dfer.core.paths import manifest_file, shard_file
+from dfer.core.shard_runner import ErrorType, failure_row
+from dfer.core.sharding import shard_name, shard_of
 
 DIRECTIONS = ["right", "left", "up", "down", "diagonally", "in a circle", "nowhere"]
 
@@ -139,7 +139,7 @@ def write_synthetic_dataset(
 
 
 def simple_renderers() -> tuple:
-    """Minimal stand-ins for :mod:`dfer.render` (tests): dots for points, grey levels for maps."""
+    """Minimal stand-ins for :mod:`dfer.core.render` (tests): dots for points, grey levels for maps."""
 
     def render_landmarks(points: np.ndarray, size: int) -> np.ndarray:
         img = np.zeros((size, size, 3), dtype=np.uint8)

@@ -22,16 +22,16 @@ envvars:
 _path = os.environ["PATH"]
 os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{_path}"
 
-from dfer import paths  # noqa: E402 - after src/ is on sys.path
-from dfer.artifacts import read_meta  # noqa: E402
+from dfer.core import paths  # noqa: E402 - after src/ is on sys.path
+from dfer.core.artifacts import read_meta  # noqa: E402
 from dfer.captions.settings import CaptionsConfig, vllm_python  # noqa: E402
 from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
-from dfer.sharding import SHARD_REGEX  # noqa: E402
+from dfer.core.sharding import SHARD_REGEX  # noqa: E402
 from dfer.train.inputs import INPUT_OPTIONS, declared_files, needs_for  # noqa: E402
 
 RESULTS = config["results"]
 DATASETS = list(config["datasets"])
-SHARDS = prepare_datasets(config, dryrun=workflow.dryrun)  # dataset -> ["000", "001", ...] (dfer.sharding names)
+SHARDS = prepare_datasets(config, dryrun=workflow.dryrun)  # dataset -> ["000", "001", ...] (dfer.core.sharding names)
 TRAIN = config.get("train", {}) or {}
 TRAIN_RUNS = TRAIN.get("runs", {}) or {}
 CAPTIONS = CaptionsConfig.from_params(config.get("captions", {}))
@@ -45,7 +45,7 @@ wildcard_constraints:
     fold=r"\d+",
 
 
-# --- where artifacts live (dfer.paths, the one layout definition) ------------------------
+# --- where artifacts live (dfer.core.paths, the one layout definition) ------------------------
 # Each helper gives a rule's pattern by default ({dataset}, {shard}, {run}, {fold} left in)
 # and one concrete file when given values, so rules, targets and the library share one layout.
 

@@ -5,7 +5,7 @@ HTTP client keeps several requests in flight) and returns one :class:`Descriptio
 in order. A clip that cannot be described comes back with ``error_type`` set instead of
 raising, so that one bad clip never loses the rest of the shard. Backends name failures in
 their own words (``Timeout``, ``HTTP503``, an exception's type); :class:`Description` turns
-them into the shared vocabulary (``dfer.shard_runner.ErrorType``) in one place,
+them into the shared vocabulary (``dfer.core.shard_runner.ErrorType``) in one place,
 :func:`vocabulary_error`, so no backend needs to know it.
 """
 
@@ -17,8 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from dfer.frame_sampling import spread_indices
-from dfer.shard_runner import ErrorType
+from dfer.core.frame_sampling import spread_indices
+from dfer.core.shard_runner import ErrorType
 
 #: Backend failure codes with a meaning of their own in the vocabulary. Any other code (an
 #: HTTP status such as ``HTTP400``, ``BadResponse``, an engine exception's type name) is a

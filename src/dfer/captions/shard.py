@@ -2,13 +2,13 @@
 
 The stage is backend-agnostic: it loads what the chosen :class:`Describer` needs (frames
 from the safetensors shard, landmark points from the landmarks Parquet), and the shared shard
-runner (:mod:`dfer.shard_runner`) hands clips over in batches of ``batch_size``; each raw
+runner (:mod:`dfer.core.shard_runner`) hands clips over in batches of ``batch_size``; each raw
 answer is refined (emotion words out, raw text kept) and the runner writes the captions
 Parquet plus the failures table. Every per-clip problem -- a server that is down, a timeout,
 an empty answer, a caption that is empty once refined -- is a failure row; the shard itself
 always completes.
 
-Only numpy/pyarrow/safetensors/tqdm (and pandas, through ``dfer.artifacts``) are imported at
+Only numpy/pyarrow/safetensors/tqdm (and pandas, through ``dfer.core.artifacts``) are imported at
 module level, so the same code runs in the project venv (offline, openai) and in the separate
 vLLM environment (vllm).
 """
@@ -23,13 +23,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dfer.artifacts import provenance
 from dfer.captions.base import ClipInput, Describer, Description
 from dfer.captions.prompt import render_prompt
 from dfer.captions.refine import refine_caption
 from dfer.captions.settings import CaptionsConfig
-from dfer.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
-from dfer.shard_runner import (
+from dfer.core.artifacts import provenance
+from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
+from dfer.core.shard_runner import (
     ClipFailure,
     ErrorType,
     Output,
@@ -77,7 +77,7 @@ def make_describer(cfg: CaptionsConfig) -> Describer:
 def read_points(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """clip_id -> (points ``[T, 68, 2]`` float32, has_face ``[T]`` bool) from a landmarks shard.
 
-    Reads through :mod:`dfer.landmark_table` (not ``dfer.landmarks``, whose detectors the
+    Reads through :mod:`dfer.core.landmark_table` (not ``dfer.landmarks``, whose detectors the
     vLLM environment does not have).
     """
     table = read_sorted(path, ["clip_id", "frame", "has_face", "points"])

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfer.devices import resolve_device
+from dfer.core.devices import resolve_device
 from dfer.model.checkpoint import load_checkpoint
 from dfer.model.fineclip import FineCLIPER
 from dfer.train.data import DataConfig, default_renderers, prepare_clip

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from dfer import weights
-from dfer.devices import resolve_device
+from dfer.core import weights
+from dfer.core.devices import resolve_device
+from dfer.core.weights import BackendChoice
 from dfer.landmarks import dlib_backend, fan_backend
 from dfer.landmarks.boxes import find_boxes
 from dfer.landmarks.config import LandmarksConfig
 from dfer.landmarks.fill import fill_sources
-from dfer.weights import BackendChoice
 
 
 class NoFaceError(ValueError):
@@ -53,10 +53,10 @@ class LandmarkResult:
 
 
 def choose_backend(cfg: LandmarksConfig) -> BackendChoice:
-    """The backend ``cfg`` runs with, and why (:func:`dfer.weights.choose_backend`).
+    """The backend ``cfg`` runs with, and why (:func:`dfer.core.weights.choose_backend`).
 
     A pinned ``face_alignment`` never falls back: a missing FAN checkpoint raises
-    :class:`dfer.weights.MissingWeightsError` (naming ``landmarks.weights`` and the file)
+    :class:`dfer.core.weights.MissingWeightsError` (naming ``landmarks.weights`` and the file)
     before any clip, even in a job with no clips. ``auto`` picks face_alignment when CUDA is
     visible and the FAN weights are found, dlib otherwise, and logs its choice.
     """
@@ -92,7 +92,7 @@ def load_models(cfg: LandmarksConfig, choice: BackendChoice | None = None) -> st
     """
     backend = (choice or choose_backend(cfg)).backend
     if cfg.detector == "mmod":
-        from dfer.face_detect import MMOD_DETECTOR, model_file
+        from dfer.core.face_detect import MMOD_DETECTOR, model_file
 
         model_file(MMOD_DETECTOR)
     if backend == "face_alignment":

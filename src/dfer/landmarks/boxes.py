@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dfer.face_detect import FaceBox, largest_face
+from dfer.core.face_detect import FaceBox, largest_face
 
 
 def crop_face_box(size: int, margin: float) -> FaceBox:

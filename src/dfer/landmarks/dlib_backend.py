@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from dfer.face_detect import SHAPE_PREDICTOR_68, FaceBox, model_file
+from dfer.core.face_detect import SHAPE_PREDICTOR_68, FaceBox, model_file
 
 MODEL_NAME = f"dlib:{SHAPE_PREDICTOR_68}"
 

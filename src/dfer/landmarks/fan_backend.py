@@ -26,8 +26,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from dfer.face_detect import FaceBox
-from dfer.weights import find_checkpoint
+from dfer.core.face_detect import FaceBox
+from dfer.core.weights import find_checkpoint
 
 NETWORK = "2DFAN-4"
 #: side of the square crop FAN reads and of the heat maps it writes (face-alignment's values).

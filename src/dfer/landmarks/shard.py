@@ -1,6 +1,6 @@
 """Landmarks of one shard: frames safetensors + index in, one Parquet row per (clip, frame) out.
 
-The clip loop, failure rows and atomic writes are :mod:`dfer.shard_runner`'s.
+The clip loop, failure rows and atomic writes are :mod:`dfer.core.shard_runner`'s.
 """
 
 from __future__ import annotations
@@ -13,18 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dfer.artifacts import provenance
-from dfer.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
-from dfer.landmarks.api import (
-    LandmarkResult,
-    NoFaceError,
-    choose_backend,
-    detect_landmarks,
-    load_models,
-    model_name,
-)
-from dfer.landmarks.config import LandmarksConfig
-from dfer.shard_runner import (
+from dfer.core.artifacts import provenance
+from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
+from dfer.core.shard_runner import (
     ErrorMap,
     ErrorType,
     Output,
@@ -35,6 +26,15 @@ from dfer.shard_runner import (
     run_clips,
     shard_label,
 )
+from dfer.landmarks.api import (
+    LandmarkResult,
+    NoFaceError,
+    choose_backend,
+    detect_landmarks,
+    load_models,
+    model_name,
+)
+from dfer.landmarks.config import LandmarksConfig
 
 STAGE = "landmarks"
 SCHEMA_VERSION = 1

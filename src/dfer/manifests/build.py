@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from dfer.core.sharding import shard_of
 from dfer.manifests.labels import CANONICAL_LABELS, label_from_token, resolve_label_order
 from dfer.manifests.media import FRAMES_STAT_MODES, Media, find_by_name, stat_media
 from dfer.manifests.problems import Location, Problems
@@ -25,7 +26,6 @@ from dfer.manifests.readers import (
     SplitEntry,
     read_split_files,
 )
-from dfer.sharding import shard_of
 
 log = logging.getLogger(__name__)
 

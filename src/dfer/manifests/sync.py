@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dfer.artifacts import (
+from dfer.core.artifacts import (
     FAILURES_SCHEMA,
     META_KEY,
     failures_frame,
@@ -28,10 +28,10 @@ from dfer.artifacts import (
     provenance,
     write_bytes_if_changed,
 )
+from dfer.core.paths import manifest_file, shard_file, shard_file_name
+from dfer.core.shard_runner import ErrorType, failure_row
+from dfer.core.sharding import shard_names, shards_in
 from dfer.manifests.build import MANIFEST_SCHEMA, ManifestBuild, build_manifest
-from dfer.paths import manifest_file, shard_file, shard_file_name
-from dfer.shard_runner import ErrorType, failure_row
-from dfer.sharding import shard_names, shards_in
 
 log = logging.getLogger(__name__)
 

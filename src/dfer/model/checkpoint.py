@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dfer.artifacts import META_KEY, provenance, write_safetensors
+from dfer.core.artifacts import META_KEY, provenance, write_safetensors
 from dfer.model.config import ModelConfig, migrate_v1
 from dfer.model.fineclip import FineCLIPER
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dfer.strict_config import from_mapping
+from dfer.core.strict_config import from_mapping
 
 #: A tiny random-init open_clip config for tests, the demo and CPU benchmarks. The text tower
 #: keeps CLIP's vocabulary and context length so the standard BPE tokenizer works unchanged.

@@ -7,18 +7,18 @@ from typing import Any
 
 import numpy as np
 
-from dfer import weights
-from dfer.devices import resolve_device
+from dfer.core import weights
+from dfer.core.devices import resolve_device
+from dfer.core.weights import BackendChoice
 from dfer.parsing import facer_backend, polygon
 from dfer.parsing.config import ParsingConfig
-from dfer.weights import BackendChoice
 
 
 def choose_backend(cfg: ParsingConfig) -> BackendChoice:
-    """The parser ``cfg`` runs with, and why (:func:`dfer.weights.choose_backend`).
+    """The parser ``cfg`` runs with, and why (:func:`dfer.core.weights.choose_backend`).
 
     A pinned ``facer`` never falls back to the polygon parser: a missing checkpoint raises
-    :class:`dfer.weights.MissingWeightsError` (naming ``parsing.weights`` and the file) before
+    :class:`dfer.core.weights.MissingWeightsError` (naming ``parsing.weights`` and the file) before
     any clip, even in a job with no clips. ``auto`` picks facer when CUDA is visible and the
     model's weights are found, the landmark polygons otherwise, and logs its choice.
     """

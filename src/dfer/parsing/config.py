@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from dfer.strict_config import from_mapping
+from dfer.core.strict_config import from_mapping
 
 Backend = Literal["auto", "facer", "landmarks"]
 

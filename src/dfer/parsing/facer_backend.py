@@ -16,9 +16,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from dfer.core.weights import find_checkpoint
 from dfer.landmarks.points import five_points
 from dfer.parsing.labels import seg_to_canonical
-from dfer.weights import find_checkpoint
 
 MODELS = ("farl/lapa/448", "farl/celebm/448")
 

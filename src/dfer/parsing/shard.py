@@ -1,6 +1,6 @@
 """Parsing of one shard: frames + landmarks in, label-map safetensors + area Parquet out.
 
-The clip loop, failure rows and atomic writes are :mod:`dfer.shard_runner`'s.
+The clip loop, failure rows and atomic writes are :mod:`dfer.core.shard_runner`'s.
 """
 
 from __future__ import annotations
@@ -12,13 +12,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dfer.artifacts import provenance
-from dfer.landmarks.shard import index_clip_ids, read_landmarks
-from dfer.parsing.api import choose_backend, load_models, model_name, parse_clip
-from dfer.parsing.checks import eye_side_votes
-from dfer.parsing.config import ParsingConfig
-from dfer.parsing.labels import LABELS, area_fractions
-from dfer.shard_runner import (
+from dfer.core.artifacts import provenance
+from dfer.core.shard_runner import (
     Output,
     failures_output,
     finish_shard,
@@ -27,6 +22,11 @@ from dfer.shard_runner import (
     run_clips,
     shard_label,
 )
+from dfer.landmarks.shard import index_clip_ids, read_landmarks
+from dfer.parsing.api import choose_backend, load_models, model_name, parse_clip
+from dfer.parsing.checks import eye_side_votes
+from dfer.parsing.config import ParsingConfig
+from dfer.parsing.labels import LABELS, area_fractions
 
 STAGE = "parsing"
 SCHEMA_VERSION = 1

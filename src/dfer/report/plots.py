@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dfer.artifacts import atomic_path  # noqa: E402
+from dfer.core.artifacts import atomic_path  # noqa: E402
 from dfer.train.metrics import confusion_figsize, draw_confusion  # noqa: E402
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dfer.paths import STAGE_DIRS, manifest_file, shard_file_name, stage_dir
-from dfer.sharding import shards_in
+from dfer.core.paths import STAGE_DIRS, manifest_file, shard_file_name, stage_dir
+from dfer.core.sharding import shards_in
 
 STATS_COLUMNS = [
     "dataset", "stage", "shards", "clips_ok", "clips_failed", "failure_types",

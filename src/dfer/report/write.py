@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfer.artifacts import write_bytes_atomic
+from dfer.core.artifacts import write_bytes_atomic
 from dfer.report.gallery import DEFAULT_EMBED_MAX, EMBED_FILE, GALLERY_DIR, build_gallery
 from dfer.report.metrics_table import confusion_matrices, find_metrics, read_metrics, summarize
 from dfer.report.plots import plot_confusion_grid, plot_metrics, plot_stage_stats

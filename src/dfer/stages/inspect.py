@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from dfer.artifacts import read_meta
+from dfer.core.artifacts import read_meta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -56,9 +56,9 @@ def merge_configs(paths: list[Path]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dfer.core.sharding import shard_name
     from dfer.manifests import ManifestError, sync_report
     from dfer.pipeline import ensure_demo_data
-    from dfer.sharding import shard_name
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     paths = args.config or [Path("config/config.yaml")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfer.paths import report_dir
+from dfer.core.paths import report_dir
 from dfer.report.gallery import DEFAULT_EMBED_MAX
 from dfer.report.write import build_report
 

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from dfer.paths import TRAIN_SUMMARY
+from dfer.core.paths import TRAIN_SUMMARY
 from dfer.train.inputs import KINDS, DataInputs
 
 #: the shard-file options, one per input kind (plus --manifest and --failures)

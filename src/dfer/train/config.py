@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import torch
 
-from dfer.devices import resolve_device
+from dfer.core.devices import resolve_device
+from dfer.core.strict_config import from_mapping
 from dfer.model.config import ModelConfig
-from dfer.strict_config import from_mapping
 from dfer.train.shard_reader import DEFAULT_MAX_OPEN
 
 _BOOKKEEPING = {"dataset", "datasets", "folds", "kind", "source", "eval", "device", "description"}

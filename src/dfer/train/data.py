@@ -9,7 +9,7 @@ time (``safe_open``) with at most ``DataConfig.max_open_shards`` shards of each 
 process (:class:`dfer.train.shard_reader.ShardReader`, LRU). A clip that failed in any stage
 the model needs is absent from that stage's index; it is skipped here with a logged count (not
 an error: the failure is already recorded upstream). Landmark and parsing images are rendered
-on the fly by :mod:`dfer.render`.
+on the fly by :mod:`dfer.core.render`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from dfer.artifacts import read_meta, read_parquet
-from dfer.frame_sampling import jittered_indices, uniform_indices
-from dfer.paths import manifest_file
-from dfer.sharding import shards_in
+from dfer.core.artifacts import read_meta, read_parquet
+from dfer.core.frame_sampling import jittered_indices, uniform_indices
+from dfer.core.paths import manifest_file
+from dfer.core.sharding import shards_in
 from dfer.train.config import DataConfig
 from dfer.train.inputs import KINDS, DataInputs, Needs, kinds_read, stages_read
 from dfer.train.shard_reader import ShardReader, SideStore
@@ -197,12 +197,12 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def default_renderers() -> tuple[Renderer, Renderer]:
-    """``(render_landmarks, render_parsing)`` from :mod:`dfer.render` (imported lazily)."""
+    """``(render_landmarks, render_parsing)`` from :mod:`dfer.core.render` (imported lazily)."""
     try:
-        from dfer.render import render_landmarks, render_parsing
+        from dfer.core.render import render_landmarks, render_parsing
     except ImportError as exc:  # pragma: no cover - depends on the render module being present
         raise ImportError(
-            "dfer.render (render_landmarks / render_parsing) is needed for the middle level; "
+            "dfer.core.render (render_landmarks / render_parsing) is needed for the middle level; "
             "switch it off with use_parsing/use_landmarks: false"
         ) from exc
     return render_landmarks, render_parsing
@@ -319,7 +319,7 @@ def prepare_clip(
         scale = size / crop
         imgs = [np.asarray(render_landmarks(points[j] * scale, size)) for j in mid_idx]
         if cfg.landmarks_on_face:
-            from dfer.render import overlay_on_face
+            from dfer.core.render import overlay_on_face
 
             faces = _resize(torch.from_numpy(np.ascontiguousarray(frames[mid_idx])), size).numpy()
             imgs = [overlay_on_face(face, img) for face, img in zip(faces, imgs, strict=True)]

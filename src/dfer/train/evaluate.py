@@ -20,10 +20,10 @@ import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader
 
-from dfer.artifacts import provenance, write_bytes_atomic, write_parquet
-from dfer.devices import resolve_device
+from dfer.core.artifacts import provenance, write_bytes_atomic, write_parquet
+from dfer.core.devices import resolve_device
+from dfer.core.paths import CONFUSION, METRICS, PREDICTIONS
 from dfer.model.checkpoint import load_checkpoint
-from dfer.paths import CONFUSION, METRICS, PREDICTIONS
 from dfer.train.config import DataConfig, auto_precision
 from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_split, read_clip_table
 from dfer.train.inputs import DataInputs, needs_for

@@ -13,11 +13,17 @@ import lightning as L
 import pandas as pd
 import torch
 
-from dfer.artifacts import write_bytes_atomic
-from dfer.clip_losses import advice, class_loss_problems, lost_clips, lost_per_class, read_failures
+from dfer.core.artifacts import write_bytes_atomic
+from dfer.core.clip_losses import (
+    advice,
+    class_loss_problems,
+    lost_clips,
+    lost_per_class,
+    read_failures,
+)
+from dfer.core.paths import CHECKPOINT, TRAIN_SUMMARY
 from dfer.model.checkpoint import save_checkpoint
 from dfer.model.fineclip import FineCLIPER, count_parameters
-from dfer.paths import CHECKPOINT, TRAIN_SUMMARY
 from dfer.train.config import DataConfig, RunConfig
 from dfer.train.data import ClipTable, Renderer, fold_split, preprocessing_params, read_clip_table
 from dfer.train.inputs import DataInputs, needs_for
@@ -25,7 +31,7 @@ from dfer.train.module import FineCLIPERModule, FoldDataModule
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = CHECKPOINT  # the fold folder's files: names from dfer.paths
+CHECKPOINT_NAME = CHECKPOINT  # the fold folder's files: names from dfer.core.paths
 SUMMARY_NAME = TRAIN_SUMMARY
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dfer.paths import manifest_file, manifest_rel, shard_file, shard_rel, under
-from dfer.sharding import shard_file_regex, shards_in
+from dfer.core.paths import manifest_file, manifest_rel, shard_file, shard_rel, under
+from dfer.core.sharding import shard_file_regex, shards_in
 
 #: Kind of input (the ``dfer train`` option and the stage's results folder) -> (stage name in
 #: provenance and failure records, the suffixes of one shard's files that training reads).
@@ -86,7 +86,7 @@ def declared_files(results: str | Path, dataset: str, shards: Sequence[str], nee
 
     The one list of a job's inputs: the rules declare it, ``dfer train`` / ``dfer evaluate``
     receive it, :class:`DataInputs` reads it. Paths are text in the rules' layout
-    (:func:`dfer.paths.under`), so they match the stage rules' outputs exactly.
+    (:func:`dfer.core.paths.under`), so they match the stage rules' outputs exactly.
     """
     out: dict[str, list[str]] = {"manifest": [under(results, manifest_rel(dataset))]}
     read = kinds_read(needs)

@@ -156,7 +156,7 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Any, title: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dfer.artifacts import atomic_path
+    from dfer.core.artifacts import atomic_path
 
     fig, ax = plt.subplots(figsize=confusion_figsize(len(labels)))
     draw_confusion(ax, cm, labels, title)

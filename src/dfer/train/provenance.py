@@ -1,7 +1,7 @@
 """One provenance per stage and dataset: training refuses shards made by different setups.
 
 Every shard artifact records how it was made (``backend``, ``model``, ``params``: see
-:func:`dfer.artifacts.provenance`). Shards of one dataset can disagree when ``backend: auto``
+:func:`dfer.core.artifacts.provenance`). Shards of one dataset can disagree when ``backend: auto``
 chose differently on different machines (FAN on a GPU node, dlib on a CPU node), or when some
 shards are left over from an earlier setting. A model trained on such a mixture learns from two
 kinds of landmarks or parsing maps at once and its result belongs to neither setup, so training
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dfer.artifacts import read_meta
+from dfer.core.artifacts import read_meta
 from dfer.train.inputs import KINDS, DataInputs
 
 __all__ = ["COMPARED", "MixedProvenanceError", "check_consistent"]

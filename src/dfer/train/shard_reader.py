@@ -32,7 +32,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dfer.landmark_table import LANDMARK_POINTS, clip_bounds, clip_ids, points_array, read_sorted
+from dfer.core.landmark_table import (
+    LANDMARK_POINTS,
+    clip_bounds,
+    clip_ids,
+    points_array,
+    read_sorted,
+)
 from dfer.train.inputs import DataInputs
 
 V = TypeVar("V")

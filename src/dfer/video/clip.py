@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dfer.face_detect import DetectorKind, parse_rung, rung_name
-from dfer.frame_sampling import sample_indices
-from dfer.strict_config import from_mapping
+from dfer.core.face_detect import DetectorKind, parse_rung, rung_name
+from dfer.core.frame_sampling import sample_indices
+from dfer.core.strict_config import from_mapping
 from dfer.video.crop import (
     center_box,
     crop_resize,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dfer.face_detect import DetectorKind, detect_faces
+from dfer.core.face_detect import DetectorKind, detect_faces
 
 
 def detect_all(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,

@@ -1,13 +1,13 @@
 """Why a clip could not be decoded: one exception type per failure kind.
 
 The shard runner turns each into a row of the failures table; ``error_type`` is the stable,
-machine-readable kind (for counting and filtering; one of ``dfer.shard_runner.ErrorType``),
+machine-readable kind (for counting and filtering; one of ``dfer.core.shard_runner.ErrorType``),
 the message says what happened to which file in words a person can act on.
 """
 
 from __future__ import annotations
 
-from dfer.shard_runner import ErrorType
+from dfer.core.shard_runner import ErrorType
 
 
 class DecodeError(Exception):

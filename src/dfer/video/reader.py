@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dfer.frame_sampling import sample_indices
+from dfer.core.frame_sampling import sample_indices
 from dfer.video.errors import (
     CorruptFile,
     DecodeError,

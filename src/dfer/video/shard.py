@@ -5,7 +5,7 @@ Outputs (see docs/architecture.md): ``frames/shard-{s}.safetensors`` (key clip_i
 ``frames/shard-{s}.failures.parquet`` (one row per clip that could not be decoded). A clip
 that fails never stops the shard; every file is written atomically, so a killed run leaves
 the previous complete files (or none), never a partial one. The clip loop, failure rows and
-writes are :mod:`dfer.shard_runner`'s; this module adds decode's inputs and outputs.
+writes are :mod:`dfer.core.shard_runner`'s; this module adds decode's inputs and outputs.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dfer.artifacts import provenance
-from dfer.manifests.build import MANIFEST_SCHEMA
-from dfer.shard_runner import (
+from dfer.core.artifacts import provenance
+from dfer.core.shard_runner import (
     Output,
     ShardRun,
     failures_output,
@@ -31,6 +30,7 @@ from dfer.shard_runner import (
     run_clips,
     shard_label,
 )
+from dfer.manifests.build import MANIFEST_SCHEMA
 from dfer.video.clip import DecodeConfig, decode_clip
 
 log = logging.getLogger(__name__)

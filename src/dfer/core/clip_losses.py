@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfer.paths import STAGE_DIRS
+from dfer.core.paths import STAGE_DIRS
 
 #: Stage name for a lost clip that no failures table lists (e.g. a shard not yet processed).
 UNRECORDED = "not in the artifacts"

@@ -7,7 +7,7 @@ failures table (one ``error_type`` vocabulary for all stages) while the rest of 
 completes, count what happened, write every output atomically and log the outcome. That
 skeleton lives here once, so a fix to it (or a new stage) needs no copy in four places.
 
-Only the standard library, numpy/pyarrow (through :mod:`dfer.artifacts`) and tqdm are
+Only the standard library, numpy/pyarrow (through :mod:`dfer.core.artifacts`) and tqdm are
 imported, so the captions stage can use the runner in the separate vLLM environment.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dfer.artifacts import FAILURES_SCHEMA, failures_frame, write_parquet, write_safetensors
+from dfer.core.artifacts import FAILURES_SCHEMA, failures_frame, write_parquet, write_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def classify(exc: BaseException, known: ErrorMap = ()) -> tuple[ErrorType, str]:
 
 def failure_row(clip_id: str, stage: str, source: str, error_type: ErrorType | str,
                 message: str) -> dict[str, str]:
-    """The one way a failures-table row is built (columns: ``dfer.artifacts.FAILURE_COLUMNS``).
+    """The one way a failures-table row is built (columns: ``dfer.core.artifacts.FAILURE_COLUMNS``).
 
     ``error_type`` must be in :class:`ErrorType` (a typo would split the counts); the message
     always starts with ``clip <id>: `` so that a log line alone says which clip it is about.
@@ -294,7 +294,7 @@ class Output:
     schema: pa.Schema | None = None
 
     def write(self) -> Path:
-        """Write atomically through :mod:`dfer.artifacts` (safetensors by suffix, else Parquet)."""
+        """Write atomically through :mod:`dfer.core.artifacts` (safetensors by suffix, else Parquet)."""
         if Path(self.path).suffix == ".safetensors":
             assert isinstance(self.data, Mapping), f"{self.path}: tensors must be a mapping"
             return write_safetensors(self.path, self.data, self.meta)
@@ -311,7 +311,7 @@ def failures_output(run: ShardRun[Any], path: str | os.PathLike[str],
 def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     """Delete temp files a killed earlier run left next to ``path`` (``.{name}.*.tmp``).
 
-    ``dfer.artifacts.atomic_path`` cleans up after exceptions, but a SIGKILL (OOM killer,
+    ``dfer.core.artifacts.atomic_path`` cleans up after exceptions, but a SIGKILL (OOM killer,
     cluster pre-emption) leaves its hidden temp file behind; one job owns each output, so any
     such file is an orphan, and a large one (a frames shard) is worth reclaiming.
     """

@@ -27,14 +27,14 @@ folder *as text*, keeping the configured ``results`` string verbatim (a storage 
 functions return a :class:`~pathlib.Path` for the library.
 
 Shard names ``{s}`` (``"000"``, or ``"0000"`` for datasets of more than 1000 shards) come from
-:mod:`dfer.sharding`.
+:mod:`dfer.core.sharding`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dfer.sharding import SHARD_PREFIX
+from dfer.core.sharding import SHARD_PREFIX
 
 #: The preprocessing stages in pipeline order -> their artifact folder under
 #: ``results/{dataset}/`` (decode writes ``frames/``; the others are named after the stage).
