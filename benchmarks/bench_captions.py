@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from dfer.captions.base import ClipInput  # noqa: E402
-from dfer.captions.settings import CaptionsConfig, vllm_python  # noqa: E402
+from dfer.captions.config import CaptionsConfig, vllm_python  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

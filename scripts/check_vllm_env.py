@@ -85,7 +85,7 @@ def _generate(model_dir: str, device: str) -> str:
     import numpy as np
 
     from dfer.captions.base import ClipInput
-    from dfer.captions.settings import CaptionsConfig
+    from dfer.captions.config import CaptionsConfig
     from dfer.captions.vllm_backend import VLLMDescriber
 
     params = {

@@ -29,8 +29,8 @@ from captions_data import animate, write_shard
 from PIL import Image
 
 from dfer.captions.base import ClipInput
+from dfer.captions.config import CaptionsConfig
 from dfer.captions.openai_client import OpenAIDescriber, parse_completion
-from dfer.captions.settings import CaptionsConfig
 from dfer.captions.shard import run_shard
 from dfer.core.artifacts import read_meta, read_parquet
 

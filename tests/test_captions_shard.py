@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from captions_data import animate, write_shard
 
 from dfer.captions.base import ClipInput, Description
-from dfer.captions.settings import OFFLINE_MODEL, CaptionsConfig
+from dfer.captions.config import OFFLINE_MODEL, CaptionsConfig
 from dfer.captions.shard import SCHEMA, run_shard
 from dfer.core.artifacts import read_meta, read_parquet
 

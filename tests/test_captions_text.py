@@ -7,10 +7,10 @@ import pytest
 from captions_data import animate
 
 from dfer.captions.base import ClipInput, sample_frames
+from dfer.captions.config import CaptionsConfig, vllm_python
 from dfer.captions.offline import OfflineDescriber, describe_landmarks
 from dfer.captions.prompt import PAPER_PROMPT_VERSION, PROMPT_TEMPLATES, prompt_hash, render_prompt
 from dfer.captions.refine import mentions_emotion, refine_caption
-from dfer.captions.settings import CaptionsConfig, vllm_python
 
 # -- prompt ----------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import pytest
 from captions_data import animate, write_shard
 from vllm_env import build_tiny_model, require_vllm_python, run_vllm_python
 
-from dfer.captions.settings import CaptionsConfig
+from dfer.captions.config import CaptionsConfig
 from dfer.core.artifacts import read_meta, read_parquet
 
 

@@ -26,8 +26,8 @@ from captions_data import animate, write_shard
 from vllm_env import VLLM_ENV, build_tiny_model, require_vllm_python
 
 from dfer.captions.base import ClipInput
+from dfer.captions.config import CaptionsConfig
 from dfer.captions.openai_client import OpenAIDescriber
-from dfer.captions.settings import CaptionsConfig
 from dfer.captions.shard import run_shard
 from dfer.core.artifacts import read_meta, read_parquet
 

@@ -190,7 +190,7 @@ def test_shard_manifest_checks(tmp_path):
 
 
 class _TickingClock:
-    """Stands in for the ``time`` module of ``dfer.video.clip``: ``perf_counter`` advances by
+    """Stands in for the ``time`` module of ``dfer.video.api``: ``perf_counter`` advances by
     ``tick`` seconds per call, so a clip's measured duration is known exactly."""
 
     def __init__(self, tick: float) -> None:
@@ -202,7 +202,7 @@ class _TickingClock:
 
 
 def test_rerun_is_byte_identical_and_seconds_is_the_clock(clips, tmp_path, monkeypatch):
-    import dfer.video.clip as clip_mod
+    import dfer.video.api as clip_mod
 
     manifest = _manifest(tmp_path / "m.parquet", [("v1", clips["video"], "video"),
                                                   ("f1", clips["frames"], "frames")])

@@ -26,8 +26,8 @@ import yaml
 from snakemake.utils import update_config, validate
 from support.placeholder_trees import placeholder_dfew, placeholder_mafw
 
+from dfer.captions.config import CaptionsConfig
 from dfer.captions.prompt import PAPER_PROMPT_VERSION
-from dfer.captions.settings import CaptionsConfig
 from dfer.landmarks.config import LandmarksConfig
 from dfer.parsing.config import ParsingConfig
 

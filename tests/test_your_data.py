@@ -316,7 +316,7 @@ def test_config_rejects_a_bad_class_loss_setting() -> None:
 def test_decode_counts_clips_kept_without_a_face(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     from dfer.video import shard as decode_shard_module
-    from dfer.video.clip import DecodedClip
+    from dfer.video.api import DecodedClip
 
     def fake_decode(path: str, kind: str, cfg: Any) -> DecodedClip:
         found = 0.0 if "noface" in path else 1.0
@@ -337,7 +337,7 @@ def test_decode_counts_clips_kept_without_a_face(tmp_path: Path, monkeypatch: py
 
 def test_face_messages_name_the_keys_that_change_the_outcome() -> None:
     from dfer.landmarks import NoFaceError, detect_landmarks
-    from dfer.video.clip import DecodeConfig, decode_array
+    from dfer.video.api import DecodeConfig, decode_array
     from dfer.video.errors import NoFace
 
     blank = np.zeros((2, 96, 96, 3), np.uint8)

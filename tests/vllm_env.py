@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dfer.captions.settings import vllm_python
+from dfer.captions.config import vllm_python
 
 REPO = Path(__file__).resolve().parents[1]
 

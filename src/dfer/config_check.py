@@ -85,10 +85,10 @@ def schema_problem(config: Mapping[str, Any], schema_file: str | Path) -> tuple[
 
 
 def _section_builders() -> dict[str, Callable[[Any], Any]]:
-    from dfer.captions.settings import CaptionsConfig
+    from dfer.captions.config import CaptionsConfig
     from dfer.landmarks.config import LandmarksConfig
     from dfer.parsing.config import ParsingConfig
-    from dfer.video.clip import DecodeConfig
+    from dfer.video.config import DecodeConfig
 
     return {
         "decode": DecodeConfig.from_params,

@@ -24,7 +24,7 @@ os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{_path}"
 
 from dfer.core import paths  # noqa: E402 - after src/ is on sys.path
 from dfer.core.artifacts import read_meta  # noqa: E402
-from dfer.captions.settings import CaptionsConfig, vllm_python  # noqa: E402
+from dfer.captions.config import CaptionsConfig, vllm_python  # noqa: E402
 from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
 from dfer.core.sharding import SHARD_REGEX  # noqa: E402
 from dfer.train.inputs import INPUT_OPTIONS, declared_files, needs_for  # noqa: E402

@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dfer.captions.base import ClipInput, Describer, Description
+from dfer.captions.config import CaptionsConfig
 from dfer.captions.prompt import render_prompt
 from dfer.captions.refine import refine_caption
-from dfer.captions.settings import CaptionsConfig
 from dfer.core.artifacts import provenance
 from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
 from dfer.core.shard_runner import (

@@ -6,7 +6,8 @@ frames artifacts. The small test videos are written by ``tests/support/videos.py
 """
 
 from dfer.core.frame_sampling import sample_indices
-from dfer.video.clip import DecodeConfig, DecodedClip, decode_array, decode_clip
+from dfer.video.api import DecodedClip, decode_array, decode_clip
+from dfer.video.config import DecodeConfig
 from dfer.video.errors import DecodeError
 from dfer.video.reader import SampledFrames, list_frame_files, read_frame_folder, read_video
 from dfer.video.shard import INDEX_SCHEMA, ShardResult, decode_shard

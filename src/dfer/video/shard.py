@@ -31,7 +31,8 @@ from dfer.core.shard_runner import (
     shard_label,
 )
 from dfer.manifests.build import MANIFEST_SCHEMA
-from dfer.video.clip import DecodeConfig, decode_clip
+from dfer.video.api import decode_clip
+from dfer.video.config import DecodeConfig
 
 log = logging.getLogger(__name__)
 
