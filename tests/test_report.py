@@ -10,7 +10,7 @@ import pytest
 
 from dfer.cli import main
 from dfer.core.artifacts import provenance, write_failures, write_parquet
-from dfer.report.metrics_table import find_metrics, read_metrics, summarize
+from dfer.report.metrics_table import find_metrics, metrics_of_summaries, read_metrics, summarize
 from dfer.report.write import REPORT_FILES, build_report
 
 META = provenance("test", 1)
@@ -48,6 +48,25 @@ def results(tmp_path: Path) -> Path:
                    [{"clip_id": "c3", "stage": "landmarks", "source": "c3", "error_type": "no_face",
                      "message": "no face in any frame"}], META)
     return res
+
+
+def test_report_reads_exactly_the_folds_its_run_summaries_name(results: Path) -> None:
+    run = results / "toy" / "train" / "r"
+    summary = run / "summary.json"  # the part of `dfer evaluate --summarize`'s output read here
+    summary.write_text(json.dumps({"per_fold": [{"fold": 1, "uar": 0.5, "war": 0.6},
+                                                {"fold": 2, "uar": 0.7, "war": 0.8}]}))
+    _metrics(run / "fold-9" / "metrics.json", dataset="toy", fold=9, uar=0.1, war=0.1)  # a stray
+    assert metrics_of_summaries([summary]) == [run / "fold-1" / "metrics.json",
+                                               run / "fold-2" / "metrics.json"]
+    out = results / "report"
+    build_report(results, ["toy"], out, summaries=[summary])
+    per_fold = pd.read_csv(out / "metrics.csv")
+    assert sorted(per_fold["fold"]) == [1, 2]  # neither the stray fold nor the zero-shot run
+    assert build_report(results, ["toy"], results / "r0", summaries=[])["metrics"].empty
+
+    (run / "fold-2" / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"summary.json averages fold 2, but .*fold-2"):
+        metrics_of_summaries([summary])
 
 
 def test_metrics_are_averaged_over_folds_per_run(results: Path) -> None:

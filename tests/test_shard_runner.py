@@ -142,6 +142,28 @@ def test_batches_pair_results_with_their_clips() -> None:
                     progress=False)
 
 
+def test_prepared_inputs_reach_the_batch_and_a_clip_that_cannot_be_read_fails_alone() -> None:
+    seen: list[list[str]] = []
+
+    def prepare(clip_id: str) -> str:
+        if clip_id == "lost":
+            raise ClipFailure("missing_frames", "not in the shard", source="/frames")
+        return clip_id.upper()
+
+    def batch(inputs: list[str]) -> list[int]:
+        seen.append(inputs)
+        return [len(x) for x in inputs]
+
+    run = run_batches("captions", "shard-000", ["a", "lost", "bb", "lost2", "ccc"], batch,
+                      batch_size=2, source="/index", progress=False,
+                      prepare=lambda c: prepare("lost" if c == "lost2" else c))
+    assert seen == [["A"], ["BB"], ["CCC"]]  # a batch left empty by failures is not sent
+    assert run.results == {"a": 1, "bb": 2, "ccc": 3}
+    assert [(f["clip_id"], f["source"], f["error_type"]) for f in run.failures] == [
+        ("lost", "/frames", "missing_frames"), ("lost2", "/frames", "missing_frames")]
+    assert list(run.results) == ["a", "bb", "ccc"]  # clip order kept
+
+
 def test_missing_tensor_is_missing_frames(tmp_path: Path) -> None:
     frames = write_safetensors(tmp_path / "f.safetensors", {"a": np.zeros((2, 4, 4, 3), np.uint8)},
                                {"stage": "decode"})

@@ -8,12 +8,12 @@
 
 rule captions:
     input:
-        frames=shard_path("frames", ".safetensors"),
-        index=shard_path("frames", ".parquet"),
-        landmarks=shard_path("landmarks", ".parquet"),
+        frames=shard_path(FRAMES_DIR, paths.SAFETENSORS),
+        index=shard_path(FRAMES_DIR, paths.PARQUET),
+        landmarks=shard_path(LANDMARKS_DIR, paths.PARQUET),
     output:
-        captions=shard_path("captions", ".parquet"),
-        failures=shard_path("captions", ".failures.parquet"),
+        captions=shard_path(CAPTIONS_DIR, paths.PARQUET),
+        failures=shard_path(CAPTIONS_DIR, paths.FAILURES),
     params:
         cfg=section_json("captions"),
         prompt_hash=CAPTIONS.prompt_hash(),

@@ -30,6 +30,10 @@ from dfer.core.sharding import SHARD_REGEX  # noqa: E402
 from dfer.train.inputs import INPUT_OPTIONS, declared_files, needs_for  # noqa: E402
 
 RESULTS = config["results"]
+# Each stage's artifact folder under results/{dataset}/, from dfer.core.paths.
+MANIFEST_DIR = paths.MANIFEST_DIR
+FRAMES_DIR, LANDMARKS_DIR, PARSING_DIR, CAPTIONS_DIR = (
+    paths.STAGE_DIRS[stage] for stage in ("decode", "landmarks", "parsing", "captions"))
 DATASETS = list(config["datasets"])
 SHARDS = prepare_datasets(config, dryrun=workflow.dryrun)  # dataset -> ["000", "001", ...] (dfer.core.sharding names)
 TRAIN = config.get("train", {}) or {}
@@ -292,23 +296,23 @@ def zero_shot_json(wildcards):
 
 def shard_targets(stage):
     """The stage's shard-{s}.parquet of every shard of every dataset."""
-    return [shard_path(stage, ".parquet", ds, s) for ds in DATASETS for s in SHARDS[ds]]
+    return [shard_path(stage, paths.PARQUET, ds, s) for ds in DATASETS for s in SHARDS[ds]]
 
 
 def decode_targets():
-    return shard_targets("frames")
+    return shard_targets(FRAMES_DIR)
 
 
 def landmarks_targets():
-    return shard_targets("landmarks")
+    return shard_targets(LANDMARKS_DIR)
 
 
 def parsing_targets():
-    return shard_targets("parsing")
+    return shard_targets(PARSING_DIR)
 
 
 def captions_targets():
-    return shard_targets("captions")
+    return shard_targets(CAPTIONS_DIR)
 
 
 def train_targets():
@@ -330,9 +334,14 @@ def report_gallery_args():
                     for key, flag in caps.items() if key in cfg)
 
 
+def stage_targets():
+    """Every preprocessing stage's final outputs (the report's statistics read them)."""
+    return decode_targets() + landmarks_targets() + parsing_targets() + captions_targets()
+
+
 def report_inputs():
     """Every stage's final outputs: the report reads them all."""
-    return decode_targets() + landmarks_targets() + parsing_targets() + captions_targets() + train_targets()
+    return stage_targets() + train_targets()
 
 
 def get_final_output():

@@ -4,11 +4,11 @@
 
 rule decode:
     input:
-        manifest=shard_path("manifest", ".parquet"),
+        manifest=shard_path(MANIFEST_DIR, paths.PARQUET),
     output:
-        frames=shard_path("frames", ".safetensors"),
-        index=shard_path("frames", ".parquet"),
-        failures=shard_path("frames", ".failures.parquet"),
+        frames=shard_path(FRAMES_DIR, paths.SAFETENSORS),
+        index=shard_path(FRAMES_DIR, paths.PARQUET),
+        failures=shard_path(FRAMES_DIR, paths.FAILURES),
     params:
         cfg=section_json("decode"),
         dfer=dfer_command(),

@@ -5,11 +5,11 @@
 
 rule landmarks:
     input:
-        frames=shard_path("frames", ".safetensors"),
-        index=shard_path("frames", ".parquet"),
+        frames=shard_path(FRAMES_DIR, paths.SAFETENSORS),
+        index=shard_path(FRAMES_DIR, paths.PARQUET),
     output:
-        landmarks=shard_path("landmarks", ".parquet"),
-        failures=shard_path("landmarks", ".failures.parquet"),
+        landmarks=shard_path(LANDMARKS_DIR, paths.PARQUET),
+        failures=shard_path(LANDMARKS_DIR, paths.FAILURES),
     params:
         cfg=section_json("landmarks"),
         dfer=dfer_command(),

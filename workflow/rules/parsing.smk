@@ -5,13 +5,13 @@
 
 rule parsing:
     input:
-        frames=shard_path("frames", ".safetensors"),
-        index=shard_path("frames", ".parquet"),
-        landmarks=shard_path("landmarks", ".parquet"),
+        frames=shard_path(FRAMES_DIR, paths.SAFETENSORS),
+        index=shard_path(FRAMES_DIR, paths.PARQUET),
+        landmarks=shard_path(LANDMARKS_DIR, paths.PARQUET),
     output:
-        maps=shard_path("parsing", ".safetensors"),
-        index=shard_path("parsing", ".parquet"),
-        failures=shard_path("parsing", ".failures.parquet"),
+        maps=shard_path(PARSING_DIR, paths.SAFETENSORS),
+        index=shard_path(PARSING_DIR, paths.PARQUET),
+        failures=shard_path(PARSING_DIR, paths.FAILURES),
     params:
         cfg=section_json("parsing"),
         dfer=dfer_command(),

@@ -3,23 +3,25 @@
 # outputs are flagged for `snakemake --report report.html`. The gallery folder scales to large
 # folds; `snakemake --report` embeds single files only, so it gets gallery.html, the same page
 # in one file with `report.embed_max` cards a fold (docs/report.md).
-# Its inputs are every stage's final outputs (report_inputs in common.smk).
+# Its inputs are every stage's final outputs; it reports exactly the folds of the run summaries
+# it declares (each summary lists its folds, whose metrics.json sit beside it).
 
 
 rule report:
     input:
-        report_inputs(),
+        stages=stage_targets(),
+        summaries=train_targets(),
     output:
-        metrics=report(f"{RESULTS}/report/metrics.png", caption="../report/metrics.rst", category="Results"),
-        confusion=report(f"{RESULTS}/report/confusion.png", caption="../report/confusion.rst", category="Results"),
-        gallery_html=report(f"{RESULTS}/report/gallery.html", caption="../report/gallery.rst", category="Results"),
-        stages=report(f"{RESULTS}/report/stages.png", caption="../report/stages.rst", category="Stages"),
-        summary=report(f"{RESULTS}/report/summary.csv", caption="../report/tables.rst", category="Results"),
-        per_fold=report(f"{RESULTS}/report/metrics.csv", caption="../report/tables.rst", category="Results"),
-        stage_table=report(f"{RESULTS}/report/stages.csv", caption="../report/tables.rst", category="Stages"),
-        gallery=directory(f"{RESULTS}/report/gallery"),
-        md=f"{RESULTS}/report/report.md",
-        html=f"{RESULTS}/report/report.html",
+        metrics=report(report_path("metrics.png"), caption="../report/metrics.rst", category="Results"),
+        confusion=report(report_path("confusion.png"), caption="../report/confusion.rst", category="Results"),
+        gallery_html=report(report_path("gallery.html"), caption="../report/gallery.rst", category="Results"),
+        stages=report(report_path("stages.png"), caption="../report/stages.rst", category="Stages"),
+        summary=report(report_path("summary.csv"), caption="../report/tables.rst", category="Results"),
+        per_fold=report(report_path("metrics.csv"), caption="../report/tables.rst", category="Results"),
+        stage_table=report(report_path("stages.csv"), caption="../report/tables.rst", category="Stages"),
+        gallery=directory(report_path("gallery")),
+        md=report_path("report.md"),
+        html=report_path("report.html"),
     params:
         results=results_dir(2),
         datasets=DATASETS,
@@ -27,9 +29,9 @@ rule report:
         gallery=report_gallery_args(),
         dfer=dfer_command(),
     log:
-        f"{RESULTS}/logs/report.log",
+        report_log(),
     conda:
         "../../envs/dfer.yaml"
     shell:
         "{params.dfer} report --results {params.results} --datasets {params.datasets} --out {params.out}"
-        " {params.gallery} 2> >(tee {log} >&2)"
+        " --summaries {input.summaries} {params.gallery} 2> >(tee {log} >&2)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,9 @@ from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_s
 from dfer.core.shard_runner import (
     ClipFailure,
     ErrorType,
+    FrameShard,
     Output,
+    ShardRun,
     failures_output,
     finish_shard,
     open_frames,
@@ -110,6 +113,46 @@ def caption_row(d: Description, cfg: CaptionsConfig, describer_name: str,
     }
 
 
+@dataclass
+class CaptionBatches:
+    """One shard's captioning, as the runner's two steps: read a clip, describe a batch."""
+
+    cfg: CaptionsConfig
+    describer: Describer
+    prompt: str
+    prompt_hash: str
+    points: dict[str, tuple[np.ndarray, np.ndarray]]
+    frames: FrameShard
+    needs_frames: bool
+
+    def clip_input(self, clip_id: str) -> ClipInput:
+        """What the backend sees of one clip; a clip absent from the frames shard fails with
+        ``missing_frames`` and the frames shard as its source."""
+        try:
+            frames = self.frames.get(clip_id) if self.needs_frames else None
+        except ClipFailure as exc:
+            raise ClipFailure(exc.error_type, str(exc), source=self.frames.path) from None
+        points, has_face = self.points.get(clip_id, (None, None))
+        return ClipInput(clip_id, frames=frames, points=points, has_face=has_face)
+
+    def describe(self, clips: list[ClipInput]) -> list[dict[str, Any] | BaseException]:
+        """One batch through the backend: a captions row or the clip's failure, per clip."""
+        answers = self.describer.describe(clips, self.prompt)
+        return [self._row(d) for d in answers]
+
+    def _row(self, d: Description) -> dict[str, Any] | BaseException:
+        try:
+            return caption_row(d, self.cfg, self.describer.name, self.prompt_hash)
+        except ClipFailure as exc:
+            return exc
+
+
+def index_clips(index_path: str | os.PathLike[str]) -> list[str]:
+    """The shard's clips in frames-index order."""
+    return [str(c) for c in pq.read_table(index_path, columns=["clip_id"])
+            .column("clip_id").to_pylist()]
+
+
 def run_shard(
     frames_path: str | os.PathLike[str],
     index_path: str | os.PathLike[str],
@@ -127,67 +170,55 @@ def run_shard(
     artifacts without starting any engine. Returns the summary stored in the provenance.
     """
     cfg = CaptionsConfig.from_params(params)
-    phash = cfg.prompt_hash()
-    prompt = render_prompt(cfg.prompt_version, cfg.num_frames)
-    clip_ids = [str(c) for c in pq.read_table(index_path, columns=["clip_id"])
-                .column("clip_id").to_pylist()]
     points = read_points(landmarks_path)
-    owned = describer is None
-    if describer is None and clip_ids:
+    clip_ids = index_clips(index_path)
+    owned = describer is None and bool(clip_ids)
+    if owned:
         describer = make_describer(cfg)
     needs_landmarks = describer.needs_landmarks if describer is not None else cfg.backend == "offline"
-    needs_frames = describer.needs_frames if describer is not None else cfg.backend != "offline"
-    skipped = 0
+    skipped = sum(c not in points for c in clip_ids) if needs_landmarks else 0
     if needs_landmarks:
-        skipped = sum(c not in points for c in clip_ids)
         clip_ids = [c for c in clip_ids if c in points]
     backend_name = describer.name if describer is not None else cfg.backend
+    model = describer.model if describer is not None else cfg.model
     prepare_outputs([out_path, failures_path])
-
-    def describe_batch(batch: list[str]) -> list[dict[str, Any] | BaseException]:
-        """One batch through the backend: a captions row or the clip's failure, per clip."""
-        outcomes: dict[str, dict[str, Any] | BaseException] = {}
-        clips: list[ClipInput] = []
-        for cid in batch:
-            try:
-                frames_in = frames.get(cid) if needs_frames else None
-            except ClipFailure as exc:  # missing_frames: the frames shard is its source
-                outcomes[cid] = ClipFailure(exc.error_type, str(exc), source=str(frames_path))
-                continue
-            pts, face = points.get(cid, (None, None))
-            clips.append(ClipInput(cid, frames=frames_in, points=pts, has_face=face))
-        descriptions = describer.describe(clips, prompt) if clips else []
-        if len(descriptions) != len(clips):
-            raise RuntimeError(f"backend {backend_name} returned {len(descriptions)} "
-                               f"answers for {len(clips)} clips")
-        for clip, d in zip(clips, descriptions, strict=True):
-            try:
-                outcomes[clip.clip_id] = caption_row(d, cfg, backend_name, phash)
-            except ClipFailure as exc:
-                outcomes[clip.clip_id] = exc
-        return [outcomes[cid] for cid in batch]
-
     try:
         with open_frames(frames_path) as frames:
-            run = run_batches(STAGE, shard_label(index_path), clip_ids, describe_batch,
-                              batch_size=int(cfg.raw["batch_size"]), source=str(index_path))
+            job = CaptionBatches(cfg, describer, render_prompt(cfg.prompt_version, cfg.num_frames),
+                                 cfg.prompt_hash(), points, frames,
+                                 describer.needs_frames if describer is not None else False)
+            run = run_batches(STAGE, shard_label(index_path), clip_ids, job.describe,
+                              batch_size=int(cfg.raw["batch_size"]), source=str(index_path),
+                              prepare=job.clip_input)
     finally:
-        if owned and describer is not None:
+        if owned:
             describer.close()
+    write_outputs(run, cfg, skipped, backend_name, model, out_path, failures_path)
+    return run_summary(run, skipped)
 
+
+def run_summary(run: ShardRun[dict[str, Any]], skipped: int) -> dict[str, Any]:
+    """The counts a captions shard records in its provenance (and returns)."""
     rows = list(run.results.values())
-    summary = {
+    return {
         "clips": len(rows),
         "failed_clips": len(run.failures),
         "skipped_upstream": skipped,
         "tokens": int(sum(r["num_tokens"] for r in rows)),
         "failure_types": run.failure_counts(),
     }
+
+
+def write_outputs(run: ShardRun[dict[str, Any]], cfg: CaptionsConfig, skipped: int,
+                  backend_name: str, model: str, out_path: str | os.PathLike[str],
+                  failures_path: str | os.PathLike[str]) -> None:
+    """The captions table and the failures table, each with its provenance."""
+    phash = cfg.prompt_hash()
     params_out = {**cfg.raw, "prompt_hash": phash}
-    model = describer.model if describer is not None else cfg.model
     meta = provenance(STAGE, SCHEMA_VERSION, backend=backend_name, model=model,
                       prompt_version=cfg.prompt_version, prompt_hash=phash,
-                      params=params_out, **summary)
+                      params=params_out, **run_summary(run, skipped))
+    rows = list(run.results.values())
     table = pa.Table.from_pylist(rows, schema=SCHEMA) if rows else SCHEMA.empty_table()
     finish_shard(run, [
         Output(out_path, table, meta, SCHEMA),
@@ -195,4 +226,3 @@ def run_shard(
             STAGE, SCHEMA_VERSION, backend=backend_name, model=model, prompt_hash=phash,
             params=params_out)),
     ])
-    return summary

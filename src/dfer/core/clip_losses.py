@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dfer.core.paths import STAGE_DIRS
+from dfer.core.paths import STAGE_DIRS, failure_files
 
 #: Stage name for a lost clip that no failures table lists (e.g. a shard not yet processed).
 UNRECORDED = "not in the artifacts"
@@ -26,7 +26,7 @@ LOST_COLUMNS = ["clip_id", "label", "test_fold", "stage", "error_type"]
 def stage_failures(dataset_dir: str | Path) -> pd.DataFrame:
     """``clip_id, stage, error_type``: every clip a stage recorded as failed, first stage only."""
     return read_failures([(stage, path) for stage, folder in STAGE_DIRS.items()
-                          for path in sorted((Path(dataset_dir) / folder).glob("shard-*.failures.parquet"))])
+                          for path in failure_files(Path(dataset_dir) / folder)])
 
 
 def read_failures(files: Iterable[tuple[str, Path]]) -> pd.DataFrame:

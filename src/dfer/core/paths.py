@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dfer.core.sharding import SHARD_PREFIX
+from dfer.core.sharding import SHARD_PREFIX, shards_in
 
 #: The preprocessing stages in pipeline order -> their artifact folder under
 #: ``results/{dataset}/`` (decode writes ``frames/``; the others are named after the stage).
@@ -44,6 +44,14 @@ STAGE_DIRS: dict[str, str] = {
     "parsing": "parsing",
     "captions": "captions",
 }
+
+#: the manifest stage's folder under ``results/{dataset}/``
+MANIFEST_DIR = "manifest"
+
+#: suffixes of a stage's per-shard files: tensors, the table, and the clips it failed
+SAFETENSORS = ".safetensors"
+PARQUET = ".parquet"
+FAILURES = ".failures.parquet"
 
 #: Snakemake wildcards: pass them to a layout function to get a rule's pattern.
 DATASET = "{dataset}"
@@ -81,7 +89,12 @@ def shard_rel(dataset: str, stage: str, shard: str, suffix: str) -> str:
 
 def manifest_rel(dataset: str) -> str:
     """``{dataset}/manifest/manifest.parquet``: the whole dataset's manifest."""
-    return f"{dataset}/manifest/manifest.parquet"
+    return f"{dataset}/{MANIFEST_DIR}/manifest.parquet"
+
+
+def manifest_failures_rel(dataset: str) -> str:
+    """``{dataset}/manifest/failures.parquet``: clips the manifest stage refused."""
+    return f"{dataset}/{MANIFEST_DIR}/failures.parquet"
 
 
 def shard_log_rel(dataset: str, stage: str, shard: str) -> str:
@@ -152,6 +165,11 @@ def manifest_file(results: str | Path, dataset: str) -> Path:
     return Path(results) / manifest_rel(dataset)
 
 
+def manifest_failures_file(results: str | Path, dataset: str) -> Path:
+    """``results/{dataset}/manifest/failures.parquet``."""
+    return Path(results) / manifest_failures_rel(dataset)
+
+
 def stage_dir(results: str | Path, dataset: str, stage: str) -> Path:
     """``results/{dataset}/{stage}``: the folder of a stage's shard files."""
     return dataset_dir(results, dataset) / stage
@@ -160,3 +178,15 @@ def stage_dir(results: str | Path, dataset: str, stage: str) -> Path:
 def report_dir(results: str | Path) -> Path:
     """``results/report``: the report's tables and plots."""
     return Path(results) / REPORT
+
+
+def failure_files(folder: str | Path) -> list[Path]:
+    """The per-shard failures tables in a stage's folder, in shard order (the report and the
+    lost-clip accounting of a whole dataset; a training job reads its declared ones)."""
+    return [Path(folder) / shard_file_name(s, FAILURES) for s in shards_in(folder, FAILURES)]
+
+
+def fold_file_of_run(run_folder: str | Path, fold: int | str, name: str) -> Path:
+    """``{run_folder}/fold-{fold}/{name}``: a fold's file, given its run's folder (the report
+    finds each fold a run summary averaged next to that summary)."""
+    return Path(run_folder) / f"fold-{fold}" / name

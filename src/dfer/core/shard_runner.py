@@ -214,12 +214,13 @@ def run_batches(
     stage: str,
     shard: str,
     clip_ids: Sequence[str],
-    process_batch: Callable[[list[str]], Sequence[T | BaseException]],
+    process_batch: Callable[[list[Any]], Sequence[T | BaseException]],
     *,
     batch_size: int,
     source: Source,
     known: ErrorMap = (),
     progress: bool = True,
+    prepare: Callable[[str], Any] | None = None,
 ) -> ShardRun[T]:
     """Run ``process_batch`` on consecutive batches of ``batch_size`` clips.
 
@@ -228,6 +229,10 @@ def run_batches(
     exception that failed that clip. An exception raised by the batch call itself is not a
     clip's failure (a dead engine, a bug) and propagates; so does an answer of the wrong
     length, which would otherwise pair results with the wrong clips.
+
+    ``prepare`` (optional) turns one clip id into the input ``process_batch`` receives in its
+    place (reading the clip's arrays); a clip whose preparation raises fails alone and the
+    rest of its batch goes on. Without it ``process_batch`` receives the clip ids.
     """
     from tqdm import tqdm
 
@@ -237,11 +242,7 @@ def run_batches(
               disable=not progress) as bar:
         for start in range(0, len(clip_ids), size):
             batch = [str(c) for c in clip_ids[start:start + size]]
-            outcomes = list(process_batch(batch))
-            if len(outcomes) != len(batch):
-                raise RuntimeError(f"{stage} {shard}: {len(outcomes)} result(s) for a batch "
-                                   f"of {len(batch)} clip(s)")
-            for clip_id, outcome in zip(batch, outcomes, strict=True):
+            for clip_id, outcome in _batch_outcomes(stage, shard, batch, process_batch, prepare):
                 if isinstance(outcome, BaseException):
                     error_type, message = classify(outcome, known)
                     where = outcome.source if isinstance(outcome, ClipFailure) else None
@@ -250,6 +251,33 @@ def run_batches(
                     run.results[clip_id] = outcome
             bar.update(len(batch))
     return run
+
+
+def _batch_outcomes(
+    stage: str,
+    shard: str,
+    batch: list[str],
+    process_batch: Callable[[list[Any]], Sequence[T | BaseException]],
+    prepare: Callable[[str], Any] | None,
+) -> list[tuple[str, T | BaseException]]:
+    """``(clip id, result or exception)`` for every clip of one batch, in batch order."""
+    outcomes: dict[str, T | BaseException] = {}
+    inputs: dict[str, Any] = {}
+    for clip_id in batch:
+        if prepare is None:
+            inputs[clip_id] = clip_id
+            continue
+        try:
+            inputs[clip_id] = prepare(clip_id)
+        except Exception as exc:  # noqa: BLE001 - a clip whose input cannot be read fails alone
+            outcomes[clip_id] = exc
+    ready = list(inputs)
+    answers = list(process_batch([inputs[c] for c in ready])) if ready else []
+    if len(answers) != len(ready):
+        raise RuntimeError(f"{stage} {shard}: {len(answers)} result(s) for a batch "
+                           f"of {len(ready)} clip(s)")
+    outcomes.update(zip(ready, answers, strict=True))
+    return [(clip_id, outcomes[clip_id]) for clip_id in batch]
 
 
 class FrameShard:

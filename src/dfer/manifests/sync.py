@@ -28,7 +28,7 @@ from dfer.core.artifacts import (
     provenance,
     write_bytes_if_changed,
 )
-from dfer.core.paths import manifest_file, shard_file, shard_file_name
+from dfer.core.paths import manifest_failures_file, manifest_file, shard_file, shard_file_name
 from dfer.core.shard_runner import ErrorType, failure_row
 from dfer.core.sharding import shard_names, shards_in
 from dfer.manifests.build import MANIFEST_SCHEMA, ManifestBuild, build_manifest
@@ -53,7 +53,7 @@ class SyncReport:
 
 def failures_file(results: str | Path, dataset: str) -> Path:
     """Clips left out by ``on_missing: skip`` (failures-table layout)."""
-    return manifest_file(results, dataset).parent / "failures.parquet"
+    return manifest_failures_file(results, dataset)
 
 
 def _shard_meta(build: ManifestBuild, shard: str | None) -> dict[str, Any]:

@@ -46,7 +46,14 @@ import pyarrow.parquet as pq
 from dfer.core.artifacts import read_meta, write_bytes_atomic
 from dfer.core.frame_sampling import uniform_indices
 from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
-from dfer.core.paths import manifest_file, shard_file, shard_file_name
+from dfer.core.paths import (
+    PARQUET,
+    PREDICTIONS,
+    SAFETENSORS,
+    manifest_file,
+    shard_file,
+    shard_file_name,
+)
 from dfer.core.render import PART_COLOURS, render_parsing
 from dfer.core.sharding import shards_in
 from dfer.landmarks.points import PARTS
@@ -86,7 +93,7 @@ def find_folds(results: Path, metrics_paths: Sequence[Path]) -> list[Fold]:
     """Every evaluation among ``metrics_paths`` with a ``predictions.parquet`` beside it."""
     folds = []
     for path in metrics_paths:
-        preds = path.parent / "predictions.parquet"
+        preds = path.parent / PREDICTIONS
         if not preds.exists():
             continue
         m = json.loads(path.read_text())
@@ -211,8 +218,8 @@ def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) 
     a shard, whatever the fold's size); clips not in the manifest come with nothing."""
     # the shard manifests say which shard holds a clip (the ``shard`` column's spelling varies)
     folder = manifest_file(results, dataset).parent
-    shard_of = {str(cid): shard for shard in shards_in(folder, ".parquet")
-                for cid in pq.read_table(folder / shard_file_name(shard, ".parquet"), columns=["clip_id"])
+    shard_of = {str(cid): shard for shard in shards_in(folder, PARQUET)
+                for cid in pq.read_table(folder / shard_file_name(shard, PARQUET), columns=["clip_id"])
                 .column("clip_id").to_pylist()}
     by_shard: dict[str | None, list[str]] = {}
     for cid in clip_ids_wanted:
@@ -227,10 +234,10 @@ def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) 
         def path(stage: str, suffix: str, s: str = shard) -> Path:
             return shard_file(results, dataset, stage, s, suffix)
 
-        frames = _tensors(path("frames", ".safetensors"), ids)
-        maps = _tensors(path("parsing", ".safetensors"), ids)
-        points = _points(path("landmarks", ".parquet"), ids)
-        captions = _captions(path("captions", ".parquet"), ids)
+        frames = _tensors(path("frames", SAFETENSORS), ids)
+        maps = _tensors(path("parsing", SAFETENSORS), ids)
+        points = _points(path("landmarks", PARQUET), ids)
+        captions = _captions(path("captions", PARQUET), ids)
         for cid in sorted(ids):
             caption, raw = captions.get(cid, (None, None))
             yield cid, ClipArtifacts(frames.get(cid), points.get(cid), maps.get(cid), caption, raw)

@@ -1,19 +1,41 @@
 """Gather every evaluation's ``metrics.json`` into one table, with means over folds.
 
-Evaluations are found on disk (``results/{dataset}/train/**/metrics.json``) rather than
-listed in config, so zero-shot transfers and ablation runs appear without extra wiring.
+The report job reads exactly the folds its declared inputs name: each run summary
+(``train/{run}/summary.json``, also of zero-shot transfers) lists the folds it averaged, and
+their ``metrics.json`` sit beside it (:func:`metrics_of_summaries`). Run by hand without
+summaries, ``dfer report`` finds the evaluations on disk instead (:func:`find_metrics`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dfer.core.paths import METRICS, fold_file_of_run
+
 METRIC_COLUMNS = ["run", "trained_on", "dataset", "zero_shot", "fold", "num_clips", "uar", "war", "path"]
 SUMMARY_COLUMNS = ["run", "trained_on", "dataset", "zero_shot", "folds", "uar", "uar_std", "war", "war_std"]
+
+
+def metrics_of_summaries(summaries: Sequence[str | Path]) -> list[Path]:
+    """The ``metrics.json`` of every fold each run summary averaged, in summary order.
+
+    A summary naming a fold whose metrics are gone is an error naming both files: the
+    report would otherwise silently average fewer folds than the run had.
+    """
+    found: list[Path] = []
+    for summary in map(Path, summaries):
+        folds = [row["fold"] for row in json.loads(summary.read_text()).get("per_fold", [])]
+        for fold in folds:
+            path = fold_file_of_run(summary.parent, fold, METRICS)
+            if not path.exists():
+                raise FileNotFoundError(f"{summary} averages fold {fold}, but {path} is missing")
+            found.append(path)
+    return found
 
 
 def find_metrics(results: Path, datasets: list[str]) -> list[Path]:

@@ -12,7 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dfer.core.paths import STAGE_DIRS, manifest_file, shard_file_name, stage_dir
+from dfer.core.paths import (
+    PARQUET,
+    STAGE_DIRS,
+    failure_files,
+    manifest_failures_file,
+    manifest_file,
+    shard_file_name,
+    stage_dir,
+)
 from dfer.core.sharding import shards_in
 
 STATS_COLUMNS = [
@@ -23,7 +31,7 @@ STATS_COLUMNS = [
 
 def _shard_tables(folder: Path) -> list[Path]:
     """The per-shard output tables of a stage (not its failures tables)."""
-    return [folder / shard_file_name(s, ".parquet") for s in shards_in(folder, ".parquet")]
+    return [folder / shard_file_name(s, PARQUET) for s in shards_in(folder, PARQUET)]
 
 
 def _read_columns(path: Path, wanted: list[str]) -> pd.DataFrame:
@@ -32,8 +40,8 @@ def _read_columns(path: Path, wanted: list[str]) -> pd.DataFrame:
     return pq.read_table(path, columns=[c for c in wanted if c in names]).to_pandas()
 
 
-def _failures(folder: Path) -> pd.DataFrame:
-    tables = [pd.read_parquet(p) for p in sorted(folder.glob("*failures.parquet"))]
+def _failures(files: list[Path]) -> pd.DataFrame:
+    tables = [pd.read_parquet(p) for p in files if p.exists()]
     tables = [t for t in tables if len(t)]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["clip_id", "error_type"])
 
@@ -67,7 +75,7 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
     manifest = manifest_file(dataset_dir.parent, dataset)
     labels = _labels(manifest)
     if manifest.exists():
-        fails = _failures(manifest.parent)
+        fails = _failures([manifest_failures_file(dataset_dir.parent, dataset)])
         rows.append({
             "dataset": dataset, "stage": "manifest", "shards": len(_shard_tables(manifest.parent)),
             "clips_ok": pq.read_metadata(manifest).num_rows, "clips_failed": len(fails),
@@ -81,7 +89,7 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
             continue
         parts = [_read_columns(p, ["clip_id", "has_face", "face_found_frac", "frame"]) for p in shards]
         table = pd.concat(parts, ignore_index=True)
-        fails = _failures(folder)
+        fails = _failures(failure_files(folder))
         frames: int | None = None
         face_rate: float | None = None
         centre_crops: int | None = None

@@ -8,13 +8,20 @@ fold (:mod:`dfer.report.gallery`: ``gallery/index.html``, and ``gallery.html`` i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from dfer.core.artifacts import write_bytes_atomic
 from dfer.report.gallery import DEFAULT_EMBED_MAX, EMBED_FILE, GALLERY_DIR, build_gallery
-from dfer.report.metrics_table import confusion_matrices, find_metrics, read_metrics, summarize
+from dfer.report.metrics_table import (
+    confusion_matrices,
+    find_metrics,
+    metrics_of_summaries,
+    read_metrics,
+    summarize,
+)
 from dfer.report.plots import plot_confusion_grid, plot_metrics, plot_stage_stats
 from dfer.report.stage_stats import collect_stage_stats
 
@@ -55,13 +62,16 @@ def _display_stats(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_report(results: Path, datasets: list[str], out: Path, gallery_max: int | None = None,
-                 embed_max: int | None = DEFAULT_EMBED_MAX) -> dict[str, pd.DataFrame]:
+                 embed_max: int | None = DEFAULT_EMBED_MAX,
+                 summaries: Sequence[Path] | None = None) -> dict[str, pd.DataFrame]:
     """Write every file of :data:`REPORT_FILES` into ``out``; returns the three tables.
 
     ``gallery_max`` / ``embed_max``: cards per fold in ``gallery/`` and in the single-file
     ``gallery.html`` (None: every clip), wrong and least confident clips first.
+    ``summaries``: the run summaries whose folds to report (the report job's declared
+    inputs); None finds every evaluation under the datasets' ``train`` folders.
     """
-    paths = find_metrics(results, datasets)
+    paths = find_metrics(results, datasets) if summaries is None else metrics_of_summaries(summaries)
     per_fold = read_metrics(paths)
     summary = summarize(per_fold)
     stats = collect_stage_stats(results, datasets)

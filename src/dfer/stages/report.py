@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     parser.add_argument("--datasets", nargs="+", required=True, help="dataset names under --results")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default RESULTS/report)")
+    parser.add_argument("--summaries", nargs="*", type=Path, default=None, metavar="SUMMARY",
+                        help="the run summaries (train/RUN/summary.json) whose folds to report; "
+                             "the workflow passes its declared ones (default: every evaluation "
+                             "found under the datasets' train folders)")
     parser.add_argument("--gallery-max", type=_cap, default=None, metavar="N",
                         help="cards per fold in the gallery, wrong and least confident clips first "
                              "(default: all)")
@@ -36,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     out = args.out or report_dir(args.results)
     tables = build_report(args.results, list(args.datasets), out, gallery_max=args.gallery_max,
-                          embed_max=args.embed_max)
+                          embed_max=args.embed_max, summaries=args.summaries)
     summary = tables["summary"]
     for row in summary.itertuples():
         where = f"{row.trained_on}->{row.dataset}" if row.zero_shot else row.dataset

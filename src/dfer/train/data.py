@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from dfer.core.artifacts import read_meta, read_parquet
 from dfer.core.frame_sampling import jittered_indices, uniform_indices
-from dfer.core.paths import manifest_file
+from dfer.core.paths import PARQUET, SAFETENSORS, manifest_file
 from dfer.core.sharding import shards_in
 from dfer.train.config import DataConfig
 from dfer.train.inputs import KINDS, DataInputs, Needs, kinds_read, stages_read
@@ -68,7 +68,7 @@ class ClipTable:
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
     """Shard labels of a dataset, from its synced shard manifests."""
     folder = manifest_file(results, dataset).parent
-    shards = shards_in(folder, ".parquet")
+    shards = shards_in(folder, PARQUET)
     if not shards:
         raise FileNotFoundError(f"no shard manifests under {folder}; run the manifest stage first")
     return shards
@@ -136,27 +136,27 @@ def read_clip_table(inputs: DataInputs, needs: Needs) -> ClipTable:
             skipped[reason] = skipped.get(reason, 0) + n
 
     for s in shards:
-        index = read_parquet(inputs.path("frames", s, ".parquet"))
+        index = read_parquet(inputs.path("frames", s, PARQUET))
         if index.empty:
             continue
         index = index[["clip_id", "label", "label_idx", "test_fold"]].copy()
         index["clip_id"] = index["clip_id"].astype(str)
         index["shard"] = s
-        keep = index["clip_id"].isin(_safetensors_keys(inputs.path("frames", s, ".safetensors")))
+        keep = index["clip_id"].isin(_safetensors_keys(inputs.path("frames", s, SAFETENSORS)))
         skip("frames", int((~keep).sum()))
         index = index[keep]
         if needs.landmarks:
             assert side is not None
-            index, dropped = _join(index, side.add_landmarks(inputs.path("landmarks", s, ".parquet")))
+            index, dropped = _join(index, side.add_landmarks(inputs.path("landmarks", s, PARQUET)))
             skip("landmarks", dropped)
         if needs.parsing:
-            keys = _safetensors_keys(inputs.path("parsing", s, ".safetensors"))
+            keys = _safetensors_keys(inputs.path("parsing", s, SAFETENSORS))
             keep = index["clip_id"].isin(keys)
             skip("parsing", int((~keep).sum()))
             index = index[keep]
         if use_captions:
             assert side is not None
-            index, dropped = _join(index, side.add_captions(inputs.path("captions", s, ".parquet")))
+            index, dropped = _join(index, side.add_captions(inputs.path("captions", s, PARQUET)))
             skip("captions", dropped)
         rows.append(index)
     clips = (
@@ -346,7 +346,7 @@ def preprocessing_params(inputs: DataInputs, needs: Needs) -> dict[str, Any]:
     for kind in kinds_read(needs):
         section = KINDS[kind][0]
         if section in PREPROCESSING_SECTIONS and inputs.has(kind):
-            out[section] = read_meta(inputs.path(kind, shard, ".parquet")).get("params", {})
+            out[section] = read_meta(inputs.path(kind, shard, PARQUET)).get("params", {})
     return out
 
 

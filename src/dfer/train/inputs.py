@@ -22,19 +22,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dfer.core.paths import manifest_file, manifest_rel, shard_file, shard_rel, under
+from dfer.core.paths import (
+    FAILURES,
+    PARQUET,
+    SAFETENSORS,
+    manifest_file,
+    manifest_rel,
+    shard_file,
+    shard_rel,
+    under,
+)
 from dfer.core.sharding import shard_file_regex, shards_in
 
 #: Kind of input (the ``dfer train`` option and the stage's results folder) -> (stage name in
 #: provenance and failure records, the suffixes of one shard's files that training reads).
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "frames": ("decode", (".parquet", ".safetensors")),
-    "landmarks": ("landmarks", (".parquet",)),
-    "parsing": ("parsing", (".parquet", ".safetensors")),
-    "captions": ("captions", (".parquet",)),
+    "frames": ("decode", (PARQUET, SAFETENSORS)),
+    "landmarks": ("landmarks", (PARQUET,)),
+    "parsing": ("parsing", (PARQUET, SAFETENSORS)),
+    "captions": ("captions", (PARQUET,)),
 }
-#: A stage's per-clip failures table, read to say which stage dropped a clip.
-FAILURES = ".failures.parquet"
 #: The keys of :func:`declared_files`, which are also ``dfer train`` / ``dfer evaluate`` options.
 INPUT_OPTIONS = ("manifest", *KINDS, "failures")
 
@@ -167,10 +174,10 @@ class DataInputs:
         optional, are left out when a shard has none (the rules always declare them)."""
         if shards is None:
             folder = manifest_file(results, dataset).parent
-            shards = shards_in(folder, ".parquet")
+            shards = shards_in(folder, PARQUET)
             if not shards:
                 raise FileNotFoundError(f"no shard manifests under {folder}; run the manifest stage first")
-        if needs.captions and not all(shard_file(results, dataset, "captions", s, ".parquet").exists()
+        if needs.captions and not all(shard_file(results, dataset, "captions", s, PARQUET).exists()
                                       for s in shards):
             needs = Needs(parsing=needs.parsing, landmarks=needs.landmarks, captions=False)
         declared = declared_files(results, dataset, list(shards), needs)

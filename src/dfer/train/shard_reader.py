@@ -39,6 +39,7 @@ from dfer.core.landmark_table import (
     points_array,
     read_sorted,
 )
+from dfer.core.paths import SAFETENSORS
 from dfer.train.inputs import DataInputs
 
 V = TypeVar("V")
@@ -202,6 +203,6 @@ class ShardReader:
         from safetensors import safe_open
 
         self._check_process()
-        path = self.inputs.path(stage, shard, ".safetensors")
+        path = self.inputs.path(stage, shard, SAFETENSORS)
         fh = self.handles.get((stage, shard), lambda: safe_open(str(path), framework="numpy"))
         return fh.get_tensor(clip_id)
