@@ -112,6 +112,40 @@ def load_clip_table(
     return read_clip_table(DataInputs.from_results(results, dataset, needs, shards), needs)
 
 
+def _shard_clips(inputs: DataInputs, shard: str, needs: Needs, use_captions: bool,
+                 side: SideStore | None, skipped: dict[str, int]) -> pd.DataFrame | None:
+    """One shard's clips that every needed artifact has (None: an empty shard); the clips
+    an artifact lacks are counted in ``skipped`` under that artifact's name."""
+    def drop_missing(index: pd.DataFrame, reason: str, keep: pd.Series) -> pd.DataFrame:
+        if n := int((~keep).sum()):
+            skipped[reason] = skipped.get(reason, 0) + n
+        return index[keep]
+
+    def join(index: pd.DataFrame, reason: str, joined: tuple[pd.DataFrame, int]) -> pd.DataFrame:
+        if joined[1]:
+            skipped[reason] = skipped.get(reason, 0) + joined[1]
+        return joined[0]
+
+    index = read_parquet(inputs.path("frames", shard, PARQUET))
+    if index.empty:
+        return None
+    index = index[["clip_id", "label", "label_idx", "test_fold"]].copy()
+    index["clip_id"] = index["clip_id"].astype(str)
+    index["shard"] = shard
+    frames = _safetensors_keys(inputs.path("frames", shard, SAFETENSORS))
+    index = drop_missing(index, "frames", index["clip_id"].isin(frames))
+    if needs.landmarks:
+        assert side is not None
+        index = join(index, "landmarks", _join(index, side.add_landmarks(inputs.path("landmarks", shard, PARQUET))))
+    if needs.parsing:
+        maps = _safetensors_keys(inputs.path("parsing", shard, SAFETENSORS))
+        index = drop_missing(index, "parsing", index["clip_id"].isin(maps))
+    if use_captions:
+        assert side is not None
+        index = join(index, "captions", _join(index, side.add_captions(inputs.path("captions", shard, PARQUET))))
+    return index
+
+
 def read_clip_table(inputs: DataInputs, needs: Needs) -> ClipTable:
     """Join the frames index with every artifact the model needs; skip incomplete clips.
 
@@ -127,38 +161,10 @@ def read_clip_table(inputs: DataInputs, needs: Needs) -> ClipTable:
     from dfer.train.provenance import check_consistent
 
     backends = check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, use_captions))
-    rows: list[pd.DataFrame] = []
     side = SideStore() if needs.landmarks or use_captions else None
     skipped: dict[str, int] = {}
-
-    def skip(reason: str, n: int) -> None:
-        if n:
-            skipped[reason] = skipped.get(reason, 0) + n
-
-    for s in shards:
-        index = read_parquet(inputs.path("frames", s, PARQUET))
-        if index.empty:
-            continue
-        index = index[["clip_id", "label", "label_idx", "test_fold"]].copy()
-        index["clip_id"] = index["clip_id"].astype(str)
-        index["shard"] = s
-        keep = index["clip_id"].isin(_safetensors_keys(inputs.path("frames", s, SAFETENSORS)))
-        skip("frames", int((~keep).sum()))
-        index = index[keep]
-        if needs.landmarks:
-            assert side is not None
-            index, dropped = _join(index, side.add_landmarks(inputs.path("landmarks", s, PARQUET)))
-            skip("landmarks", dropped)
-        if needs.parsing:
-            keys = _safetensors_keys(inputs.path("parsing", s, SAFETENSORS))
-            keep = index["clip_id"].isin(keys)
-            skip("parsing", int((~keep).sum()))
-            index = index[keep]
-        if use_captions:
-            assert side is not None
-            index, dropped = _join(index, side.add_captions(inputs.path("captions", s, PARQUET)))
-            skip("captions", dropped)
-        rows.append(index)
+    rows = [_shard_clips(inputs, s, needs, use_captions, side, skipped) for s in shards]
+    rows = [r for r in rows if r is not None]
     clips = (
         pd.concat(rows, ignore_index=True) if rows
         else pd.DataFrame(columns=["clip_id", "label", "label_idx", "test_fold", "shard"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,65 @@ EXPLAIN_FIELDS = {
 }
 
 
+@dataclass
+class Predictions:
+    """What ``trainer.predict`` returned for one split, gathered over its batches."""
+
+    clip_ids: list[str]
+    probs: np.ndarray  # float32 [N, C]
+    target: np.ndarray  # int64 [N]
+    explained: list[dict[str, Any]]  # per batch: the explanation fields of EXPLAIN_FIELDS
+    score_levels: list[str]
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(-1) if len(self.probs) else np.zeros(0, np.int64)
+
+
+def predict_split(model: torch.nn.Module, loader: DataLoader, device: str, out: str | Path,
+                  num_labels: int) -> Predictions:
+    """The model over every batch of ``loader``, through Lightning's ``trainer.predict``
+    (:meth:`FineCLIPERModule.predict_step`: device placement and autocast are Lightning's)."""
+    trainer = L.Trainer(
+        accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1,
+        precision=auto_precision(device), logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=True, default_root_dir=str(out),
+    )
+    steps = trainer.predict(FineCLIPERModule(model), dataloaders=loader) or []
+    batches = [b for b in steps if isinstance(b, dict)]
+    return Predictions(
+        clip_ids=[c for b in batches for c in b["clip_id"]],
+        probs=(torch.cat([b["probs"] for b in batches]).numpy() if batches
+               else np.zeros((0, num_labels), np.float32)),
+        target=(torch.cat([b["label"] for b in batches]).numpy() if batches
+                else np.zeros(0, np.int64)),
+        explained=[b["explained"] for b in batches],
+        score_levels=next((b["score_levels"] for b in reversed(batches) if b["score_levels"]), []),
+    )
+
+
+def predictions_frame(preds: Predictions, labels: Sequence[str]) -> tuple[pd.DataFrame, pa.Schema]:
+    """``predictions.parquet`` rows and schema: one row per clip, plus the explanation
+    columns every batch had (:data:`EXPLAIN_FIELDS`)."""
+    target, pred, prob = preds.target, preds.pred, preds.probs
+    frame = pd.DataFrame({
+        "clip_id": preds.clip_ids,
+        "label": [labels[i] for i in target],
+        "label_idx": target.astype(np.int64),
+        "pred_idx": pred.astype(np.int64),
+        "pred_label": [labels[i] for i in pred],
+        "prob": prob.max(-1).astype(np.float32) if len(prob) else np.zeros(0, np.float32),
+        "correct": pred == target,
+        "probs": [row.astype(np.float32) for row in prob],
+    })
+    schema = PREDICTIONS_SCHEMA
+    for key, kind in EXPLAIN_FIELDS.items():
+        if preds.explained and all(key in e for e in preds.explained):
+            frame[key] = [row.astype(np.float32).tolist() for e in preds.explained for row in e[key]]
+            schema = schema.append(pa.field(key, kind))
+    return frame, schema
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     results: str | Path | None,
@@ -78,62 +138,33 @@ def evaluate_checkpoint(
     model, meta = load_checkpoint(checkpoint, overrides=model_overrides)
     needs = needs_for(model.cfg)
     if table is None:
+        if inputs is None and results is None:
+            raise ValueError("evaluate_checkpoint needs inputs, a table or a results folder")
         if inputs is None:
-            if results is None:
-                raise ValueError("evaluate_checkpoint needs inputs, a table or a results folder")
             inputs = DataInputs.from_results(results, dataset, needs)
         table = read_clip_table(inputs, needs)
     labels = list(table.labels)
     model.set_labels(label_prompts_for(labels, label_prompts))
-    zero_shot = is_zero_shot(meta, dataset, labels)
-    run_data = dict((meta.get("params") or {}).get("data") or {})
-    run_data.update(data or {})
-    dcfg = DataConfig.from_dict(run_data)
-    clips = fold_split(table.clips, fold, split)
-    ds = ClipDataset(dataset, clips, table, needs, dcfg, model.image_size, train=False,
-                     renderers=renderers)
+    dcfg = DataConfig.from_dict({**((meta.get("params") or {}).get("data") or {}), **(data or {})})
+    ds = ClipDataset(dataset, fold_split(table.clips, fold, split), table, needs, dcfg,
+                     model.image_size, train=False, renderers=renderers)
     loader = DataLoader(ds, batch_size=dcfg.eval_batch_size or dcfg.batch_size, shuffle=False,
                         num_workers=dcfg.num_workers, collate_fn=collate)
-    trainer = L.Trainer(
-        accelerator="gpu" if dev.startswith("cuda") else "cpu", devices=1, precision=auto_precision(dev),
-        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=True,
-        default_root_dir=str(out),
-    )
-    steps = trainer.predict(FineCLIPERModule(model), dataloaders=loader) or []
-    batches = [b for b in steps if isinstance(b, dict)]
-    ids = [c for b in batches for c in b["clip_id"]]
-    explained = [b["explained"] for b in batches]
-    score_levels = next((b["score_levels"] for b in reversed(batches) if b["score_levels"]), [])
-    prob = (torch.cat([b["probs"] for b in batches]).numpy() if batches
-            else np.zeros((0, len(labels)), np.float32))
-    target = (torch.cat([b["label"] for b in batches]).numpy() if batches else np.zeros(0, np.int64))
-    pred = prob.argmax(-1) if len(prob) else np.zeros(0, np.int64)
-    metrics = compute_metrics(target, pred, labels)
+    preds = predict_split(model, loader, dev, out, len(labels))
+    metrics = compute_metrics(preds.target, preds.pred, labels)
     metrics.update({
-        "dataset": dataset, "fold": int(fold), "split": split, "zero_shot": bool(zero_shot),
+        "dataset": dataset, "fold": int(fold), "split": split,
+        "zero_shot": bool(is_zero_shot(meta, dataset, labels)),
         "trained_on": meta.get("dataset"), "run": meta.get("run"),
         "checkpoint": str(checkpoint), "skipped_clips": table.skipped,
     })
-    out = Path(out)
-    frame = pd.DataFrame({
-        "clip_id": ids,
-        "label": [labels[i] for i in target],
-        "label_idx": target.astype(np.int64),
-        "pred_idx": pred.astype(np.int64),
-        "pred_label": [labels[i] for i in pred],
-        "prob": prob.max(-1).astype(np.float32) if len(prob) else np.zeros(0, np.float32),
-        "correct": pred == target,
-        "probs": [row.astype(np.float32) for row in prob],
-    })
-    schema = PREDICTIONS_SCHEMA
-    for key, kind in EXPLAIN_FIELDS.items():  # only columns every batch had
-        if explained and all(key in e for e in explained):
-            frame[key] = [row.astype(np.float32).tolist() for e in explained for row in e[key]]
-            schema = schema.append(pa.field(key, kind))
+    frame, schema = predictions_frame(preds, labels)
     pmeta = provenance("evaluate", EVAL_SCHEMA_VERSION, model=model.cfg.backbone,
                        params={"split": split, "label_prompts": dict(label_prompts or {})},
                        checkpoint=str(checkpoint), labels=labels,
-                       modality_levels=list(getattr(model, "fused_levels", [])), score_levels=score_levels)
+                       modality_levels=list(getattr(model, "fused_levels", [])),
+                       score_levels=preds.score_levels)
+    out = Path(out)
     write_parquet(out / PREDICTIONS, frame, pmeta, schema=schema)
     write_bytes_atomic(out / METRICS, json.dumps(metrics, indent=2, sort_keys=True).encode())
     title = f"{dataset} fold {fold}: UAR {metrics['uar']:.3f} WAR {metrics['war']:.3f}"

@@ -80,6 +80,50 @@ def check_fold_classes(inputs: DataInputs, fold: int, labels: list[str],
             "class_problems": problems}
 
 
+def fit_trainer(cfg: RunConfig, out: Path, device: str, precision: str, has_val: bool) -> L.Trainer:
+    """The Lightning trainer of one fold: tunable-weights checkpoints are saved by us (not
+    Lightning), validation on the test fold only when it has clips and is asked for."""
+    t = cfg.trainer
+    return L.Trainer(
+        accelerator="gpu" if device.startswith("cuda") else "cpu",
+        devices=1,
+        precision=precision,
+        max_epochs=t.max_epochs,
+        logger=_loggers(out),
+        enable_checkpointing=False,  # checkpoints hold only tunable weights: saved by train_fold
+        enable_progress_bar=True,
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch if has_val else 1,
+        limit_val_batches=None if has_val else 0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        limit_train_batches=t.limit_train_batches,
+        deterministic="warn" if t.deterministic else False,
+        default_root_dir=str(out),
+    )
+
+
+def write_train_summary(path: Path, trainer: L.Trainer, model: FineCLIPER, info: Mapping[str, Any],
+                        losses: Mapping[str, Any], seconds: float, num_train: int,
+                        backends: Mapping[str, Any]) -> None:
+    """``train.json``: clip counts, final metrics, tunable parameter counts, speed, and per
+    stage the backend / model the artifacts were made with (and what ``auto`` chose, why)."""
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    summary = {
+        **info,
+        **losses,
+        "epochs": trainer.current_epoch,
+        "final_metrics": dict(sorted(final.items())),
+        "parameters": count_parameters(model),
+        "seconds": seconds,
+        "clips_per_second": num_train * trainer.current_epoch / seconds if seconds else None,
+        "backends": backends,
+    }
+    write_bytes_atomic(path, json.dumps(summary, indent=2, sort_keys=True).encode())
+
+
 def train_fold(
     results: str | Path,
     dataset: str,
@@ -107,10 +151,8 @@ def train_fold(
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     device = cfg.resolved_device()
     precision = cfg.resolved_precision()
-    if device == "cpu":
-        torch.set_float32_matmul_precision("highest")
-    else:
-        torch.set_float32_matmul_precision("high")
+    # exact fp32 matmuls on CPU (reproducible demo numbers); TF32 on GPUs, where it is the speed
+    torch.set_float32_matmul_precision("highest" if device == "cpu" else "high")
 
     needs = needs_for(cfg.model)
     if table is None:
@@ -124,25 +166,7 @@ def train_fold(
     losses = check_fold_classes(inputs, fold, labels, table, cfg.data)
     num_test = len(fold_split(table.clips, fold, "test"))
     has_val = cfg.trainer.check_val_every_n_epoch > 0 and num_test > 0
-    trainer = L.Trainer(
-        accelerator="gpu" if device.startswith("cuda") else "cpu",
-        devices=1,
-        precision=precision,
-        max_epochs=cfg.trainer.max_epochs,
-        logger=_loggers(out),
-        enable_checkpointing=False,  # checkpoints hold only tunable weights: saved below
-        enable_progress_bar=True,
-        enable_model_summary=False,
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
-        check_val_every_n_epoch=cfg.trainer.check_val_every_n_epoch if has_val else 1,
-        limit_val_batches=None if has_val else 0,
-        num_sanity_val_steps=0,
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
-        accumulate_grad_batches=cfg.trainer.accumulate_grad_batches,
-        limit_train_batches=cfg.trainer.limit_train_batches,
-        deterministic="warn" if cfg.trainer.deterministic else False,
-        default_root_dir=str(out),
-    )
+    trainer = fit_trainer(cfg, out, device, precision, has_val)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - start
@@ -156,17 +180,6 @@ def train_fold(
     preprocessing = preprocessing_params(inputs, needs)
     ckpt = save_checkpoint(out / CHECKPOINT_NAME, model, labels=labels, params=cfg.raw,
                            preprocessing=preprocessing, **info)
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
-    summary = {
-        **info,
-        **losses,
-        "epochs": trainer.current_epoch,
-        "final_metrics": dict(sorted(final.items())),
-        "parameters": count_parameters(model),
-        "seconds": seconds,
-        "clips_per_second": len(data.train_set) * trainer.current_epoch / seconds if seconds else None,
-        # per stage the backend / model the artifacts were made with, and what `auto` chose and why
-        "backends": table.backends,
-    }
-    write_bytes_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True).encode())
+    write_train_summary(out / SUMMARY_NAME, trainer, model, info, losses, seconds,
+                        len(data.train_set), table.backends)
     return ckpt
