@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from dfer.core.artifacts import write_parquet, write_safetensors  # noqa: E402
 from dfer.core.face_detect import SHAPE_PREDICTOR_68, model_file  # noqa: E402
-from dfer.core.render import render_landmarks, render_parsing  # noqa: E402
 from dfer.landmarks import read_landmarks  # noqa: E402
 from dfer.landmarks import run_shard as landmarks_shard  # noqa: E402
 from dfer.parsing import run_shard as parsing_shard  # noqa: E402
+from dfer.train.render import render_landmarks, render_parsing  # noqa: E402
 
 SIZE = 224
 FACE = (175, 76, 265, 166)  # dlib HOG's box of the astronaut's face

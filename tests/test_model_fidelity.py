@@ -116,8 +116,8 @@ def _face_clip(t: int = 6, size: int = 64) -> tuple:
 def test_landmark_images_show_the_face_under_the_dots_by_default() -> None:
     import numpy as np
 
-    from dfer.core.render import render_landmarks, render_parsing
     from dfer.train.data import DataConfig, prepare_clip
+    from dfer.train.render import render_landmarks, render_parsing
 
     frames, points = _face_clip()
     renderers = (render_landmarks, render_parsing)
@@ -152,3 +152,26 @@ def test_temporal_jitter_draws_one_frame_per_segment_in_training_only() -> None:
     assert torch.equal(trained, again)  # seeded: runs repeat
     off = prepare_clip(frames, None, None, DataConfig(num_frames=8), 16, None, np.random.default_rng(1))
     np.testing.assert_array_equal(off["frames"][:, 0, 0, 0].numpy(), uniform_indices(32, 8))
+
+
+def test_vit_b16_batched_levels_equal_the_per_level_forward(vit_b16: tuple) -> None:
+    """``batch_levels: true`` (three levels in one batched forward, SDPA attention, CLS-only
+    last block) against the per-level forward through open_clip's attention, on the real
+    layout with every adapter moved off its init: the same logits in fp32."""
+    m = _build(vit_b16)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in m.tunable_parameters().values():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    x = torch.randint(0, 256, (3, 1, 2, 224, 224, 3), dtype=torch.uint8, generator=g)
+    inputs = {"frames": x[0], "parsing": x[1], "landmarks": x[2], "captions": ["the brows rise"]}
+    m.eval()
+    with torch.no_grad():
+        m.cfg.batch_levels = False
+        old = m(**inputs)
+        m.cfg.batch_levels = True
+        new = m(**inputs)
+    assert not torch.allclose(old.level_features["video"], old.level_features["parsing"], atol=1e-3)
+    torch.testing.assert_close(new.logits, old.logits, atol=1e-5, rtol=1e-5)
+    for level, feats in old.level_features.items():
+        torch.testing.assert_close(new.level_features[level], feats, atol=1e-5, rtol=1e-5)

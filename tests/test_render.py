@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from face_geometry import square_face
 
-from dfer.core.render import (
+from dfer.parsing.labels import LABEL_INDEX, LABELS
+from dfer.parsing.polygon import parse_points
+from dfer.train.render import (
     PALETTE,
     PART_COLOURS,
     overlay_on_face,
@@ -15,8 +17,6 @@ from dfer.core.render import (
     render_parsing,
     render_parsing_clip,
 )
-from dfer.parsing.labels import LABEL_INDEX, LABELS
-from dfer.parsing.polygon import parse_points
 
 
 def _part_at(image: np.ndarray, x: int, y: int) -> str:

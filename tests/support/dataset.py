@@ -139,7 +139,7 @@ def write_synthetic_dataset(
 
 
 def simple_renderers() -> tuple:
-    """Minimal stand-ins for :mod:`dfer.core.render` (tests): dots for points, grey levels for maps."""
+    """Minimal stand-ins for :mod:`dfer.train.render` (tests): dots for points, grey levels for maps."""
 
     def render_landmarks(points: np.ndarray, size: int) -> np.ndarray:
         img = np.zeros((size, size, 3), dtype=np.uint8)

@@ -54,9 +54,9 @@ from dfer.core.paths import (
     shard_file,
     shard_file_name,
 )
-from dfer.core.render import PART_COLOURS, render_parsing
 from dfer.core.sharding import shards_in
 from dfer.landmarks.points import PARTS
+from dfer.train.render import PART_COLOURS, render_parsing
 
 GALLERY_DIR = "gallery"
 EMBED_FILE = "gallery.html"
@@ -137,7 +137,7 @@ def face_strip(frames: np.ndarray) -> tuple[bytes, np.ndarray]:
 
 def landmark_strip(points: Mapping[int, np.ndarray], idx: np.ndarray, src_size: int) -> bytes:
     """Transparent PNG of the 68 landmark dots for the strip's frames, coloured by face part as
-    in :func:`dfer.core.render.render_landmarks`; empty where a frame has no face. Plain dots, not
+    in :func:`dfer.train.render.render_landmarks`; empty where a frame has no face. Plain dots, not
     the anti-aliased outlines the encoder sees: at 64 px those cost ~25 KB a strip, and a
     misplaced point is what a reader looks for."""
     tiles = []
@@ -155,7 +155,7 @@ def landmark_strip(points: Mapping[int, np.ndarray], idx: np.ndarray, src_size: 
 
 
 def parsing_strip(maps: np.ndarray, idx: np.ndarray) -> bytes:
-    """Transparent PNG of the parsing colours (:func:`dfer.core.render.render_parsing`) for the
+    """Transparent PNG of the parsing colours (:func:`dfer.train.render.render_parsing`) for the
     strip's frames; background left clear so the face shows through."""
     tiles = []
     for i in idx:

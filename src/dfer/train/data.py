@@ -9,7 +9,7 @@ time (``safe_open``) with at most ``DataConfig.max_open_shards`` shards of each 
 process (:class:`dfer.train.shard_reader.ShardReader`, LRU). A clip that failed in any stage
 the model needs is absent from that stage's index; it is skipped here with a logged count (not
 an error: the failure is already recorded upstream). Landmark and parsing images are rendered
-on the fly by :mod:`dfer.core.render`.
+on the fly by :mod:`dfer.train.render`.
 """
 
 from __future__ import annotations
@@ -203,12 +203,12 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def default_renderers() -> tuple[Renderer, Renderer]:
-    """``(render_landmarks, render_parsing)`` from :mod:`dfer.core.render` (imported lazily)."""
+    """``(render_landmarks, render_parsing)`` from :mod:`dfer.train.render` (imported lazily)."""
     try:
-        from dfer.core.render import render_landmarks, render_parsing
+        from dfer.train.render import render_landmarks, render_parsing
     except ImportError as exc:  # pragma: no cover - depends on the render module being present
         raise ImportError(
-            "dfer.core.render (render_landmarks / render_parsing) is needed for the middle level; "
+            "dfer.train.render (render_landmarks / render_parsing) is needed for the middle level; "
             "switch it off with use_parsing/use_landmarks: false"
         ) from exc
     return render_landmarks, render_parsing
@@ -325,7 +325,7 @@ def prepare_clip(
         scale = size / crop
         imgs = [np.asarray(render_landmarks(points[j] * scale, size)) for j in mid_idx]
         if cfg.landmarks_on_face:
-            from dfer.core.render import overlay_on_face
+            from dfer.train.render import overlay_on_face
 
             faces = _resize(torch.from_numpy(np.ascontiguousarray(frames[mid_idx])), size).numpy()
             imgs = [overlay_on_face(face, img) for face, img in zip(faces, imgs, strict=True)]
