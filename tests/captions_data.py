@@ -10,7 +10,7 @@ import pyarrow as pa
 from face_geometry import square_face
 
 from dfer.core.artifacts import provenance, write_parquet, write_safetensors
-from dfer.landmarks.shard import SCHEMA as LANDMARKS_SCHEMA
+from dfer.landmarks.table import SCHEMA as LANDMARKS_SCHEMA
 
 INNER_TOP = [61, 62, 63]
 INNER_BOTTOM = [65, 66, 67]

@@ -15,8 +15,8 @@ from safetensors import safe_open
 
 from dfer.core.artifacts import read_meta, write_parquet, write_safetensors
 from dfer.landmarks.api import LandmarkResult
-from dfer.landmarks.shard import SCHEMA as LANDMARK_SCHEMA
-from dfer.landmarks.shard import results_table
+from dfer.landmarks.table import SCHEMA as LANDMARK_SCHEMA
+from dfer.landmarks.table import results_table
 from dfer.parsing import LABEL_INDEX, LABELS, SCHEMA, ParsingConfig, parse_clip, resolve_backend
 from dfer.parsing import run_shard as parse_shard
 from dfer.parsing.labels import area_fractions, label_lut, seg_to_canonical

@@ -22,22 +22,21 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from dfer.captions.base import ClipInput, Describer, Description
+from dfer.captions.api import describe_clips, make_describer
+from dfer.captions.base import ClipInput, Describer
 from dfer.captions.config import CaptionsConfig
 from dfer.captions.prompt import render_prompt
-from dfer.captions.refine import refine_caption
 from dfer.core.artifacts import provenance
 from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
 from dfer.core.shard_runner import (
     ClipFailure,
-    ErrorType,
     FrameShard,
     Output,
     ShardRun,
     failures_output,
     finish_shard,
+    index_clip_ids,
     open_frames,
     prepare_outputs,
     run_batches,
@@ -60,23 +59,6 @@ SCHEMA = pa.schema([
 ])
 
 
-def make_describer(cfg: CaptionsConfig) -> Describer:
-    """The backend named by ``cfg.backend`` (vLLM is imported only when asked for)."""
-    if cfg.backend == "offline":
-        from dfer.captions.offline import OfflineDescriber
-
-        return OfflineDescriber(cfg.model)
-    if cfg.backend == "openai":
-        from dfer.captions.openai_client import OpenAIDescriber
-
-        return OpenAIDescriber(cfg.raw["openai"], cfg.sampling())
-    if cfg.backend == "vllm":
-        from dfer.captions.vllm_backend import VLLMDescriber
-
-        return VLLMDescriber(cfg.raw["vllm"], cfg.sampling())
-    raise ValueError(f"unknown captions backend {cfg.backend!r}")
-
-
 def read_points(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """clip_id -> (points ``[T, 68, 2]`` float32, has_face ``[T]`` bool) from a landmarks shard.
 
@@ -89,28 +71,6 @@ def read_points(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.
     has_face = table.column("has_face").to_numpy(zero_copy_only=False).astype(bool)
     starts, stops = clip_bounds(ids)
     return {ids[a]: (points[a:b], has_face[a:b]) for a, b in zip(starts, stops, strict=True)}
-
-
-def caption_row(d: Description, cfg: CaptionsConfig, describer_name: str,
-                prompt_hash: str) -> dict[str, Any]:
-    """The captions row of a backend's answer (refined), or ``ClipFailure`` when there is none.
-
-    A failed answer keeps its ``error_type`` (already in the vocabulary: see
-    ``dfer.captions.base``); an answer that is nothing but an emotion judgement fails with
-    ``empty_after_refinement``, its raw text quoted in the message.
-    """
-    if not d.ok:
-        raise ClipFailure(str(d.error_type), str(d.message))
-    caption = refine_caption(d.text)
-    if not caption:
-        raise ClipFailure(ErrorType.EMPTY_AFTER_REFINEMENT,
-                          f"nothing but emotion words in {d.text[:200]!r}")
-    return {
-        "clip_id": d.clip_id, "caption": caption, "raw_text": d.text,
-        "backend": describer_name, "model": cfg.model,
-        "prompt_version": cfg.prompt_version, "prompt_hash": prompt_hash,
-        "num_tokens": int(d.num_tokens), "seconds": float(d.seconds),
-    }
 
 
 @dataclass
@@ -137,20 +97,7 @@ class CaptionBatches:
 
     def describe(self, clips: list[ClipInput]) -> list[dict[str, Any] | BaseException]:
         """One batch through the backend: a captions row or the clip's failure, per clip."""
-        answers = self.describer.describe(clips, self.prompt)
-        return [self._row(d) for d in answers]
-
-    def _row(self, d: Description) -> dict[str, Any] | BaseException:
-        try:
-            return caption_row(d, self.cfg, self.describer.name, self.prompt_hash)
-        except ClipFailure as exc:
-            return exc
-
-
-def index_clips(index_path: str | os.PathLike[str]) -> list[str]:
-    """The shard's clips in frames-index order."""
-    return [str(c) for c in pq.read_table(index_path, columns=["clip_id"])
-            .column("clip_id").to_pylist()]
+        return describe_clips(self.describer, clips, self.prompt, self.cfg, self.prompt_hash)
 
 
 def run_shard(
@@ -171,7 +118,7 @@ def run_shard(
     """
     cfg = CaptionsConfig.from_params(params)
     points = read_points(landmarks_path)
-    clip_ids = index_clips(index_path)
+    clip_ids = index_clip_ids(index_path)
     owned = describer is None and bool(clip_ids)
     if owned:
         describer = make_describer(cfg)

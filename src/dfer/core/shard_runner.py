@@ -280,6 +280,13 @@ def _batch_outcomes(
     return [(clip_id, outcomes[clip_id]) for clip_id in batch]
 
 
+def index_clip_ids(index_path: str | os.PathLike[str]) -> list[str]:
+    """Clip ids of a decode index, in index order (the order every shard output follows)."""
+    import pyarrow.parquet as pq
+
+    return [str(c) for c in pq.read_table(index_path, columns=["clip_id"]).column("clip_id").to_pylist()]
+
+
 class FrameShard:
     """A frames safetensors shard opened for per-clip reads (memory-mapped, one clip at a time).
 

@@ -6,7 +6,8 @@ Public API: :func:`detect_landmarks` (one clip, arrays in and out), :class:`Land
 
 from dfer.landmarks.api import LandmarkResult, NoFaceError, detect_landmarks, resolve_backend
 from dfer.landmarks.config import LandmarksConfig
-from dfer.landmarks.shard import SCHEMA, read_landmarks, run_shard
+from dfer.landmarks.shard import run_shard
+from dfer.landmarks.table import SCHEMA, read_landmarks
 
 __all__ = [
     "SCHEMA",

@@ -17,12 +17,13 @@ from dfer.core.shard_runner import (
     Output,
     failures_output,
     finish_shard,
+    index_clip_ids,
     open_frames,
     prepare_outputs,
     run_clips,
     shard_label,
 )
-from dfer.landmarks.shard import index_clip_ids, read_landmarks
+from dfer.landmarks.table import read_landmarks
 from dfer.parsing.api import choose_backend, load_models, model_name, parse_clip
 from dfer.parsing.checks import eye_side_votes
 from dfer.parsing.config import ParsingConfig
