@@ -272,11 +272,34 @@ def projection(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[st
     return out
 
 
+def git_state() -> dict[str, Any]:
+    """The commit measured and whether the decode stage's code had uncommitted changes (the
+    decode stage was being sped up concurrently when this benchmark was written)."""
+    def git(*a: str) -> str:
+        proc = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=False)
+        return proc.stdout.rstrip()
+
+    changed = git("status", "--porcelain", "--", "src/dfer/video").splitlines()
+    return {"head": git("log", "-1", "--oneline").strip(),
+            "uncommitted_in_src_dfer_video": [line[3:] for line in changed]}
+
+
 def write_markdown(res: dict[str, Any], path: Path) -> None:
     """The human summary beside the JSON."""
     data = res["data"]
+    load = res.get("loadavg_at_start")
+    git = res.get("git") or {}
+    dirty = git.get("uncommitted_in_src_dfer_video") or []
     lines = [
         "# pipeline",
+        "",
+        f"Code: `{git.get('head', '?')}`; src/dfer/video "
+        + (f"had uncommitted changes ({', '.join(dirty)})" if dirty else "had no uncommitted changes")
+        + " when this ran. "
+        + (f"The machine was shared with other jobs: load average {load[0]:.1f} / {load[1]:.1f} / "
+           f"{load[2]:.1f} (1 / 5 / 15 min) at the start on {res.get('cpu_count', '?')} cores, so "
+           "wall times and per-job rates are slower than on an idle machine."
+           if load else ""),
         "",
         f"{res['date']}, {res['machine']}; N = {data['clips']} DFEW-like clips "
         f"({', '.join(data['resolutions'])}; {data['frames_per_clip_range'][0]}-"
@@ -334,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from project_copy import copy_project
 
+    loadavg = [round(x, 2) for x in os.getloadavg()]
+    git = git_state()
     work = args.keep or Path(tempfile.mkdtemp(prefix="dfer-bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
     data, project = work / "data", work / "project"
@@ -370,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, "
                    f"Python {platform.python_version()}",
+        "loadavg_at_start": loadavg, "cpu_count": os.cpu_count(), "git": git,
+        "shared_machine": True,
         "cores": args.cores, "num_shards": setup["num_shards"], "num_folds": NUM_FOLDS,
         "generate_s": round(generate_s, 1), "data": shape, "train_clips": train_clips,
         "stages": stages,

@@ -89,8 +89,25 @@ def results_section(json_path: Path) -> list[str]:
                     [f"- a JSON {type(data).__name__}; see the file"]) + [""]
 
 
-def build_readme(results: Path, outcomes: list[Outcome] | None) -> str:
-    """The results index: this run's outcomes (when it ran anything) and every JSON found."""
+#: Stated in the README while ``gpu.json`` is absent: why there are no GPU figures.
+NO_GPU_SECTION = [
+    "## gpu (not measured)",
+    "",
+    "No GPU machine was lent to the sessions that produced these results, so there are no GPU "
+    "figures (FineCLIPER training-step clips/s, peak GPU memory and TFLOP/s at 1 and 3 visual "
+    "levels, FAN / FaRL frames/s, DataLoader vs GPU). `benchmarks/gpu/run.py` ran only as its CPU "
+    "`--smoke` check (`tests/test_gpu_bench_smoke.py`). On a GPU machine it writes "
+    "`benchmarks/results/gpu.json` (how: [benchmarks/gpu/README.md](../gpu/README.md)); this "
+    "index then shows that file in place of this note.",
+    "",
+]
+
+
+def build_readme(results: Path, outcomes: list[Outcome] | None,
+                 scripts: dict[str, Path] | None = None) -> str:
+    """The results index: this run's outcomes (when it ran anything), every JSON found, a
+    line for each benchmark script without results yet, and the GPU note while ``gpu.json``
+    is absent."""
     lines = [
         "# Benchmark results",
         "",
@@ -108,6 +125,14 @@ def build_readme(results: Path, outcomes: list[Outcome] | None) -> str:
         lines += ["No results yet: run `make bench`.", ""]
     for path in found:
         lines += results_section(path)
+    missing = sorted(set(scripts if scripts is not None else discover()) - {p.stem for p in found})
+    if missing:
+        lines += ["## not run yet", ""]
+        lines += [f"- {name}: `python benchmarks/bench_{name}.py` writes `{name}.json` here"
+                  for name in missing]
+        lines.append("")
+    if not (results / "gpu.json").exists():
+        lines += NO_GPU_SECTION
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -141,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.results.mkdir(parents=True, exist_ok=True)
     readme = args.results / "README.md"
-    write_bytes_atomic(readme, build_readme(args.results, outcomes).encode())
+    write_bytes_atomic(readme, build_readme(args.results, outcomes, scripts).encode())
     for o in outcomes:
         print(f"{o.name:20s} {o.status:28s} {o.seconds:8.1f} s", file=sys.stderr)
     print(f"results index: {readme}", file=sys.stderr)

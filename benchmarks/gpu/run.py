@@ -4,7 +4,8 @@ Users train FineCLIPER on GPUs, where nothing else in ``benchmarks/`` runs. This
 measures, in under 8 minutes on one GPU with no internet and random weights:
 
 * ``train_step``: one optimiser step of FineCLIPER (``dfer.model``, ViT-B/16, 16 frames, bf16
-  autocast) with 1 visual level (video) and 3 (video, parsing, landmarks), batch 8 and 32:
+  autocast; the default ``model.batch_levels: true`` path, all visual levels in one batched
+  forward) with 1 visual level (video) and 3 (video, parsing, landmarks), batch 8 and 32:
   clips/s, peak GPU memory, and achieved TFLOP/s (FLOPs of one step counted by
   ``torch.utils.flop_counter.FlopCounterMode``) as a fraction of the chip's dense bf16 peak
   (``PEAK_TFLOPS`` by device name, or ``--peak-tflops``);
@@ -159,7 +160,8 @@ def train_step(args: argparse.Namespace, device: str, peak: float | None) -> lis
             step = make_step(model, opt, inputs, targets, device, dtype)
 
             row: dict[str, Any] = {"levels": levels, "batch": batch, "frames": args.frames,
-                                   "image_size": size, "dtype": args.dtype}
+                                   "image_size": size, "dtype": args.dtype,
+                                   "batch_levels": model.cfg.batch_levels}
             try:
                 step()  # first step: allocations, kernels
                 counter = FlopCounterMode(display=False)

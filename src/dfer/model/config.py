@@ -79,8 +79,15 @@ class ModelConfig:
     #: seed of the random-init backbone (``pretrained`` null): checkpoints hold only adapters,
     #: so the frozen random weights must be re-created bit for bit when a checkpoint is loaded.
     init_seed: int = 0
-    #: run the frozen backbone blocks under activation checkpointing (saves GPU memory).
+    #: run the frozen backbone blocks under activation checkpointing: saves activation memory
+    #: for about a third more compute; turn it on only when a batch does not fit otherwise.
     grad_checkpointing: bool = False
+    #: run every enabled visual level in one batched forward through the frozen ViT (each
+    #: level's adapters on its own slice), the frozen attention as one in-projection +
+    #: ``scaled_dot_product_attention``, and only the CLS token in the last block (CLS
+    #: pooling). Same features as ``false`` (one level at a time through open_clip's attention,
+    #: the first implementation) up to float rounding; an execution choice, not an ablation.
+    batch_levels: bool = True
 
     # --- vision adapters (AIM style) ---------------------------------------------------------
     #: bottleneck width of the video encoder's adapters = ratio * ViT width; AIM's 0.25 (the

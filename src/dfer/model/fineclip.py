@@ -28,7 +28,7 @@ from dfer.model.adapters import TextAdapter, TextAdapterStack
 from dfer.model.backbone import Tokenizer, build_clip, image_mean_std
 from dfer.model.config import ModelConfig
 from dfer.model.text import check_text_supported, encode_text, text_width_layers
-from dfer.model.vision import AdapterStack, encode_frames
+from dfer.model.vision import AdapterStack, Stream, encode_frames, encode_streams
 
 
 @dataclass
@@ -197,13 +197,30 @@ class FineCLIPER(nn.Module):
 
     def encode_level(self, images: torch.Tensor, level: str) -> torch.Tensor:
         """Per-frame features ``[B, T, E]`` of one visual level (unnormalised, like CLIP)."""
-        b, t = images.shape[:2]
-        pixels = self.to_pixels(images).to(self.clip.visual.conv1.weight.dtype)
-        feats = encode_frames(
-            self.clip.visual, pixels, t, self.adapter_set(level), self.cfg.adapter_scale,
-            grad_checkpointing=self.cfg.grad_checkpointing,
-        )
-        return feats.view(b, t, -1)
+        return self.encode_levels({level: images})[level]
+
+    def encode_levels(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-frame features ``[B, T, E]`` of each given visual level (level -> images).
+
+        ``batch_levels: true``: all levels in one batched forward through the frozen ViT
+        (:func:`dfer.model.vision.encode_streams`); false: one level after the other
+        (:func:`dfer.model.vision.encode_frames`, the first implementation).
+        """
+        dtype = self.clip.visual.conv1.weight.dtype
+        shapes = {lv: images.shape[:2] for lv, images in inputs.items()}
+        pixels = {lv: self.to_pixels(images).to(dtype) for lv, images in inputs.items()}
+        if self.cfg.batch_levels:
+            streams = [Stream(pixels[lv], shapes[lv][1], self.adapter_set(lv)) for lv in inputs]
+            feats = encode_streams(self.clip.visual, streams, self.cfg.adapter_scale,
+                                   grad_checkpointing=self.cfg.grad_checkpointing)
+            per_level = dict(zip(inputs, feats, strict=True))
+        else:
+            per_level = {
+                lv: encode_frames(self.clip.visual, pixels[lv], shapes[lv][1], self.adapter_set(lv),
+                                  self.cfg.adapter_scale, grad_checkpointing=self.cfg.grad_checkpointing)
+                for lv in inputs
+            }
+        return {lv: f.view(*shapes[lv], -1) for lv, f in per_level.items()}
 
     def _inner(self, adapter: nn.Module | None) -> bool:
         return isinstance(adapter, TextAdapterStack)
@@ -273,12 +290,13 @@ class FineCLIPER(nn.Module):
         captions: Sequence[str] | None = None,
     ) -> FineCLIPEROutput:
         inputs = {"video": frames, "parsing": parsing, "landmarks": landmarks}
+        for level in self.cfg.visual_levels:
+            if inputs[level] is None:
+                raise ValueError(f"the model config enables the {level!r} level but no {level} input was given")
+        per_frame = self.encode_levels({lv: inputs[lv] for lv in self.cfg.visual_levels})
         level_feats: dict[str, torch.Tensor] = {}
         for level in self.cfg.visual_levels:
-            images = inputs[level]
-            if images is None:
-                raise ValueError(f"the model config enables the {level!r} level but no {level} input was given")
-            feats = self.encode_level(images, level).float().mean(1)
+            feats = per_frame[level].float().mean(1)
             if level in self.feature_norms:
                 feats = self._standardize(level, feats)
             level_feats[level] = F.normalize(feats, dim=-1)

@@ -13,12 +13,29 @@ each modality brings its own :class:`AdapterStack`. Block arithmetic, AIM (Yang 
 With ``temporal: aim`` a zero-initialised temporal embedding (one vector per frame index) is
 added to the tokens before ``ln_pre``, as in AIM. ``temporal: attention`` replaces the first
 line by ``x = x + T(ln_1(x), T)`` with our own trainable attention module (an ablation).
+
+Two ways to run it (``model.batch_levels``):
+
+* :func:`encode_frames` (``batch_levels: false``, the first implementation): one level at a
+  time, the frozen attention through open_clip's ``nn.MultiheadAttention``.
+* :func:`encode_streams` (``batch_levels: true``, default): every enabled visual level in one
+  forward. The levels' tokens are concatenated along the batch axis, so each frozen matmul
+  (attention projections, MLP) runs once over all levels; each level's adapters are applied to
+  its own slice. The frozen attention is computed with one ``in_proj`` matmul and
+  ``scaled_dot_product_attention`` on strided views (no head re-layout copies), and with CLS
+  pooling the last block computes only the CLS token (its attention still reads every token's
+  keys and values): the other tokens' last-block outputs are never pooled. The result is the
+  same as :func:`encode_frames` up to float rounding (``tests/test_model.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from dfer.model.adapters import BlockAdapters
@@ -125,3 +142,158 @@ def encode_frames(
     if visual.proj is not None:
         pooled = pooled @ visual.proj
     return pooled
+
+
+# --------------------------------------------------------------------------- batched levels
+
+
+@dataclass
+class Stream:
+    """One visual level for :func:`encode_streams`: normalised images ``[B*T, 3, H, W]``."""
+
+    images: torch.Tensor
+    num_frames: int
+    adapters: AdapterStack | None
+
+
+#: (start, end, that stream's adapters of this block, frames per clip) per stream
+_Segment = tuple[int, int, BlockAdapters | None, int]
+
+
+def _plain_mha(blk: nn.Module) -> nn.MultiheadAttention | None:
+    """The block's ``nn.MultiheadAttention`` when :func:`_attention` computes it exactly
+    (packed in-projection, batch-first, no masks / extra keys / dropout), else None."""
+    attn = getattr(blk, "attn", None)
+    if (
+        type(attn) is not nn.MultiheadAttention
+        or not attn.batch_first
+        or not attn._qkv_same_embed_dim
+        or attn.in_proj_weight is None
+        or attn.bias_k is not None
+        or attn.add_zero_attn
+        or (attn.dropout and attn.training)
+        or hasattr(blk, "ln_1_kv")
+    ):
+        return None
+    return attn
+
+
+def _attention(blk: nn.Module, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+    """The block's frozen self-attention of ``x`` ``[B, L, D]`` (already ``ln_1``-normed).
+
+    ``cls_only``: only the first token's output ``[B, 1, D]`` (queries of the CLS token, keys
+    and values of every token). Falls back on open_clip's own ``attention`` when the module is
+    not a plain ``nn.MultiheadAttention``.
+    """
+    attn = _plain_mha(blk)
+    if attn is None:
+        out = blk.attention(q_x=x)
+        return out[:, :1] if cls_only else out
+    b, n, d = x.shape
+    heads = attn.num_heads
+    w, bias = attn.in_proj_weight, attn.in_proj_bias
+    if cls_only:
+        q = F.linear(x[:, :1], w[:d], None if bias is None else bias[:d])
+        kv = F.linear(x, w[d:], None if bias is None else bias[d:]).view(b, n, 2, heads, d // heads)
+        q = q.view(b, 1, heads, d // heads).transpose(1, 2)
+        k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+        n_q = 1
+    else:
+        qkv = F.linear(x, w, bias).view(b, n, 3, heads, d // heads)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # [B, H, L, d/H] views
+        n_q = n
+    out = F.scaled_dot_product_attention(q, k, v)  # [B, H, Lq, d/H]
+    out = out.transpose(1, 2).reshape(b, n_q, d)
+    return attn.out_proj(out)
+
+
+def _aim_temporal_fast(blk: nn.Module, x: torch.Tensor, adapter: nn.Module, num_frames: int) -> torch.Tensor:
+    """:func:`_aim_temporal` with :func:`_attention`."""
+    bt, n, d = x.shape
+    b = bt // num_frames
+    xt = x.view(b, num_frames, n, d).transpose(1, 2).reshape(b * n, num_frames, d)
+    xt = adapter(_attention(blk, blk.ln_1(xt)))
+    return xt.view(b, n, num_frames, d).transpose(1, 2).reshape(bt, n, d)
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _per_stream(
+    x: torch.Tensor, segs: Sequence[_Segment], fn: Callable[[torch.Tensor, BlockAdapters], torch.Tensor | None]
+) -> torch.Tensor:
+    """``x`` with ``fn(slice, adapters)`` in place of each stream's slice (where not None)."""
+    outs = [fn(x[s:e], ad) if ad is not None else None for s, e, ad, _ in segs]
+    if all(o is None for o in outs):
+        return x
+    return _cat([x[s:e] if o is None else o for (s, e, _, _), o in zip(segs, outs, strict=True)])
+
+
+def _batched_block_forward(
+    blk: nn.Module, x: torch.Tensor, segs: Sequence[_Segment], scale: float, cls_only: bool
+) -> torch.Tensor:
+    """:func:`_block_forward` over several streams concatenated along the batch axis; with
+    ``cls_only`` only the CLS token's output ``[N, 1, D]`` (the last block under CLS pooling)."""
+    if any(ad is not None and ad.temporal is not None for _, _, ad, _ in segs):
+        parts = []
+        for s, e, ad, t in segs:
+            xs = x[s:e]
+            if ad is not None and ad.temporal is not None:
+                if ad.temporal_kind == "aim":
+                    xs = xs + _aim_temporal_fast(blk, xs, ad.temporal, t)
+                else:
+                    xs = xs + ad.temporal(blk.ln_1(xs), t)
+            parts.append(xs)
+        x = _cat(parts)
+    a = _attention(blk, blk.ln_1(x), cls_only)
+    if cls_only:
+        x = x[:, :1]
+    a = _per_stream(a, segs, lambda sl, ad: ad.spatial(sl) if ad.spatial is not None else None)
+    x = x + blk.ls_1(a)
+    h = blk.ln_2(x)
+    m = blk.ls_2(blk.mlp(h))
+    if any(ad is not None and ad.mlp is not None for _, _, ad, _ in segs):
+        m = _cat([m[s:e] + scale * ad.mlp(h[s:e]) if ad is not None and ad.mlp is not None else m[s:e]
+                  for s, e, ad, _ in segs])
+    return x + m
+
+
+def _cls_pool(visual: nn.Module) -> bool:
+    """Whether ``visual`` pools the CLS token alone (so the last block may skip the others)."""
+    return getattr(visual, "attn_pool", None) is None and getattr(visual, "pool_type", None) == "tok"
+
+
+def encode_streams(
+    visual: nn.Module,
+    streams: Sequence[Stream],
+    scale: float,
+    grad_checkpointing: bool = False,
+) -> list[torch.Tensor]:
+    """Per-image embeddings ``[B*T, E]`` of every stream, all streams in one batched forward
+    through the frozen blocks (each with its own adapters); equal to :func:`encode_frames`
+    per stream up to float rounding."""
+    xs, segs, start = [], [], 0
+    for st in streams:
+        if st.images.shape[0] % st.num_frames:
+            raise ValueError(
+                f"{st.images.shape[0]} images are not a whole number of {st.num_frames}-frame clips")
+        xs.append(_embeds(visual, st.images, st.num_frames, st.adapters))
+        segs.append((start, start + st.images.shape[0], st.adapters, st.num_frames))
+        start += st.images.shape[0]
+    if len({x.shape[1:] for x in xs}) > 1:
+        raise ValueError("batched visual levels need the same image size (token count) for every level")
+    x = _cat(xs)
+    blocks = visual.transformer.resblocks
+    last_cls_only = _cls_pool(visual)
+    for i, blk in enumerate(blocks):
+        block_segs = [(s, e, stack.blocks[i] if stack is not None else None, t) for s, e, stack, t in segs]
+        cls_only = last_cls_only and i == len(blocks) - 1
+        if grad_checkpointing and torch.is_grad_enabled():
+            x = checkpoint(_batched_block_forward, blk, x, block_segs, scale, cls_only, use_reentrant=False)
+        else:
+            x = _batched_block_forward(blk, x, block_segs, scale, cls_only)
+    pooled, _tokens = visual._pool(x)
+    if visual.proj is not None:
+        pooled = pooled @ visual.proj
+    return [pooled[s:e] for s, e, _, _ in segs]
