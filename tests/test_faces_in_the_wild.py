@@ -103,6 +103,105 @@ def test_escalation_ladder_and_provenance_of_defaults() -> None:
     params = DecodeConfig().provenance_params()
     assert not {"escalate", "crop", "track_smooth"} & set(params)
     assert DecodeConfig(crop="track", escalate=[]).provenance_params()["escalate"] == []
+    # the quick-pass settings change the crops of artifacts made before them: always recorded
+    assert {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True}.items() <= params.items()
+
+
+# --- quick pass (decode.quick_frames, detect_scale, detect_gray) -----------------------------
+
+
+def test_quick_pass_settings_are_validated() -> None:
+    for bad, word in (({"quick_frames": -1}, "decode.quick_frames"),
+                      ({"detect_scale": 0.0}, "decode.detect_scale"),
+                      ({"detect_scale": 1.5}, "decode.detect_scale")):
+        with pytest.raises(ValueError, match=word):
+            DecodeConfig(**bad)
+    with pytest.raises(ValueError, match="detect_gray"):
+        DecodeConfig.from_params({"detect_gray": "yes"})
+    assert DecodeConfig.from_params({"quick_frames": 0, "detect_scale": 1,
+                                     "detect_gray": False}).detect_scale == 1
+
+
+def test_quick_pass_settles_a_steady_face_from_one_downscaled_frame(tmp_path: Path) -> None:
+    """A steady 120 px face: one detection on a 3/4-size frame places the crop (face_frames 1)
+    within a few px of the known centre, as the full pass over 8 frames does."""
+    centre = (300.0, 170.0)
+    clip = _video(tmp_path / "steady.mp4", [scene([(*centre, 120, False)], seed=i % 3)
+                                            for i in range(16)])
+    quick = decode_clip(clip, "video", {"num_frames": 16, "size": 48})
+    assert quick.detector_used == "hog-up0"
+    assert quick.face_frames == 1 and quick.face_found_frac == 1.0  # the quick pass decided
+    (qx, qy), = _centres(quick.crop_box[None])
+    assert abs(qx - centre[0]) < 12 and abs(qy - centre[1]) < 12  # a tenth of the face
+
+    full = decode_clip(clip, "video", {"num_frames": 16, "size": 48, "quick_frames": 0,
+                                       "detect_gray": False})  # the detection before it
+    assert full.face_frames == 8
+    (fx, fy), = _centres(full.crop_box[None])
+    assert abs(qx - fx) < 12 and abs(qy - fy) < 12
+    side = lambda c: float(c.crop_box[2] - c.crop_box[0])  # noqa: E731
+    assert abs(side(quick) - side(full)) < 0.15 * side(full)
+
+
+def test_face_the_downscaled_quick_pass_misses_is_found_at_full_resolution(
+        tmp_path: Path) -> None:
+    """A 70 px face is about 52 px in a 3/4-size frame, under HOG's limit: the quick pass and
+    the downscaled full pass find nothing, and the full pass at full size (8 frames) finds it,
+    without escalation: the box ``detect_scale: 1`` gives."""
+    from dfer.video import read_video
+    from dfer.video.crop import detect_boxes
+
+    centre = (420.0, 160.0)
+    clip = _video(tmp_path / "small.mp4", [scene([(*centre, 70, False)], seed=i % 3)
+                                           for i in range(16)])
+    frames = read_video(clip, 16).frames
+    assert detect_boxes(frames[[8]], scale=0.75, gray=True) == [None]  # the quick pass misses
+    out = decode_clip(clip, "video", {"num_frames": 16, "size": 48})
+    assert out.detector_used == "hog-up0"  # found by the full pass, no escalation
+    assert out.face_frames >= 4 and out.face_found_frac == out.face_frames / 8
+    (cx, cy), = _centres(out.crop_box[None])
+    assert abs(cx - centre[0]) < 10 and abs(cy - centre[1]) < 10
+    assert detect_boxes(frames[1::2], scale=0.75, gray=True) == [None] * 8
+    full_size = decode_clip(clip, "video", {"num_frames": 16, "size": 48, "detect_scale": 1.0})
+    assert full_size.crop_box.tolist() == out.crop_box.tolist()
+
+
+def test_moving_face_falls_through_to_the_full_pass(tmp_path: Path) -> None:
+    """A face crossing the frame does not stay put: the quick box (one frame's) is dropped and
+    the crop is the full pass's median box (on 3/4-size frames), within a tenth of the face of
+    the full-size pass's."""
+    from dfer.video import read_video
+    from dfer.video.api import stays_put
+    from dfer.video.crop import detect_boxes
+
+    n, y = 32, 190.0
+    xs = np.linspace(110, 530, n)
+    clip = _video(tmp_path / "moving.mp4", [scene([(x, y, 110, False)], seed=1) for x in xs])
+    frames = read_video(clip, 16).frames
+    box = detect_boxes(frames[[8]], scale=0.75, gray=True)[0]
+    assert box is not None  # the quick pass finds the face ...
+    assert not stays_put(frames, box, 8, np.arange(16)[1::2])  # ... but it moves away
+    assert stays_put(frames, box, 8, np.array([8]))
+    cfg = {"num_frames": 16, "size": 48}
+    out = decode_clip(clip, "video", cfg)
+    before = decode_clip(clip, "video", {**cfg, "quick_frames": 0})
+    assert out.face_frames == before.face_frames > 1
+    assert out.crop_box.tolist() == before.crop_box.tolist()
+    full_size = decode_clip(clip, "video", {**cfg, "quick_frames": 0, "detect_scale": 1.0})
+    assert np.abs(_centres(out.crop_box[None]) - _centres(full_size.crop_box[None])).max() < 11
+
+
+def test_grey_detection_finds_the_same_boxes(tmp_path: Path) -> None:
+    """``detect_gray``: HOG on the luma finds the faces RGB finds, boxes within a few px."""
+    from dfer.video.crop import detect_all
+
+    frames = np.stack([scene([(200.0, 150.0, 100, False), (470.0, 200.0, 80, True)], seed=s)
+                       for s in range(3)])
+    rgb = detect_all(frames, gray=False)
+    grey = detect_all(frames, gray=True)
+    for a, b in zip(rgb, grey, strict=True):
+        assert len(a) == len(b) == 2
+        assert np.abs(np.stack(a) - np.stack(b)).max() <= 12
 
 
 # --- tracking -------------------------------------------------------------------------------

@@ -19,6 +19,11 @@ from dfer.core.strict_config import from_mapping
 #: their bytes: at the defaults they change nothing on a clip where the first detector pass
 #: finds a face, and a clip escalation rescued says so in the index (``detector_used``).
 _LATER_SETTINGS = ("crop", "track_smooth", "escalate")
+# ``quick_frames``, ``detect_scale`` and ``detect_gray`` (the quick pass and the downscaled
+# first try, see ``dfer.video.api``) are not later settings in that sense: at their defaults
+# they do change the crops of clips decoded before they existed (the box of one downscaled
+# frame where the face stays put, else the median of 8 boxes found on downscaled frames), so
+# provenance always records them and artifacts made before them stay distinguishable.
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,9 @@ class DecodeConfig:
     crop: Literal["median", "track"] = "median"
     track_smooth: int = 3
     escalate: tuple[str, ...] = ("hog-up1", "mmod-up0")
+    quick_frames: int = 1
+    detect_scale: float = 0.75
+    detect_gray: bool = True
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -55,6 +63,13 @@ class DecodeConfig:
             raise ValueError(f"decode.crop must be 'median' or 'track', got {self.crop!r}")
         if self.track_smooth < 1:
             raise ValueError(f"decode.track_smooth must be >= 1, got {self.track_smooth}")
+        if self.quick_frames < 0:
+            raise ValueError(f"decode.quick_frames must be >= 0 (0: no quick pass), got "
+                             f"{self.quick_frames}")
+        if not 0 < self.detect_scale <= 1:
+            raise ValueError(f"decode.detect_scale must be in (0, 1], got {self.detect_scale}")
+        if not isinstance(self.detect_gray, bool):
+            raise ValueError(f"decode.detect_gray must be true or false, got {self.detect_gray!r}")
         object.__setattr__(self, "escalate", tuple(self.escalate))  # YAML gives a list
         for name in self.escalate:
             try:

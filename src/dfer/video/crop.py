@@ -17,30 +17,37 @@ from dfer.core.face_detect import DetectorKind, detect_faces
 
 
 def detect_all(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,
-               max_side: int = 640) -> list[list[np.ndarray]]:
+               max_side: int = 640, scale: float = 1.0,
+               gray: bool = False) -> list[list[np.ndarray]]:
     """Every face box (x0, y0, x1, y1, source pixels) per frame, largest first.
 
     Frames whose longer side exceeds ``max_side`` are downscaled for detection (HOG cost grows
-    with the pixel count; faces in expression datasets are large) and boxes scaled back.
+    with the pixel count; faces in expression datasets are large) and boxes scaled back;
+    ``scale`` (<= 1) shrinks them further (``decode.detect_scale``).
+    ``gray``: the HOG detector sees the frame's luma instead of its RGB (``decode.detect_gray``;
+    the CNN detector always sees RGB).
     The tracker needs every face, not only the largest, to follow one person among several.
     """
     out: list[list[np.ndarray]] = []
+    grey = gray and detector == "hog"
     for frame in frames:
         h, w = frame.shape[:2]
-        scale = min(1.0, max_side / max(h, w)) if max_side > 0 else 1.0
-        img = frame if scale == 1.0 else cv2.resize(
-            frame, (max(1, round(w * scale)), max(1, round(h * scale))),
-            interpolation=cv2.INTER_AREA)
+        factor = (min(1.0, max_side / max(h, w)) if max_side > 0 else 1.0) * scale
+        img = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if grey else frame
+        if factor != 1.0:
+            img = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))),
+                             interpolation=cv2.INTER_AREA)
         faces = detect_faces(np.ascontiguousarray(img), kind=detector, upsample=upsample)
-        out.append([f.as_array() / np.float32(scale) for f in faces])
+        out.append([f.as_array() / np.float32(factor) for f in faces])
     return out
 
 
 def detect_boxes(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,
-                 max_side: int = 640) -> list[np.ndarray | None]:
+                 max_side: int = 640, scale: float = 1.0,
+                 gray: bool = False) -> list[np.ndarray | None]:
     """Largest face box (x0, y0, x1, y1, source pixels) per frame, None where none is found."""
     return [faces[0] if faces else None
-            for faces in detect_all(frames, detector, upsample, max_side)]
+            for faces in detect_all(frames, detector, upsample, max_side, scale, gray)]
 
 
 def median_box(boxes: list[np.ndarray | None]) -> np.ndarray | None:
@@ -79,7 +86,8 @@ def crop_resize(frames: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
-        out[i] = cv2.resize(frame[y0:y1, x0:x1], (size, size), interpolation=interp)
+        # straight into the output (no per-frame array and copy); same pixels as assigning
+        cv2.resize(frame[y0:y1, x0:x1], (size, size), dst=out[i], interpolation=interp)
     return out
 
 
