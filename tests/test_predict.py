@@ -1,4 +1,5 @@
-"""``dfer predict`` on frame folders and with ``--labels``, and checkpoint reload exactness.
+"""``dfer predict``: frame folders, folders of clips and globs, ``--labels``, ``--json``,
+``--output`` tables, ``--overlay`` strips, bad input, and checkpoint reload exactness.
 
 A tiny model is trained for one epoch on a synthetic dataset (CPU, float32), then predicts
 the astronaut face clip of ``support.videos`` stored losslessly twice: as a PNG frame folder
@@ -20,7 +21,9 @@ from support.dataset import simple_renderers, write_synthetic_dataset
 from support.videos import face_frames, write_frame_folder, write_video
 
 from dfer.cli import main as cli_main
-from dfer.inference.predict import predict_videos
+from dfer.inference.overlay import BAND, TILE, overlay_names
+from dfer.inference.predict import Predictor, predict_videos
+from dfer.inference.sources import expand_sources
 from dfer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dfer.train.data import ClipDataset, DataConfig, fold_split, load_clip_table
 from dfer.train.fit import train_fold
@@ -65,8 +68,9 @@ def _json_lines(text: str) -> list[dict]:
 
 
 def test_frame_folder_is_predicted_like_the_same_frames_as_a_video(checkpoint, face, capsys):
+    # one clip per forward pass: in one batch, rows may differ in the last float bit
     folder, video = predict_videos(checkpoint, [face["folder"], face["video"]], device="cpu",
-                                   preprocessing=PRE)
+                                   preprocessing=PRE, batch_size=1)
     assert folder.error is None and video.error is None
     assert folder.labels == LABELS and folder.probs.shape == (3,)
     assert folder.probs.sum() == pytest.approx(1.0, abs=1e-6)
@@ -87,8 +91,8 @@ def test_labels_option_scores_the_given_names(checkpoint, face, capsys):
     # Two of the trained names, reordered: each class is scored by its own text, so the
     # probabilities are the trained ones of those classes, renormalised over the two.
     code = cli_main(["predict", "--checkpoint", str(checkpoint), "--device", "cpu", "--json",
-                     "--preprocessing", json.dumps(PRE), str(face["folder"]),
-                     "--labels", "class2", "class0"])  # after the paths: --labels takes 1+ names
+                     "--preprocessing", json.dumps(PRE), "--labels", "class2,class0",
+                     str(face["folder"])])  # comma-separated: the clip after it stays a clip
     (line,) = _json_lines(capsys.readouterr().out)
     assert code == 0 and list(line["probs"]) == ["class2", "class0"]
     sub = trained.probs[[2, 0]].astype(np.float64)
@@ -96,9 +100,9 @@ def test_labels_option_scores_the_given_names(checkpoint, face, capsys):
     assert line["label"] == ("class2" if sub[0] >= sub[1] else "class0")
     # plain-text output: the path, then the top class names with probabilities
     assert cli_main(["predict", "--checkpoint", str(checkpoint), "--device", "cpu", "--top", "1",
-                     "--preprocessing", json.dumps(PRE), str(face["folder"]),
-                     "--labels", "joy", "anger"]) == 0
-    path, top = capsys.readouterr().out.strip().split("\t")
+                     "--preprocessing", json.dumps(PRE), "--labels", "joy", "--labels", "anger",
+                     str(face["folder"])]) == 0
+    path, top = capsys.readouterr().out.strip().split("\t")  # one clip: VIDEO not taken as a label
     assert path == str(face["folder"]) and top.split()[0] in {"joy", "anger"}
 
 
@@ -131,3 +135,208 @@ def test_reloaded_checkpoint_gives_identical_probabilities(checkpoint, results, 
     third, _ = load_checkpoint(resaved)
     c = _dataset_probs(third.to("cpu").float(), results)
     assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+# ---------------------------------------------------------------- which clips a command names
+def _touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_sources_rule_files_frame_folders_folders_of_clips_globs(tmp_path):
+    clips = tmp_path / "clips"
+    a10, a2 = _touch(clips / "a10.mp4"), _touch(clips / "a2.MKV")
+    _touch(clips / "notes.txt")  # not a video: ignored in a folder of clips
+    sub = clips / "f1"
+    _touch(sub / "00001.jpg")
+    _touch(clips / "deeper" / "inner" / "00001.jpg")  # two levels down: not searched
+    single = _touch(tmp_path / "frames" / "00001.png").parent
+    got = expand_sources([str(clips), str(single), str(a2), str(tmp_path / "clips" / "*.mp4"),
+                          str(tmp_path / "nothing*.avi"), str(tmp_path / "gone.mp4"),
+                          str(_touch(tmp_path / "empty" / "readme.md").parent)])
+    assert [(Path(s.path).relative_to(tmp_path).as_posix() if s.path.startswith(str(tmp_path)) else s.path,
+             s.kind if s.error is None else s.error_type) for s in got] == [
+        ("clips/a2.MKV", "video"),   # natural order: a2 before a10
+        ("clips/a10.mp4", "video"),
+        ("clips/f1", "frames"),
+        ("frames", "frames"),        # a folder holding images is one clip
+        # a2.MKV again and the glob's a10.mp4: already listed, predicted once
+        ("nothing*.avi", "missing_file"),
+        ("gone.mp4", "missing_file"),
+        ("empty", "no_frames"),
+    ]
+    assert [s.path for s in got[:2]] == [str(a2), str(a10)]
+    errors = {Path(s.path).name: s.error for s in got if s.error}
+    assert errors["nothing*.avi"] == "the pattern matches no file or folder"
+    assert errors["empty"].startswith("empty folder: no video files")
+
+
+def test_overlay_names_are_unique_and_follow_the_clip():
+    names = overlay_names(["x/a.mp4", "y/a.mp4", "x/b c.mp4", "frames/clip_7"])
+    assert names["x/b c.mp4"] == "b_c.mp4.png" and names["frames/clip_7"] == "clip_7.png"
+    assert names["x/a.mp4"] != names["y/a.mp4"]
+    assert all(names[p].startswith("a.mp4-") and names[p].endswith(".png") for p in ("x/a.mp4", "y/a.mp4"))
+
+
+# ---------------------------------------------------------------- many clips, one invocation
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A folder of clips: two lossless videos and a frame folder; plus a one-frame clip."""
+    d = tmp_path_factory.mktemp("many")
+    clips = d / "clips"
+    clips.mkdir()
+    out = {"dir": clips}
+    for i, name in enumerate(("c1.mkv", "c2.mkv")):
+        out[name] = write_video(clips / name, face_frames(8, size=FACE_SIDE, seed=10 + i),
+                                codec="ffv1", pix_fmt="bgr0")
+    out["c3"] = write_frame_folder(clips / "c3", face_frames(6, size=FACE_SIDE, seed=12), ext=".png")
+    out["one"] = write_frame_folder(d / "one_frame", face_frames(1, size=FACE_SIDE, seed=13), ext=".png")
+    return out
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, list[str]]:
+    code = cli_main(["predict", "--device", "cpu", "--no-progress", *argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err.splitlines()
+
+
+def test_folder_and_glob_inputs_json_lines_match_predictor(checkpoint, clip_dir, capsys):
+    code, out, err = _run(capsys, "--checkpoint", str(checkpoint), "--json",
+                          "--preprocessing", json.dumps(PRE), "--batch-size", "2",
+                          str(clip_dir["dir"]), str(clip_dir["dir"] / "*.mkv"), str(clip_dir["one"]))
+    lines = _json_lines(out)
+    assert code == 0
+    assert [r["path"] for r in lines] == [str(clip_dir["c1.mkv"]), str(clip_dir["c2.mkv"]),
+                                          str(clip_dir["c3"]), str(clip_dir["one"])]
+    assert [r["num_frames"] for r in lines] == [8, 8, 6, 1]  # the frames each clip really has
+    assert all(r["error"] is None and r["error_type"] is None for r in lines)
+    # one clip at a time through the library: the same probabilities (batching changes nothing
+    # beyond float rounding)
+    single = predict_videos(checkpoint, [r["path"] for r in lines], device="cpu",
+                            preprocessing=PRE, batch_size=1)
+    for r, p in zip(lines, single, strict=True):
+        assert list(r["probs"]) == LABELS
+        assert [r["probs"][k] for k in LABELS] == pytest.approx(p.probs.tolist(), abs=2e-6)
+        assert r["label"] == LABELS[int(np.argmax(p.probs))] == r["top"][0][0]
+        assert r["prob"] == pytest.approx(float(p.probs.max()), abs=2e-6)
+        assert [t[1] for t in r["top"]] == sorted((t[1] for t in r["top"]), reverse=True)
+    assert err[-1].startswith("dfer predict: 4 clip(s), 4 predicted, 0 failed; start-up ")
+
+
+def test_predictor_forward_is_lightning_predict_step(checkpoint, clip_dir):
+    """The forward pass without a Trainer computes what FineCLIPERModule.predict_step does."""
+    from dfer.train.module import FineCLIPERModule
+
+    pred = Predictor(checkpoint, device="cpu", preprocessing=PRE)
+    items = [pred.prepare(s).inputs for s in expand_sources([clip_dir["c1.mkv"], clip_dir["c3"]])]
+    ours = pred.probabilities(items)
+    batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    batch.update(label=torch.zeros(2, dtype=torch.long), clip_id=["a", "b"])
+    with torch.no_grad():
+        theirs = FineCLIPERModule(pred.model).eval().predict_step(batch, 0)["probs"].numpy()
+    assert ours.shape == (2, 3) and np.array_equal(ours, theirs)
+
+
+def test_output_table_parquet_and_csv(checkpoint, clip_dir, tmp_path, capsys):
+    import pandas as pd
+
+    from dfer.core.artifacts import read_meta
+
+    missing = tmp_path / "missing.mp4"
+    rows = {}
+    for ext in ("parquet", "csv"):
+        table = tmp_path / f"preds.{ext}"
+        code, out, err = _run(capsys, "--checkpoint", str(checkpoint), "--json", "--top", "2",
+                              "--preprocessing", json.dumps(PRE), "--output", str(table),
+                              str(clip_dir["c1.mkv"]), str(missing), str(clip_dir["c3"]))
+        assert code == 1  # one clip failed
+        rows[ext] = pd.read_parquet(table) if ext == "parquet" else pd.read_csv(table)
+        lines = _json_lines(out)
+    pq_rows, csv_rows = rows["parquet"], rows["csv"]
+    cols = ["path", "label", "prob", "top", "prob_class0", "prob_class1", "prob_class2",
+            "num_frames", "error_type", "error"]
+    assert list(pq_rows.columns) == cols and list(csv_rows.columns) == cols
+    assert pq_rows["path"].tolist() == [str(clip_dir["c1.mkv"]), str(missing), str(clip_dir["c3"])]
+    for table in (pq_rows, csv_rows):
+        for i in (0, 2):
+            rec = lines[i]
+            assert table.loc[i, "label"] == rec["label"]
+            assert [table.loc[i, f"prob_{k}"] for k in LABELS] == pytest.approx(
+                [rec["probs"][k] for k in LABELS], abs=1e-6)
+            assert table.loc[i, "top"] == ", ".join(f"{k} {p:.3f}" for k, p in rec["top"])
+            assert len(rec["top"]) == 2
+        assert table["num_frames"].tolist()[::2] == [8, 6]
+        assert pd.isna(table.loc[1, "label"]) and pd.isna(table.loc[1, "prob_class0"])
+        assert table.loc[1, "error_type"] == "missing_file"
+        assert table.loc[1, "error"] == "no such file or folder"
+    assert read_meta(tmp_path / "preds.parquet")["labels"] == LABELS
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temporary files left
+
+
+def test_overlay_writes_one_strip_per_clip(checkpoint, clip_dir, tmp_path, capsys):
+    import cv2
+
+    overlay = tmp_path / "overlay"
+    code, out, _ = _run(capsys, "--checkpoint", str(checkpoint), "--preprocessing", json.dumps(PRE),
+                        "--overlay", str(overlay), str(clip_dir["c1.mkv"]), str(clip_dir["one"]),
+                        str(tmp_path / "gone.mp4"))
+    assert code == 1
+    assert sorted(p.name for p in overlay.iterdir()) == ["c1.mkv.png", "one_frame.png"]  # none for the failure
+    strip = cv2.imread(str(overlay / "c1.mkv.png"))
+    one = cv2.imread(str(overlay / "one_frame.png"))
+    # 4 sampled frames (PRE decode.num_frames) of 8: four tiles; one frame: one tile, text room
+    assert strip.shape == (TILE + BAND, 4 * TILE, 3) and one.shape == (TILE + BAND, 4 * TILE, 3)
+    tiles = strip[:TILE].reshape(TILE, 4, TILE, 3)
+    assert all(tiles[:, k].std() > 20 for k in range(4))  # four face crops, not blank
+    assert (one[:TILE, TILE:] == 255).all() and one[:TILE, :TILE].std() > 20
+    # landmarks drawn: pure green dots in the tile
+    green = (strip[:TILE, :, 1] > 200) & (strip[:TILE, :, 0] < 60) & (strip[:TILE, :, 2] < 60)
+    assert green.sum() > 4 * 30
+    assert (strip[TILE:] < 128).any()  # the text band holds text
+    assert len(out.splitlines()) == 2
+
+
+def test_bad_input_one_line_per_clip_and_exit_codes(checkpoint, clip_dir, tmp_path, capsys):
+    corrupt = _touch(tmp_path / "corrupt.mp4", b"not a video at all" * 20)
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    noise = write_frame_folder(tmp_path / "noise", [np.random.default_rng(0).integers(
+        0, 256, (FACE_SIDE, FACE_SIDE, 3), dtype=np.uint8)], ext=".png")
+    # a landmark detector that really detects, so a clip without a face fails
+    pre = {**PRE, "landmarks": {"backend": "dlib", "detector": "hog"}}
+    args = ["--checkpoint", str(checkpoint), "--preprocessing", json.dumps(pre)]
+    code, out, err = _run(capsys, *args, str(tmp_path / "gone.mp4"), str(corrupt), str(empty),
+                          str(tmp_path / "none*.mp4"), str(noise), str(clip_dir["c1.mkv"]))
+    assert code == 1
+    errors = err[:-1]  # the last line is the summary
+    assert len(errors) == 5
+    expected = [(tmp_path / "gone.mp4", "missing_file", "no such file or folder"),
+                (corrupt, "corrupt", "not a readable video container"),
+                (empty, "no_frames", "empty folder"),
+                (tmp_path / "none*.mp4", "missing_file", "the pattern matches no file or folder"),
+                (noise, "no_face", "no face found on its 1 frame (")]
+    for line, (path, kind, cause) in zip(errors, expected, strict=True):
+        assert line.startswith(f"{path}: ERROR {kind}: {cause}")
+    assert "16 frames" not in err[-2] and "4 frames" not in err[-2]
+    assert err[-1].startswith("dfer predict: 6 clip(s), 1 predicted, 5 failed")
+    assert out.startswith(f"{clip_dir['c1.mkv']}\t") and len(out.splitlines()) == 1  # the good clip still predicted
+    # decode told to fail without a face: its message counts the clip's real frames too
+    strict = {**pre, "decode": {**PRE["decode"], "on_no_face": "fail"}}
+    code, _, err = _run(capsys, "--checkpoint", str(checkpoint), "--preprocessing",
+                        json.dumps(strict), str(noise))
+    assert code == 1 and err[0].startswith(f"{noise}: ERROR no_face: no face found by dlib (")
+    assert "in 1 examined frame(s) of the clip's 1 " in err[0]
+    # all good: exit 0; nothing at all to predict: exit 1, and the model is never loaded
+    assert _run(capsys, *args, str(clip_dir["c1.mkv"]))[0] == 0
+    code, out, err = _run(capsys, "--checkpoint", str(tmp_path / "no_such.safetensors"),
+                          str(tmp_path / "gone.mp4"))
+    assert code == 1 and out == "" and err[0] == f"{tmp_path / 'gone.mp4'}: ERROR missing_file: no such file or folder"
+
+
+def test_usage_errors_exit_2(checkpoint, clip_dir, tmp_path, capsys):
+    video = str(clip_dir["c1.mkv"])
+    code, _, err = _run(capsys, "--checkpoint", str(checkpoint), "--output", str(tmp_path / "t.xlsx"), video)
+    assert code == 2 and "use .parquet or .csv" in err[0]
+    code, _, err = _run(capsys, "--checkpoint", str(tmp_path / "no_such.safetensors"), video)
+    assert code == 2 and err[0].startswith("dfer predict: error: cannot load") and "does not exist" in err[0]

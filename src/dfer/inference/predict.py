@@ -5,12 +5,22 @@ landmarks / parsing config sections its training artifacts were made with, and e
 through the stages' in-memory per-clip APIs (:func:`dfer.video.decode_clip`,
 :func:`dfer.landmarks.detect_landmarks`, :func:`dfer.parsing.parse_clip`) and the dataloader's
 :func:`dfer.train.data.prepare_clip`. Middle-level stages run only when the model uses them.
+
+:class:`Predictor` loads the model and the detectors once and is then applied to any number of
+clips, a batch of ``batch_size`` clips per forward pass. The forward pass computes what
+:meth:`dfer.train.module.FineCLIPERModule.predict_step` computes (softmax of the float logits,
+eval mode, no autograd) without building a Lightning ``Trainer``: importing Lightning alone
+costs seconds of start-up (it pulls in torchmetrics, torchvision and torch._dynamo), which is
+most of what a one-clip invocation would pay; ``tests/test_predict.py`` checks that both give
+the same probabilities.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,20 +29,39 @@ import numpy as np
 import torch
 
 from dfer.core.devices import resolve_device
+from dfer.inference.sources import Source, expand_sources
 from dfer.model.checkpoint import load_checkpoint
 from dfer.model.fineclip import FineCLIPER
-from dfer.train.data import DataConfig, default_renderers, prepare_clip
-from dfer.train.module import model_inputs
+from dfer.train.config import DataConfig
+
+#: the keyword arguments of :meth:`FineCLIPER.forward` a prepared clip may carry
+MODEL_INPUTS = ("frames", "parsing", "landmarks")
 
 
 @dataclass
 class Prediction:
-    """Class probabilities of one video (``error`` set instead when preprocessing failed)."""
+    """Class probabilities of one clip (``error`` set instead when it could not be predicted).
+
+    ``num_frames`` is the number of frames the clip really has (None when it could not be
+    read); ``crops`` / ``points`` / ``frame_indices`` (the decode crops uint8 [T, S, S, 3], their
+    landmarks [T, 68, 2] in crop pixels or None, and which source frame each crop is) are kept
+    only when the predictor was asked to (``keep_crops``, for ``--overlay``).
+    """
 
     path: str
     labels: list[str]
     probs: np.ndarray | None  # [C]
     error: str | None = None
+    error_type: str | None = None
+    num_frames: int | None = None
+    seconds: float = 0.0
+    crops: np.ndarray | None = None
+    points: np.ndarray | None = None
+    frame_indices: np.ndarray | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.probs is not None
 
     def top(self, k: int) -> list[tuple[str, float]]:
         if self.probs is None:
@@ -41,13 +70,216 @@ class Prediction:
         return [(self.labels[i], float(self.probs[i])) for i in order]
 
 
+class ClipError(Exception):
+    """One clip that cannot be predicted: ``error_type`` (the failure vocabulary of
+    :class:`dfer.core.shard_runner.ErrorType`) and a message without the clip's path."""
+
+    def __init__(self, error_type: str, message: str, num_frames: int | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.num_frames = num_frames
+
+
+def _frames_phrase(frame_indices: np.ndarray, num_source: int) -> str:
+    """``its 1 frame`` / ``the 16 frames sampled from its 300``: the frames really examined."""
+    distinct = len(np.unique(frame_indices))
+    if distinct >= num_source:
+        return f"its {num_source} frame{'s' if num_source != 1 else ''}"
+    return f"the {distinct} frames sampled from its {num_source}"
+
+
+def _strip_path(message: str, path: str) -> str:
+    """Messages of the decode stage start with the file's path; the line already names it."""
+    for prefix in (f"{path}: ", f"{Path(path)}: "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return " ".join(message.split())  # one line
+
+
+@dataclass
+class _Prepared:
+    source: Source
+    inputs: dict[str, torch.Tensor]
+    num_frames: int
+    seconds: float
+    crops: np.ndarray | None
+    points: np.ndarray | None
+    frame_indices: np.ndarray | None
+
+
+class Predictor:
+    """A checkpoint with its preprocessing, loaded once, applied to clips.
+
+    ``preprocessing`` overrides sections stored in the checkpoint (e.g. a GPU landmark backend);
+    ``labels`` replaces the trained class names (zero-shot). ``batch_size`` clips go through
+    the model together (the probabilities do not depend on it beyond float rounding).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str],
+        device: str = "auto",
+        preprocessing: Mapping[str, Any] | None = None,
+        labels: Sequence[str] | None = None,
+        model_overrides: Mapping[str, Any] | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        from dfer.video.config import DecodeConfig
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.device = resolve_device(device)
+        model, meta = load_checkpoint(checkpoint, overrides=model_overrides, labels=labels)
+        self.model: FineCLIPER = model.to(self.device).eval()
+        self.meta = meta
+        pre = dict(meta.get("preprocessing") or {})
+        for section, values in (preprocessing or {}).items():
+            pre[section] = {**pre.get(section, {}), **dict(values)}
+        self.preprocessing = pre
+        self.data = DataConfig.from_dict(dict((meta.get("params") or {}).get("data") or {}))
+        self.image_size = int(self.data.image_size or self.model.image_size)
+        self.decode_cfg = DecodeConfig.from_params(pre.get("decode"))
+        cfg = self.model.cfg
+        self.landmarks_cfg = self.parsing_cfg = None
+        self.renderers = None
+        if cfg.use_landmarks or cfg.use_parsing:
+            # resolved and loaded once: a per-clip call then neither re-decides ``auto`` nor
+            # reloads a model (the dlib predictor alone is a 100 MB file)
+            from dfer.landmarks import api as landmarks_api
+            from dfer.landmarks.config import LandmarksConfig
+            from dfer.train.data import default_renderers
+
+            lm = LandmarksConfig.from_dict(pre.get("landmarks"))
+            choice = landmarks_api.choose_backend(lm)
+            self.landmarks_cfg = dataclasses.replace(lm, backend=choice.backend)
+            landmarks_api.load_models(self.landmarks_cfg, choice)
+            self.renderers = default_renderers()
+        if cfg.use_parsing:
+            from dfer.parsing import api as parsing_api
+            from dfer.parsing.config import ParsingConfig
+
+            pc = ParsingConfig.from_dict(pre.get("parsing"))
+            choice = parsing_api.choose_backend(pc)
+            self.parsing_cfg = dataclasses.replace(pc, backend=choice.backend)
+            parsing_api.load_models(self.parsing_cfg, choice)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.model.labels)
+
+    # ------------------------------------------------------------------ one clip, CPU side
+    def prepare(self, source: Source, keep_crops: bool = False) -> _Prepared:
+        """Decode, landmarks, parsing and model inputs of one clip; raises :class:`ClipError`."""
+        from dfer.train.data import prepare_clip
+        from dfer.video import decode_clip
+        from dfer.video.errors import DecodeError
+
+        start = time.perf_counter()
+        if source.error is not None:
+            raise ClipError(source.error_type or "missing_file", source.error)
+        try:
+            decoded = decode_clip(source.path, source.kind, self.decode_cfg)
+        except DecodeError as exc:
+            raise ClipError(str(exc.error_type), _strip_path(str(exc), source.path)) from exc
+        frames = decoded.frames
+        num_source = int(decoded.num_source_frames)
+        points = maps = None
+        if self.landmarks_cfg is not None:
+            from dfer.landmarks.api import NoFaceError, detect_landmarks
+
+            try:
+                points = detect_landmarks(frames, self.landmarks_cfg).points
+            except NoFaceError:
+                where = _frames_phrase(decoded.frame_indices, num_source)
+                decode_found = decoded.face_found_frac > 0
+                hint = ("the decode detector found one, the landmark detector did not: "
+                        "--preprocessing '{\"landmarks\": {\"detector\": \"crop\"}}' fits the "
+                        "points in the decode crop"
+                        if decode_found else
+                        "the decode detector found none either and kept a centre crop; for "
+                        "small or turned faces raise decode.upsample or add 'mmod-up1' to "
+                        "decode.escalate with --preprocessing")
+                raise ClipError("no_face", f"no face found on {where} ({hint})",
+                                num_source) from None
+        if self.parsing_cfg is not None:
+            from dfer.parsing.api import parse_clip
+
+            maps = parse_clip(frames, points, self.parsing_cfg)
+        use_points = points if self.model.cfg.use_landmarks else None
+        item = prepare_clip(frames, use_points, maps, self.data, self.image_size, self.renderers)
+        return _Prepared(source, item, num_source, time.perf_counter() - start,
+                         frames if keep_crops else None, points if keep_crops else None,
+                         decoded.frame_indices if keep_crops else None)
+
+    # ------------------------------------------------------------------ model side
+    def probabilities(self, items: Sequence[Mapping[str, torch.Tensor]]) -> np.ndarray:
+        """Class probabilities ``[B, C]`` of prepared clips (unbatched tensors), one forward.
+
+        The computation of ``FineCLIPERModule.predict_step``: eval mode, no autograd, softmax
+        over the float logits.
+        """
+        batch = {k: torch.stack([it[k] for it in items]).to(self.device)
+                 for k in MODEL_INPUTS if k in items[0]}
+        with torch.inference_mode():
+            out = self.model(**batch)
+            return torch.softmax(out.logits.float(), -1).cpu().numpy()
+
+    def predict(self, sources: Iterable[Source], keep_crops: bool = False) -> Iterator[Prediction]:
+        """One :class:`Prediction` per source, in order; a clip that fails yields its error and
+        the others are still predicted."""
+        pending: list[_Prepared] = []
+        labels = self.labels
+
+        def flush() -> Iterator[Prediction]:
+            if not pending:
+                return
+            start = time.perf_counter()
+            try:
+                probs = self.probabilities([p.inputs for p in pending])
+            except Exception as exc:  # noqa: BLE001 - reported per clip like any failure
+                message = " ".join(f"{type(exc).__name__}: {exc}".split())
+                for p in pending:
+                    yield Prediction(p.source.path, labels, None, message, "backend_error",
+                                     p.num_frames, p.seconds)
+            else:
+                share = (time.perf_counter() - start) / len(pending)
+                for p, row in zip(pending, probs, strict=True):
+                    yield Prediction(p.source.path, labels, row, None, None, p.num_frames,
+                                     p.seconds + share, p.crops, p.points, p.frame_indices)
+            pending.clear()
+
+        for source in sources:
+            start = time.perf_counter()
+            try:
+                pending.append(self.prepare(source, keep_crops))
+            except ClipError as exc:
+                yield from flush()  # keep the order of the sources
+                yield Prediction(source.path, labels, None, str(exc), exc.error_type,
+                                 exc.num_frames, time.perf_counter() - start)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+                yield from flush()
+                message = " ".join(f"{type(exc).__name__}: {exc}".split())
+                yield Prediction(source.path, labels, None, _strip_path(message, source.path),
+                                 "unexpected", None, time.perf_counter() - start)
+                continue
+            if len(pending) >= self.batch_size:
+                yield from flush()
+        yield from flush()
+
+
 def preprocess_video(
     path: str | os.PathLike[str],
     model: FineCLIPER,
     preprocessing: Mapping[str, Any],
     data: DataConfig,
 ) -> dict[str, torch.Tensor]:
-    """One video file (or frame folder) -> the model's uint8 inputs with a batch axis of 1."""
+    """One video file (or frame folder) -> the model's uint8 inputs with a batch axis of 1.
+
+    Loads nothing once: for many clips use :class:`Predictor`.
+    """
+    from dfer.train.data import default_renderers, prepare_clip
     from dfer.video import decode_clip
 
     kind = "frames" if Path(path).is_dir() else "video"
@@ -74,29 +306,14 @@ def predict_videos(
     preprocessing: Mapping[str, Any] | None = None,
     labels: Sequence[str] | None = None,
     model_overrides: Mapping[str, Any] | None = None,
+    batch_size: int = 8,
 ) -> list[Prediction]:
-    """Probabilities over the checkpoint's classes (or ``labels``, zero-shot) per video.
+    """Probabilities over the checkpoint's classes (or ``labels``, zero-shot) per clip.
 
-    ``preprocessing`` overrides sections stored in the checkpoint (e.g. a GPU landmark backend).
-    A video that cannot be processed yields a :class:`Prediction` with ``error`` set; the others
-    are still predicted.
+    ``videos`` are files, frame folders, folders of clips or glob patterns
+    (:func:`dfer.inference.sources.expand_sources`). A clip that cannot be processed yields a
+    :class:`Prediction` with ``error`` set; the others are still predicted.
     """
-    dev = resolve_device(device)
-    model, meta = load_checkpoint(checkpoint, overrides=model_overrides, labels=labels)
-    model.to(dev).eval()
-    pre = dict(meta.get("preprocessing") or {})
-    for section, values in (preprocessing or {}).items():
-        pre[section] = {**pre.get(section, {}), **dict(values)}
-    run_data = dict((meta.get("params") or {}).get("data") or {})
-    data = DataConfig.from_dict(run_data)
-    out: list[Prediction] = []
-    for video in videos:
-        try:
-            inputs = preprocess_video(video, model, pre, data)
-        except Exception as exc:  # one bad file must not stop the others
-            out.append(Prediction(str(video), model.labels, None, f"{type(exc).__name__}: {exc}"))
-            continue
-        batch = {k: v.to(dev) for k, v in inputs.items()}
-        probs = model.predict_proba(**model_inputs(batch))[0].float().cpu().numpy()
-        out.append(Prediction(str(video), model.labels, probs))
-    return out
+    predictor = Predictor(checkpoint, device=device, preprocessing=preprocessing, labels=labels,
+                          model_overrides=model_overrides, batch_size=batch_size)
+    return list(predictor.predict(expand_sources(videos)))

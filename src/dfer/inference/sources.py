@@ -1,0 +1,127 @@
+"""Which clips a ``dfer predict`` command line names: files, frame folders, folders of clips, globs.
+
+The rule, applied to each argument in order:
+
+* a **glob** (an argument with ``*``, ``?`` or ``[`` that is not itself an existing path;
+  quote it so that the shell passes it through, ``**`` recurses) is expanded here, sorted, and
+  every match is taken as if it had been named on its own;
+* a **file** is one video clip, whatever its extension (a file that is not a video is reported
+  as unreadable for that clip, not skipped);
+* a **folder that directly holds image files** (``.jpg .jpeg .png .bmp .webp``) is one clip, a
+  frame folder, its images in natural order (``frame2`` before ``frame10``);
+* any **other folder is a folder of clips**: each video file in it (by extension: ``.mp4 .avi
+  .mkv .mov .webm .m4v .flv .mpg .mpeg .wmv``) and each subfolder that directly holds images is
+  one clip, in natural order of their names; deeper folders are not searched, other files are
+  ignored.
+
+A path named twice (also through two globs, or a folder and a file in it) is predicted once, at
+its first position. An argument that yields no clip (a missing path, a glob that matches
+nothing, a folder with neither videos nor frame folders) becomes one :class:`Source` with its
+``error`` set, so that it is reported like any clip that failed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+#: image files that make a folder a frame folder (as :mod:`dfer.video.reader` reads them)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+#: video files picked up in a folder of clips (a file named on its own is tried whatever it is)
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg",
+                              ".mpeg", ".wmv"})
+
+SourceKind = Literal["video", "frames"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One clip to predict: its path as the user will read it, and how to decode it.
+
+    ``error`` (with ``error_type``) is set for an argument that named no clip; ``kind`` is
+    then meaningless.
+    """
+
+    path: str
+    kind: SourceKind = "video"
+    error_type: str | None = None
+    error: str | None = None
+
+
+def _natural_key(name: str) -> list[int | str]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _has_images(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as it:
+            return any(e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+                       for e in it)
+    except OSError:
+        return False
+
+
+def _is_glob(arg: str) -> bool:
+    return glob.has_magic(arg) and not os.path.exists(arg)
+
+
+def _folder_sources(folder: Path) -> list[Source]:
+    """The clips of a folder of clips (see the module docstring), or one error source."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: _natural_key(e.name))
+    except OSError as exc:
+        return [Source(str(folder), error_type="unreadable",
+                       error=f"cannot list the folder ({exc.strerror or exc})")]
+    out: list[Source] = []
+    for entry in entries:
+        path = folder / entry.name
+        if entry.is_file() and os.path.splitext(entry.name)[1].lower() in VIDEO_EXTENSIONS:
+            out.append(Source(str(path), "video"))
+        elif entry.is_dir() and _has_images(path):
+            out.append(Source(str(path), "frames"))
+    if not out:
+        return [Source(str(folder), error_type="no_frames", error=(
+            "empty folder: no video files (" + " ".join(sorted(VIDEO_EXTENSIONS)) + ") and no "
+            "frame folders (subfolders of images) in it, and no images of its own"))]
+    return out
+
+
+def _one(path: Path) -> list[Source]:
+    if path.is_dir():
+        return [Source(str(path), "frames")] if _has_images(path) else _folder_sources(path)
+    if path.exists() or path.is_symlink():
+        return [Source(str(path), "video")]
+    return [Source(str(path), error_type="missing_file", error="no such file or folder")]
+
+
+def expand_sources(args: Iterable[str | os.PathLike[str]]) -> list[Source]:
+    """The clips named by ``args`` (files, frame folders, folders of clips, globs), in order,
+    each path once; arguments that name no clip give error sources (module docstring)."""
+    out: list[Source] = []
+    seen: set[str] = set()
+
+    def add(sources: Sequence[Source]) -> None:
+        for s in sources:
+            key = os.path.realpath(s.path) if s.error is None else f"\0{s.path}"
+            if key not in seen:
+                seen.add(key)
+                out.append(s)
+
+    for arg in args:
+        text = os.fspath(arg)
+        if _is_glob(text):
+            matches = sorted(glob.glob(text, recursive=True), key=_natural_key)
+            if not matches:
+                add([Source(text, error_type="missing_file", error="the pattern matches no file "
+                            "or folder")])
+            for m in matches:
+                add(_one(Path(m)))
+        else:
+            add(_one(Path(text)))
+    return out
