@@ -128,8 +128,7 @@ def encode_frames(
     With ``adapters=None`` (or all adapters at their zero init) this equals
     ``visual(images)``, the frozen CLIP image features.
     """
-    if images.shape[0] % num_frames:
-        raise ValueError(f"{images.shape[0]} images are not a whole number of {num_frames}-frame clips")
+    _check_clips(images, num_frames)
     x = _embeds(visual, images, num_frames, adapters)
     blocks = visual.transformer.resblocks
     for i, blk in enumerate(blocks):
@@ -138,10 +137,18 @@ def encode_frames(
             x = checkpoint(_block_forward, blk, x, ad, num_frames, scale, use_reentrant=False)
         else:
             x = _block_forward(blk, x, ad, num_frames, scale)
+    return _pooled(visual, x)
+
+
+def _check_clips(images: torch.Tensor, num_frames: int) -> None:
+    if images.shape[0] % num_frames:
+        raise ValueError(f"{images.shape[0]} images are not a whole number of {num_frames}-frame clips")
+
+
+def _pooled(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The image embedding of the last block's tokens: open_clip's pooling, then projection."""
     pooled, _tokens = visual._pool(x)
-    if visual.proj is not None:
-        pooled = pooled @ visual.proj
-    return pooled
+    return pooled @ visual.proj if visual.proj is not None else pooled
 
 
 # --------------------------------------------------------------------------- batched levels
@@ -275,9 +282,7 @@ def encode_streams(
     per stream up to float rounding."""
     xs, segs, start = [], [], 0
     for st in streams:
-        if st.images.shape[0] % st.num_frames:
-            raise ValueError(
-                f"{st.images.shape[0]} images are not a whole number of {st.num_frames}-frame clips")
+        _check_clips(st.images, st.num_frames)
         xs.append(_embeds(visual, st.images, st.num_frames, st.adapters))
         segs.append((start, start + st.images.shape[0], st.adapters, st.num_frames))
         start += st.images.shape[0]
@@ -293,7 +298,5 @@ def encode_streams(
             x = checkpoint(_batched_block_forward, blk, x, block_segs, scale, cls_only, use_reentrant=False)
         else:
             x = _batched_block_forward(blk, x, block_segs, scale, cls_only)
-    pooled, _tokens = visual._pool(x)
-    if visual.proj is not None:
-        pooled = pooled @ visual.proj
+    pooled = _pooled(visual, x)
     return [pooled[s:e] for s, e, _, _ in segs]
