@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from dfer.inference.predict import Predictor
+    from collections.abc import Callable
+
+    from dfer.inference.predict import Prediction, Predictor
     from dfer.inference.sources import Source
 
 
@@ -98,6 +100,20 @@ def run(args: argparse.Namespace) -> int:
     return _predict_all(args, sources, predictor, start)
 
 
+def _report_clip(pred: Prediction, args: argparse.Namespace,
+                 emit: Callable[[str, TextIO], None]) -> None:
+    """One clip's output: its top classes (or ``--json`` record) on stdout; a failed clip's
+    one line on stderr (``PATH: ERROR error_type: cause``)."""
+    if pred.ok and not args.json:
+        emit(f"{pred.path}\t" + "\t".join(f"{lab} {p:.3f}" for lab, p in pred.top(args.top)), sys.stdout)
+    if not pred.ok:
+        emit(f"{pred.path}: ERROR {pred.error_type}: {pred.error}", sys.stderr)
+    if args.json:
+        from dfer.inference.table import record
+
+        emit(json.dumps(record(pred, args.top)), sys.stdout)
+
+
 def _predict_all(args: argparse.Namespace, sources: list[Source], predictor: Predictor | None,
                  start: float) -> int:
     from tqdm import tqdm
@@ -136,17 +152,8 @@ def _predict_all(args: argparse.Namespace, sources: list[Source], predictor: Pre
             except Exception as exc:  # noqa: BLE001 - the clip's line says why
                 pred.error, pred.error_type = f"overlay not written: {exc}", "unexpected"
         pred.crops = pred.points = pred.frame_indices = None  # the overlay is done with them
-        if pred.ok:
-            if not args.json:
-                emit(f"{pred.path}\t" + "\t".join(f"{lab} {p:.3f}" for lab, p in pred.top(args.top)),
-                     sys.stdout)
-        else:
-            failed += 1
-            emit(f"{pred.path}: ERROR {pred.error_type}: {pred.error}", sys.stderr)
-        if args.json:
-            from dfer.inference.table import record
-
-            emit(json.dumps(record(pred, args.top)), sys.stdout)
+        failed += 0 if pred.ok else 1
+        _report_clip(pred, args, emit)
         preds.append(pred)
         bar.update(1)
     bar.close()
