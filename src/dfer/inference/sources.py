@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-#: image files that make a folder a frame folder (as :mod:`dfer.video.reader` reads them)
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+from dfer.video.reader import IMAGE_EXTENSIONS  # what makes a folder a frame folder
+
 #: video files picked up in a folder of clips (a file named on its own is tried whatever it is)
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg",
                               ".mpeg", ".wmv"})
