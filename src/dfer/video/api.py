@@ -106,10 +106,11 @@ class DecodedClip:
 
 
 def _detection_subset(num: int, wanted: int) -> np.ndarray:
-    """Which of the T sampled frames the detector examines (evenly spread; 0 = all)."""
+    """Which of the T sampled frames the detector examines (0 or >= T: all): the segment
+    centres of :func:`dfer.core.frame_sampling.sample_indices`, distinct since wanted < T."""
     if wanted <= 0 or wanted >= num:
         return np.arange(num)
-    return np.unique(((2 * np.arange(wanted) + 1) * num) // (2 * wanted))
+    return sample_indices(num, wanted)
 
 
 def read_sampled(path: str | os.PathLike[str], source_kind: SourceKind,
