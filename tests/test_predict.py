@@ -27,7 +27,7 @@ from dfer.inference.sources import expand_sources
 from dfer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dfer.train.data import ClipDataset, DataConfig, fold_split, load_clip_table
 from dfer.train.fit import train_fold
-from dfer.train.module import needs_for
+from dfer.train.inputs import needs_for
 
 LABELS = ["class0", "class1", "class2"]
 PRE = {"decode": {"num_frames": 4, "size": 112},

@@ -35,8 +35,7 @@ from dfer.train.data import (
 )
 from dfer.train.evaluate import evaluate_checkpoint
 from dfer.train.fit import train_fold
-from dfer.train.inputs import INPUT_OPTIONS, DataInputs, declared_files
-from dfer.train.module import needs_for
+from dfer.train.inputs import INPUT_OPTIONS, DataInputs, declared_files, needs_for
 
 FAILED = {"landmarks": ["syn_00_000", "syn_02_003"], "parsing": ["syn_01_001"], "frames": ["syn_03_002"]}
 ALL = Needs(parsing=True, landmarks=True, captions=True)

@@ -1,6 +1,6 @@
 """Which frames of a clip a stage looks at: every frame-subsampling rule of the project.
 
-Two rules, kept apart on purpose because each is already baked into artifacts and results:
+Three rules, kept apart on purpose because each is already baked into artifacts and results:
 
 * :func:`sample_indices` (decode): the centre of each of ``T`` equal segments of the ``N``
   source frames, ``index_k = floor((k + 0.5) * N / T)`` for ``k = 0 .. T-1``. It covers the
@@ -13,8 +13,9 @@ Two rules, kept apart on purpose because each is already baked into artifacts an
 * :func:`jittered_indices` (training only, the ``data.temporal_jitter`` ablation): a random
   frame inside each of ``T`` equal segments.
 
-Changing either would change the decoded shards, the captions or the evaluated frames, so
-they stay two functions with one home instead of one function with a mode.
+Changing any of them would change the decoded shards, the captions or the evaluated frames, so
+they stay separate functions with one home instead of one function with a mode (decode's
+detection subset, too, is :func:`sample_indices`' segment centres).
 """
 
 from __future__ import annotations

@@ -18,8 +18,6 @@ from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_spli
 from dfer.train.inputs import needs_for
 from dfer.train.metrics import confusion_matrix, uar, war
 
-__all__ = ["FineCLIPERModule", "FoldDataModule", "explanations", "model_inputs", "needs_for"]
-
 log = logging.getLogger(__name__)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dfer.core.artifacts import read_meta
+from dfer.core.paths import PARQUET
 from dfer.train.inputs import KINDS, DataInputs
 
 __all__ = ["COMPARED", "MixedProvenanceError", "check_consistent"]
@@ -55,7 +56,7 @@ def check_consistent(inputs: DataInputs, stages: Sequence[str]) -> dict[str, dic
             continue
         first: tuple[str, Path, dict[str, Any]] | None = None
         for shard in inputs.shards:
-            path = inputs.path(kind, shard, ".parquet")
+            path = inputs.path(kind, shard, PARQUET)
             meta = read_meta(path)
             if first is None:
                 first = (shard, path, meta)
