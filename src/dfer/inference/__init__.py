@@ -7,8 +7,7 @@ alike, and training never imports it. ``sources`` says which clips a command lin
 ``dfer predict`` outputs.
 """
 
-from dfer.inference.predict import Prediction, Predictor, predict_videos, preprocess_video
+from dfer.inference.predict import Prediction, Predictor, predict_videos
 from dfer.inference.sources import Source, expand_sources
 
-__all__ = ["Prediction", "Predictor", "Source", "expand_sources", "predict_videos",
-           "preprocess_video"]
+__all__ = ["Prediction", "Predictor", "Source", "expand_sources", "predict_videos"]

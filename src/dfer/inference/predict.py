@@ -269,36 +269,6 @@ class Predictor:
         yield from flush()
 
 
-def preprocess_video(
-    path: str | os.PathLike[str],
-    model: FineCLIPER,
-    preprocessing: Mapping[str, Any],
-    data: DataConfig,
-) -> dict[str, torch.Tensor]:
-    """One video file (or frame folder) -> the model's uint8 inputs with a batch axis of 1.
-
-    Loads nothing once: for many clips use :class:`Predictor`.
-    """
-    from dfer.train.data import default_renderers, prepare_clip
-    from dfer.video import decode_clip
-
-    kind = "frames" if Path(path).is_dir() else "video"
-    frames = decode_clip(path, kind, preprocessing.get("decode")).frames
-    points = maps = None
-    if model.cfg.use_landmarks or model.cfg.use_parsing:
-        from dfer.landmarks import detect_landmarks
-
-        points = detect_landmarks(frames, preprocessing.get("landmarks")).points
-    if model.cfg.use_parsing:
-        from dfer.parsing import parse_clip
-
-        maps = parse_clip(frames, points, preprocessing.get("parsing"))
-    renderers = default_renderers() if points is not None else None
-    item = prepare_clip(frames, points if model.cfg.use_landmarks else None, maps, data,
-                        int(data.image_size or model.image_size), renderers)
-    return {k: v.unsqueeze(0) for k, v in item.items()}
-
-
 def predict_videos(
     checkpoint: str | os.PathLike[str],
     videos: Sequence[str | os.PathLike[str]],
