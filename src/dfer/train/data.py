@@ -116,15 +116,9 @@ def _shard_clips(inputs: DataInputs, shard: str, needs: Needs, use_captions: boo
                  side: SideStore | None, skipped: dict[str, int]) -> pd.DataFrame | None:
     """One shard's clips that every needed artifact has (None: an empty shard); the clips
     an artifact lacks are counted in ``skipped`` under that artifact's name."""
-    def drop_missing(index: pd.DataFrame, reason: str, keep: pd.Series) -> pd.DataFrame:
-        if n := int((~keep).sum()):
+    def skip(reason: str, n: int) -> None:
+        if n:
             skipped[reason] = skipped.get(reason, 0) + n
-        return index[keep]
-
-    def join(index: pd.DataFrame, reason: str, joined: tuple[pd.DataFrame, int]) -> pd.DataFrame:
-        if joined[1]:
-            skipped[reason] = skipped.get(reason, 0) + joined[1]
-        return joined[0]
 
     index = read_parquet(inputs.path("frames", shard, PARQUET))
     if index.empty:
@@ -132,17 +126,21 @@ def _shard_clips(inputs: DataInputs, shard: str, needs: Needs, use_captions: boo
     index = index[["clip_id", "label", "label_idx", "test_fold"]].copy()
     index["clip_id"] = index["clip_id"].astype(str)
     index["shard"] = shard
-    frames = _safetensors_keys(inputs.path("frames", shard, SAFETENSORS))
-    index = drop_missing(index, "frames", index["clip_id"].isin(frames))
+    keep = index["clip_id"].isin(_safetensors_keys(inputs.path("frames", shard, SAFETENSORS)))
+    skip("frames", int((~keep).sum()))
+    index = index[keep]
     if needs.landmarks:
         assert side is not None
-        index = join(index, "landmarks", _join(index, side.add_landmarks(inputs.path("landmarks", shard, PARQUET))))
+        index, dropped = _join(index, side.add_landmarks(inputs.path("landmarks", shard, PARQUET)))
+        skip("landmarks", dropped)
     if needs.parsing:
-        maps = _safetensors_keys(inputs.path("parsing", shard, SAFETENSORS))
-        index = drop_missing(index, "parsing", index["clip_id"].isin(maps))
+        keep = index["clip_id"].isin(_safetensors_keys(inputs.path("parsing", shard, SAFETENSORS)))
+        skip("parsing", int((~keep).sum()))
+        index = index[keep]
     if use_captions:
         assert side is not None
-        index = join(index, "captions", _join(index, side.add_captions(inputs.path("captions", shard, PARQUET))))
+        index, dropped = _join(index, side.add_captions(inputs.path("captions", shard, PARQUET)))
+        skip("captions", dropped)
     return index
 
 
