@@ -8,14 +8,19 @@ turns):
 * ``baseline_cv2_all``: the common recipe: ``cv2.VideoCapture`` read loop over every frame
   (each one converted to BGR by OpenCV), then pick the same T indices and convert them to RGB.
 * ``pyav_all_frames``: PyAV decoding and converting every frame: "bare decoding", the speed
-  the decode stage is held to.
+  the decode stage is held to (FFmpeg's threads, one per core);
+  ``pyav_all_frames_1thread`` the same on one decoder thread, as each pipeline job decodes.
 * ``ours_full_decode_clip``: ``decode_clip`` with the default settings (sampling + face box +
   crop + resize to 224), no files.
 * ``stage:<step>``: the full decode stage, ``dfer.video.decode_shard`` on a manifest of the
   clip set (sampling, face detection, crop, resize, safetensors + Parquet writes), once per
   step of the detection speed-ups (``STEPS``: ``today`` is the detection before them, each
-  later step adds one setting), so every step's gain comes from the same run. Each call
-  writes into a fresh folder, as a Snakemake job does (its old outputs are removed first).
+  later step adds one setting, the last is one decoder thread per job), so every step's gain
+  comes from the same run. Each call writes into a fresh folder, as a Snakemake job does (its
+  old outputs are removed first).
+
+Two jobs at once: two processes run the stage over the clip set at the same time, as
+``snakemake --cores 2`` does, with FFmpeg's threads and with one decoder thread per job.
 
 Detection quality is measured beside the speed, once per step (not timed): on the demo
 clips (face found, and the crop centre's distance from today's crop), on the long clips and
@@ -115,8 +120,9 @@ def baseline_cv2(path: Path, num_frames: int) -> np.ndarray:
     return np.stack([cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB) for i in idx])
 
 
-def pyav_all_frames(path: Path, num_frames: int) -> np.ndarray:
-    """Decode and convert every frame with PyAV (one reused swscale context), then pick T."""
+def pyav_all_frames(path: Path, num_frames: int, threads: int = 0) -> np.ndarray:
+    """Decode and convert every frame with PyAV (one reused swscale context), then pick T;
+    FFmpeg's threads (one per core), or ``threads`` decoder threads."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -125,9 +131,17 @@ def pyav_all_frames(path: Path, num_frames: int) -> np.ndarray:
     rgb = VideoReformatter()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threads:
+            stream.codec_context.thread_count = threads
+        else:
+            stream.thread_type = "AUTO"
         frames = [rgb.reformat(f, format="rgb24", threads=1).to_ndarray() for f in container.decode(stream)]
     return np.stack([frames[i] for i in sample_indices(len(frames), num_frames)])
+
+
+def pyav_all_frames_1thread(path: Path, num_frames: int) -> np.ndarray:
+    """``pyav_all_frames`` on one decoder thread: bare decoding as each pipeline job runs."""
+    return pyav_all_frames(path, num_frames, threads=1)
 
 
 def ours_sampling(path: Path, num_frames: int) -> np.ndarray:
@@ -146,33 +160,49 @@ METHODS: dict[str, Callable[[Path, int], np.ndarray]] = {
     "ours_sampling": ours_sampling,
     "baseline_cv2_all": baseline_cv2,
     "pyav_all_frames": pyav_all_frames,
+    "pyav_all_frames_1thread": pyav_all_frames_1thread,
     "ours_full_decode_clip": ours_full,
 }
 
-#: The steps of the detection speed-up, each adding one setting to the one before; ``today``
-#: is the detection before them (HOG on 8 of the 16 frames, RGB, no quick pass), the last
-#: step is the default configuration. Settings not named keep their defaults.
+#: The steps of the decode speed-up, each adding one setting to the one before; ``today``
+#: is the detection before them (HOG on 8 of the 16 frames, RGB, no quick pass, FFmpeg's
+#: threads), the last step is the stage as the pipeline runs it. ``threads`` is not a decode
+#: setting but the ``--threads`` of ``dfer decode`` (the rule passes its job's ``threads: 1``;
+#: 0: FFmpeg's choice, one per core). Settings not named keep their defaults.
 STEPS: dict[str, dict[str, object]] = {
-    "today": {"quick_frames": 0, "detect_scale": 1.0, "detect_gray": False},
-    "+detect_gray": {"quick_frames": 0, "detect_scale": 1.0, "detect_gray": True},
-    "+quick_frames=2": {"quick_frames": 2, "detect_scale": 1.0, "detect_gray": True},
-    "+detect_scale=0.75": {"quick_frames": 2, "detect_scale": 0.75, "detect_gray": True},
-    "+quick_frames=1": {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True},
+    "today": {"quick_frames": 0, "detect_scale": 1.0, "detect_gray": False, "threads": 0},
+    "+detect_gray": {"quick_frames": 0, "detect_scale": 1.0, "detect_gray": True, "threads": 0},
+    "+quick_frames=2": {"quick_frames": 2, "detect_scale": 1.0, "detect_gray": True,
+                        "threads": 0},
+    "+detect_scale=0.75": {"quick_frames": 2, "detect_scale": 0.75, "detect_gray": True,
+                           "threads": 0},
+    "+quick_frames=1": {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True,
+                        "threads": 0},
+    "+threads=1": {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True, "threads": 1},
 }
+
+#: The decode rule's ``threads`` (workflow/rules/decode.smk), what the pipeline's jobs use.
+RULE_THREADS = 1
 
 
 def step_config(step: str):  # noqa: ANN201 - DecodeConfig, imported late
     from dfer.video import DecodeConfig
 
-    return DecodeConfig(num_frames=T, **STEPS[step])  # type: ignore[arg-type]
+    settings = {k: v for k, v in STEPS[step].items() if k != "threads"}
+    return DecodeConfig(num_frames=T, **settings)  # type: ignore[arg-type]
+
+
+def step_threads(step: str) -> int:
+    return int(STEPS[step]["threads"])  # type: ignore[call-overload]
 
 
 def default_step() -> str:
-    """The step whose settings are the defaults (the decode stage as configured)."""
+    """The step whose settings are the defaults and whose threads the rule's (the decode
+    stage as the pipeline runs it)."""
     from dfer.video import DecodeConfig
 
     for step in STEPS:
-        if step_config(step) == DecodeConfig(num_frames=T):
+        if step_config(step) == DecodeConfig(num_frames=T) and step_threads(step) == RULE_THREADS:
             return step
     raise AssertionError("no step of STEPS is the default decode configuration")
 
@@ -195,11 +225,12 @@ def write_manifest(clips: list[Path], path: Path) -> Path:
 
 
 def stage_runner(manifest: Path, work: Path, step: str) -> Callable[[], float]:
-    """Seconds of one ``decode_shard`` run with ``step``'s settings, into a fresh folder
-    (removed after the clock stops)."""
+    """Seconds of one ``decode_shard`` run with ``step``'s settings and threads, into a fresh
+    folder (removed after the clock stops)."""
     from dfer.video import decode_shard
 
     cfg = step_config(step)
+    threads = step_threads(step)
     runs = iter(range(10**9))
 
     def run() -> float:
@@ -207,7 +238,7 @@ def stage_runner(manifest: Path, work: Path, step: str) -> Callable[[], float]:
         out.mkdir(parents=True)
         files = [out / "f.safetensors", out / "f.parquet", out / "f.failures.parquet"]
         t0 = time.perf_counter()
-        decode_shard(manifest, *files, cfg, progress=False)
+        decode_shard(manifest, *files, cfg, progress=False, threads=threads)
         seconds = time.perf_counter() - t0
         shutil.rmtree(out)
         return seconds
@@ -272,6 +303,35 @@ def time_methods(clips: list[Path], repeats: int, work: Path) -> dict[str, float
     return best
 
 
+def _one_stage_run(manifest: Path, work: Path, step: str) -> float:
+    """One timed ``decode_shard`` run (a worker process's job in ``two_jobs``)."""
+    return stage_runner(manifest, work, step)()
+
+
+def two_jobs(clips: list[Path], repeats: int, work: Path) -> dict[str, float]:
+    """Wall seconds for two decode jobs at once (``snakemake --cores 2`` on this machine),
+    each decoding every clip with the default settings, with FFmpeg's threads (``threads``
+    0) against one decoder thread per job (the rule's ``threads: 1``); best of ``repeats``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = write_manifest(clips, work / "manifest.parquet")
+    steps = {"ffmpeg_threads": "+quick_frames=1", "one_thread_per_job": default_step()}
+    best = dict.fromkeys(steps, float("inf"))
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        for step in steps.values():  # warm both workers (imports, dlib model)
+            list(pool.map(_one_stage_run, [manifest] * 2, [work / f"warm{i}" for i in (0, 1)],
+                          [step] * 2))
+        for r in range(repeats):
+            for name, step in steps.items():
+                t0 = time.perf_counter()
+                list(pool.map(_one_stage_run, [manifest] * 2,
+                              [work / f"{name}-{r}-{i}" for i in (0, 1)], [step] * 2))
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: round(seconds, 4) for name, seconds in best.items()}
+
+
 def source_frames(clips: list[Path]) -> int:
     import av
 
@@ -299,7 +359,7 @@ def detection_quality(clips: list[Path], truth: list[np.ndarray] | None) -> dict
         found, used, dist, rel, seconds = 0, {}, [], [], 0.0
         for k, clip in enumerate(clips):
             t0 = time.perf_counter()
-            res = decode_clip(clip, "video", cfg)
+            res = decode_clip(clip, "video", cfg, threads=step_threads(step))
             seconds += time.perf_counter() - t0
             found += res.detector_used is not None
             used[str(res.detector_used)] = used.get(str(res.detector_used), 0) + 1
@@ -350,10 +410,17 @@ def bench_set(name: str, clips: list[Path], repeats: int, work: Path,
     bare = m["pyav_all_frames"]["seconds"]
     result["stage_vs_bare"] = {step: round(bare / m[f"stage:{step}"]["seconds"], 3)
                                for step in STEPS}
+    bare_1 = m["pyav_all_frames_1thread"]["seconds"]
+    result["stage_vs_bare_1thread"] = {step: round(bare_1 / m[f"stage:{step}"]["seconds"], 3)
+                                       for step in STEPS}
     result["floor_vs_bare"] = round(bare / m[FLOOR]["seconds"], 3)
     diffs = [float(np.abs(ours_sampling(c, T).astype(np.int16)
                           - baseline_cv2(c, T).astype(np.int16)).mean()) for c in clips]
     result["max_mean_abs_diff_vs_cv2"] = round(max(diffs), 3)
+    print(f"  two jobs at once {name}", file=sys.stderr, flush=True)
+    two = two_jobs(clips, max(2, repeats // 3), work / "two_jobs")
+    result["two_jobs_s"] = two
+    result["two_jobs_ratio"] = round(two["ffmpeg_threads"] / two["one_thread_per_job"], 2)
     print(f"  detection quality {name}", file=sys.stderr, flush=True)
     result["detection"] = detection_quality(clips, truth)
     return result
@@ -413,13 +480,16 @@ def markdown(data: dict) -> str:
         "## Decode stage / bare decode",
         "",
         "The full decode stage (`decode_shard`: sampling, face detection, crop, resize, "
-        "safetensors + Parquet writes) against PyAV decoding every frame (`pyav_all_frames`), "
-        f"in output frames/s, with the default settings (step `{default}`) and with the "
-        "detection before this work (step `today`). Target: >= 0.5.",
+        "safetensors + Parquet writes) against PyAV decoding every frame (`pyav_all_frames`, "
+        "FFmpeg's threads: one per core), in output frames/s, as the pipeline runs it (step "
+        f"`{default}`: the default settings, one decoder thread per job) and as it ran before "
+        "this work (step `today`). Target: >= 0.5. The last ratio holds the stage against "
+        "bare decoding on one thread too (`pyav_all_frames_1thread`), each job's share of "
+        "the machine.",
         "",
         "| clip set | bare decode (out frames/s) | stage today | today / bare | stage now | "
-        "now / bare | faces found today | faces found now |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "now / bare | faces found today | faces found now | now / bare on 1 thread |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, res in data["sets"].items():
         m, det = res["methods"], res["detection"]
@@ -428,15 +498,29 @@ def markdown(data: dict) -> str:
             f"{m['stage:today']['output_frames_per_s']} | {res['stage_vs_bare']['today']} | "
             f"{m[f'stage:{default}']['output_frames_per_s']} | {res['stage_vs_bare'][default]} | "
             f"{det['today']['found']}/{det['today']['clips']} | "
-            f"{det[default]['found']}/{det[default]['clips']} |")
+            f"{det[default]['found']}/{det[default]['clips']} | "
+            f"{res['stage_vs_bare_1thread'][default]} |")
     small = data["small_faces"]
     lines.append(f"| {small['name']} (detection only) | | | | | | "
                  f"{small['detection']['today']['found']}/{small['detection']['today']['clips']} | "
-                 f"{small['detection'][default]['found']}/{small['detection'][default]['clips']} |")
+                 f"{small['detection'][default]['found']}/{small['detection'][default]['clips']} | |")
     lines += ["", "## Each step's gain", "",
               "Each step adds one setting to the step above it (all measured in this run); "
               "gain: the previous step's seconds over this step's.", ""]
     lines += _step_table(data)
+    lines += ["", "## Two jobs at once", "",
+              "`snakemake --cores 2` runs two decode jobs side by side. Wall seconds for two "
+              "processes each running the stage over the whole clip set at the same time "
+              "(default settings), with FFmpeg's threads in each (one per core, step "
+              f"`+quick_frames=1`) and with one decoder thread per job (step `{default}`, the "
+              "rule's `threads: 1`); best of the repeats. Ratio > 1: one thread per job is "
+              "faster.", "",
+              "| clip set | FFmpeg's threads: s | one thread per job: s | ratio |",
+              "|---|---:|---:|---:|"]
+    for name, res in data["sets"].items():
+        two = res["two_jobs_s"]
+        lines.append(f"| {name} | {two['ffmpeg_threads']} | {two['one_thread_per_job']} | "
+                     f"{res['two_jobs_ratio']} |")
     lines += ["", "## Detection beside the speed", "",
               "Faces found: clips where a detector setting found a face (`detector_used` not "
               "null; the others are centre crops). Crop centre: distance of the crop box centre "

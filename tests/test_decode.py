@@ -29,7 +29,14 @@ from safetensors.numpy import load_file
 from support.videos import face_frames, pattern_frames, write_frame_folder, write_video
 
 from dfer.core.artifacts import read_meta
-from dfer.video import INDEX_SCHEMA, DecodeConfig, decode_clip, decode_shard, sample_indices
+from dfer.video import (
+    INDEX_SCHEMA,
+    DecodeConfig,
+    decode_clip,
+    decode_shard,
+    read_video,
+    sample_indices,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"num_frames": 6, "size": 48}
@@ -217,6 +224,25 @@ def test_rerun_is_byte_identical_and_seconds_is_the_clock(clips, tmp_path, monke
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
 
 
+def test_decoder_threads_change_no_byte(clips, tmp_path, monkeypatch):
+    """One decoder thread per job (the rule's default) or FFmpeg's one per core: the same
+    frames and the same artifacts, byte for byte; a negative count is refused."""
+    import dfer.video.api as clip_mod
+
+    frames = [read_video(clips["pattern"], 8, threads=t).frames for t in (0, 1, 2)]
+    assert all(np.array_equal(frames[0], f) for f in frames[1:])
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        read_video(clips["pattern"], 8, threads=-1)
+    manifest = _manifest(tmp_path / "m.parquet", [("v1", clips["video"], "video"),
+                                                  ("p1", clips["pattern"], "video")])
+    outs = {}
+    for threads in (0, 1):
+        outs[threads] = _outs(tmp_path / f"t{threads}")
+        monkeypatch.setattr(clip_mod, "time", _TickingClock(0.25))
+        decode_shard(manifest, *outs[threads], PARAMS, progress=False, threads=threads)
+    assert [p.read_bytes() for p in outs[0]] == [p.read_bytes() for p in outs[1]]
+
+
 def _assert_same_index(a: Path, b: Path) -> None:
     """Same index but for ``seconds``, the one column the contract lets differ between runs
     (it is measured with the real clock; a run in another process cannot share an injected one)."""
@@ -248,6 +274,24 @@ def test_cli_decodes_and_reports(clips, tmp_path, capsys):
     assert "bad --params: unknown decode option(s) ['sise']" in capsys.readouterr().err
     assert main(_cli_args(tmp_path / "none.parquet", _outs(tmp_path / "p"), PARAMS)) == 1
     assert "none.parquet" in capsys.readouterr().err
+    assert main(_cli_args(manifest, out, PARAMS) + ["--threads", "-1"]) == 2
+    assert "--threads must be >= 0" in capsys.readouterr().err
+
+
+def test_cli_threads_limit_opencv_too(clips, tmp_path, capsys):
+    """``--threads N`` (what the rule passes) also caps OpenCV's thread pool at N."""
+    import cv2
+
+    from dfer.cli import main
+
+    manifest = _manifest(tmp_path / "m.parquet", [("v1", clips["video"], "video")])
+    before = cv2.getNumThreads()
+    try:
+        assert main(_cli_args(manifest, _outs(tmp_path / "o"), PARAMS) + ["--threads", "1"]) == 0
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+    assert "1 clip(s) decoded, 0 failed" in capsys.readouterr().err
 
 
 # --- atomicity under SIGKILL --------------------------------------------------------------

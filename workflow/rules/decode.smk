@@ -14,12 +14,16 @@ rule decode:
         dfer=dfer_command(),
     log:
         shard_log("decode"),
+    # one thread per job: Snakemake runs one decode job per core, and FFmpeg's own threads
+    # would only compete with the other jobs (benchmarks/results/decode.md, "two jobs");
+    # `--set-threads decode=N` gives each job N threads
+    threads: 1
     conda:
         "../../envs/dfer.yaml"
     shell:
         "{params.dfer} decode --manifest {input.manifest} --out-frames {output.frames}"
         " --out-index {output.index} --out-failures {output.failures}"
-        " --params {params.cfg:q} 2> >(tee {log} >&2)"
+        " --params {params.cfg:q} --threads {threads} 2> >(tee {log} >&2)"
 
 
 rule decode_all:

@@ -114,10 +114,11 @@ def _detection_subset(num: int, wanted: int) -> np.ndarray:
 
 
 def read_sampled(path: str | os.PathLike[str], source_kind: SourceKind,
-                 cfg: DecodeConfig) -> SampledFrames:
-    """The uniformly sampled full frames of a video file or frame folder."""
+                 cfg: DecodeConfig, threads: int = 0) -> SampledFrames:
+    """The uniformly sampled full frames of a video file or frame folder (``threads``: video
+    decoder threads, 0: one per core; see ``dfer.video.reader.use_decoder_threads``)."""
     if source_kind == "video":
-        return read_video(path, cfg.num_frames)
+        return read_video(path, cfg.num_frames, threads=threads)
     if source_kind == "frames":
         return read_frame_folder(path, cfg.num_frames, fps=cfg.folder_fps)
     raise DecodeError(f"{path}: unknown source_kind {source_kind!r} (expected 'video' or 'frames')")
@@ -252,14 +253,16 @@ def face_boxes(sampled: SampledFrames, cfg: DecodeConfig) -> FaceBoxes:
 
 
 def decode_clip(path: str | os.PathLike[str], source_kind: SourceKind,
-                cfg: DecodeConfig | Mapping[str, Any] | None = None) -> DecodedClip:
+                cfg: DecodeConfig | Mapping[str, Any] | None = None,
+                threads: int = 0) -> DecodedClip:
     """Decode, face-crop and resize the ``cfg.num_frames`` sampled frames of one clip.
 
+    ``threads``: video decoder threads (0: one per core); the same frames either way.
     Raises a ``dfer.video.errors.DecodeError`` subclass naming the file and the cause.
     """
     cfg = _config(cfg)
     start = time.perf_counter()
-    return _crop_sampled(read_sampled(path, source_kind, cfg), cfg, str(path), start)
+    return _crop_sampled(read_sampled(path, source_kind, cfg, threads), cfg, str(path), start)
 
 
 def decode_array(frames: np.ndarray, cfg: DecodeConfig | Mapping[str, Any] | None = None,

@@ -154,13 +154,34 @@ def upright(image: np.ndarray, rotation: float) -> np.ndarray:
     return image if quarter == 0 else np.ascontiguousarray(np.rot90(image, k=quarter))
 
 
-def _decode_wanted(path: Path, indices: np.ndarray,
-                   container=None) -> tuple[dict[int, np.ndarray], int, bool]:  # noqa: ANN001
+def use_decoder_threads(stream, threads: int) -> None:  # noqa: ANN001 - an av VideoStream
+    """Decode ``stream`` on ``threads`` threads; 0: FFmpeg's choice (frame and slice threads,
+    one per core).
+
+    One pipeline job per core is how Snakemake fills a machine (each decode job declares
+    ``threads: 1``), and there FFmpeg's threads only compete with the other jobs: two decode
+    stage jobs at once on 2 cores took 1.24x (256 px demo clips) and 1.17x (640x480) the
+    time with a thread per core each than with one thread each (``benchmarks/results/
+    decode.md``, "Two jobs at once"). A single process (``dfer predict``) gains from them on
+    large frames. Decoding is bit-exact either way.
+    """
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: one per core), got {threads}")
+    if threads == 0:
+        stream.thread_type = "AUTO"
+        return
+    stream.codec_context.thread_count = threads
+    if threads > 1:
+        stream.thread_type = "AUTO"
+
+
+def _decode_wanted(path: Path, indices: np.ndarray, container=None,  # noqa: ANN001
+                   threads: int = 0) -> tuple[dict[int, np.ndarray], int, bool]:
     """One forward pass: RGB arrays of the wanted frame indices.
 
     Uses ``container`` when given (freshly opened, nothing read yet), else opens ``path``.
     Returns (frames by index, number of frames decoded, whether the stream ended early
-    or broke before the last wanted index).
+    or broke before the last wanted index). ``threads``: see ``read_video``.
 
     One ``VideoReformatter`` serves the whole pass: ``frame.to_ndarray(format="rgb24")``
     builds a new swscale context for every frame, which costs more than decoding the frame;
@@ -168,7 +189,7 @@ def _decode_wanted(path: Path, indices: np.ndarray,
     """
     if container is None:
         with _open(path) as fresh:
-            return _decode_wanted(path, indices, fresh)
+            return _decode_wanted(path, indices, fresh, threads)
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -177,7 +198,7 @@ def _decode_wanted(path: Path, indices: np.ndarray,
     out: dict[int, np.ndarray] = {}
     decoded = 0
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    use_decoder_threads(stream, threads)
     rgb = VideoReformatter()
     try:
         for i, frame in enumerate(container.decode(stream)):
@@ -194,7 +215,7 @@ def _decode_wanted(path: Path, indices: np.ndarray,
 
 
 def read_video(path: str | os.PathLike[str], num_frames: int,
-               truncation_tolerance: float = 0.05) -> SampledFrames:
+               truncation_tolerance: float = 0.05, threads: int = 0) -> SampledFrames:
     """Decode the ``num_frames`` uniformly sampled frames of a video file.
 
     Frames are sampled by index (``sample_indices``), also in variable-frame-rate files: the
@@ -204,6 +225,7 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
     frame or two) is handled by sampling again over the frames that do decode; a larger one
     raises ``TruncatedFile``. Containers without a frame count (Matroska/WebM) are counted by
     demuxing, and that count is checked against the duration their header states.
+    ``threads``: decoder threads (``use_decoder_threads``; 0: one per core).
     """
     path = Path(path)
     _check_file(path)
@@ -224,7 +246,7 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
             total, covered_s = _count_packets(path, container)
         else:  # the usual case: decode in this same pass over the file
             indices = sample_indices(total, num_frames)
-            first_pass = _decode_wanted(path, indices, container)
+            first_pass = _decode_wanted(path, indices, container, threads)
     if total == 0:
         raise NoFrames(f"{path}: the video stream holds no frames")
     # No frame count in the header: compare the time the packets cover with the stated
@@ -236,7 +258,7 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
                             f"({total} frames)")
     if header_frames == 0:
         indices = sample_indices(total, num_frames)
-        first_pass = _decode_wanted(path, indices)
+        first_pass = _decode_wanted(path, indices, threads=threads)
     frames, decoded, ended_early = first_pass
     if ended_early:
         if decoded == 0:
@@ -245,7 +267,7 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
                          "the container announces")
         total = decoded
         indices = sample_indices(total, num_frames)
-        frames, decoded, ended_early = _decode_wanted(path, indices)
+        frames, decoded, ended_early = _decode_wanted(path, indices, threads=threads)
         if ended_early:  # pragma: no cover - the same file decoded further a moment ago
             raise CorruptFile(f"{path}: decoding stopped at frame {decoded} on the second pass")
     stack = np.stack([frames[int(i)] for i in indices])

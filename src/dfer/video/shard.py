@@ -116,17 +116,17 @@ def read_shard_manifest(path: str | os.PathLike[str]) -> pa.Table:
 
 
 def decode_rows(rows: list[Mapping[str, Any]], cfg: DecodeConfig, progress: bool = True,
-                desc: str = "shard") -> ShardRun[dict[str, Any]]:
+                desc: str = "shard", threads: int = 0) -> ShardRun[dict[str, Any]]:
     """Decode manifest rows on the shard runner; results are ``{"frames", "info"}`` per clip.
 
-    ``desc`` names the shard in the progress bar. ``decode_clip`` is looked up at call time,
-    so a test can stand in for it.
+    ``desc`` names the shard in the progress bar; ``threads``: video decoder threads (0: one
+    per core). ``decode_clip`` is looked up at call time, so a test can stand in for it.
     """
     by_id = {str(row["clip_id"]): row for row in rows}
 
     def one(clip_id: str) -> dict[str, Any]:
         row = by_id[clip_id]
-        clip = decode_clip(str(row["path"]), row["source_kind"], cfg)
+        clip = decode_clip(str(row["path"]), row["source_kind"], cfg, threads=threads)
         return {"frames": clip.frames,
                 "info": {**{k: row[k] for k in MANIFEST_FIELDS}, **clip.info()}}
 
@@ -152,12 +152,18 @@ def decode_shard(
     out_failures: str | os.PathLike[str],
     params: DecodeConfig | Mapping[str, Any] | None = None,
     progress: bool = True,
+    threads: int = 0,
 ) -> ShardResult:
-    """Decode every clip of ``manifest`` and write the three frames artifacts atomically."""
+    """Decode every clip of ``manifest`` and write the three frames artifacts atomically.
+
+    ``threads``: video decoder threads per clip (0: one per core; the Snakemake rule passes
+    its job's ``threads``). The artifacts are the same bytes for any value.
+    """
     cfg = params if isinstance(params, DecodeConfig) else DecodeConfig.from_params(params)
     table = read_shard_manifest(manifest)
     prepare_outputs([out_frames, out_index, out_failures])
-    run = decode_rows(table.to_pylist(), cfg, progress=progress, desc=shard_label(manifest))
+    run = decode_rows(table.to_pylist(), cfg, progress=progress, desc=shard_label(manifest),
+                      threads=threads)
     meta = decode_provenance(cfg)
     # the index (the Snakemake target and what readers open first) goes last, so a complete
     # index always comes with its frames and failures
