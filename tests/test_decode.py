@@ -278,19 +278,38 @@ def test_cli_decodes_and_reports(clips, tmp_path, capsys):
     assert "--threads must be >= 0" in capsys.readouterr().err
 
 
-def test_cli_threads_limit_opencv_too(clips, tmp_path, capsys):
-    """``--threads N`` (what the rule passes) also caps OpenCV's thread pool at N."""
+def test_cli_threads_follow_the_snakemake_job(clips, tmp_path, capsys, monkeypatch):
+    """Without ``--threads``, ``dfer decode`` takes the job's threads from OMP_NUM_THREADS (what
+    Snakemake sets for every job; the rule declares ``threads: 1``), caps OpenCV's pool at
+    them too, and ``--threads`` wins over the variable."""
     import cv2
 
     from dfer.cli import main
+    from dfer.stages.decode import job_threads
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert job_threads(None) == 0  # outside Snakemake: FFmpeg's choice, one per core
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert (job_threads(None), job_threads(2), job_threads(0)) == (3, 2, 0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert job_threads(None) == 0
+    seen: list[int] = []
+    real = decode_shard
+
+    def spy(*args, threads=0, **kwargs):
+        seen.append(threads)
+        return real(*args, threads=threads, **kwargs)
+
+    monkeypatch.setattr("dfer.video.decode_shard", spy)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     manifest = _manifest(tmp_path / "m.parquet", [("v1", clips["video"], "video")])
     before = cv2.getNumThreads()
     try:
-        assert main(_cli_args(manifest, _outs(tmp_path / "o"), PARAMS) + ["--threads", "1"]) == 0
+        assert main(_cli_args(manifest, _outs(tmp_path / "o"), PARAMS)) == 0
         assert cv2.getNumThreads() == 1
     finally:
         cv2.setNumThreads(before)
+    assert seen == [1]
     assert "1 clip(s) decoded, 0 failed" in capsys.readouterr().err
 
 

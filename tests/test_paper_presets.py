@@ -152,8 +152,6 @@ def jobs(output: str) -> list[dict[str, Any]]:
             words = shlex.split(m.group(1).split(" 2> ")[0])
             if "--params" in words:
                 job["params"] = json.loads(words[words.index("--params") + 1])
-            if "--threads" in words:
-                job["threads"] = words[words.index("--threads") + 1]
         found.append(job)
     return found
 
@@ -179,7 +177,6 @@ def test_dfew_preset_dry_run_lists_pinned_gpu_jobs(tmp_path: Path) -> None:
     for rule in ("landmarks", "parsing", "captions", "train", "evaluate"):
         assert {j["resources"].get("gpu") for j in listed[rule]} == {"1"}, rule
     assert {j["resources"].get("gpu", "0") for j in listed["decode"]} == {"0"}
-    assert {j.get("threads") for j in listed["decode"]} == {"1"}  # one decoder thread per job
     for rule in ("landmarks", "parsing", "captions"):
         assert all(j["params"] == preset[rule] for j in listed[rule]), rule
     assert all(j["params"]["prompt_version"] == "fineclipper" for j in listed["captions"])

@@ -15,7 +15,9 @@ rule decode:
     log:
         shard_log("decode"),
     # one thread per job: Snakemake runs one decode job per core, and FFmpeg's own threads
-    # would only compete with the other jobs (benchmarks/results/decode.md, "two jobs");
+    # would only compete with the other jobs (benchmarks/results/decode.md, "Two jobs at
+    # once"). Snakemake hands a job its threads as OMP_NUM_THREADS, which `dfer decode`
+    # follows (the shell command stays as it was, so no finished shard is re-run for this);
     # `--set-threads decode=N` gives each job N threads
     threads: 1
     conda:
@@ -23,7 +25,7 @@ rule decode:
     shell:
         "{params.dfer} decode --manifest {input.manifest} --out-frames {output.frames}"
         " --out-index {output.index} --out-failures {output.failures}"
-        " --params {params.cfg:q} --threads {threads} 2> >(tee {log} >&2)"
+        " --params {params.cfg:q} 2> >(tee {log} >&2)"
 
 
 rule decode_all:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,10 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output per-clip failures table (Parquet)")
     parser.add_argument("--params", default="{}",
                         help="the decode config section as JSON (defaults for missing keys)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="threads for video decoding and OpenCV (the Snakemake rule passes "
-                             "its job's threads; 0, the default: one per core)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for video decoding and OpenCV; 0: one per core. Default: "
+                             "OMP_NUM_THREADS when set (Snakemake sets it to the job's threads), "
+                             "else 0")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def job_threads(given: int | None) -> int:
+    """``--threads`` when given, else ``OMP_NUM_THREADS`` (Snakemake sets it to each job's
+    ``threads``; torch follows it in the other stages), else 0 (one per core)."""
+    if given is not None:
+        return given
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(env) if env.isdigit() else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,20 +48,21 @@ def run(args: argparse.Namespace) -> int:
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         print(f"dfer decode: bad --params: {exc}", file=sys.stderr)
         return 2
-    if args.threads < 0:
-        print(f"dfer decode: --threads must be >= 0 (0: one per core), got {args.threads}",
+    threads = job_threads(args.threads)
+    if threads < 0:
+        print(f"dfer decode: --threads must be >= 0 (0: one per core), got {threads}",
               file=sys.stderr)
         return 2
-    if args.threads:
+    if threads:
         import cv2
 
         # OpenCV's resize and colour conversions would otherwise start a thread per core in
         # every one of the jobs Snakemake runs side by side
-        cv2.setNumThreads(args.threads)
+        cv2.setNumThreads(threads)
     try:
         result = decode_shard(args.manifest, args.out_frames, args.out_index,
                               args.out_failures, cfg, progress=not args.no_progress,
-                              threads=args.threads)
+                              threads=threads)
     except OSError as exc:  # unreadable manifest, full disk: name the file, no traceback
         where = f" {exc.filename}" if exc.filename else ""
         print(f"dfer decode: cannot read or write{where}: {exc.strerror or exc}",
