@@ -340,3 +340,37 @@ def test_usage_errors_exit_2(checkpoint, clip_dir, tmp_path, capsys):
     assert code == 2 and "use .parquet or .csv" in err[0]
     code, _, err = _run(capsys, "--checkpoint", str(tmp_path / "no_such.safetensors"), video)
     assert code == 2 and err[0].startswith("dfer predict: error: cannot load") and "does not exist" in err[0]
+
+
+def _with_stored_decode(checkpoint: Path, decode: dict, out: Path) -> Path:
+    """A copy of ``checkpoint`` whose stored preprocessing has ``decode`` as its decode section."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with safe_open(str(checkpoint), framework="numpy") as fh:
+        metadata = dict(fh.metadata())
+    meta = json.loads(metadata["dfer"])
+    meta.setdefault("preprocessing", {})["decode"] = decode
+    save_file(load_file(str(checkpoint)), str(out), metadata={**metadata, "dfer": json.dumps(meta)})
+    return out
+
+
+def test_an_older_checkpoint_is_decoded_as_its_training_frames_were(checkpoint, tmp_path):
+    """A stored decode section without the quick-pass settings predates them: ``dfer predict``
+    crops as that training data was cropped (no quick pass, full-size RGB detection), not
+    with today's defaults; a section that records them is taken as recorded."""
+    from dfer.video import DecodeConfig
+
+    rest = {k: v for k, v in PRE.items() if k != "decode"}
+    old = _with_stored_decode(checkpoint, {"num_frames": 4, "size": 112}, tmp_path / "old.st")
+    cfg = Predictor(old, device="cpu", preprocessing=rest).decode_cfg
+    assert (cfg.quick_frames, cfg.detect_scale, cfg.detect_gray) == (0, 1.0, False)
+    assert (cfg.num_frames, cfg.size) == (4, 112)
+    recorded = {"num_frames": 4, "size": 112, "quick_frames": 2, "detect_scale": 0.5,
+                "detect_gray": True}
+    new = _with_stored_decode(checkpoint, recorded, tmp_path / "new.st")
+    assert Predictor(new, device="cpu", preprocessing=rest).decode_cfg == DecodeConfig(**recorded)
+    # an override on the command line still wins over the stored and the filled-in settings
+    over = Predictor(old, device="cpu", preprocessing={**rest, "decode": {"quick_frames": 1}})
+    assert over.decode_cfg.quick_frames == 1 and over.decode_cfg.detect_scale == 1.0
+    assert DecodeConfig.from_provenance(None) == DecodeConfig()

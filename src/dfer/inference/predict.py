@@ -139,7 +139,7 @@ class Predictor:
         self.preprocessing = pre
         self.data = DataConfig.from_dict(dict((meta.get("params") or {}).get("data") or {}))
         self.image_size = int(self.data.image_size or self.model.image_size)
-        self.decode_cfg = DecodeConfig.from_params(pre.get("decode"))
+        self.decode_cfg = DecodeConfig.from_provenance(pre.get("decode"))
         cfg = self.model.cfg
         self.landmarks_cfg = self.parsing_cfg = None
         self.renderers = None

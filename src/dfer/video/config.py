@@ -25,6 +25,11 @@ _LATER_SETTINGS = ("crop", "track_smooth", "escalate")
 # frame where the face stays put, else the median of 8 boxes found on downscaled frames), so
 # provenance always records them and artifacts made before them stay distinguishable.
 
+#: What a recorded decode section without the quick-pass settings means: it was recorded
+#: before they existed, when detection had no quick pass and ran on full-size RGB frames.
+_BEFORE_QUICK_PASS: dict[str, Any] = {"quick_frames": 0, "detect_scale": 1.0,
+                                      "detect_gray": False}
+
 
 @dataclass(frozen=True)
 class DecodeConfig:
@@ -90,6 +95,20 @@ class DecodeConfig:
     def from_params(cls, params: Mapping[str, Any] | None) -> DecodeConfig:
         """Build from the config section; unknown keys are an error (typos must not pass)."""
         return from_mapping(cls, params, "decode option")
+
+    @classmethod
+    def from_provenance(cls, params: Mapping[str, Any] | None) -> DecodeConfig:
+        """The settings a recorded decode section (an artifact's provenance ``params``, a
+        checkpoint's stored preprocessing) was made with.
+
+        The quick-pass settings are recorded always since they exist, so a section without
+        them predates them and means the detection of that time (``_BEFORE_QUICK_PASS``), not
+        today's defaults: ``dfer predict`` on an older checkpoint then crops as its training
+        frames were cropped. Nothing recorded: today's defaults.
+        """
+        if not params:
+            return cls()
+        return cls.from_params({**_BEFORE_QUICK_PASS, **dict(params)})
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
