@@ -92,7 +92,9 @@ def test_report_files_and_stage_statistics(results: Path, tmp_path: Path) -> Non
     assert stats.loc["decode", "clips_ok"] == 3
     assert stats.loc["decode", "clips_failed"] == 1
     assert stats.loc["decode", "failure_types"] == "corrupt: 1"
-    assert stats.loc["decode", "face_rate"] == pytest.approx(0.5)
+    # decode: clips with a face found (2 of 3), not the mean of face_found_frac (0.5)
+    assert stats.loc["decode", "face_rate"] == pytest.approx(2 / 3)
+    assert stats.loc["decode", "centre_crops"] == 1
     assert stats.loc["landmarks", "frames"] == 4
     assert stats.loc["landmarks", "face_rate"] == pytest.approx(0.75)
     assert stats.loc["landmarks", "failure_types"] == "no_face: 1"

@@ -69,6 +69,9 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
 
     ``lost_by_class`` counts the clips the stage recorded as failed per class;
     ``centre_crops`` (decode) the clips kept with no face found, which later stages lose.
+    ``face_rate``: decode, the share of decoded clips in which a face was found (a clip's
+    ``face_found_frac`` counts the frames its deciding pass examined, 1 of 1 for a clip the
+    quick pass settles, so its mean would mix two meanings); landmarks, the share of frames.
     """
     rows: list[dict[str, object]] = []
     dataset = dataset_dir.name
@@ -97,8 +100,8 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
             frames = len(table)
             face_rate = float(table["has_face"].mean()) if frames else None
         elif "face_found_frac" in table.columns:  # decode: one row per clip
-            face_rate = float(table["face_found_frac"].mean()) if len(table) else None
             centre_crops = int((table["face_found_frac"] <= 0).sum())
+            face_rate = 1 - centre_crops / len(table) if len(table) else None
         elif "frame" in table.columns:  # parsing stats: one row per frame
             frames = len(table)
         rows.append({
