@@ -265,18 +265,21 @@ def test_tracker_interpolates_gaps_and_keeps_one_identity() -> None:
 # --- orientation ----------------------------------------------------------------------------
 
 
-def _rotated_video(path: Path, frames: list[np.ndarray], degrees: int) -> Path:
+def _rotated_video(path: Path, frames: list[np.ndarray], degrees: int, hflip: bool = False,
+                   vflip: bool = False, stored: list[np.ndarray] | None = None) -> Path:
     """Store ``frames`` turned so that a player applying a ``degrees`` display matrix shows
-    them as given (how a phone held upright records)."""
+    them as given (how a phone held upright records); or store ``stored`` as they are, with a
+    matrix that turns by ``degrees`` and then mirrors (PyAV's ``set_display_rotation``)."""
     import av
 
-    stored = [np.ascontiguousarray(np.rot90(f, k=-(degrees // 90))) for f in frames]
+    if stored is None:
+        stored = [np.ascontiguousarray(np.rot90(f, k=-(degrees // 90))) for f in frames]
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(15), options={"crf": "16"})
         stream.width, stream.height = stored[0].shape[1], stored[0].shape[0]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
-        stream.set_display_rotation(degrees)
+        stream.set_display_rotation(degrees, hflip=hflip, vflip=vflip)
         for arr in stored:
             for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                 container.mux(packet)
@@ -294,6 +297,39 @@ def test_rotation_matrix_decodes_upright(tmp_path: Path, degrees: int) -> None:
     clip = _rotated_video(tmp_path / "phone.mp4", upright, degrees)
     out = decode_clip(clip, "video", {"num_frames": 4, "size": 48, "escalate": []})
     assert (out.orig_width, out.orig_height) == (360, 640)
+    assert out.detector_used == "hog-up0" and out.face_found_frac == 1.0
+    (cx, cy), = _centres(out.crop_box[None])
+    assert abs(cx - centre[0]) < 12 and abs(cy - centre[1]) < 12
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, -90])
+@pytest.mark.parametrize(("hflip", "vflip"), [(True, False), (False, True)])
+def test_mirroring_display_matrix_is_applied(tmp_path: Path, degrees: int, hflip: bool,
+                                            vflip: bool) -> None:
+    """A display matrix that turns and mirrors (a front camera's): frames come out as a player
+    shows them, the stored picture turned by ``degrees`` and then mirrored. FFmpeg reads a
+    plain left-right mirror as a -180 turn, which alone would show the picture upside down."""
+    from dfer.video import read_video
+
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:16, :16] = 255  # a white block top left, a red bar bottom middle: no symmetry
+    stored[-16:, 24:40, 0] = 255
+    clip = _rotated_video(tmp_path / "m.mp4", [], degrees, hflip, vflip, stored=[stored] * 3)
+    shown = np.rot90(stored, k=degrees // 90)
+    shown = shown[:, ::-1] if hflip else shown[::-1]
+    frames = read_video(clip, 2).frames
+    assert frames.shape[1:] == shown.shape
+    assert np.abs(frames.astype(int) - shown).mean(axis=(1, 2, 3)).max() < 6
+
+
+def test_front_camera_mirror_keeps_the_face_upright(tmp_path: Path) -> None:
+    """A clip stored mirrored with a left-right mirror matrix (what FFmpeg reads as a -180
+    turn) is decoded the right way up, so the detector's first pass finds the face."""
+    centre = (180.0, 200.0)
+    shown = [scene([(*centre, 100, False)], seed=5, width=360, height=400) for _ in range(8)]
+    stored = [np.ascontiguousarray(f[:, ::-1]) for f in shown]
+    clip = _rotated_video(tmp_path / "front.mp4", [], 0, hflip=True, stored=stored)
+    out = decode_clip(clip, "video", {"num_frames": 4, "size": 48, "escalate": []})
     assert out.detector_used == "hog-up0" and out.face_found_frac == 1.0
     (cx, cy), = _centres(out.crop_box[None])
     assert abs(cx - centre[0]) < 12 and abs(cy - centre[1]) < 12

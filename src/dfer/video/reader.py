@@ -10,7 +10,7 @@ last one. ``benchmarks/bench_decode.py`` measures this against OpenCV's decode-e
 (about 2x faster on 10 s 640x480 clips, on par on short 256 px clips where decoding dominates).
 
 Frames are returned as a player shows them: the display matrix (rotation metadata of phone
-videos) is applied, and frame-folder images are read with their EXIF orientation applied
+videos, and the mirroring of front-camera clips) is applied, and frame-folder images are read with their EXIF orientation applied
 (OpenCV's ``imdecode`` does that for JPEG, PNG and WebP).
 
 The frame count comes from the container header; containers that do not store it
@@ -144,14 +144,30 @@ def _check_shortfall(path: Path, expected: int, got: int, tolerance: float, what
                             "could be read")
 
 
-def upright(image: np.ndarray, rotation: float) -> np.ndarray:
-    """``image`` turned as its display matrix says: ``rotation`` is PyAV's ``frame.rotation``,
+def upright(image: np.ndarray, rotation: float, mirrored: bool = False) -> np.ndarray:
+    """``image`` as its display matrix shows it: ``rotation`` is PyAV's ``frame.rotation``,
     the counter-clockwise angle in degrees the player turns the stored picture by (a phone
-    held upright stores a landscape picture and a +-90 matrix). Rounded to quarter turns;
-    the picture itself when there is no matrix. Mirroring in a matrix is not applied.
+    held upright stores a landscape picture and a +-90 matrix), rounded to quarter turns;
+    ``mirrored``: the matrix also flips (``is_mirrored``), and FFmpeg's angle is then the turn
+    that follows an upside-down flip (a plain left-right mirror reads as -180). The picture
+    itself when there is no matrix.
     """
+    if mirrored:
+        image = image[::-1]
     quarter = int(round(float(rotation or 0) / 90.0)) % 4
-    return image if quarter == 0 else np.ascontiguousarray(np.rot90(image, k=quarter))
+    if quarter == 0:
+        return np.ascontiguousarray(image) if mirrored else image
+    return np.ascontiguousarray(np.rot90(image, k=quarter))
+
+
+def is_mirrored(frame) -> bool:  # noqa: ANN001 - an av VideoFrame
+    """Whether the frame's display matrix mirrors the picture (negative determinant), as
+    front-camera clips and mirrored exports record it."""
+    for data in frame.side_data:
+        if data.type.name == "DISPLAYMATRIX":
+            m = np.frombuffer(bytes(data), dtype="<i4", count=9)
+            return int(m[0]) * int(m[4]) - int(m[1]) * int(m[3]) < 0
+    return False
 
 
 def use_decoder_threads(stream, threads: int) -> None:  # noqa: ANN001 - an av VideoStream
@@ -205,7 +221,7 @@ def _decode_wanted(path: Path, indices: np.ndarray, container=None,  # noqa: ANN
             decoded = i + 1
             if i in wanted:
                 out[i] = upright(rgb.reformat(frame, format="rgb24", threads=1).to_ndarray(),
-                                 frame.rotation)
+                                 frame.rotation, is_mirrored(frame))
             if i >= last:
                 return out, decoded, False
     except (av.error.FFmpegError, ValueError) as exc:
