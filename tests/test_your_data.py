@@ -318,7 +318,7 @@ def test_decode_counts_clips_kept_without_a_face(tmp_path: Path, monkeypatch: py
     from dfer.video import shard as decode_shard_module
     from dfer.video.api import DecodedClip
 
-    def fake_decode(path: str, kind: str, cfg: Any) -> DecodedClip:
+    def fake_decode(path: str, kind: str, cfg: Any, threads: int = 0) -> DecodedClip:
         found = 0.0 if "noface" in path else 1.0
         return DecodedClip(np.zeros((2, 16, 16, 3), np.uint8), np.arange(2, dtype=np.int32), 2,
                            25.0, 0.08, 16, 16, np.zeros(4, np.float32), found, 0.0)
