@@ -216,14 +216,13 @@ class Predictor:
     def probabilities(self, items: Sequence[Mapping[str, torch.Tensor]]) -> np.ndarray:
         """Class probabilities ``[B, C]`` of prepared clips (unbatched tensors), one forward.
 
-        The computation of ``FineCLIPERModule.predict_step``: eval mode, no autograd, softmax
-        over the float logits.
+        The computation of ``FineCLIPERModule.predict_step``: eval mode, no autograd,
+        ``FineCLIPEROutput.probabilities``.
         """
         batch = {k: torch.stack([it[k] for it in items]).to(self.device)
                  for k in MODEL_INPUTS if k in items[0]}
         with torch.inference_mode():
-            out = self.model(**batch)
-            return torch.softmax(out.logits.float(), -1).cpu().numpy()
+            return self.model(**batch).probabilities().cpu().numpy()
 
     def predict(self, sources: Iterable[Source], keep_crops: bool = False) -> Iterator[Prediction]:
         """One :class:`Prediction` per source, in order; a clip that fails yields its error and

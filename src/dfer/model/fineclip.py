@@ -47,6 +47,12 @@ class FineCLIPEROutput:
     #: (``sim_pos - negative_weight * sim_neg``), to show which level drove a prediction
     level_scores: dict[str, torch.Tensor] | None = None
 
+    def probabilities(self) -> torch.Tensor:
+        """Class probabilities ``[B, C]``: softmax over the float logits. The one definition
+        evaluation (``predict_step``), ``dfer predict`` and ``predict_proba`` share, so
+        their probabilities are the same numbers."""
+        return torch.softmax(self.logits.float(), dim=-1)
+
 
 class FineCLIPER(nn.Module):
     """The FineCLIPER classifier; only adapters, fusion weights and the scale are trainable."""
@@ -375,7 +381,7 @@ class FineCLIPER(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return torch.softmax(self(**inputs).logits.float(), dim=-1)
+            return self(**inputs).probabilities()
         finally:
             self.train(was_training)
 

@@ -136,7 +136,7 @@ class FineCLIPERModule(L.LightningModule):
         from the trainer.
         """
         out = self.model(**model_inputs(batch))
-        probs = torch.softmax(out.logits.float(), -1).cpu()
+        probs = out.probabilities().cpu()
         scores = getattr(out, "level_scores", None)
         return {"clip_id": list(batch["clip_id"]), "label": batch["label"].cpu(), "probs": probs,
                 "explained": explanations(out, len(probs)),
