@@ -15,8 +15,8 @@ turns):
 * ``stage:<step>``: the full decode stage, ``dfer.video.decode_shard`` on a manifest of the
   clip set (sampling, face detection, crop, resize, safetensors + Parquet writes), once per
   step of the detection speed-ups (``STEPS``: ``today`` is the detection before them, each
-  later step adds one setting, the last is one decoder thread per job), so every step's gain
-  comes from the same run. Each call writes into a fresh folder, as a Snakemake job does (its
+  later step adds one setting: one decoder thread per job, then skipping the unwanted
+  non-reference frames), so every step's gain comes from the same run. Each call writes into a fresh folder, as a Snakemake job does (its
   old outputs are removed first).
 
 Two jobs at once: two processes run the stage over the clip set at the same time, as
@@ -40,6 +40,7 @@ decode the same frames, only their YUV->RGB conversions differ).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -47,7 +48,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -165,21 +166,26 @@ METHODS: dict[str, Callable[[Path, int], np.ndarray]] = {
 }
 
 #: The steps of the decode speed-up, each adding one setting to the one before; ``today``
-#: is the detection before them (HOG on 8 of the 16 frames, RGB, no quick pass, FFmpeg's
-#: threads), the last step is the stage as the pipeline runs it. ``threads`` is not a decode
-#: setting but the ``--threads`` of ``dfer decode`` (the rule passes its job's ``threads: 1``;
-#: 0: FFmpeg's choice, one per core). Settings not named keep their defaults.
+#: is the decode stage before them (HOG on 8 of the 16 frames, RGB, no quick pass, FFmpeg's
+#: threads, every frame decoded), the last step is the stage as the pipeline runs it.
+#: ``threads`` is not a decode setting but the job's decoder threads (``dfer decode`` follows
+#: Snakemake's, the rule's ``threads: 1``; 0: FFmpeg's choice, one per core), ``skip`` whether
+#: unwanted non-reference frames are skipped (``dfer.video.reader.SKIP_UNWANTED_FRAMES``, on
+#: by default; the same pixels). Settings not named keep their defaults.
+_BEFORE = {"threads": 0, "skip": False}
 STEPS: dict[str, dict[str, object]] = {
-    "today": {"quick_frames": 0, "detect_scale": 1.0, "detect_gray": False, "threads": 0},
-    "+detect_gray": {"quick_frames": 0, "detect_scale": 1.0, "detect_gray": True, "threads": 0},
-    "+quick_frames=2": {"quick_frames": 2, "detect_scale": 1.0, "detect_gray": True,
-                        "threads": 0},
+    "today": {"quick_frames": 0, "detect_scale": 1.0, "detect_gray": False, **_BEFORE},
+    "+detect_gray": {"quick_frames": 0, "detect_scale": 1.0, "detect_gray": True, **_BEFORE},
+    "+quick_frames=2": {"quick_frames": 2, "detect_scale": 1.0, "detect_gray": True, **_BEFORE},
     "+detect_scale=0.75": {"quick_frames": 2, "detect_scale": 0.75, "detect_gray": True,
-                           "threads": 0},
-    "+quick_frames=1": {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True,
-                        "threads": 0},
-    "+threads=1": {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True, "threads": 1},
+                           **_BEFORE},
+    "+quick_frames=1": {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True, **_BEFORE},
+    "+threads=1": {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True, "threads": 1,
+                   "skip": False},
+    "+skip_unwanted": {"quick_frames": 1, "detect_scale": 0.75, "detect_gray": True,
+                       "threads": 1, "skip": True},
 }
+_NOT_DECODE_SETTINGS = ("threads", "skip")
 
 #: The decode rule's ``threads`` (workflow/rules/decode.smk), what the pipeline's jobs use.
 RULE_THREADS = 1
@@ -188,7 +194,7 @@ RULE_THREADS = 1
 def step_config(step: str):  # noqa: ANN201 - DecodeConfig, imported late
     from dfer.video import DecodeConfig
 
-    settings = {k: v for k, v in STEPS[step].items() if k != "threads"}
+    settings = {k: v for k, v in STEPS[step].items() if k not in _NOT_DECODE_SETTINGS}
     return DecodeConfig(num_frames=T, **settings)  # type: ignore[arg-type]
 
 
@@ -196,13 +202,27 @@ def step_threads(step: str) -> int:
     return int(STEPS[step]["threads"])  # type: ignore[call-overload]
 
 
+@contextlib.contextmanager
+def step_skipping(step: str) -> Iterator[None]:
+    """Within: the reader skips unwanted non-reference frames as ``step`` says."""
+    import dfer.video.reader as reader
+
+    before = reader.SKIP_UNWANTED_FRAMES
+    reader.SKIP_UNWANTED_FRAMES = bool(STEPS[step]["skip"])
+    try:
+        yield
+    finally:
+        reader.SKIP_UNWANTED_FRAMES = before
+
+
 def default_step() -> str:
-    """The step whose settings are the defaults and whose threads the rule's (the decode
-    stage as the pipeline runs it)."""
+    """The step whose settings are the defaults, with the rule's threads and skipping on
+    (the decode stage as the pipeline runs it)."""
     from dfer.video import DecodeConfig
 
-    for step in STEPS:
-        if step_config(step) == DecodeConfig(num_frames=T) and step_threads(step) == RULE_THREADS:
+    for step, settings in STEPS.items():
+        if (step_config(step) == DecodeConfig(num_frames=T)
+                and step_threads(step) == RULE_THREADS and settings["skip"]):
             return step
     raise AssertionError("no step of STEPS is the default decode configuration")
 
@@ -237,9 +257,10 @@ def stage_runner(manifest: Path, work: Path, step: str) -> Callable[[], float]:
         out = work / f"{step}-{next(runs)}"
         out.mkdir(parents=True)
         files = [out / "f.safetensors", out / "f.parquet", out / "f.failures.parquet"]
-        t0 = time.perf_counter()
-        decode_shard(manifest, *files, cfg, progress=False, threads=threads)
-        seconds = time.perf_counter() - t0
+        with step_skipping(step):
+            t0 = time.perf_counter()
+            decode_shard(manifest, *files, cfg, progress=False, threads=threads)
+            seconds = time.perf_counter() - t0
         shutil.rmtree(out)
         return seconds
 
@@ -310,14 +331,15 @@ def _one_stage_run(manifest: Path, work: Path, step: str) -> float:
 
 def two_jobs(clips: list[Path], repeats: int, work: Path) -> dict[str, float]:
     """Wall seconds for two decode jobs at once (``snakemake --cores 2`` on this machine),
-    each decoding every clip with the default settings, with FFmpeg's threads (``threads``
-    0) against one decoder thread per job (the rule's ``threads: 1``); best of ``repeats``."""
+    each decoding every clip with the default settings and every frame decoded, with FFmpeg's
+    threads (``threads`` 0) against one decoder thread per job (the rule's ``threads: 1``);
+    best of ``repeats``."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     work.mkdir(parents=True, exist_ok=True)
     manifest = write_manifest(clips, work / "manifest.parquet")
-    steps = {"ffmpeg_threads": "+quick_frames=1", "one_thread_per_job": default_step()}
+    steps = {"ffmpeg_threads": "+quick_frames=1", "one_thread_per_job": "+threads=1"}
     best = dict.fromkeys(steps, float("inf"))
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
         for step in steps.values():  # warm both workers (imports, dlib model)
@@ -359,7 +381,8 @@ def detection_quality(clips: list[Path], truth: list[np.ndarray] | None) -> dict
         found, used, dist, rel, seconds = 0, {}, [], [], 0.0
         for k, clip in enumerate(clips):
             t0 = time.perf_counter()
-            res = decode_clip(clip, "video", cfg, threads=step_threads(step))
+            with step_skipping(step):
+                res = decode_clip(clip, "video", cfg, threads=step_threads(step))
             seconds += time.perf_counter() - t0
             found += res.detector_used is not None
             used[str(res.detector_used)] = used.get(str(res.detector_used), 0) + 1
@@ -511,10 +534,10 @@ def markdown(data: dict) -> str:
     lines += ["", "## Two jobs at once", "",
               "`snakemake --cores 2` runs two decode jobs side by side. Wall seconds for two "
               "processes each running the stage over the whole clip set at the same time "
-              "(default settings), with FFmpeg's threads in each (one per core, step "
-              f"`+quick_frames=1`) and with one decoder thread per job (step `{default}`, the "
-              "rule's `threads: 1`); best of the repeats. Ratio > 1: one thread per job is "
-              "faster.", "",
+              "(default settings, every frame decoded), with FFmpeg's threads in each (one per "
+              "core, step `+quick_frames=1`) and with one decoder thread per job (step "
+              "`+threads=1`, the rule's `threads: 1`); best of the repeats. Ratio > 1: one "
+              "thread per job is faster.", "",
               "| clip set | FFmpeg's threads: s | one thread per job: s | ratio |",
               "|---|---:|---:|---:|"]
     for name, res in data["sets"].items():

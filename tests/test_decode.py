@@ -243,6 +243,80 @@ def test_decoder_threads_change_no_byte(clips, tmp_path, monkeypatch):
     assert [p.read_bytes() for p in outs[0]] == [p.read_bytes() for p in outs[1]]
 
 
+# --- skipping unwanted non-reference frames (dfer.video.skipping) ---------------------------
+
+
+def _plain_read(monkeypatch: pytest.MonkeyPatch, path: Path, num: int) -> np.ndarray:
+    """``read_video`` decoding every frame, as before the skipping existed."""
+    import dfer.video.reader as reader
+
+    with monkeypatch.context() as m:
+        m.setattr(reader, "SKIP_UNWANTED_FRAMES", False)
+        return read_video(path, num).frames
+
+
+def test_skipping_reads_the_same_frames_as_decoding_every_frame(clips, tmp_path, monkeypatch):
+    """Skipping unwanted non-reference frames gives the very pixels the plain pass gives: x264
+    with B-frames (mp4, a variable frame rate, an MPEG-4 avi, a Matroska file without a frame
+    count) and for every number of sampled frames."""
+    frames = pattern_frames(40, 64, 48)
+    cases = {
+        "bframes.mp4": write_video(tmp_path / "bframes.mp4", frames),
+        "vfr.mp4": write_video(tmp_path / "vfr.mp4", frames[:12],
+                               pts_ms=[0, 40, 80, 200, 240, 400, 440, 480, 700, 740, 780, 990]),
+        "bframes.mkv": write_video(tmp_path / "bframes.mkv", frames),
+        "other.avi": clips["other"],
+        "face.mp4": clips["video"],
+    }
+    for name, path in cases.items():
+        for num in (1, 4, 16, 50):
+            assert np.array_equal(read_video(path, num).frames, _plain_read(monkeypatch, path, num)), \
+                (name, num)
+    # where skipping steps aside, the file is decoded afresh, every frame
+    import dfer.video.reader as reader
+
+    monkeypatch.setattr(reader, "decode_skipping", lambda *a, **k: None)
+    assert np.array_equal(read_video(cases["bframes.mp4"], 16).frames,
+                          _plain_read(monkeypatch, cases["bframes.mp4"], 16))
+
+
+def test_skipping_decodes_fewer_frames_and_refuses_what_it_cannot_map(tmp_path):
+    """On an x264 clip with B-frames, 8 of 60 frames wanted: the decoder produces far fewer
+    frames than the 60 a plain pass decodes, and the wanted ones all; a frame count other
+    than the header's, or timestamps that repeat, make it step aside (None)."""
+    import av
+
+    from dfer.video.skipping import decode_skipping, presentation_ranks
+
+    path = write_video(tmp_path / "b.mp4", pattern_frames(60, 64, 48))
+    indices = sample_indices(60, 8)
+    with av.open(str(path)) as container:
+        got = decode_skipping(container, indices, 60, lambda f: f.to_ndarray(format="rgb24"))
+    assert got is not None
+    frames, produced = got
+    assert sorted(frames) == [int(i) for i in indices]
+    assert produced <= 0.8 * (int(indices.max()) + 1), produced
+    with av.open(str(path)) as container:
+        assert decode_skipping(container, indices, 61, lambda f: f) is None
+
+    class Packet:
+        def __init__(self, pts: int | None, size: int = 10, is_discard: bool = False) -> None:
+            self.pts, self.size, self.is_discard = pts, size, is_discard
+
+    class Container:
+        def __init__(self, packets: list[Packet]) -> None:
+            self.packets = packets
+
+        def demux(self, stream: object) -> list[Packet]:
+            return self.packets
+
+    ranks = presentation_ranks(Container([Packet(0), Packet(2), Packet(1), Packet(9, size=0),
+                                          Packet(5, is_discard=True)]), None)
+    assert ranks == {0: 0, 1: 1, 2: 2}  # presentation order; flush and discarded packets out
+    assert presentation_ranks(Container([Packet(0), Packet(0)]), None) is None
+    assert presentation_ranks(Container([Packet(0), Packet(None)]), None) is None
+
+
 def _assert_same_index(a: Path, b: Path) -> None:
     """Same index but for ``seconds``, the one column the contract lets differ between runs
     (it is measured with the real clock; a run in another process cannot share an injected one)."""

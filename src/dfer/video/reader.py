@@ -6,7 +6,8 @@ keyframes, and in the long-GOP files the datasets ship (x264's default keyframe 
 for every sample, while a single pass is exact for every container. Every packet up to the
 last wanted frame must be decoded (inter frames depend on earlier ones), but only the wanted
 frames are converted to RGB, through one reused swscale context, and decoding stops after the
-last one. ``benchmarks/bench_decode.py`` measures this against OpenCV's decode-everything loop
+last one. Non-reference frames nobody wants (most B-frames) are not decoded at all
+(:mod:`dfer.video.skipping`). ``benchmarks/bench_decode.py`` measures this against OpenCV's decode-everything loop
 (about 2x faster on 10 s 640x480 clips, on par on short 256 px clips where decoding dominates).
 
 Frames are returned as a player shows them: the display matrix (rotation metadata of phone
@@ -40,6 +41,12 @@ from dfer.video.errors import (
     TruncatedFile,
     UnreadableFile,
 )
+from dfer.video.skipping import decode_skipping
+
+#: Skip the non-reference frames no sampled frame needs (:mod:`dfer.video.skipping`). The
+#: frames are the same pixels either way; off only to measure what skipping saves
+#: (``benchmarks/bench_decode.py``) or to rule it out when looking into a file.
+SKIP_UNWANTED_FRAMES = True
 
 #: Image files a frame folder may hold.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -192,12 +199,15 @@ def use_decoder_threads(stream, threads: int) -> None:  # noqa: ANN001 - an av V
 
 
 def _decode_wanted(path: Path, indices: np.ndarray, container=None,  # noqa: ANN001
-                   threads: int = 0) -> tuple[dict[int, np.ndarray], int, bool]:
+                   threads: int = 0, expected: int = 0) -> tuple[dict[int, np.ndarray], int, bool]:
     """One forward pass: RGB arrays of the wanted frame indices.
 
     Uses ``container`` when given (freshly opened, nothing read yet), else opens ``path``.
     Returns (frames by index, number of frames decoded, whether the stream ended early
-    or broke before the last wanted index). ``threads``: see ``read_video``.
+    or broke before the last wanted index). ``threads``: see ``read_video``. ``expected``: the
+    frame count ``indices`` were sampled over; when given, the unwanted non-reference frames
+    are skipped (:mod:`dfer.video.skipping`), and where that cannot be done exactly every
+    frame is decoded from a fresh start.
 
     One ``VideoReformatter`` serves the whole pass: ``frame.to_ndarray(format="rgb24")``
     builds a new swscale context for every frame, which costs more than decoding the frame;
@@ -205,23 +215,32 @@ def _decode_wanted(path: Path, indices: np.ndarray, container=None,  # noqa: ANN
     """
     if container is None:
         with _open(path) as fresh:
-            return _decode_wanted(path, indices, fresh, threads)
+            return _decode_wanted(path, indices, fresh, threads, expected)
     import av
     from av.video.reformatter import VideoReformatter
 
     wanted = set(int(i) for i in indices)
     last = int(indices.max())
-    out: dict[int, np.ndarray] = {}
-    decoded = 0
     stream = container.streams.video[0]
     use_decoder_threads(stream, threads)
     rgb = VideoReformatter()
+
+    def convert(frame) -> np.ndarray:  # noqa: ANN001 - an av VideoFrame
+        return upright(rgb.reformat(frame, format="rgb24", threads=1).to_ndarray(),
+                       frame.rotation, is_mirrored(frame))
+
+    if expected:
+        skipped = decode_skipping(container, indices, expected, convert)
+        if skipped is not None:
+            return skipped[0], last + 1, False
+        return _decode_wanted(path, indices, None, threads)  # read through: start afresh
+    out: dict[int, np.ndarray] = {}
+    decoded = 0
     try:
         for i, frame in enumerate(container.decode(stream)):
             decoded = i + 1
             if i in wanted:
-                out[i] = upright(rgb.reformat(frame, format="rgb24", threads=1).to_ndarray(),
-                                 frame.rotation, is_mirrored(frame))
+                out[i] = convert(frame)
             if i >= last:
                 return out, decoded, False
     except (av.error.FFmpegError, ValueError) as exc:
@@ -262,7 +281,8 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
             total, covered_s = _count_packets(path, container)
         else:  # the usual case: decode in this same pass over the file
             indices = sample_indices(total, num_frames)
-            first_pass = _decode_wanted(path, indices, container, threads)
+            first_pass = _decode_wanted(path, indices, container, threads,
+                                        expected=total if SKIP_UNWANTED_FRAMES else 0)
     if total == 0:
         raise NoFrames(f"{path}: the video stream holds no frames")
     # No frame count in the header: compare the time the packets cover with the stated
@@ -274,7 +294,8 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
                             f"({total} frames)")
     if header_frames == 0:
         indices = sample_indices(total, num_frames)
-        first_pass = _decode_wanted(path, indices, threads=threads)
+        first_pass = _decode_wanted(path, indices, threads=threads,
+                                    expected=total if SKIP_UNWANTED_FRAMES else 0)
     frames, decoded, ended_early = first_pass
     if ended_early:
         if decoded == 0:
