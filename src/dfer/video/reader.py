@@ -183,10 +183,9 @@ def use_decoder_threads(stream, threads: int) -> None:  # noqa: ANN001 - an av V
 
     One pipeline job per core is how Snakemake fills a machine (each decode job declares
     ``threads: 1``), and there FFmpeg's threads only compete with the other jobs: two decode
-    stage jobs at once on 2 cores took 1.24x (256 px demo clips) and 1.17x (640x480) the
-    time with a thread per core each than with one thread each (``benchmarks/results/
-    decode.md``, "Two jobs at once"). A single process (``dfer predict``) gains from them on
-    large frames. Decoding is bit-exact either way.
+    stage jobs at once on 2 cores take longer with a thread per core each than with one
+    thread each (``benchmarks/results/decode.md``, "Two jobs at once"). A single process
+    (``dfer predict``) gains from them on large frames. Decoding is bit-exact either way.
     """
     if threads < 0:
         raise ValueError(f"threads must be >= 0 (0: one per core), got {threads}")

@@ -4,8 +4,9 @@ A forward pass must decode every frame up to the last wanted one that a later fr
 predicted from, but not the non-reference frames (x264's default B-frames: about half of the
 frames), which nothing else needs. So for each packet whose frame is not wanted, the decoder is
 told to skip it if it is a non-reference frame (``skip_frame = NONREF``); reference frames are
-decoded regardless. On 10 s 640x480 x264 clips this reads the 16 sampled frames 1.5x faster;
-on the short demo clips 1.1x (``benchmarks/results/decode.md``).
+decoded regardless. In one run of ``benchmarks/bench_decode.py`` this made the decode stage
+1.24x faster on 10 s 640x480 x264 clips (16 of 300 frames wanted) and 1.02x on the short
+demo clips (16 of ~30 wanted).
 
 Which packet holds which frame comes from the presentation order of their timestamps, read by
 one demux pass (no decoding) before the decode pass. That is exact only when the timestamps
