@@ -326,7 +326,9 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         f"Ratio, whole pipeline wall / sum of job seconds per core: "
         f"{res['ratios']['pipeline_wall_over_ideal']:.2f} (1.0: Snakemake adds nothing and the "
         "cores are never idle). Train = one epoch of the tiny demo model on CPU, every fold "
-        f"({res['train_clips']} training-clip passes); `train` clips/s counts training clips.",
+        f"({res['train_clips']} training-clip passes); `train` clips/s counts training clips. "
+        "Peak RSS is each job's `VmHWM` read every 0.1 s, so a lower bound: a shard job peaks "
+        "as it writes its outputs, just before it exits, and a read can miss that.",
         "",
         "Projected hours (shard jobs independent, one core each, `ceil(shards / cores)` waves; "
         "training one job per fold at the tiny model's CPU rate: a placeholder for ViT-B/16 on "
