@@ -7,12 +7,12 @@ for every sample, while a single pass is exact for every container. Every packet
 last wanted frame must be decoded (inter frames depend on earlier ones), but only the wanted
 frames are converted to RGB, through one reused swscale context, and decoding stops after the
 last one. Non-reference frames nobody wants (most B-frames) are not decoded at all
-(:mod:`dfer.video.skipping`). ``benchmarks/bench_decode.py`` measures this against OpenCV's decode-everything loop
-(about 2x faster on 10 s 640x480 clips, on par on short 256 px clips where decoding dominates).
+(:mod:`dfer.video.skipping`). ``benchmarks/bench_decode.py`` measures this against OpenCV's
+decode-everything loop.
 
 Frames are returned as a player shows them: the display matrix (rotation metadata of phone
-videos, and the mirroring of front-camera clips) is applied, and frame-folder images are read with their EXIF orientation applied
-(OpenCV's ``imdecode`` does that for JPEG, PNG and WebP).
+videos, and the mirroring of front-camera clips) is applied, and frame-folder images are read
+with their EXIF orientation applied (OpenCV's ``imdecode`` does that for JPEG, PNG and WebP).
 
 The frame count comes from the container header; containers that do not store it
 (Matroska/WebM, raw streams) are counted by demuxing packets (no decoding) first, and the

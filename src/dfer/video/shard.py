@@ -156,8 +156,8 @@ def decode_shard(
 ) -> ShardResult:
     """Decode every clip of ``manifest`` and write the three frames artifacts atomically.
 
-    ``threads``: video decoder threads per clip (0: one per core; the Snakemake rule passes
-    its job's ``threads``). The artifacts are the same bytes for any value.
+    ``threads``: video decoder threads per clip (0: one per core; ``dfer decode`` passes its
+    Snakemake job's ``threads``). The artifacts are the same bytes for any value.
     """
     cfg = params if isinstance(params, DecodeConfig) else DecodeConfig.from_params(params)
     table = read_shard_manifest(manifest)
