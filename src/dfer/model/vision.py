@@ -69,23 +69,35 @@ class AdapterStack(nn.Module):
         )
 
 
-def _aim_temporal(blk: nn.Module, x: torch.Tensor, adapter: nn.Module, num_frames: int) -> torch.Tensor:
+#: The frozen self-attention of a block on ``ln_1``-normed tokens ``[B, L, D]``.
+Attend = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _aim_temporal(blk: nn.Module, x: torch.Tensor, adapter: nn.Module, num_frames: int,
+                  attend: Attend) -> torch.Tensor:
     """AIM's temporal branch: the block's frozen attention over frames, then the T-adapter."""
     bt, n, d = x.shape
     b = bt // num_frames
     xt = x.view(b, num_frames, n, d).transpose(1, 2).reshape(b * n, num_frames, d)
-    xt = adapter(blk.attention(q_x=blk.ln_1(xt)))
+    xt = adapter(attend(blk.ln_1(xt)))
     return xt.view(b, n, num_frames, d).transpose(1, 2).reshape(bt, n, d)
+
+
+def _with_temporal(blk: nn.Module, x: torch.Tensor, ad: BlockAdapters | None, num_frames: int,
+                   attend: Attend) -> torch.Tensor:
+    """``x`` plus the block's temporal branch when its adapters have one (AIM's, or our
+    attention ablation), else ``x``."""
+    if ad is None or ad.temporal is None:
+        return x
+    if ad.temporal_kind == "aim":
+        return x + _aim_temporal(blk, x, ad.temporal, num_frames, attend)
+    return x + ad.temporal(blk.ln_1(x), num_frames)
 
 
 def _block_forward(
     blk: nn.Module, x: torch.Tensor, ad: BlockAdapters | None, num_frames: int, scale: float
 ) -> torch.Tensor:
-    if ad is not None and ad.temporal is not None:
-        if ad.temporal_kind == "aim":
-            x = x + _aim_temporal(blk, x, ad.temporal, num_frames)
-        else:
-            x = x + ad.temporal(blk.ln_1(x), num_frames)
+    x = _with_temporal(blk, x, ad, num_frames, lambda y: blk.attention(q_x=y))
     a = blk.attention(q_x=blk.ln_1(x))
     if ad is not None and ad.spatial is not None:
         a = ad.spatial(a)
@@ -214,15 +226,6 @@ def _attention(blk: nn.Module, x: torch.Tensor, cls_only: bool = False) -> torch
     return attn.out_proj(out)
 
 
-def _aim_temporal_fast(blk: nn.Module, x: torch.Tensor, adapter: nn.Module, num_frames: int) -> torch.Tensor:
-    """:func:`_aim_temporal` with :func:`_attention`."""
-    bt, n, d = x.shape
-    b = bt // num_frames
-    xt = x.view(b, num_frames, n, d).transpose(1, 2).reshape(b * n, num_frames, d)
-    xt = adapter(_attention(blk, blk.ln_1(xt)))
-    return xt.view(b, n, num_frames, d).transpose(1, 2).reshape(bt, n, d)
-
-
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -243,16 +246,8 @@ def _batched_block_forward(
     """:func:`_block_forward` over several streams concatenated along the batch axis; with
     ``cls_only`` only the CLS token's output ``[N, 1, D]`` (the last block under CLS pooling)."""
     if any(ad is not None and ad.temporal is not None for _, _, ad, _ in segs):
-        parts = []
-        for s, e, ad, t in segs:
-            xs = x[s:e]
-            if ad is not None and ad.temporal is not None:
-                if ad.temporal_kind == "aim":
-                    xs = xs + _aim_temporal_fast(blk, xs, ad.temporal, t)
-                else:
-                    xs = xs + ad.temporal(blk.ln_1(xs), t)
-            parts.append(xs)
-        x = _cat(parts)
+        x = _cat([_with_temporal(blk, x[s:e], ad, t, lambda y: _attention(blk, y))
+                  for s, e, ad, t in segs])
     a = _attention(blk, blk.ln_1(x), cls_only)
     if cls_only:
         x = x[:, :1]
