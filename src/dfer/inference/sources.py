@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from dfer.video.reader import IMAGE_EXTENSIONS  # what makes a folder a frame folder
+from dfer.video.api import SourceKind
+from dfer.video.reader import IMAGE_EXTENSIONS, natural_key  # frame folders: which, what order
 
 #: video files picked up in a folder of clips (a file named on its own is tried whatever it is)
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg",
                               ".mpeg", ".wmv"})
-
-SourceKind = Literal["video", "frames"]
 
 
 @dataclass(frozen=True)
@@ -51,10 +48,6 @@ class Source:
     kind: SourceKind = "video"
     error_type: str | None = None
     error: str | None = None
-
-
-def _natural_key(name: str) -> list[int | str]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def _has_images(folder: Path) -> bool:
@@ -74,7 +67,7 @@ def _folder_sources(folder: Path) -> list[Source]:
     """The clips of a folder of clips (see the module docstring), or one error source."""
     try:
         with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: _natural_key(e.name))
+            entries = sorted(it, key=lambda e: natural_key(e.name))
     except OSError as exc:
         return [Source(str(folder), error_type="unreadable",
                        error=f"cannot list the folder ({exc.strerror or exc})")]
@@ -116,7 +109,7 @@ def expand_sources(args: Iterable[str | os.PathLike[str]]) -> list[Source]:
     for arg in args:
         text = os.fspath(arg)
         if _is_glob(text):
-            matches = sorted(glob.glob(text, recursive=True), key=_natural_key)
+            matches = sorted(glob.glob(text, recursive=True), key=natural_key)
             if not matches:
                 add([Source(text, error_type="missing_file", error="the pattern matches no file "
                             "or folder")])

@@ -312,7 +312,7 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
     return SampledFrames(stack, indices, total, fps, duration, int(width), int(height))
 
 
-def _natural_key(name: str) -> list[object]:
+def natural_key(name: str) -> list[object]:
     """Sort ``frame2`` before ``frame10``: digit runs compare as numbers."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
@@ -329,7 +329,7 @@ def list_frame_files(folder: str | os.PathLike[str]) -> list[Path]:
                  if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS]
     except OSError as exc:
         raise UnreadableFile(f"{folder}: cannot list ({exc.strerror or exc})") from exc
-    return [folder / n for n in sorted(names, key=_natural_key)]
+    return [folder / n for n in sorted(names, key=natural_key)]
 
 
 def read_image(path: Path) -> np.ndarray:
