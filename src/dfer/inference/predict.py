@@ -96,6 +96,11 @@ def _strip_path(message: str, path: str) -> str:
     return " ".join(message.split())  # one line
 
 
+def _exception_line(exc: BaseException) -> str:
+    """``TypeName: message`` on one line, for an error no stage put into words."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 @dataclass
 class _Prepared:
     source: Source
@@ -237,7 +242,7 @@ class Predictor:
             try:
                 probs = self.probabilities([p.inputs for p in pending])
             except Exception as exc:  # noqa: BLE001 - reported per clip like any failure
-                message = " ".join(f"{type(exc).__name__}: {exc}".split())
+                message = _exception_line(exc)
                 for p in pending:
                     yield Prediction(p.source.path, labels, None, message, "backend_error",
                                      p.num_frames, p.seconds)
@@ -259,8 +264,8 @@ class Predictor:
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
                 yield from flush()
-                message = " ".join(f"{type(exc).__name__}: {exc}".split())
-                yield Prediction(source.path, labels, None, _strip_path(message, source.path),
+                yield Prediction(source.path, labels, None,
+                                 _strip_path(_exception_line(exc), source.path),
                                  "unexpected", None, time.perf_counter() - start)
                 continue
             if len(pending) >= self.batch_size:
