@@ -185,6 +185,15 @@ def stays_put(frames: np.ndarray, box: np.ndarray, ref: int, check: np.ndarray) 
     return 2 * matched >= len(check)
 
 
+def _median_faces(sampled: SampledFrames, cfg: DecodeConfig, box: np.ndarray,
+                  boxes: list[np.ndarray | None], kind: DetectorKind, up: int) -> FaceBoxes:
+    """``median`` mode's outcome: the square crop around ``box`` (the median of ``boxes``,
+    the largest face per examined frame) and how many examined frames had a face."""
+    found = sum(b is not None for b in boxes)
+    return FaceBoxes(square_box(box, cfg.margin, sampled.width, sampled.height), None,
+                     float(found / len(boxes)), found, rung_name(kind, up))
+
+
 def _passes(cfg: DecodeConfig) -> list[tuple[DetectorKind, int, float]]:
     """(detector, upsampling, frame scale) of each pass after the quick one: the ladder, its
     first rung tried shrunk by ``detect_scale`` first in ``median`` mode (module doc)."""
@@ -207,9 +216,7 @@ def _quick_pass(sampled: SampledFrames, cfg: DecodeConfig) -> FaceBoxes | None:
     ref = next(int(f) for f, b in zip(quick, boxes, strict=True) if b is not None)
     if not stays_put(sampled.frames, box, ref, _detection_subset(num, cfg.detect_frames)):
         return None
-    found = sum(b is not None for b in boxes)
-    return FaceBoxes(square_box(box, cfg.margin, sampled.width, sampled.height), None,
-                     float(found / len(boxes)), found, rung_name(cfg.detector, cfg.upsample))
+    return _median_faces(sampled, cfg, box, boxes, cfg.detector, cfg.upsample)
 
 
 def face_boxes(sampled: SampledFrames, cfg: DecodeConfig) -> FaceBoxes:
@@ -235,9 +242,7 @@ def face_boxes(sampled: SampledFrames, cfg: DecodeConfig) -> FaceBoxes:
             box = median_box(boxes)
             if box is None:
                 continue
-            found = sum(b is not None for b in boxes)
-            return FaceBoxes(square_box(box, cfg.margin, sampled.width, sampled.height), None,
-                             float(found / len(boxes)), found, rung_name(kind, up))
+            return _median_faces(sampled, cfg, box, boxes, kind, up)
         faces = detect_all(sampled.frames[frames], kind, up, cfg.detect_max_side,
                            gray=cfg.detect_gray)
         if not any(faces):
