@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,16 +34,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def overlay_names(paths: Sequence[str]) -> dict[str, str]:
     """A PNG file name per clip path: the clip's file or folder name, made safe; when two clips
     of one invocation share a name, both get 8 hex digits of their full path's hash."""
-    def base(p: str) -> str:
-        name = _UNSAFE.sub("_", Path(p).name or "clip").strip("_") or "clip"
-        return name
-
-    counts: dict[str, int] = {}
-    for p in paths:
-        counts[base(p)] = counts.get(base(p), 0) + 1
+    bases = {p: _UNSAFE.sub("_", Path(p).name or "clip").strip("_") or "clip" for p in paths}
+    counts = Counter(bases[p] for p in paths)  # a path named twice counts twice, as before
     out = {}
-    for p in paths:
-        b = base(p)
+    for p, b in bases.items():
         if counts[b] > 1:
             digest = hashlib.sha1(os.path.abspath(p).encode()).hexdigest()[:8]
             b = f"{b}-{digest}"
