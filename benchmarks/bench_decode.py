@@ -128,14 +128,12 @@ def pyav_all_frames(path: Path, num_frames: int, threads: int = 0) -> np.ndarray
     from av.video.reformatter import VideoReformatter
 
     from dfer.video import sample_indices
+    from dfer.video.reader import use_decoder_threads
 
     rgb = VideoReformatter()
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        if threads:
-            stream.codec_context.thread_count = threads
-        else:
-            stream.thread_type = "AUTO"
+        use_decoder_threads(stream, threads)
         frames = [rgb.reformat(f, format="rgb24", threads=1).to_ndarray() for f in container.decode(stream)]
     return np.stack([frames[i] for i in sample_indices(len(frames), num_frames)])
 
