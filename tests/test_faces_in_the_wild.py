@@ -9,7 +9,6 @@ and misses them at 50 px, which the escalation test relies on.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -270,22 +269,9 @@ def _rotated_video(path: Path, frames: list[np.ndarray], degrees: int, hflip: bo
     """Store ``frames`` turned so that a player applying a ``degrees`` display matrix shows
     them as given (how a phone held upright records); or store ``stored`` as they are, with a
     matrix that turns by ``degrees`` and then mirrors (PyAV's ``set_display_rotation``)."""
-    import av
-
     if stored is None:
         stored = [np.ascontiguousarray(np.rot90(f, k=-(degrees // 90))) for f in frames]
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(15), options={"crf": "16"})
-        stream.width, stream.height = stored[0].shape[1], stored[0].shape[0]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.set_display_rotation(degrees, hflip=hflip, vflip=vflip)
-        for arr in stored:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_video(path, stored, options={"crf": "16"}, display=(degrees, hflip, vflip))
 
 
 @pytest.mark.parametrize("degrees", [90, -90])

@@ -55,13 +55,16 @@ def write_video(
     pts_ms: Sequence[int] | None = None,
     options: dict[str, str] | None = None,
     faststart: bool = False,
+    display: tuple[int, bool, bool] | None = None,
 ) -> Path:
     """Encode RGB (or, with a ``gray`` ``pix_fmt``, grey [H, W] or RGB) frames to ``path``.
 
     The container follows the file extension. ``pts_ms`` gives each frame's presentation time
     in milliseconds: a variable frame rate. ``faststart`` puts the mp4 header (``moov``) first,
     as streaming files have it, so a truncated file still opens and announces its frame count.
-    One encoder thread keeps the bytes identical on every machine.
+    One encoder thread keeps the bytes identical on every machine. ``display`` records a display
+    matrix, ``(degrees, hflip, vflip)`` as PyAV's ``set_display_rotation`` takes them (a turn
+    counter-clockwise, then mirrors), as phones and front cameras do.
     """
     import av
 
@@ -73,6 +76,9 @@ def write_video(
         stream.width, stream.height = int(frames[0].shape[1]), int(frames[0].shape[0])
         stream.pix_fmt = pix_fmt
         stream.codec_context.thread_count = 1
+        if display is not None:
+            degrees, hflip, vflip = display
+            stream.set_display_rotation(degrees, hflip=hflip, vflip=vflip)
         time_base = Fraction(1, 1000)
         if pts_ms is not None:
             if len(pts_ms) != len(frames):
