@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from dfer.model.adapters import TextAdapter, TextAdapterStack
 from dfer.model.backbone import Tokenizer, build_clip, image_mean_std
 from dfer.model.config import ModelConfig
+from dfer.model.pixels import frames_to_images
 from dfer.model.text import check_text_supported, encode_text, text_width_layers
 from dfer.model.vision import AdapterStack, Stream, encode_frames, encode_streams
 
@@ -185,14 +186,7 @@ class FineCLIPER(nn.Module):
     # ----------------------------------------------------------------------------- encoders
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, H, W, 3]`` 0..255 -> normalised ``[B*T, 3, S, S]`` at the backbone size."""
-        if x.ndim != 5 or x.shape[-1] != 3:
-            raise ValueError(f"expected images [B, T, H, W, 3], got {tuple(x.shape)}")
-        b, t, h, w, _ = x.shape
-        x = x.reshape(b * t, h, w, 3).permute(0, 3, 1, 2).float()
-        if (h, w) != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              antialias=True, align_corners=False)
-        return (x - self.pixel_mean) / self.pixel_std
+        return (frames_to_images(x, self.image_size) - self.pixel_mean) / self.pixel_std
 
     def adapter_set(self, level: str) -> AdapterStack | None:
         if level in self.vision_adapters:
