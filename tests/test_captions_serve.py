@@ -100,6 +100,12 @@ def fake_vllm(tmp_path: Path) -> tuple[Path, Path]:
     return python, record
 
 
+def _kill_recorded(record: Path) -> None:
+    for path in record.glob("*.json"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(json.loads(path.read_text())["pid"], signal.SIGKILL)
+
+
 def test_gpu_groups_and_visible_gpus():
     assert serve.gpu_groups(["0", "1", "2", "3"], 2) == [("0", "1"), ("2", "3")]
     assert serve.gpu_groups(["3", "5", "6"], 1) == [("3",), ("5",), ("6",)]
@@ -177,6 +183,7 @@ def test_serve_captions_starts_one_server_per_gpu_group(fake_vllm, tmp_path, mon
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        _kill_recorded(record)  # stand-ins a failed run left behind (no-op after a clean stop)
     for r in rec:
         with pytest.raises(ProcessLookupError):
             os.kill(r["pid"], 0)
@@ -204,10 +211,16 @@ def test_a_server_that_fails_to_start_stops_the_others(fake_vllm, tmp_path):
             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     finally:
         blocker.close()
+    first = json.loads((record / f"{port}.json").read_text())
+    try:
+        os.kill(first["pid"], 0)
+    except ProcessLookupError:
+        outlived = False
+    else:
+        outlived = True
+        _kill_recorded(record)
+    assert not outlived, "the first server outlived the failed start"
     assert done.returncode == 1 and time.monotonic() - t0 < 60
     assert f"vllm serve on GPU(s) 1 (port {port + 1}) exited with status 1 before it was healthy" in done.stderr
     assert "Address already in use" in done.stderr  # the log's last lines
     assert not (tmp_path / "u.yaml").exists()
-    first = json.loads((record / f"{port}.json").read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(first["pid"], 0)
