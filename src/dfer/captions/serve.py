@@ -10,7 +10,7 @@ the group, port ``base + i``), run by the vLLM environment's interpreter
 dtype, context, memory fraction, eager mode, ``engine_args`` as flags) and the served name,
 frame limit and seed the clients of ``captions.openai`` expect. Once every server answers
 ``/health``, the URLs are printed and written as a config overlay (``captions.openai.base_url``
-as a list) for ``snakemake --configfile config/config.yaml <overlay>``; the servers run until
+as a list) for ``snakemake TARGETS --configfile <overlay>``; the servers run until
 the command gets SIGTERM / SIGINT (a SLURM job's end), then are stopped with their children.
 
 ``dfer serve-captions`` (:mod:`dfer.stages.serve_captions`) is the command line.

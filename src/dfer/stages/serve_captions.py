@@ -2,7 +2,7 @@
 print the URL list and write it as a config overlay, then serve until stopped.
 
     dfer serve-captions --gpus 0,1,2,3,4,5,6,7 --urls-file results/caption-servers.yaml
-    snakemake --configfile config/config.yaml results/caption-servers.yaml --cores 16 captions_all
+    snakemake captions_all --cores 16 --configfile results/caption-servers.yaml
 
 See :mod:`dfer.captions.serve` and docs/captions.md ("Many servers").
 """
@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         for url in urls:
             print(url, flush=True)
         if args.urls_file is not None:
-            print(f"overlay written: {args.urls_file} (snakemake --configfile config/config.yaml "
-                  f"{args.urls_file} ...)", flush=True)
+            print(f"overlay written: {args.urls_file} (snakemake TARGETS --configfile "
+                  f"{args.urls_file})", flush=True)
         exited: set[int] = set()
         while stopping["signal"] is None:
             for i, s in enumerate(servers):
