@@ -274,7 +274,7 @@ def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) 
     # the shard manifests say which shard holds a clip (the ``shard`` column's spelling varies)
     folder = manifest_file(results, dataset).parent
     wanted = {str(c) for c in clip_ids_wanted}
-    by_shard: dict[str | None, list[str]] = {}
+    by_shard: dict[str, list[str]] = {}  # in shard order
     for shard in shards_in(folder, PARQUET):
         ids = pq.read_table(folder / shard_file_name(shard, PARQUET), columns=["clip_id"]).column("clip_id").to_pylist()
         for cid in ids:
@@ -282,8 +282,8 @@ def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) 
                 by_shard.setdefault(shard, []).append(str(cid))
     placed = {c for ids in by_shard.values() for c in ids}
     missing = sorted(wanted - placed)
-    for shard in sorted(by_shard, key=lambda s: s or ""):
-        ids = sorted(set(by_shard[shard]))
+    for shard, shard_ids in by_shard.items():
+        ids = sorted(set(shard_ids))
 
         def path(stage: str, suffix: str, s: str = shard) -> Path:
             return shard_file(results, dataset, stage, s, suffix)
