@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "landmarks": ("dfer.stages.landmarks", "68-point landmarks for the decoded frames of one shard"),
     "parsing": ("dfer.stages.parsing", "face parsing label maps for the decoded frames of one shard"),
     "captions": ("dfer.stages.captions", "describe facial movements of each clip of one shard"),
+    "serve-captions": ("dfer.stages.serve_captions",
+                       "start one vllm serve per GPU group for the captions stage; print the URLs"),
     "train": ("dfer.stages.train", "train FineCLIPER on one fold"),
     "evaluate": ("dfer.stages.evaluate", "evaluate a trained fold (or zero-shot) and write metrics"),
     "predict": ("dfer.stages.predict", "predict expressions of video files with a trained checkpoint"),

@@ -14,7 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from dfer.core.artifacts import write_bytes_atomic
-from dfer.report.gallery import DEFAULT_EMBED_MAX, EMBED_FILE, GALLERY_DIR, build_gallery
+from dfer.report.gallery import (
+    DEFAULT_EMBED_MAX,
+    DEFAULT_GALLERY_MAX,
+    EMBED_FILE,
+    GALLERY_DIR,
+    build_gallery,
+)
 from dfer.report.metrics_table import (
     confusion_matrices,
     find_metrics,
@@ -61,13 +67,22 @@ def _display_stats(stats: pd.DataFrame) -> pd.DataFrame:
     return shown.rename(columns={"face_rate": "face_rate_%"})
 
 
-def build_report(results: Path, datasets: list[str], out: Path, gallery_max: int | None = None,
+def _not_shown(gallery: dict, cap: int | None) -> str:
+    """The report's line on the gallery's card limit (only when it hid clips)."""
+    return (f"{gallery['not_shown']} of {gallery['clips']} test clips are not shown as cards "
+            f"(at most {cap} per evaluation, wrong and least confident first; "
+            "report.gallery_max: null or --gallery-max all shows every clip).")
+
+
+def build_report(results: Path, datasets: list[str], out: Path,
+                 gallery_max: int | None = DEFAULT_GALLERY_MAX,
                  embed_max: int | None = DEFAULT_EMBED_MAX,
                  summaries: Sequence[Path] | None = None) -> dict[str, pd.DataFrame]:
     """Write every file of :data:`REPORT_FILES` into ``out``; returns the three tables.
 
     ``gallery_max`` / ``embed_max``: cards per fold in ``gallery/`` and in the single-file
-    ``gallery.html`` (None: every clip), wrong and least confident clips first.
+    ``gallery.html`` (None: every clip), wrong and least confident clips first; the
+    gallery folder is redrawn only for folds whose inputs changed.
     ``summaries``: the run summaries whose folds to report (the report job's declared
     inputs); None finds every evaluation under the datasets' ``train`` folders.
     """
@@ -97,6 +112,7 @@ def build_report(results: Path, datasets: list[str], out: Path, gallery_max: int
         "## Gallery", "",
         f"[Every test clip of {gallery['folds']} evaluation(s)]({GALLERY_DIR}/index.html): face crops,"
         " overlays, captions, predictions; filter by class or click a confusion-matrix cell.", "",
+        *([_not_shown(gallery, gallery_max), ""] if gallery["not_shown"] else []),
     ]
     write_bytes_atomic(out / "report.md", "\n".join(md).encode())
     html = "\n".join([
@@ -109,6 +125,7 @@ def build_report(results: Path, datasets: list[str], out: Path, gallery_max: int
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
         f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"
         " evaluation(s)</a>: face crops, overlays, captions, predictions.</p>",
+        f"<p>{_not_shown(gallery, gallery_max)}</p>" if gallery["not_shown"] else "",
         "</body></html>",
     ])
     write_bytes_atomic(out / "report.html", html.encode())

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from dfer.core.paths import report_dir
-from dfer.report.gallery import DEFAULT_EMBED_MAX
+from dfer.report.gallery import DEFAULT_EMBED_MAX, DEFAULT_GALLERY_MAX
 from dfer.report.write import build_report
 
 
@@ -29,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the run summaries (train/RUN/summary.json) whose folds to report; "
                              "the workflow passes its declared ones (default: every evaluation "
                              "found under the datasets' train folders)")
-    parser.add_argument("--gallery-max", type=_cap, default=None, metavar="N",
-                        help="cards per fold in the gallery, wrong and least confident clips first "
-                             "(default: all)")
+    parser.add_argument("--gallery-max", type=_cap, default=DEFAULT_GALLERY_MAX, metavar="N",
+                        help="cards per evaluation in the gallery, wrong and least confident clips "
+                             f"first; 'all' for every clip (default {DEFAULT_GALLERY_MAX})")
     parser.add_argument("--embed-max", type=_cap, default=DEFAULT_EMBED_MAX, metavar="N",
                         help="cards per fold in the single-file gallery.html that snakemake --report "
                              f"embeds (default {DEFAULT_EMBED_MAX})")

@@ -52,6 +52,11 @@
       "UAR " + pct(fold.uar) + ", WAR " + pct(fold.war) + "; ";
     $("fold-summary").textContent = acc + fold.clips + " clips, " + fold.shown + " shown as cards" +
       (fold.shown < fold.clips ? " (wrong and least confident first)" : "");
+    var hidden = fold.clips - fold.shown;
+    $("limit-note").textContent = hidden > 0 ? hidden + " of " + fold.clips + " clips are not shown: " +
+      "this page shows at most " + fold.shown + " cards per evaluation, the wrong and least " +
+      "confident clips first (the confusion matrix counts every clip)." : "";
+    $("limit-note").setAttribute("data-not-shown", String(Math.max(0, hidden)));
     drawMatrix(fold);
     $("cards").textContent = "";
     load(fold);
