@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("dfer.stages.decode", "decode, face-crop and resize the sampled frames of one shard"),
     "landmarks": ("dfer.stages.landmarks", "68-point landmarks for the decoded frames of one shard"),
     "parsing": ("dfer.stages.parsing", "face parsing label maps for the decoded frames of one shard"),
+    "landmark-features": ("dfer.stages.landmark_features",
+                          "landmark feature maps (MobileFaceNet conv_4 or FAN heat maps) of one shard"),
     "captions": ("dfer.stages.captions", "describe facial movements of each clip of one shard"),
     "train": ("dfer.stages.train", "train FineCLIPER on one fold"),
     "evaluate": ("dfer.stages.evaluate", "evaluate a trained fold (or zero-shot) and write metrics"),
