@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,10 @@ def mobilefacenet_weights_path(cfg: LandmarkFeaturesConfig) -> str:
             "here), or use landmark_features.backend: fan_heatmaps (68 channels), or "
             "random_init: true for tests and the CPU demo"
         )
-    return cfg.weights
+    if not Path(cfg.weights).expanduser().is_file():
+        raise FileNotFoundError(f"MobileFaceNet weights not found at {cfg.weights} ({WEIGHTS_KEY}); "
+                                "S2D's file is landmark/mobilefacenet_model_best.pth.tar of MSA-LMC/S2D")
+    return str(Path(cfg.weights).expanduser())
 
 
 @functools.lru_cache(maxsize=4)
