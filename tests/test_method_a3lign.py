@@ -298,3 +298,7 @@ def test_full_size_parameter_counts(backbone: str, labels: list[str], mat: int, 
     counts = {g: sum(p.numel() for p in ps) for g, ps in model.set_stage(3).items()}
     assert counts == {"mat": mat, "text_dynamic": dynamic, "video_dynamic": dynamic}
     assert sum(p.numel() for p in model.tunable_parameters().values()) == mat + 2 * dynamic
+    model.set_stage(1)
+    assert sum(p.numel() for p in model.tunable_parameters().values()) == mat + dynamic
+    model.set_stage(2)
+    assert sum(p.numel() for p in model.tunable_parameters().values()) == dynamic
