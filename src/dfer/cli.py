@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("dfer.stages.decode", "decode, face-crop and resize the sampled frames of one shard"),
     "landmarks": ("dfer.stages.landmarks", "68-point landmarks for the decoded frames of one shard"),
     "parsing": ("dfer.stages.parsing", "face parsing label maps for the decoded frames of one shard"),
+    "landmark-features": ("dfer.stages.landmark_features",
+                          "landmark feature maps (MobileFaceNet conv_4 or FAN heat maps) of one shard"),
     "captions": ("dfer.stages.captions", "describe facial movements of each clip of one shard"),
     "serve-captions": ("dfer.stages.serve_captions",
                        "start one vllm serve per GPU group for the captions stage; print the URLs"),

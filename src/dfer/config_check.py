@@ -86,6 +86,7 @@ def schema_problem(config: Mapping[str, Any], schema_file: str | Path) -> tuple[
 
 def _section_builders() -> dict[str, Callable[[Any], Any]]:
     from dfer.captions.config import CaptionsConfig
+    from dfer.landmark_features.config import LandmarkFeaturesConfig
     from dfer.landmarks.config import LandmarksConfig
     from dfer.parsing.config import ParsingConfig
     from dfer.video.config import DecodeConfig
@@ -94,6 +95,7 @@ def _section_builders() -> dict[str, Callable[[Any], Any]]:
         "decode": DecodeConfig.from_params,
         "landmarks": LandmarksConfig.from_dict,
         "parsing": ParsingConfig.from_dict,
+        "landmark_features": LandmarkFeaturesConfig.from_dict,
         "captions": CaptionsConfig.from_params,
     }
 

@@ -11,6 +11,8 @@ Layout (``results/{dataset}/...``)::
     parsing/shard-{s}.safetensors      label maps, key clip_id -> uint8 [T, S, S]
     parsing/shard-{s}.parquet          per-frame region areas
     captions/shard-{s}.parquet         one caption per clip
+    landmark_features/shard-{s}.safetensors  landmark feature maps, key clip_id -> [T, C, 14, 14]
+    landmark_features/shard-{s}.parquet      their index, one row per clip
     logs/{stage}/shard-{s}.log         a shard job's log
     train/{run}/fold-{k}/...           checkpoint, train.json, metrics, predictions, confusion
     train/{run}/summary.json           the run's folds averaged
@@ -38,11 +40,14 @@ from dfer.core.sharding import SHARD_PREFIX, shards_in
 
 #: The preprocessing stages in pipeline order -> their artifact folder under
 #: ``results/{dataset}/`` (decode writes ``frames/``; the others are named after the stage).
+#: ``landmark_features`` (only for methods that read feature maps) comes last, so a clip that
+#: an earlier stage lost is attributed to that stage.
 STAGE_DIRS: dict[str, str] = {
     "decode": "frames",
     "landmarks": "landmarks",
     "parsing": "parsing",
     "captions": "captions",
+    "landmark_features": "landmark_features",
 }
 
 #: the manifest stage's folder under ``results/{dataset}/``
