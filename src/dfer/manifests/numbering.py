@@ -191,13 +191,14 @@ def decide(form: str, lines: Sequence[NumberedLine], order: Sequence[str]
            ) -> tuple[list[Numbering], list[tuple[Numbering, str]], list[NumberedLine]]:
     """``(fitting, ruled_out, undecidable)`` for one group's numeric lines.
 
-    Numbers outside *every* candidate are left out of the decision (``undecidable``): they
-    are a line's problem under any numbering and are reported per line once one is chosen.
+    Numbers that no candidate reads as a class of the dataset are left out of the decision
+    (``undecidable``): they are a line's problem under any numbering and are reported per
+    line once one is chosen.
     ``fitting`` holds one numbering per distinct reading of the group's numbers.
     """
     classes = set(order)
     candidates = _candidates(form, lines, order)
-    undecidable = [ln for ln in lines if all(c.label(ln.number) is None for c in candidates)]
+    undecidable = [ln for ln in lines if all(c.label(ln.number) not in classes for c in candidates)]
     decisive = [ln for ln in lines if ln not in undecidable]
     fitting: list[Numbering] = []
     ruled_out: list[tuple[Numbering, str]] = []
