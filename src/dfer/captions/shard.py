@@ -145,7 +145,14 @@ def run_shard(
 
 
 def run_summary(run: ShardRun[dict[str, Any]], skipped: int) -> dict[str, Any]:
-    """The counts a captions shard records in its provenance (and returns)."""
+    """The counts a captions shard records in its provenance (and returns).
+
+    ``captions_cut_at_77``: captions longer than CLIP's 77-token context, whose tail the text
+    encoder never reads (None where open_clip's tokenizer is not importable, as in the vLLM
+    environment; the report then counts from the table).
+    """
+    from dfer.captions.clip_tokens import captions_cut
+
     rows = list(run.results.values())
     return {
         "clips": len(rows),
@@ -153,6 +160,7 @@ def run_summary(run: ShardRun[dict[str, Any]], skipped: int) -> dict[str, Any]:
         "skipped_upstream": skipped,
         "tokens": int(sum(r["num_tokens"] for r in rows)),
         "failure_types": run.failure_counts(),
+        "captions_cut_at_77": captions_cut(r["caption"] for r in rows),
     }
 
 
