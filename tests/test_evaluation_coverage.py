@@ -127,17 +127,29 @@ def test_default_model_scores_the_clip_without_caption_and_counts_the_failed_dec
     assert excluded["test_clips"]["text"] == ("evaluated 5 of 6 test clips (not scored: decode "
                                               "unexpected: 1), left out of the metrics")
 
-    # a summary adds the folds' counts; zero-shot style `all` counts every listed clip
-    fold2 = evaluate_checkpoint(ckpt, results, DS, 2, tmp_path / "f2", device="cpu")
-    assert fold2["test_clips"]["text"] == "evaluated 6 of 6 test clips"
-    summary = summarize_folds([out / "metrics.json", tmp_path / "f2" / "metrics.json"],
-                              tmp_path / "summary.json")
-    assert summary["test_clips"]["text"] == ("evaluated 11 of 12 test clips (not scored: decode "
-                                             "unexpected: 1)")
-    assert [(f["evaluated"], f["listed"]) for f in summary["per_fold"]] == [(5, 6), (6, 6)]
+    # a zero-shot target (`--split all`) is counted the same way: every clip it lists
     every = evaluate_checkpoint(ckpt, results, DS, 1, tmp_path / "all", split="all", device="cpu")
     assert every["test_clips"]["text"] == ("evaluated 11 of 12 clips (not scored: decode "
                                            "unexpected: 1), counted as wrong")
+
+
+def test_summary_adds_the_folds_counts(tmp_path: Path) -> None:
+    paths = []
+    for fold, (n, m, lost) in enumerate([(5, 6, {"decode corrupt": 1}), (6, 6, {})], start=1):
+        path = tmp_path / f"fold-{fold}" / "metrics.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({
+            "run": "r", "dataset": DS, "trained_on": DS, "labels": ["a", "b"], "fold": fold,
+            "uar": 0.5, "war": 0.5, "num_clips": m, "per_class_accuracy": {"a": 0.5, "b": 0.5},
+            "test_clips": {"listed": m, "evaluated": n, "lost": lost}}))
+        paths.append(path)
+    summary = summarize_folds(paths, tmp_path / "summary.json")
+    assert summary["test_clips"] == {"listed": 12, "evaluated": 11, "not_scored": 1,
+                                     "lost": {"decode corrupt": 1},
+                                     "text": "evaluated 11 of 12 test clips (not scored: decode "
+                                             "corrupt: 1)"}
+    assert [(f["evaluated"], f["listed"]) for f in summary["per_fold"]] == [(5, 6), (6, 6)]
+    assert json.loads((tmp_path / "summary.json").read_text())["test_clips"]["evaluated"] == 11
 
 
 def test_caption_in_fusion_scores_a_clip_without_caption_on_its_video(results: Path,
