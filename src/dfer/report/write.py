@@ -8,8 +8,8 @@ fold (:mod:`dfer.report.gallery`: ``gallery/index.html``, and ``gallery.html`` i
 
 from __future__ import annotations
 
-from html import escape
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 
 import pandas as pd
