@@ -193,3 +193,24 @@ def test_report_states_evaluated_n_of_m_and_flags_folds_below_100_percent(tmp_pa
     assert "| r | toy | toy | False | 2 | 27 of 29 (93.1 %) | 50.00 ± 0.00 | 50.00 ± 0.00 |" in md
     html = (tmp_path / "report" / "report.html").read_text()
     assert "Below 100 % of the test split" in html and "86.7 %" in html
+
+
+def test_stage_table_counts_one_frame_clips_and_captions_cut_at_77(tmp_path: Path) -> None:
+    from dfer.report.stage_stats import stage_stats
+
+    ds = tmp_path / "results" / "toy"
+    write_parquet(ds / "frames" / "shard-000.parquet", pd.DataFrame({
+        "clip_id": ["c1", "c2", "c3"], "face_found_frac": [1.0, 1.0, 1.0],
+        "num_source_frames": [1, 40, 1]}), META)
+    long = " ".join(["eye"] * 75) + "."  # 76 tokens + start and end = 78 > 77
+    # one shard whose stage counted (the main env), one the vLLM env could not count
+    write_parquet(ds / "captions" / "shard-000.parquet",
+                  pd.DataFrame({"clip_id": ["c1"], "caption": ["The lips part."]}),
+                  {**provenance("captions", 1), "captions_cut_at_77": 3})
+    write_parquet(ds / "captions" / "shard-001.parquet",
+                  pd.DataFrame({"clip_id": ["c2", "c3"], "caption": [long, "The eyes blink."]}),
+                  {**provenance("captions", 1), "captions_cut_at_77": None})
+    rows = {r["stage"]: r for r in stage_stats(ds)}
+    assert rows["decode"]["one_frame_clips"] == 2
+    assert rows["captions"]["captions_cut_at_77"] == 3 + 1
+    assert rows["captions"]["one_frame_clips"] is None
