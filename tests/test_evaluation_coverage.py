@@ -205,3 +205,66 @@ def test_high_only_model_cannot_score_a_clip_without_caption(results: Path, tmp_
     assert metrics["war"] == pytest.approx(war, abs=1e-12)
     with pytest.raises(ValueError, match="high-only model cannot score a clip without a caption"):
         model(captions=["The mouth opens.", None])
+
+
+def test_caption_levels_get_gradients_and_align_only_captioned_clips() -> None:
+    torch.manual_seed(0)
+    labels = ["class0", "class1", "class2"]
+    frames = torch.randint(0, 256, (3, 2, SIZE, SIZE, 3), dtype=torch.uint8)
+    targets = torch.tensor([0, 1, 2])
+    caps = ["The mouth opens wide.", None, "The eyebrows rise."]
+
+    fused = FineCLIPER(ModelConfig.from_dict({"backbone": "tiny", "pretrained": None,
+                                              "use_parsing": False, "use_landmarks": False,
+                                              "caption_in_fusion": True}), labels)
+    assert fused.fused_levels == ["video", "caption"]
+    out = fused(frames=frames, captions=caps)
+    assert out.caption[1].abs().sum() == 0 and out.caption[0].abs().sum() > 0
+    losses = fused.losses(out, targets)
+    # the alignment over the two captioned clips, by hand
+    has = torch.tensor([True, False, True])
+    sims = out.level_features["video"][has] @ out.caption[has].T / fused.cfg.align_temperature
+    idx = torch.arange(2)
+    want = 0.5 * (torch.nn.functional.cross_entropy(sims, idx)
+                  + torch.nn.functional.cross_entropy(sims.T, idx))
+    torch.testing.assert_close(losses["align"], want)
+    losses["loss"].backward()
+    assert fused.fusion_logits.grad is not None and fused.fusion_logits.grad.abs().min() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in fused.caption_adapter.parameters())
+
+    high = FineCLIPER(ModelConfig.from_dict({"backbone": "tiny", "pretrained": None,
+                                             "use_video": False, "use_parsing": False,
+                                             "use_landmarks": False, "caption_in_fusion": True}),
+                      labels)
+    assert high.fused_levels == ["caption"] and "video" not in high.vision_adapters
+    out = high(captions=["The mouth opens wide.", "The lips press.", "The eyebrows rise."])
+    torch.testing.assert_close(out.fused, out.caption)  # the caption is the whole prediction
+    losses = high.losses(out, targets)
+    assert "align" not in losses  # nothing to align a caption with
+    losses["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in high.caption_adapter.parameters())
+    with pytest.raises(ValueError, match="at least one visual level .* or captions as the only"):
+        ModelConfig.from_dict({"use_video": False, "use_parsing": False, "use_landmarks": False})
+
+
+@pytest.mark.slow
+def test_high_only_trains_and_evaluates_end_to_end(results: Path, tmp_path: Path) -> None:
+    from dfer.train.fit import train_fold
+
+    params = {"device": "cpu", "dataset": DS,
+              "model": {"backbone": "tiny", "pretrained": None, "use_video": False,
+                        "use_parsing": False, "use_landmarks": False, "caption_in_fusion": True},
+              "data": {"batch_size": 4, "num_workers": 0, "num_frames": 4},
+              "optim": {"lr": 1e-2},
+              "trainer": {"max_epochs": 2, "seed": 0, "log_every_n_steps": 1, "precision": "32-true"}}
+    out = tmp_path / "fold-1"
+    ckpt = train_fold(results, DS, 1, "high", params, out)
+    before = FineCLIPER(ModelConfig.from_dict(params["model"]), [f"class{c}" for c in range(3)])
+    trained, _ = load_checkpoint(ckpt)
+    moved = [n for n, p in trained.tunable_state().items()
+             if not torch.equal(p, before.tunable_state()[n])]
+    assert any(n.startswith("caption_adapter") for n in moved)
+    metrics = evaluate_checkpoint(ckpt, results, DS, 1, out, device="cpu")
+    assert metrics["test_clips"]["evaluated"] == 4 and metrics["test_clips"]["listed"] == 6
