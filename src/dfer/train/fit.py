@@ -180,6 +180,7 @@ def train_fold(
         "num_train_clips": len(data.train_set), "num_test_clips": num_test,
         "skipped_clips": table.skipped, "precision": precision, "device": device,
         "captions_used": table.has_captions,
+        "label_order": table.label_order,  # whose class order the checkpoint's labels follow
         "training_clips": table.account(fold, "train").text("training clips").replace(
             "evaluated", "trained on", 1).replace("not scored", "left out", 1),
     }
