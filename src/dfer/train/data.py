@@ -38,6 +38,7 @@ from dfer.core.clip_losses import UNRECORDED, lost_clips, read_failures
 from dfer.core.frame_sampling import jittered_indices, uniform_indices
 from dfer.core.paths import PARQUET, SAFETENSORS, manifest_file
 from dfer.core.sharding import shard_name, shard_of, shards_in
+from dfer.manifests.labels import label_order_note
 from dfer.train.config import DataConfig
 from dfer.train.inputs import KINDS, DataInputs, Needs, kinds_read, stages_read
 from dfer.train.shard_reader import ShardReader, SideStore
@@ -129,10 +130,9 @@ class ClipTable:
         lost = (fold_split(self.lost, fold, split) if self.lost is not None
                 else pd.DataFrame(columns=LOST_COLUMNS))
         keys = [f"{s} {e}".strip() for s, e in zip(lost["stage"], lost["error_type"], strict=True)]
+        counts = {str(k): int(v) for k, v in pd.Series(keys, dtype=object).value_counts().items()}
         one_frame = int(clips["one_frame"].sum()) if "one_frame" in clips else 0
-        return SplitAccount(len(listed), len(clips), dict(pd.Series(keys, dtype=object).value_counts()
-                                                          .astype(int).items()) if keys else {},
-                            one_frame, lost.reset_index(drop=True))
+        return SplitAccount(len(listed), len(clips), counts, one_frame, lost.reset_index(drop=True))
 
 
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
@@ -306,8 +306,6 @@ def read_clip_table(inputs: DataInputs, needs: Needs, optional_captions: bool = 
     lost = lost_table(listed, clips["clip_id"], inputs, dropped, skipped_ids)
     skipped = {str(k): int(v) for k, v in lost["stage"].value_counts().items()}
     _log_losses(dataset, listed, lost, clips)
-    from dfer.manifests.labels import label_order_note
-
     order = str(meta.get("label_order") or label_order_note(str(meta.get("layout", dataset)), labels))
     return ClipTable(clips, labels, num_folds, skipped, use_captions, side, inputs, backends,
                      listed, lost, order)
