@@ -110,7 +110,7 @@ def test_default_model_scores_the_clip_without_caption_and_counts_the_failed_dec
     assert metrics["test_clips"] == {
         "listed": 6, "evaluated": 5, "not_scored": 1, "lost": {"decode unexpected": 1},
         "one_frame": 0, "unscored_clips": "wrong",
-        "text": "evaluated 5 of 6 test clips (not scored: decode unexpected: 1), counted as wrong"}
+        "text": "evaluated 5 of 6 test clips (not scored: decode unexpected: 1; counted as wrong)"}
     assert metrics["not_scored_clips"] == [{"clip_id": FAILED_DECODE, "label": "class1",
                                             "test_fold": 1, "stage": "decode",
                                             "error_type": "unexpected"}]
@@ -125,12 +125,12 @@ def test_default_model_scores_the_clip_without_caption_and_counts_the_failed_dec
     assert excluded["war"] == pytest.approx(s_war, abs=1e-12)
     assert excluded["num_clips"] == 5
     assert excluded["test_clips"]["text"] == ("evaluated 5 of 6 test clips (not scored: decode "
-                                              "unexpected: 1), left out of the metrics")
+                                              "unexpected: 1; left out of the metrics)")
 
     # a zero-shot target (`--split all`) is counted the same way: every clip it lists
     every = evaluate_checkpoint(ckpt, results, DS, 1, tmp_path / "all", split="all", device="cpu")
     assert every["test_clips"]["text"] == ("evaluated 11 of 12 clips (not scored: decode "
-                                           "unexpected: 1), counted as wrong")
+                                           "unexpected: 1; counted as wrong)")
 
 
 def test_summary_adds_the_folds_counts(tmp_path: Path) -> None:

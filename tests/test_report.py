@@ -172,7 +172,7 @@ def test_report_states_evaluated_n_of_m_and_flags_folds_below_100_percent(tmp_pa
     counts = {1: {"listed": 15, "evaluated": 13, "not_scored": 2, "unscored_clips": "wrong",
                   "lost": {"decode corrupt": 1, "landmarks no_face": 1},
                   "text": "evaluated 13 of 15 test clips (not scored: decode corrupt: 1, "
-                          "landmarks no_face: 1), counted as wrong"},
+                          "landmarks no_face: 1; counted as wrong)"},
               2: {"listed": 14, "evaluated": 14, "not_scored": 0, "lost": {},
                   "unscored_clips": "wrong", "text": "evaluated 14 of 14 test clips"}}
     for fold, count in counts.items():

@@ -235,7 +235,7 @@ def test_evaluate_writes_metrics_predictions_and_plot(results: Path, trained: Pa
         "listed": 15, "evaluated": 13, "not_scored": 2, "one_frame": 0, "unscored_clips": "wrong",
         "lost": {"decode unexpected": 1, "landmarks unexpected": 1},
         "text": "evaluated 13 of 15 test clips (not scored: decode unexpected: 1, landmarks "
-                "unexpected: 1), counted as wrong"}
+                "unexpected: 1; counted as wrong)"}
     assert metrics["not_scored_per_class"] == {"class0": 1, "class1": 0, "class2": 0, "class3": 1,
                                                "class4": 0}
     assert metrics["support"]["class0"] == 3 and metrics["support"]["class3"] == 3

@@ -84,11 +84,13 @@ class SplitAccount:
         """``decode corrupt: 1, landmarks no_face: 2`` (empty when nothing was lost)."""
         return ", ".join(f"{k}: {v}" for k, v in sorted(self.lost.items()))
 
-    def text(self, what: str = "test clips") -> str:
-        """``evaluated 12 of 14 test clips (not scored: decode corrupt: 1, ...)``."""
+    def text(self, what: str = "test clips", policy: str | None = None) -> str:
+        """``evaluated 12 of 14 test clips (not scored: decode corrupt: 1, ...; counted as
+        wrong)``; ``policy`` (``data.unscored_clips``) says what the metrics did with them."""
         out = f"evaluated {self.evaluated} of {self.listed} {what}"
         if self.lost:
-            out += f" (not scored: {self.lost_text()})"
+            done = {"wrong": "; counted as wrong", "exclude": "; left out of the metrics"}
+            out += f" (not scored: {self.lost_text()}{done.get(policy or '', '')})"
         if self.one_frame:
             out += f"; {self.one_frame} one-frame clip(s) among them"
         return out

@@ -151,9 +151,7 @@ def account_record(account: SplitAccount, policy: str, what: str) -> dict[str, A
         "listed": account.listed, "evaluated": account.evaluated,
         "not_scored": account.listed - account.evaluated, "lost": dict(sorted(account.lost.items())),
         "one_frame": account.one_frame, "unscored_clips": policy,
-        "text": account.text(what) + (
-            "" if account.complete else
-            (", counted as wrong" if policy == "wrong" else ", left out of the metrics")),
+        "text": account.text(what, policy),
     }
 
 
