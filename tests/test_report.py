@@ -126,8 +126,10 @@ def test_unreadable_metrics_file_is_named(results: Path) -> None:
 def test_cli_prints_summary(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--results", str(results), "--datasets", "toy", "--out", str(tmp_path / "o")]) == 0
     text = capsys.readouterr().out
-    assert "r toy: UAR 60.00 WAR 70.00 (2 folds)" in text
-    assert "zs other->toy: UAR 30.00 WAR 40.00 (1 fold)" in text
+    assert "r toy: UAR 60.00 WAR 70.00 (2 folds, evaluated 20 of ?)" in text
+    assert "zs other->toy: UAR 30.00 WAR 40.00 (1 fold, evaluated 10 of ?)" in text
+    assert "  below 100 %: r on toy fold 1: evaluated 10 clips; how many the split lists was not " \
+           "recorded" in text
 
 
 def test_on_missing_skip_clips_are_absent_downstream_and_counted(tmp_path: Path) -> None:
