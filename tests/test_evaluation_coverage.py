@@ -268,3 +268,24 @@ def test_high_only_trains_and_evaluates_end_to_end(results: Path, tmp_path: Path
     assert any(n.startswith("caption_adapter") for n in moved)
     metrics = evaluate_checkpoint(ckpt, results, DS, 1, out, device="cpu")
     assert metrics["test_clips"]["evaluated"] == 4 and metrics["test_clips"]["listed"] == 6
+
+
+def test_a_clip_the_manifest_skipped_still_counts_in_its_test_split(tmp_path: Path) -> None:
+    """``on_missing: skip`` drops a clip whose video is missing from the manifest's rows; it is
+    still one of the split's clips (M), lost at the manifest stage."""
+    from dfer.core.artifacts import read_meta, read_parquet, write_parquet
+    from dfer.core.paths import manifest_file
+    from dfer.train.data import Needs, load_clip_table
+
+    write_synthetic_dataset(tmp_path, DS, num_classes=2, clips_per_class=2, num_folds=2,
+                            frames=2, size=32, num_shards=1)
+    path = manifest_file(tmp_path, DS)
+    meta = read_meta(path)
+    meta["skipped"] = [{"clip_id": "cov_09_000", "where": "split.csv:9", "message": "missing",
+                        "label": "class1", "test_fold": 1}]
+    write_parquet(path, read_parquet(path), meta)
+    table = load_clip_table(tmp_path, DS, Needs())
+    account = table.account(1, "test")
+    assert (account.listed, account.evaluated) == (3, 2)
+    assert account.lost == {"manifest missing_file": 1}
+    assert table.account(2, "test").listed == 2  # it belongs to fold 1 only
