@@ -135,6 +135,10 @@ def test_gallery_files(results: Path, tmp_path: Path) -> None:
     folds = json.loads(re.fullmatch(r"window\.DFER_FOLDS=(.*);\n", (gallery / "folds.js").read_text(), re.S).group(1))
     assert [f["key"] for f in folds] == ["gal.r.fold-1", "gal.r.fold-2"]
     assert [(f["clips"], f["shown"]) for f in folds] == [(6, 4), (6, 4)]
+    # the header's count is metrics.json's (issue 22): the same words as the log and the report
+    evaluated = json.loads((results / DS / "train" / "r" / "fold-1" / "metrics.json").read_text())
+    assert folds[0]["coverage"] == evaluated["test_clips"]["text"] == "evaluated 6 of 6 test clips"
+    assert folds[1]["coverage"] is None  # a hand-written fold without the count
     assert folds[0]["levels"] == ["video", "parsing", "landmarks"] and folds[1]["levels"] == []
     fake = pd.read_parquet(results / DS / "train" / "r" / "fold-2" / "predictions.parquet")
     assert folds[1]["cm"] == compute_metrics(fake["label_idx"], fake["pred_idx"], LABELS)["confusion_matrix"]

@@ -255,7 +255,7 @@ def test_dfew_bad_lines(tmp_path):
     bad_fold = write(split / "test(single-labeled)" / "set_6.csv", "video_name,label\n3,2\n")
     with pytest.raises(ManifestError) as exc:
         build_manifest("dfew", {"layout": "dfew", "root": str(root), "num_shards": 1,
-                                "split_files": [str(split)]})
+                                "numbering": "dfew_official", "split_files": [str(split)]})
     problems = error_lines(exc)
     assert any(p.startswith(f"{test1}:3: label number 9 is out of range") for p in problems)
     assert f"{test2}:2: duplicate clip id 00001 (also at {test1}:2)" in problems
@@ -271,7 +271,7 @@ def test_label_disagreement_between_train_and_test(tmp_path):
     train2 = write(tmp_path / "s" / "train" / "set_2.csv", "video_name,label\n1,2\n")
     with pytest.raises(ManifestError) as exc:
         build_manifest("dfew", {"layout": "dfew", "root": str(tmp_path / "root"), "num_shards": 1,
-                                "split_files": [test1, train2]})
+                                "numbering": "dfew_official", "split_files": [test1, train2]})
     assert error_lines(exc) == [f"{train2}:2: label sadness of clip 00001 disagrees with "
                                 f"happiness at {test1}:2"]
 
@@ -282,7 +282,8 @@ def test_missing_split_file_and_ambiguous_media(tmp_path):
     test1 = write(tmp_path / "test" / "set_1.csv", "video_name,label\n1,1\n")
     with pytest.raises(ManifestError) as exc:
         build_manifest("dfew", {"layout": "dfew", "root": str(tmp_path / "root"), "num_shards": 1,
-                                "num_folds": 1, "split_files": [test1]})
+                                "num_folds": 1, "numbering": "dfew_official",
+                                "split_files": [test1]})
     (problem,) = error_lines(exc)
     assert problem.startswith(f"{test1}:2: clip 00001 found more than once under")
     with pytest.raises(ManifestError, match="nope.csv: split file or directory does not exist"):

@@ -316,11 +316,16 @@ def captions_targets():
 
 
 def train_targets():
-    """summary.json of every (run, dataset), and of every configured zero-shot evaluation."""
+    """summary.json of every (run, dataset), and of every configured zero-shot evaluation.
+
+    A zero-shot entry that names its run trains that run on its `train` dataset even when the
+    run's `datasets` leave it out (the zero-shot preset switches model variants with that one
+    key); an entry without `run` applies to the runs that train on `train` anyway."""
     targets = [run_summary_path(ds, run) for run in TRAIN_RUNS for ds in run_datasets(run)]
     for zs in TRAIN.get("zero_shot", []) or []:
         for run in [zs["run"]] if zs.get("run") else list(TRAIN_RUNS):
-            if zs["train"] in run_datasets(run) and zs["eval"] in DATASETS:
+            trains = zs.get("run") or zs["train"] in run_datasets(run)
+            if trains and zs["train"] in DATASETS and zs["eval"] in DATASETS:
                 targets.append(run_summary_path(zs["eval"], run, source=zs["train"]))
     return targets
 

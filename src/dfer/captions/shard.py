@@ -148,7 +148,15 @@ def run_shard(
 
 def run_summary(run: ShardRun[dict[str, Any]], skipped: int,
                 backend_counts: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The counts a captions shard records in its provenance (and returns)."""
+    """The counts a captions shard records in its provenance (and returns).
+
+    ``captions_cut_at_77``: captions longer than CLIP's 77-token context, whose tail the text
+    encoder never reads (None where open_clip's tokenizer is not importable, as in the vLLM
+    environment; the report then counts from the table). ``backend_counts``: a backend's own
+    counts (openai: answers dropped over the size cap).
+    """
+    from dfer.captions.clip_tokens import captions_cut
+
     rows = list(run.results.values())
     return {
         "clips": len(rows),
@@ -157,6 +165,7 @@ def run_summary(run: ShardRun[dict[str, Any]], skipped: int,
         "tokens": int(sum(r["num_tokens"] for r in rows)),
         "failure_types": run.failure_counts(),
         **(backend_counts or {}),
+        "captions_cut_at_77": captions_cut(r["caption"] for r in rows),
     }
 
 

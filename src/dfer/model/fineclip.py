@@ -11,7 +11,11 @@ Negative adapters (inside the frozen text transformer, ``text_adapter: inner``):
     logits = scale * (cos(v, P(t_pos)) - negative_weight * cos(v, N(t_neg)))
 
 Captions go through the frozen text encoder with the caption adapters and are aligned with the
-video feature by a symmetric InfoNCE loss (and optionally fused into the prediction).
+video feature by a symmetric InfoNCE loss. By default that is all they do: they never change a
+test prediction. ``caption_in_fusion`` fuses them as one more level (a clip without a caption,
+``None`` in ``captions``, is scored on its visual levels: its caption feature is zero, so its
+weight drops out of the normalised sum); with every visual level off they are the only level
+(the paper's "High only" ablation), and every clip needs one.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class FineCLIPER(nn.Module):
         layers = len(visual.transformer.resblocks)
         self.image_size = int(visual.image_size[0])
         embed_dim = int(visual.output_dim)
+        self.embed_dim = embed_dim
 
         def stack(ratio: float, temporal: str) -> AdapterStack:
             return AdapterStack(
@@ -287,26 +292,26 @@ class FineCLIPER(nn.Module):
         frames: torch.Tensor | None = None,
         parsing: torch.Tensor | None = None,
         landmarks: torch.Tensor | None = None,
-        captions: Sequence[str] | None = None,
+        captions: Sequence[str | None] | None = None,
     ) -> FineCLIPEROutput:
         inputs = {"video": frames, "parsing": parsing, "landmarks": landmarks}
         for level in self.cfg.visual_levels:
             if inputs[level] is None:
                 raise ValueError(f"the model config enables the {level!r} level but no {level} input was given")
-        per_frame = self.encode_levels({lv: inputs[lv] for lv in self.cfg.visual_levels})
         level_feats: dict[str, torch.Tensor] = {}
-        for level in self.cfg.visual_levels:
-            feats = per_frame[level].float().mean(1)
-            if level in self.feature_norms:
-                feats = self._standardize(level, feats)
-            level_feats[level] = F.normalize(feats, dim=-1)
-        caption = None
-        if self.cfg.use_captions and captions is not None:
-            caption = self.encode_captions(captions)
-        elif self.cfg.use_captions and self.cfg.caption_in_fusion:
-            raise ValueError("caption_in_fusion is on but no captions were given")
-
-        stacked = [level_feats[lv] if lv != "caption" else caption for lv in self.fused_levels]
+        if self.cfg.visual_levels:
+            per_frame = self.encode_levels({lv: inputs[lv] for lv in self.cfg.visual_levels})
+            for level in self.cfg.visual_levels:
+                feats = per_frame[level].float().mean(1)
+                if level in self.feature_norms:
+                    feats = self._standardize(level, feats)
+                level_feats[level] = F.normalize(feats, dim=-1)
+        caption = self._caption_features(captions)
+        fused_caption = caption
+        if "caption" in self.fused_levels and fused_caption is None:  # no captions given at all
+            batch = next(iter(level_feats.values())).shape[0]
+            fused_caption = torch.zeros(batch, self.embed_dim, device=self.log_logit_scale.device)
+        stacked = [level_feats[lv] if lv != "caption" else fused_caption for lv in self.fused_levels]
         weights = torch.softmax(self.fusion_logits.float(), dim=0)
         fused = F.normalize(sum(w * f for w, f in zip(weights, stacked, strict=True)), dim=-1)
 
@@ -322,6 +327,28 @@ class FineCLIPER(nn.Module):
             level_features=level_feats, modality_weights=weights, caption=caption, scale=scale,
             level_scores=level_scores,
         )
+
+    def _caption_features(self, captions: Sequence[str | None] | None) -> torch.Tensor | None:
+        """Normalised caption features ``[B, E]``; a clip without a caption (``None`` or blank)
+        gets a zero row, which the fused sum ignores. None when the model reads no captions or
+        none are given."""
+        if not self.cfg.use_captions or captions is None:
+            if self.cfg.high_only:
+                raise ValueError("a high-only model (captions as the only level) needs captions")
+            return None
+        present = [i for i, c in enumerate(captions) if c is not None and str(c).strip()]
+        if self.cfg.high_only and len(present) < len(captions):
+            raise ValueError(f"a high-only model cannot score a clip without a caption "
+                             f"({len(captions) - len(present)} in this batch); evaluation counts "
+                             "such clips as not scored")
+        if len(present) == len(captions):
+            return self.encode_captions([str(c) for c in captions])
+        out = torch.zeros(len(captions), self.embed_dim, device=self.log_logit_scale.device)
+        if present:
+            feats = self.encode_captions([str(captions[i]) for i in present])
+            out = out.to(feats.dtype)
+            out[present] = feats
+        return out
 
     def _pn_score(self, feats: torch.Tensor, t_pos: torch.Tensor, t_neg: torch.Tensor | None
                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -360,9 +387,13 @@ class FineCLIPER(nn.Module):
         else:
             ce = F.cross_entropy(out.logits, targets, label_smoothing=smoothing)
         result.update(ce=ce, loss=ce)
-        if out.caption is not None and self.cfg.align_weight > 0 and out.caption.shape[0] > 1:
-            video = out.level_features.get("video", out.fused)
-            sims = video @ out.caption.T / self.cfg.align_temperature
+        # alignment: captioned clips only (a clip without one has a zero row), and not for a
+        # high-only model, whose fused feature is the caption itself
+        has = (out.caption.abs().sum(-1) > 0) if out.caption is not None else None
+        if (has is not None and self.cfg.align_weight > 0 and int(has.sum()) > 1
+                and not self.cfg.high_only):
+            video = out.level_features.get("video", out.fused)[has]
+            sims = video @ out.caption[has].T / self.cfg.align_temperature
             idx = torch.arange(sims.shape[0], device=sims.device)
             align = 0.5 * (F.cross_entropy(sims, idx) + F.cross_entropy(sims.T, idx))
             result["align"] = align

@@ -401,6 +401,9 @@ def fold_record(fold: Fold, preds: pd.DataFrame, shown: int, embedded: int | Non
         "cm": m.get("confusion_matrix", []), "uar": m.get("uar"), "war": m.get("war"),
         "clips": int(len(preds)), "shown": int(shown),
         "embedded": int(shown if embedded is None else embedded), "cap": cap,
+        # "evaluated N of M test clips (not scored: ...)": metrics.json's count, the same
+        # numbers as the evaluation log and the report (None for an older evaluation)
+        "coverage": (m.get("test_clips") or {}).get("text"),
         "levels": list(meta.get("modality_levels") or []),
         "score_levels": list(meta.get("score_levels") or []),
     }

@@ -9,6 +9,7 @@ fold (:mod:`dfer.report.gallery`: ``gallery/index.html``, and ``gallery.html`` i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,7 @@ from dfer.report.gallery import (
 from dfer.report.metrics_table import (
     confusion_matrices,
     find_metrics,
+    incomplete_folds,
     metrics_of_summaries,
     read_metrics,
     summarize,
@@ -56,14 +58,20 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     shown = summary.copy()
     for key in ("uar", "war"):
         shown[key] = [f"{_pct(m)} ± {_pct(s)}" for m, s in zip(summary[key], summary[f"{key}_std"], strict=True)]
-    return shown.drop(columns=["uar_std", "war_std"])
+    return shown.drop(columns=["uar_std", "war_std", "evaluated", "listed"])
+
+
+def _display_folds(per_fold: pd.DataFrame) -> pd.DataFrame:
+    """Per-fold rows as shown: ``coverage`` says ``evaluated of listed``."""
+    return per_fold.drop(columns=["path", "evaluated", "listed"]).round(4)
 
 
 def _display_stats(stats: pd.DataFrame) -> pd.DataFrame:
     shown = stats.copy()
     shown["face_rate"] = [_pct(v) for v in stats["face_rate"]]
     shown["frames"] = ["" if pd.isna(v) else str(int(v)) for v in stats["frames"]]
-    shown["centre_crops"] = ["" if pd.isna(v) else str(int(v)) for v in stats["centre_crops"]]
+    for key in ("centre_crops", "one_frame_clips", "captions_cut_at_77"):
+        shown[key] = ["" if pd.isna(v) else str(int(v)) for v in stats[key]]
     return shown.rename(columns={"face_rate": "face_rate_%"})
 
 
@@ -72,6 +80,18 @@ def _not_shown(gallery: dict, cap: int | None) -> str:
     return (f"{gallery['not_shown']} of {gallery['clips']} test clips are not shown as cards "
             f"(at most {cap} per evaluation, wrong and least confident first; "
             "report.gallery_max: null or --gallery-max all shows every clip).")
+
+
+def coverage_notes(per_fold: pd.DataFrame) -> list[str]:
+    """One line per evaluation that did not score its whole split (the report's flag)."""
+    notes = []
+    for row in incomplete_folds(per_fold).itertuples(index=False):
+        why = f": not scored {row.not_scored}" if row.not_scored else ""
+        what = "test clips" if not row.zero_shot else "clips"
+        count = (f"evaluated {row.coverage} {what}" if not pd.isna(row.listed)
+                 else f"evaluated {row.evaluated} clips; how many the split lists was not recorded")
+        notes.append(f"{row.run} on {row.dataset} fold {row.fold}: {count}{why}")
+    return notes
 
 
 def build_report(results: Path, datasets: list[str], out: Path,
@@ -102,11 +122,17 @@ def build_report(results: Path, datasets: list[str], out: Path,
 
     shown_summary = _display_summary(summary)
     shown_stats = _display_stats(stats)
+    notes = coverage_notes(per_fold)
+    flag = (["**Below 100 % of the test split** (UAR / WAR of these folds are not over every "
+             "clip the split lists; with `data.unscored_clips: wrong`, the default, the clips not "
+             "scored count as wrong predictions):", "", *[f"- {n}" for n in notes], ""]
+            if notes else ["Every fold was evaluated on its whole test split.", ""])
     md = [
         "# dfer report", "",
-        f"Datasets: {', '.join(datasets)}. UAR / WAR in %, mean ± std over folds.", "",
-        "## Results", "", _markdown_table(shown_summary),
-        "## Per fold", "", _markdown_table(per_fold.drop(columns=["path"]).round(4)),
+        f"Datasets: {', '.join(datasets)}. UAR / WAR in %, mean ± std over folds; `coverage`: "
+        "test clips evaluated of those the split files list.", "",
+        "## Results", "", _markdown_table(shown_summary), *flag,
+        "## Per fold", "", _markdown_table(_display_folds(per_fold)),
         "## Stages", "", _markdown_table(shown_stats),
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
         "## Gallery", "",
@@ -120,7 +146,10 @@ def build_report(results: Path, datasets: list[str], out: Path,
         "<h1>dfer report</h1>",
         "<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
         shown_summary.to_html(index=False, na_rep="", escape=True),
-        "<h2>Per fold</h2>", per_fold.drop(columns=["path"]).round(4).to_html(index=False, na_rep=""),
+        ("<p><b>Below 100 % of the test split:</b></p><ul>"
+         + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>") if notes else
+        "<p>Every fold was evaluated on its whole test split.</p>",
+        "<h2>Per fold</h2>", _display_folds(per_fold).to_html(index=False, na_rep=""),
         "<h2>Stages</h2>", shown_stats.to_html(index=False, na_rep=""),
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
         f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"

@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"dataset {build.dataset} (layout {build.layout}): {table.num_rows} clips, "
           f"{build.num_folds} fold(s), {build.num_shards} shard(s)")
     print(_counts("clips per label", Counter(table.column("label").to_pylist()), list(build.labels)))
+    print(f"class order (label_idx): {build.label_order}")
+    for file, how in build.numberings.items():
+        print(f"numeric labels of {file}: numbering {how}")
     print(_counts("clips per test_fold", Counter(table.column("test_fold").to_pylist()),
                   list(range(build.num_folds + 1))))
     shard_counts = Counter(table.column("shard").to_pylist())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dfer.core.paths import report_dir
 from dfer.report.gallery import DEFAULT_EMBED_MAX, DEFAULT_GALLERY_MAX
-from dfer.report.write import build_report
+from dfer.report.write import build_report, coverage_notes
 
 
 def _cap(text: str) -> int | None:
@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     summary = tables["summary"]
     for row in summary.itertuples():
         where = f"{row.trained_on}->{row.dataset}" if row.zero_shot else row.dataset
-        print(f"{row.run} {where}: UAR {100 * row.uar:.2f} WAR {100 * row.war:.2f} ({row.folds} fold{'s' if row.folds != 1 else ''})")
+        print(f"{row.run} {where}: UAR {100 * row.uar:.2f} WAR {100 * row.war:.2f} "
+              f"({row.folds} fold{'s' if row.folds != 1 else ''}, evaluated {row.coverage})")
+    for note in coverage_notes(tables["metrics"]):
+        print(f"  below 100 %: {note}")
     print(f"report written to {out}")
     return 0

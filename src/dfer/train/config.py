@@ -51,6 +51,14 @@ class DataConfig:
     #: to train (naming the classes and the stages that dropped them), ``warn`` trains anyway
     class_loss: Literal["error", "warn"] = "error"
     max_class_loss: float = 0.5
+    #: clips decoded from one source frame (the frame repeated ``T`` times): ``keep`` (trained
+    #: and scored, counted in the logs and the report) or ``drop`` (lost at decode, counted so)
+    one_frame_clips: Literal["keep", "drop"] = "keep"
+    #: evaluation: a test clip that cannot be scored (no frames after a failed decode, or
+    #: another artifact the model reads at prediction missing) counts as a wrong prediction
+    #: (``wrong``: metrics over the whole official test split, as published figures are) or is
+    #: left out (``exclude``: metrics over the scored clips). metrics.json holds both.
+    unscored_clips: Literal["wrong", "exclude"] = "wrong"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DataConfig:
@@ -59,6 +67,10 @@ class DataConfig:
             raise ValueError(f"data.class_loss must be 'error' or 'warn', got {cfg.class_loss!r}")
         if not 0 <= cfg.max_class_loss <= 1:
             raise ValueError(f"data.max_class_loss must be a share in 0..1, got {cfg.max_class_loss}")
+        if cfg.one_frame_clips not in ("keep", "drop"):
+            raise ValueError(f"data.one_frame_clips must be 'keep' or 'drop', got {cfg.one_frame_clips!r}")
+        if cfg.unscored_clips not in ("wrong", "exclude"):
+            raise ValueError(f"data.unscored_clips must be 'wrong' or 'exclude', got {cfg.unscored_clips!r}")
         if int(cfg.max_open_shards) < 1:
             raise ValueError(f"data.max_open_shards must be >= 1, got {cfg.max_open_shards}")
         return cfg

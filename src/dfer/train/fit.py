@@ -63,8 +63,11 @@ def check_fold_classes(inputs: DataInputs, fold: int, labels: list[str],
     clip charged to the stage that recorded it failed. Returns the numbers for train.json.
     """
     dataset = inputs.dataset
-    manifest = pd.read_parquet(inputs.manifest, columns=["clip_id", "label", "test_fold"])
-    lost = lost_clips(manifest, table.clips["clip_id"], failures=read_failures(inputs.failures))
+    if table.listed is not None and table.lost is not None:  # the table's own count, as logged
+        manifest, lost = table.listed, table.lost
+    else:
+        manifest = pd.read_parquet(inputs.manifest, columns=["clip_id", "label", "test_fold"])
+        lost = lost_clips(manifest, table.clips["clip_id"], failures=read_failures(inputs.failures))
     problems = class_loss_problems(labels, manifest, lost, fold, data_cfg.max_class_loss)
     lost_train = lost[lost["test_fold"] != fold]
     if problems:
@@ -156,7 +159,8 @@ def train_fold(
 
     needs = needs_for(cfg.model)
     if table is None:
-        table = read_clip_table(inputs or DataInputs.from_results(results, dataset, needs), needs)
+        table = read_clip_table(inputs or DataInputs.from_results(results, dataset, needs), needs,
+                                one_frame_clips=cfg.data.one_frame_clips)
     assert table.inputs is not None
     inputs = table.inputs
     labels = table.labels
@@ -176,6 +180,9 @@ def train_fold(
         "num_train_clips": len(data.train_set), "num_test_clips": num_test,
         "skipped_clips": table.skipped, "precision": precision, "device": device,
         "captions_used": table.has_captions,
+        "label_order": table.label_order,  # whose class order the checkpoint's labels follow
+        "training_clips": table.account(fold, "train").text("training clips").replace(
+            "evaluated", "trained on", 1).replace("not scored", "left out", 1),
     }
     preprocessing = preprocessing_params(inputs, needs)
     ckpt = save_checkpoint(out / CHECKPOINT_NAME, model, labels=labels, params=cfg.raw,

@@ -76,12 +76,16 @@ class ShardResult:
     decoded: int
     failed: int
     no_face: int = 0
+    #: clips whose source has a single frame, repeated as the whole clip (``data.one_frame_clips``)
+    one_frame: int = 0
 
     def summary(self) -> str:
-        """``6 clip(s) decoded, 0 failed, 1 with no face found (centre crop)``."""
+        """``6 clip(s) decoded, 0 failed, 1 with no face found (centre crop), 1 one-frame``."""
         text = f"{self.decoded} clip(s) decoded, {self.failed} failed"
         if self.no_face:
             text += f", {self.no_face} with no face found (centre crop)"
+        if self.one_frame:
+            text += f", {self.one_frame} from a single source frame (repeated)"
         return text
 
 
@@ -178,4 +182,11 @@ def decode_shard(
         log.warning("decode %s: no face found in %d clip(s), kept as a centre crop: %s. "
                     "Landmarks usually fail them and training then drops them; %s",
                     shard_label(manifest), len(faceless), shown, NO_FACE_ADVICE)
-    return ShardResult(decoded=len(run.results), failed=len(run.failures), no_face=len(faceless))
+    one_frame = sorted(c for c, r in run.results.items() if r["info"]["num_source_frames"] == 1)
+    if one_frame:
+        shown = ", ".join(one_frame[:10]) + (" ..." if len(one_frame) > 10 else "")
+        log.warning("decode %s: %d clip(s) have a single source frame, repeated as the whole "
+                    "clip: %s (training flags them; data.one_frame_clips: drop leaves them out)",
+                    shard_label(manifest), len(one_frame), shown)
+    return ShardResult(decoded=len(run.results), failed=len(run.failures), no_face=len(faceless),
+                       one_frame=len(one_frame))

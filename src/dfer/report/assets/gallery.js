@@ -50,8 +50,10 @@
     syncControls();
     var acc = fold.uar === null || fold.uar === undefined ? "" :
       "UAR " + pct(fold.uar) + ", WAR " + pct(fold.war) + "; ";
-    $("fold-summary").textContent = acc + fold.clips + " clips, " + fold.shown + " shown as cards" +
-      (fold.shown < fold.clips ? " (wrong and least confident first)" : "");
+    // "evaluated N of M test clips (not scored: ...)": the numbers of metrics.json (coverage)
+    var counted = fold.coverage ? fold.coverage + "; " : "";
+    $("fold-summary").textContent = acc + counted + fold.shown + " of " + fold.clips +
+      " clips shown as cards" + (fold.shown < fold.clips ? " (wrong and least confident first)" : "");
     var hidden = fold.clips - fold.shown;
     $("limit-note").textContent = hidden > 0 ? hidden + " of " + fold.clips + " clips are not shown: " +
       "this page shows at most " + fold.shown + " cards per evaluation, the wrong and least " +
