@@ -401,3 +401,39 @@ def test_resume_file_of_another_run_is_not_used(killed: Path, tmp_path: Path, ca
     torn.write_bytes((killed / RESUME).read_bytes()[:1000])  # never happens (atomic writes), but
     assert resume.usable_resume(tmp_path, digest) == (None, 0)
     assert "cannot be read" in caplog.text
+
+
+def test_who_starts_the_processes(monkeypatch) -> None:
+    from lightning.pytorch.plugins.environments import (
+        LightningEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    from dfer.train.distributed import cluster_environment
+
+    for key in [k for k in os.environ if k.startswith(("SLURM_", "TORCHELASTIC_"))] + ["GROUP_RANK", "LOCAL_WORLD_SIZE"]:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no srun binary: SLURMEnvironment does not warn
+    assert type(cluster_environment(4, 1)) is LightningEnvironment  # a plain machine: Lightning starts them
+    # a SLURM job's batch step (one process, whatever --ntasks says): Lightning starts the others
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert type(cluster_environment(2, 1)) is LightningEnvironment
+    with pytest.raises(RuntimeError, match=r"trainer.num_nodes: 2 needs one process per device started on every node"):
+        cluster_environment(2, 2)
+    # srun started one task per device on 2 nodes: SLURM's ranks, without Lightning's requeue
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "8")
+    env = cluster_environment(4, 2)
+    assert type(env) is SLURMEnvironment and env.auto_requeue is False
+    with pytest.raises(RuntimeError, match=r"this srun step has 8 tasks"):
+        cluster_environment(2, 3)
+    for key in ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_STEP_NUM_TASKS", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "8", "GROUP_RANK": "0",
+                       "MASTER_ADDR": "n0", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
+    assert type(cluster_environment(4, 2)) is TorchElasticEnvironment

@@ -102,9 +102,10 @@ class BatchShare:
         if self.world == 1:
             return x[self.valid]
         if self._gathered_valid is None:
-            parts = [torch.empty_like(self.valid) for _ in range(self.world)]
-            dist.all_gather(parts, self.valid.contiguous())
-            self._gathered_valid = torch.cat(parts)
+            mask = self.valid.to(torch.uint8)  # as bytes: not every backend gathers bools
+            parts = [torch.empty_like(mask) for _ in range(self.world)]
+            dist.all_gather(parts, mask.contiguous())
+            self._gathered_valid = torch.cat(parts).bool()
         return _GatherRows.apply(x)[self._gathered_valid]
 
     def mean_share(self, per_clip: torch.Tensor) -> torch.Tensor:

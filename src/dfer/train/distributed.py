@@ -151,7 +151,7 @@ def collate_rows(items: list[dict[str, Any]]) -> dict[str, Any]:
 def cluster_environment(devices: int, num_nodes: int) -> Any:
     """Lightning's cluster environment: who starts the ``devices x num_nodes`` processes.
 
-    - ``srun`` started them (SLURM, ``SLURM_NTASKS`` equals the process count, e.g.
+    - ``srun`` started them (its step has as many tasks as processes, ``SLURM_STEP_NUM_TASKS``:
       ``--ntasks-per-node`` = devices on every node): :class:`SLURMEnvironment` reads ranks
       from SLURM. Its auto-requeue is off: on SIGUSR1 it saves a mid-epoch checkpoint that
       Lightning itself warns cannot be resumed reproducibly; a requeued or retried job resumes
@@ -169,13 +169,15 @@ def cluster_environment(devices: int, num_nodes: int) -> Any:
     )
 
     world = devices * num_nodes
-    if SLURMEnvironment.detect() and int(os.environ.get("SLURM_NTASKS", "1")) == world:
+    # srun sets SLURM_STEP_NUM_TASKS for the tasks it starts; a batch script (or a Snakemake job
+    # step run without srun) sees only the job's SLURM_NTASKS, with one process running
+    step_tasks = os.environ.get("SLURM_STEP_NUM_TASKS")
+    if SLURMEnvironment.detect() and step_tasks is not None and int(step_tasks) == world:
         return SLURMEnvironment(auto_requeue=False)
     if TorchElasticEnvironment.detect():
         return TorchElasticEnvironment()
     if num_nodes > 1:
-        tasks = os.environ.get("SLURM_NTASKS")
-        found = f" (SLURM_NTASKS={tasks})" if tasks else ""
+        found = f" (this srun step has {step_tasks} tasks)" if step_tasks else ""
         raise RuntimeError(
             f"trainer.num_nodes: {num_nodes} needs one process per device started on every node{found}: "
             f"run `srun dfer train ...` in a job with --nodes={num_nodes} --ntasks-per-node={devices} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,8 @@ def write_train_summary(path: Path, trainer: L.Trainer, model: FineCLIPER, info:
     how this job ran (``processes``; ``resumed_at_epoch``: the first epoch it trained, when it
     continued an interrupted run)."""
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    module = trainer.lightning_module
+    final = {**getattr(module, "resumed_metrics", {}), **final}  # a run resumed after its last epoch
     epochs_run = trainer.current_epoch - int((execution or {}).get("resumed_at_epoch") or 0)
     summary = {
         **info,
@@ -208,16 +211,20 @@ def train_fold(
                                train_clips=train_clips, test_clips=test_clips, preprocessing=preprocessing)
     module = FineCLIPERModule(model, cfg, digest=digest)
     has_val = cfg.trainer.check_val_every_n_epoch > 0 and num_test > 0
-    trainer = fit_trainer(cfg, out, device, precision, has_val, callbacks)
-    ckpt_path, next_epoch = resume.usable_resume(out, digest)
-    if ckpt_path is not None:
-        log.info("%s fold %d: resuming at epoch %d from %s", dataset, fold, next_epoch, ckpt_path)
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "CSVLogger":
-                resume.restore_csv_history(logger, out, next_epoch)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-    seconds = time.perf_counter() - start
+    with warnings.catch_warnings():
+        # the fold folder holds logs and the resume file by design
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+        trainer = fit_trainer(cfg, out, device, precision, has_val, callbacks)
+        ckpt_path, next_epoch = resume.usable_resume(out, digest)
+        if ckpt_path is not None:
+            log.info("%s fold %d: resuming at epoch %d from %s", dataset, fold, next_epoch, ckpt_path)
+            for logger in trainer.loggers:
+                if type(logger).__name__ == "CSVLogger":
+                    resume.restore_csv_history(logger, out, next_epoch)
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        seconds = time.perf_counter() - start
     if trainer.interrupted or trainer.current_epoch < cfg.trainer.max_epochs:
         raise RuntimeError(f"{dataset} fold {fold}: training stopped at epoch {trainer.current_epoch} of "
                            f"{cfg.trainer.max_epochs}; run it again to resume from {out / RESUME}")

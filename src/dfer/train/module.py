@@ -114,6 +114,8 @@ class FineCLIPERModule(L.LightningModule):
         self._val_preds: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
         self._val_loss: list[torch.Tensor] = []
+        #: the logged values of the epoch a resumed run started from (on_load_checkpoint)
+        self.resumed_metrics: dict[str, float] = {}
 
     def _share(self, batch: dict[str, Any]) -> BatchShare | None:
         """This process's share of the global batch when several processes train; None alone
@@ -192,7 +194,11 @@ class FineCLIPERModule(L.LightningModule):
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint[CHECKPOINT_KEY] = {"digest": self.digest, "rng": rng}
+        # the epoch's logged values: a run resumed after its last epoch trains nothing more,
+        # and its train.json still reports them
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                   if torch.is_tensor(v) and v.numel() == 1}
+        checkpoint[CHECKPOINT_KEY] = {"digest": self.digest, "rng": rng, "metrics": metrics}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint that does not hold exactly this model's tunable state (the
@@ -202,7 +208,9 @@ class FineCLIPERModule(L.LightningModule):
         if found != expected:
             missing, extra = sorted(expected - found), sorted(found - expected)
             raise ValueError(f"resume checkpoint does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}")
-        rng = (checkpoint.get(CHECKPOINT_KEY) or {}).get("rng") or {}
+        entry = checkpoint.get(CHECKPOINT_KEY) or {}
+        self.resumed_metrics = dict(entry.get("metrics") or {})
+        rng = entry.get("rng") or {}
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
