@@ -16,6 +16,7 @@ All on the CPU in float32 with the tiny random backbone.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import pandas as pd
 import pytest
 import torch
 from support.dataset import write_synthetic_dataset
+from support.share_worker import batch_rows, image_batch, share_worker, tiny_model, train_step
 
 from dfer.core.paths import RESUME
 from dfer.model.batch_share import BatchShare
@@ -166,72 +168,6 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
 
 # --- gradients of a batch split over processes ------------------------------------------
 
-LABELS = ["c0", "c1", "c2", "c3"]
-WORDS = ["up", "down", "left", "right", "in", "out", "on"]
-
-
-def _model(standardize: bool) -> FineCLIPER:
-    torch.manual_seed(0)
-    model = FineCLIPER(ModelConfig.from_dict({"backbone": "tiny", "pretrained": None, "align_weight": 0.5,
-                                              "standardize_features": standardize}), LABELS)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # away from the identity start: every adapter takes part
-        for p in model.tunable_parameters().values():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen))
-    return model.train()
-
-
-def _batch(n: int = 7) -> dict:
-    gen = torch.Generator().manual_seed(2)
-    images = [torch.randint(0, 255, (n, 2, 64, 64, 3), generator=gen, dtype=torch.uint8) for _ in range(3)]
-    return {"frames": images[0], "parsing": images[1], "landmarks": images[2],
-            "captions": [f"a square moves {w} {i}" for i, w in enumerate(WORDS)][:n],
-            "label": torch.tensor([i % len(LABELS) for i in range(n)])}
-
-
-def _rows(batch: dict, index: list[int]) -> dict:
-    return {k: ([v[i] for i in index] if isinstance(v, list) else v[index]) for k, v in batch.items()}
-
-
-def _step(model: FineCLIPER, batch: dict, share: BatchShare | None) -> dict:
-    inputs = {k: v for k, v in batch.items() if k != "label"}
-    losses = model.losses(model(**inputs, share=share), batch["label"], share=share)
-    losses["loss"].backward()
-    return {
-        "losses": {k: float(v.detach()) for k, v in losses.items()},
-        "grads": {k: p.grad.clone() for k, p in model.tunable_parameters().items() if p.grad is not None},
-        "buffers": {k: b.clone() for k, b in model.feature_norms.named_buffers()},
-    }
-
-
-def _share_worker(rank: int, world: int, port: int, queue) -> None:
-    """One of ``world`` processes: its rows of the batch, the DDP average of the gradients."""
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    batch = _batch()
-    rows = rank_rows(list(range(len(batch["label"]))), rank, world)
-    share = BatchShare(torch.tensor([valid for _, valid, _ in rows]), len(batch["label"]))
-    results = {}
-    for standardize in (True, False):
-        got = _step(_model(standardize), _rows(batch, [i for i, _, _ in rows]), share)
-        for g in got["grads"].values():
-            dist.all_reduce(g)
-            g /= world
-        losses = {}
-        for name, value in got["losses"].items():  # each process logs its share: their mean
-            t = torch.tensor(value, dtype=torch.float64)
-            dist.all_reduce(t)
-            losses[name] = float(t) / world
-        results[standardize] = {"losses": losses, "grads": {k: v.numpy() for k, v in got["grads"].items()},
-                                "buffers": {k: v.numpy() for k, v in got["buffers"].items()}}
-    if rank == 0:
-        queue.put(results)
-    dist.barrier()
-    dist.destroy_process_group()
-
-
 def _free_port() -> int:
     import socket
 
@@ -248,19 +184,24 @@ def _close(got: np.ndarray | torch.Tensor, want: torch.Tensor, rel: float) -> fl
 def test_two_processes_compute_the_gradient_of_the_whole_batch() -> None:
     import torch.multiprocessing as mp
 
-    ctx = mp.get_context("fork")  # no re-import of torch and dfer in the children
+    ctx = mp.get_context("spawn")  # fork: torch's thread pool may hang after Lightning ran here
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_share_worker, args=(rank, 2, port, queue)) for rank in range(2)]
+    procs = [ctx.Process(target=share_worker, args=(rank, 2, port, queue)) for rank in range(2)]
     for p in procs:
         p.start()
-    shared = queue.get(timeout=240)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    batch = _batch()
+    try:
+        shared = queue.get(timeout=300)
+        for p in procs:
+            p.join(timeout=60)
+            assert p.exitcode == 0
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    batch = image_batch()
     for standardize in (True, False):
-        whole = _step(_model(standardize), batch, None)
+        whole = train_step(tiny_model(standardize), batch, None)
         got = shared[standardize]
         assert set(got["losses"]) == set(whole["losses"]) == {"ce", "align", "loss"}
         for name, value in whole["losses"].items():
@@ -279,12 +220,13 @@ def test_two_processes_compute_the_gradient_of_the_whole_batch() -> None:
 def test_padding_rows_count_nowhere() -> None:
     """One process, the batch padded with two masked repeats: the share path gives the plain
     batch's losses and gradients (the masking, without collectives)."""
-    batch = _batch()
+    batch = image_batch()
     n = len(batch["label"])
-    padded = _rows(batch, list(range(n)) + [0, 3])
+    padded = batch_rows(batch, list(range(n)) + [0, 3])
     share = BatchShare(torch.tensor([True] * n + [False, False]), n, world=1, rank=0)
     for standardize in (True, False):
-        whole, got = _step(_model(standardize), batch, None), _step(_model(standardize), padded, share)
+        model = tiny_model(standardize)
+        whole, got = train_step(copy.deepcopy(model), batch, None), train_step(model, padded, share)
         for name, value in whole["losses"].items():
             assert got["losses"][name] == pytest.approx(value, rel=1e-6), name
         rel = 1e-3 if standardize else 2e-5
