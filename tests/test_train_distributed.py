@@ -272,7 +272,7 @@ def test_two_processes_match_one_and_write_once(results: Path, one_process: Path
         assert two["final_metrics"][key] == one["final_metrics"][key], key
     assert one["final_metrics"]["val/war"] > 0.2  # above chance (5 classes): predictions differ
     for key in ("val/loss", "train/loss_epoch", "train/ce_epoch", "train/align_epoch", "train/acc"):
-        assert two["final_metrics"][key] == pytest.approx(one["final_metrics"][key], rel=1e-4), key
+        assert two["final_metrics"][key] == pytest.approx(one["final_metrics"][key], rel=2e-5), key
     a, b = tensors(out / "checkpoint.safetensors"), tensors(one_process / "checkpoint.safetensors")
     assert set(a) == set(b)
     for name in a:
