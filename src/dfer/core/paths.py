@@ -15,6 +15,7 @@ Layout (``results/{dataset}/...``)::
     landmark_features/shard-{s}.parquet      their index, one row per clip
     logs/{stage}/shard-{s}.log         a shard job's log
     train/{run}/fold-{k}/...           checkpoint, train.json, metrics, predictions, confusion
+                                       (resume.ckpt while a fold trains)
     train/{run}/summary.json           the run's folds averaged
     train/{run}/zeroshot-from-{src}/   the same for a run trained on dataset {src}
     logs/{train|evaluate}/{run}/...    the training / evaluation jobs' logs
@@ -71,6 +72,9 @@ TRAIN_SUMMARY = "train.json"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
 CONFUSION = "confusion.png"
+#: training's full-state file of the last finished epoch (dfer.train.resume): in the fold folder
+#: but not a rule output, so that a killed fold resumes; removed when training finishes
+RESUME = "resume.ckpt"
 #: a run's folds averaged (train/{run}/ and train/{run}/zeroshot-from-{src}/)
 RUN_SUMMARY = "summary.json"
 

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from dfer.model.adapters import TextAdapter, TextAdapterStack
 from dfer.model.backbone import Tokenizer, build_clip, image_mean_std
+from dfer.model.batch_share import BatchShare
 from dfer.model.config import ModelConfig
 from dfer.model.pixels import frames_to_images
 from dfer.model.text import check_text_supported, encode_text, text_width_layers
@@ -293,7 +294,11 @@ class FineCLIPER(nn.Module):
         parsing: torch.Tensor | None = None,
         landmarks: torch.Tensor | None = None,
         captions: Sequence[str | None] | None = None,
+        share: BatchShare | None = None,
     ) -> FineCLIPEROutput:
+        """Score a batch. ``share``: this process's part of a global batch split over several
+        training processes (the batch statistics of ``standardize_features`` are then those of
+        the global batch); None = the batch is all there is."""
         inputs = {"video": frames, "parsing": parsing, "landmarks": landmarks}
         for level in self.cfg.visual_levels:
             if inputs[level] is None:
@@ -304,7 +309,7 @@ class FineCLIPER(nn.Module):
             for level in self.cfg.visual_levels:
                 feats = per_frame[level].float().mean(1)
                 if level in self.feature_norms:
-                    feats = self._standardize(level, feats)
+                    feats = self._standardize(level, feats, share)
                 level_feats[level] = F.normalize(feats, dim=-1)
         caption = self._caption_features(captions)
         fused_caption = caption
@@ -361,21 +366,64 @@ class FineCLIPER(nn.Module):
         sim_neg = feats @ t_neg.T
         return sim_pos, sim_neg, sim_pos - self.cfg.negative_weight * sim_neg
 
-    def _standardize(self, level: str, feats: torch.Tensor) -> torch.Tensor:
-        """BatchNorm of one level's clip features; a 1-clip training batch uses running stats."""
-        norm = self.feature_norms[level]
-        if self.training and feats.shape[0] < 2:  # no batch variance to normalise with
-            return F.batch_norm(feats, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
-        return norm(feats)
+    def _standardize(self, level: str, feats: torch.Tensor, share: BatchShare | None = None) -> torch.Tensor:
+        """BatchNorm of one level's clip features; a 1-clip training batch uses running stats.
 
-    def losses(self, out: FineCLIPEROutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        With a ``share`` (training on several processes) the batch statistics are the global
+        batch's, padding rows left out, and the running statistics are updated with them as
+        BatchNorm would on the whole batch (biased variance to normalise, unbiased to track).
+        """
+        norm = self.feature_norms[level]
+        n = feats.shape[0] if share is None else share.n_global
+        if self.training and n < 2:  # no batch variance to normalise with
+            return F.batch_norm(feats, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+        if share is None or not self.training:
+            return norm(feats)
+        rows = feats[share.valid]
+        mean = share.total(rows.sum(0)) / n
+        var = share.total(((rows - mean) ** 2).sum(0)) / n  # two passes: features share one direction
+        assert norm.running_mean is not None and norm.running_var is not None
+        with torch.no_grad():
+            assert norm.num_batches_tracked is not None
+            norm.num_batches_tracked.add_(1)
+            factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+            norm.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+            norm.running_var.mul_(1 - factor).add_(var.detach() * (n / (n - 1)), alpha=factor)
+        return (feats - mean) / torch.sqrt(var + norm.eps)
+
+    def class_loss_terms(self, out: FineCLIPEROutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The PN classification loss of every clip ``[B]`` (``ce``; with ``two_term`` also
+        ``ce_pos`` / ``ce_neg``): the batch mean of each is what :meth:`losses` reports.
+
+        ``pn_loss: combined``: cross-entropy over the logits, i.e. ``scale * (sim_pos - lambda *
+        sim_neg)``. ``two_term``: ``CE(scale * sim_pos) + lambda * CE(-scale * sim_neg)``, one
+        term pulling the true class's positive descriptor closest, one pushing its negative
+        descriptor furthest.
+        """
+        smoothing = self.cfg.label_smoothing
+        if self.cfg.pn_loss == "two_term" and out.sim_neg is not None:
+            scale = out.scale if out.scale is not None else self.log_logit_scale.float().exp()[0]
+            ce_pos = F.cross_entropy(scale * out.sim_pos, targets, label_smoothing=smoothing, reduction="none")
+            ce_neg = F.cross_entropy(-scale * out.sim_neg, targets, label_smoothing=smoothing, reduction="none")
+            return {"ce": ce_pos + self.cfg.negative_weight * ce_neg, "ce_pos": ce_pos, "ce_neg": ce_neg}
+        return {"ce": F.cross_entropy(out.logits, targets, label_smoothing=smoothing, reduction="none")}
+
+    def losses(self, out: FineCLIPEROutput, targets: torch.Tensor,
+               share: BatchShare | None = None) -> dict[str, torch.Tensor]:
         """PN classification loss plus the caption-video alignment loss.
 
         ``pn_loss: combined``: cross-entropy over the logits, i.e. ``scale * (sim_pos - lambda *
         sim_neg)``. ``two_term``: ``CE(scale * sim_pos) + lambda * CE(-scale * sim_neg)``, one
         term pulling the true class's positive descriptor closest, one pushing its negative
         descriptor furthest; ``ce`` is then the sum, logged with ``ce_pos`` / ``ce_neg``.
+
+        With a ``share`` (one of several training processes) the per-clip terms are this
+        process's share of the global mean (:meth:`BatchShare.mean_share`) and the alignment
+        loss is computed over the global batch's clips on every process, so that the mean of
+        each value over processes, and DDP's gradient average, are the global batch's.
         """
+        if share is not None:
+            return self._shared_losses(out, targets, share)
         smoothing = self.cfg.label_smoothing
         result: dict[str, torch.Tensor] = {}
         if self.cfg.pn_loss == "two_term" and out.sim_neg is not None:
@@ -392,12 +440,33 @@ class FineCLIPER(nn.Module):
         has = (out.caption.abs().sum(-1) > 0) if out.caption is not None else None
         if (has is not None and self.cfg.align_weight > 0 and int(has.sum()) > 1
                 and not self.cfg.high_only):
-            video = out.level_features.get("video", out.fused)[has]
-            sims = video @ out.caption[has].T / self.cfg.align_temperature
-            idx = torch.arange(sims.shape[0], device=sims.device)
-            align = 0.5 * (F.cross_entropy(sims, idx) + F.cross_entropy(sims.T, idx))
+            video = out.level_features.get("video", out.fused)
+            align = self._align(video[has], out.caption[has])
             result["align"] = align
             result["loss"] = ce + self.cfg.align_weight * align
+        return result
+
+    def _align(self, video: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE between the clips' video and caption features (the batch's other
+        clips are each clip's negatives)."""
+        sims = video @ caption.T / self.cfg.align_temperature
+        idx = torch.arange(sims.shape[0], device=sims.device)
+        return 0.5 * (F.cross_entropy(sims, idx) + F.cross_entropy(sims.T, idx))
+
+    def _shared_losses(self, out: FineCLIPEROutput, targets: torch.Tensor,
+                       share: BatchShare) -> dict[str, torch.Tensor]:
+        """:meth:`losses` for one process's share of a global batch (see there)."""
+        result = {name: share.mean_share(per_clip) for name, per_clip in self.class_loss_terms(out, targets).items()}
+        result["loss"] = result["ce"]
+        if out.caption is not None and self.cfg.align_weight > 0 and not self.cfg.high_only:
+            video = share.gather(out.level_features.get("video", out.fused))
+            caption = share.gather(out.caption)
+            has = caption.abs().sum(-1) > 0  # captioned clips of the global batch, as in losses
+            if int(has.sum()) < 2:
+                return result
+            align = self._align(video[has], caption[has])
+            result["align"] = align
+            result["loss"] = result["ce"] + self.cfg.align_weight * align
         return result
 
     @torch.no_grad()

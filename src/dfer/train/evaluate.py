@@ -35,7 +35,7 @@ from dfer.core.artifacts import provenance, write_bytes_atomic, write_parquet
 from dfer.core.devices import resolve_device
 from dfer.core.paths import CONFUSION, METRICS, PREDICTIONS
 from dfer.model.checkpoint import load_checkpoint
-from dfer.train.config import DataConfig, auto_precision
+from dfer.train.config import DataConfig, auto_precision, lightning_devices
 from dfer.train.data import (
     ClipDataset,
     ClipTable,
@@ -89,9 +89,11 @@ class Predictions:
 def predict_split(model: torch.nn.Module, loader: DataLoader, device: str, out: str | Path,
                   num_labels: int) -> Predictions:
     """The model over every batch of ``loader``, through Lightning's ``trainer.predict``
-    (:meth:`FineCLIPERModule.predict_step`: device placement and autocast are Lightning's)."""
+    (:meth:`FineCLIPERModule.predict_step`: device placement and autocast are Lightning's).
+    One process on one device (``cuda:N`` is the N-th visible GPU), whatever the run trained on."""
+    accelerator, devices = lightning_devices(device, 1)
     trainer = L.Trainer(
-        accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1,
+        accelerator=accelerator, devices=devices,
         precision=auto_precision(device), logger=False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=True, default_root_dir=str(out),
     )
