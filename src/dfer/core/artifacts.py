@@ -28,6 +28,9 @@ from dfer import __version__
 #: Key under which dfer stores its provenance JSON in Parquet / safetensors metadata.
 META_KEY = "dfer"
 
+#: The header entry safetensors keeps for a file's metadata: never a tensor key (clip id).
+SAFETENSORS_RESERVED = "__metadata__"
+
 #: Columns of every stage's per-clip failures table.
 FAILURE_COLUMNS = ("clip_id", "stage", "source", "error_type", "message")
 
@@ -188,6 +191,9 @@ def write_safetensors(
     """
     from safetensors.numpy import save_file
 
+    if SAFETENSORS_RESERVED in tensors:  # the file would hold the key twice: no reader opens it
+        raise ValueError(f"{path}: the key {SAFETENSORS_RESERVED!r} is reserved by safetensors "
+                         "for the file's metadata; no tensor may be stored under it")
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     metadata = {META_KEY: json.dumps(meta, sort_keys=True, default=str)}
     with atomic_path(path) as tmp:
@@ -200,7 +206,7 @@ def write_safetensors(
 
 def _write_empty_safetensors(path: Path, metadata: Mapping[str, str]) -> None:
     """safetensors refuses an empty dict; an all-failed shard still needs a valid file."""
-    header = json.dumps({"__metadata__": dict(metadata)}).encode()
+    header = json.dumps({SAFETENSORS_RESERVED: dict(metadata)}).encode()
     header += b" " * (-len(header) % 8)
     path.write_bytes(len(header).to_bytes(8, "little") + header)
 
