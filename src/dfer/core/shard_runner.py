@@ -48,6 +48,7 @@ class ErrorType(StrEnum):
     TRUNCATED = "truncated"
     NO_VIDEO_STREAM = "no_video_stream"
     NO_FRAMES = "no_frames"
+    TOO_SMALL = "too_small"
     DECODE_ERROR = "decode_error"
     NO_FACE = "no_face"
     MISSING_FRAMES = "missing_frames"
@@ -72,6 +73,7 @@ ERROR_MEANINGS: dict[ErrorType, str] = {
     ErrorType.TRUNCATED: "the container promises more frames than can be decoded",
     ErrorType.NO_VIDEO_STREAM: "the file opens but holds no video stream (e.g. audio only)",
     ErrorType.NO_FRAMES: "a frame folder without images, or a video stream without frames",
+    ErrorType.TOO_SMALL: "the frames are too small to find a face in (under 16 px a side)",
     ErrorType.DECODE_ERROR: "the source cannot be decoded for another reason the message names",
     ErrorType.NO_FACE: "no face detected on (enough of) the clip's frames",
     ErrorType.MISSING_FRAMES: "the clip is in the index but not in the frames tensor shard",
