@@ -163,12 +163,19 @@ def parquet_bytes(data: pd.DataFrame | pa.Table, meta: Mapping[str, Any],
 
 
 def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a Parquet artifact into pandas."""
+    """Read a Parquet artifact into pandas (``DamagedArtifact`` when missing or damaged)."""
+    from dfer.core.integrity import require
+
+    require(path)
     return pq.read_table(path).to_pandas()
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Return the dfer provenance block of a Parquet or safetensors artifact ({} if none)."""
+    """Return the dfer provenance block of a Parquet or safetensors artifact ({} if none);
+    ``DamagedArtifact`` when it is missing or damaged."""
+    from dfer.core.integrity import require
+
+    require(path)
     p = Path(path)
     if p.suffix == ".safetensors":
         from safetensors import safe_open

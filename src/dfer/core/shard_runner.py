@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from dfer.core.artifacts import FAILURES_SCHEMA, failures_frame, write_parquet, write_safetensors
+from dfer.core.integrity import require
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +287,7 @@ def index_clip_ids(index_path: str | os.PathLike[str]) -> list[str]:
     """Clip ids of a decode index, in index order (the order every shard output follows)."""
     import pyarrow.parquet as pq
 
+    require(index_path)  # a missing or damaged index: one line naming it and its rebuild
     return [str(c) for c in pq.read_table(index_path, columns=["clip_id"]).column("clip_id").to_pylist()]
 
 
@@ -317,6 +319,7 @@ def open_frames(path: str | os.PathLike[str]) -> Iterator[FrameShard]:
     """Open a frames shard for the duration of a clip loop."""
     from safetensors import safe_open
 
+    require(path)
     with safe_open(str(path), framework="numpy") as handle:
         yield FrameShard(handle, path)
 

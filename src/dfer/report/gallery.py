@@ -45,8 +45,10 @@ import pyarrow.parquet as pq
 
 from dfer.core.artifacts import read_meta, write_bytes_atomic
 from dfer.core.frame_sampling import uniform_indices
+from dfer.core.integrity import problem
 from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
 from dfer.core.paths import (
+    FAILURES,
     PARQUET,
     PREDICTIONS,
     SAFETENSORS,
@@ -178,6 +180,7 @@ class ClipArtifacts:
     maps: np.ndarray | None = None
     caption: str | None = None
     raw_text: str | None = None
+    no_frames: str | None = None  # why ``frames`` is None: shown on the card, counted in report.md
 
 
 def _tensors(path: Path, ids: set[str]) -> dict[str, np.ndarray]:
@@ -228,19 +231,25 @@ def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) 
         ids = set(by_shard[shard])
         if shard is None:
             for cid in sorted(ids):
-                yield cid, ClipArtifacts()
+                yield cid, ClipArtifacts(no_frames=f"not in the manifest of dataset {dataset}")
             continue
 
         def path(stage: str, suffix: str, s: str = shard) -> Path:
             return shard_file(results, dataset, stage, s, suffix)
 
-        frames = _tensors(path("frames", SAFETENSORS), ids)
-        maps = _tensors(path("parsing", SAFETENSORS), ids)
+        # a missing or damaged tensor shard costs its cards' images, and each card says why
+        frames_path, maps_path = path("frames", SAFETENSORS), path("parsing", SAFETENSORS)
+        frames_problem = problem(frames_path)
+        frames = {} if frames_problem else _tensors(frames_path, ids)
+        maps = {} if problem(maps_path) else _tensors(maps_path, ids)
         points = _points(path("landmarks", PARQUET), ids)
         captions = _captions(path("captions", PARQUET), ids)
+        absent = (f"frames shard {frames_path}: {frames_problem}" if frames_problem else
+                  f"not in {frames_path} (see {path('frames', FAILURES)})")
         for cid in sorted(ids):
             caption, raw = captions.get(cid, (None, None))
-            yield cid, ClipArtifacts(frames.get(cid), points.get(cid), maps.get(cid), caption, raw)
+            yield cid, ClipArtifacts(frames.get(cid), points.get(cid), maps.get(cid), caption, raw,
+                                     None if cid in frames else absent)
 
 
 # --------------------------------------------------------------------------- cards
@@ -283,9 +292,10 @@ def _data_uri(data: bytes, mime: str) -> str:
 
 
 def fold_cards(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path | None,
-               rel: str = "") -> list[dict[str, Any]]:
+               rel: str = "", no_images: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """Cards of ``chosen`` in their order. ``image_dir``: write the strips there and refer to
-    them as ``{rel}{n}.jpg``; None: inline them as data URIs."""
+    them as ``{rel}{n}.jpg``; None: inline them as data URIs. ``no_images`` receives
+    (clip id, why) of every card without images (its ``noimg`` says why on the page)."""
     arts = dict(clip_artifacts(results, fold.dataset, chosen["clip_id"].astype(str).tolist()))
     cards = []
     for n, row in enumerate(chosen.itertuples(index=False)):
@@ -304,10 +314,25 @@ def fold_cards(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path 
                     images[key] = _data_uri(data, mime)
                 else:
                     name = f"{n:06d}.{suffix}"
-                    (image_dir / name).write_bytes(data)
+                    _write(image_dir / name, data)
                     images[key] = f"{rel}{name}"
-        cards.append(card_record(row, art, images))
+        card = card_record(row, art, images)
+        if not images:
+            card["noimg"] = art.no_frames or "no frames"
+            if no_images is not None:
+                no_images.append((str(row.clip_id), card["noimg"]))
+        cards.append(card)
     return cards
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write one gallery file; an ``OSError`` names it (a full disk's ENOSPC names none)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
 
 
 def fold_record(fold: Fold, preds: pd.DataFrame, shown: int) -> dict[str, Any]:
@@ -352,38 +377,52 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
     """Write ``out/gallery/`` (every fold, ``max_cards`` cards each) and ``out/gallery.html``
     (``embed_max`` cards each, images inlined). Returns ``{"folds": n, "cards": n,
     "bytes": size of gallery/}``. The folder is built beside the old one and swapped in, so a
-    reader never sees half a gallery and cards of removed folds do not linger."""
+    reader never sees half a gallery and cards of removed folds do not linger; a build that
+    fails (a full disk) leaves no staging folder behind. ``no_images`` in the result: (fold,
+    clip id, why) of every card of ``gallery/`` without images."""
     results, out = Path(results), Path(out)
     folds = find_folds(results, metrics_paths)
     out.mkdir(parents=True, exist_ok=True)
-    final = out / GALLERY_DIR
     staging = out / f".{GALLERY_DIR}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    try:
+        return _build_gallery(results, folds, out, staging, max_cards, embed_max)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_gallery(results: Path, folds: list[Fold], out: Path, staging: Path,
+                   max_cards: int | None, embed_max: int | None) -> dict[str, Any]:
+    """``build_gallery``'s work, in ``staging`` until it is swapped in."""
+    final = out / GALLERY_DIR
     records, inline_records, inline_cards = [], [], {}
+    no_images: list[tuple[str, str, str]] = []
     total = 0
     for fold in folds:
         preds = pd.read_parquet(fold.predictions)
         chosen = select_cards(preds, max_cards)
         folder = staging / fold.key
         folder.mkdir()
-        cards = fold_cards(results, fold, chosen, folder, rel=f"{fold.key}/")
-        (folder / "cards.js").write_text(
-            f"window.dferCards({json.dumps(fold.key)},{_script_json(cards)});\n", encoding="utf-8")
+        missing: list[tuple[str, str]] = []
+        cards = fold_cards(results, fold, chosen, folder, rel=f"{fold.key}/", no_images=missing)
+        no_images += [(fold.key, cid, why) for cid, why in missing]
+        _write(folder / "cards.js", f"window.dferCards({json.dumps(fold.key)},"
+                                    f"{_script_json(cards)});\n".encode())
         records.append(fold_record(fold, preds, len(cards)))
         total += len(cards)
         caps = [c for c in (max_cards, embed_max) if c is not None]
         embedded = select_cards(preds, min(caps) if caps else None)
         inline_cards[fold.key] = fold_cards(results, fold, embedded, None)
         inline_records.append(fold_record(fold, preds, len(embedded)))
-    (staging / "folds.js").write_text(f"window.DFER_FOLDS={_script_json(records)};\n", encoding="utf-8")
-    (staging / "index.html").write_text(
-        render_page("dfer gallery", '<script src="folds.js"></script>'), encoding="utf-8")
+    _write(staging / "folds.js", f"window.DFER_FOLDS={_script_json(records)};\n".encode())
+    _write(staging / "index.html",
+           render_page("dfer gallery", '<script src="folds.js"></script>').encode("utf-8"))
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     inline = (f"<script>window.DFER_FOLDS={_script_json(inline_records)};"
               f"window.DFER_INLINE={_script_json(inline_cards)};</script>")
     write_bytes_atomic(out / EMBED_FILE, render_page("dfer gallery", inline).encode("utf-8"))
     size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
-    return {"folds": len(folds), "cards": total, "bytes": size}
+    return {"folds": len(folds), "cards": total, "bytes": size, "no_images": no_images}
 

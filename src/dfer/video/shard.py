@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dfer.core.artifacts import provenance
+from dfer.core.integrity import require
 from dfer.core.shard_runner import (
     Output,
     ShardRun,
@@ -107,6 +108,7 @@ def decode_provenance(cfg: DecodeConfig) -> dict[str, Any]:
 
 def read_shard_manifest(path: str | os.PathLike[str]) -> pa.Table:
     """The shard manifest, checked for the columns and unique clip ids decode relies on."""
+    require(path)
     table = pq.read_table(path)
     missing = [c for c in MANIFEST_FIELDS if c not in table.column_names]
     if missing:
