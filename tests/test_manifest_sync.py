@@ -253,5 +253,7 @@ def test_cli_two_overlays_without_results_use_the_base_config(tmp_path, monkeypa
     bad.write_text("- a list\n- not a mapping\n")
     assert cli_main(["manifest", "--config", str(bad), "--dataset", "toy"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dfer manifest: ") and len(err.strip().splitlines()) == 1
-    assert "Traceback" not in err
+    assert err.startswith(f"dfer manifest: {bad}: Config file must be given as JSON or YAML")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert cli_main(["manifest", "--config", str(tmp_path / "nope.yaml"), "--dataset", "toy"]) == 2
+    assert capsys.readouterr().err == f"dfer manifest: {tmp_path / 'nope.yaml'}: config file not found\n"

@@ -49,27 +49,34 @@ def merge_configs(paths: list[Path], base: Path | None = BASE_CONFIG) -> dict:
     own functions: the overlays are merged into one in order (``update_config``: mappings key
     by key, lists and everything else replaced), then applied over ``base`` (the Snakefile's
     ``configfile:``, when it exists), so a worked overlay is checked as the pipeline sees it."""
-    from snakemake.common.configfile import load_configfile
     from snakemake.utils import update_config
 
     overlay: dict = {}
     for path in paths:
-        update_config(overlay, load_configfile(str(path)))
-    config = load_configfile(str(base)) if base is not None and base.is_file() else {}
+        update_config(overlay, _load(path))
+    config = _load(base) if base is not None and base.is_file() else {}
     update_config(config, overlay)
     return config
+
+
+def _load(path: Path) -> dict:
+    """One config file, read as Snakemake reads it; ``ValueError`` naming the file otherwise."""
+    from snakemake.common.configfile import load_configfile
+    from snakemake.exceptions import WorkflowError
+
+    if not path.is_file():
+        raise ValueError(f"{path}: config file not found")
+    try:
+        return load_configfile(str(path))
+    except WorkflowError as exc:
+        raise ValueError(f"{path}: {' '.join(str(exc).split())}") from None
 
 
 def pipeline_config(paths: list[Path]) -> tuple[dict, list[Path]]:
     """The config as the Snakefile sees it, and the files it was merged from: ``paths`` over
     :data:`BASE_CONFIG`, schema defaults filled in. Raises ``ValueError`` with one line."""
-    from snakemake.exceptions import WorkflowError
-
     files = ([BASE_CONFIG] if BASE_CONFIG.is_file() else []) + [p for p in paths if p != BASE_CONFIG]
-    try:
-        config = merge_configs(paths)
-    except WorkflowError as exc:
-        raise ValueError(" ".join(str(exc).split())) from None
+    config = merge_configs(paths)
     if "results" not in config:
         raise ValueError(f"no `results` in {' + '.join(map(str, files)) or 'any config'} "
                          f"({BASE_CONFIG} not found in {Path.cwd()}: run from the checkout, or "
