@@ -105,6 +105,19 @@ def kept_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
     return max(1, int(width * factor)), max(1, int(height * factor))
 
 
+def take_stack(frames: dict[int, np.ndarray], indices: np.ndarray) -> np.ndarray:
+    """``frames[i]`` for ``i`` in ``indices`` as one array, moved out of ``frames`` (each entry
+    dropped after its last use): ``np.stack`` would hold every frame twice at its peak."""
+    last = {int(i): k for k, i in enumerate(indices)}
+    first = frames[int(indices[0])]
+    stack = np.empty((len(indices), *first.shape), dtype=first.dtype)
+    for k, i in enumerate(indices):
+        stack[k] = frames[int(i)]
+        if last[int(i)] == k:
+            del frames[int(i)]
+    return stack
+
+
 def check_frame_size(where: str | os.PathLike[str], width: int, height: int) -> None:
     """``TooSmall`` for frames under :data:`MIN_FRAME_SIDE` on a side."""
     if min(width, height) < MIN_FRAME_SIDE:
@@ -267,12 +280,17 @@ class _Converter:
         self.size: tuple[int, int] | None = None  # ... and as kept
         self.source: tuple[int, int] | None = None  # upright (width, height) of the source
         self.resized = 0
+        # the display matrix, read from the first frame only: PyAV's ``frame.side_data`` makes
+        # a reference cycle that keeps each frame it is read from (96 MB for an 8000x8000
+        # frame) alive until the garbage collector runs, and the stream's matrix is one
+        self.display: tuple[float, bool] = (0.0, False)
 
     def __call__(self, frame) -> np.ndarray:  # noqa: ANN001 - an av VideoFrame
         if self.first is None:
             self.first = (frame.width, frame.height)
             self.size = kept_size(frame.width, frame.height, self.max_pixels)
-            turned = int(round(float(frame.rotation or 0) / 90.0)) % 2 == 1
+            self.display = (float(frame.rotation or 0), is_mirrored(frame))
+            turned = int(round(self.display[0] / 90.0)) % 2 == 1
             self.source = (frame.height, frame.width) if turned else self.first
         elif (frame.width, frame.height) != self.first:  # the resolution changed mid-stream
             self.resized += 1
@@ -283,7 +301,7 @@ class _Converter:
         else:  # shrink (or match the first frame) while converting: no full-size RGB copy
             image = self.rgb.reformat(frame, width=width, height=height, format="rgb24",
                                       interpolation="AREA", threads=1).to_ndarray()
-        return upright(image, frame.rotation, is_mirrored(frame))
+        return upright(image, *self.display)
 
 
 def _decode_wanted(path: Path, indices: np.ndarray, container=None,  # noqa: ANN001
@@ -403,7 +421,7 @@ def read_video(path: str | os.PathLike[str], num_frames: int,
     assert convert.source is not None  # a frame was converted
     width, height = convert.source  # the decoded size is authoritative
     check_frame_size(path, width, height)
-    stack = np.stack([frames[int(i)] for i in indices])
+    stack = take_stack(frames, indices)
     duration = declared_s if declared_s == declared_s and declared_s > 0 else total / fps
     return SampledFrames(stack, indices, total, fps, duration, int(width), int(height),
                          resized_frames=convert.resized)
@@ -519,7 +537,7 @@ def read_frame_folder(folder: str | os.PathLike[str], num_frames: int,
         indices = _resample_good(folder, seen, num_frames, max_bad)
     assert seen.source is not None  # some image was read
     check_frame_size(folder, *seen.source)
-    stack = np.stack([seen.good[int(i)] for i in indices])
+    stack = take_stack(seen.good, indices)
     rate = float(fps) if fps else math.nan
     duration = len(files) / rate if fps else math.nan
     resized = sum(1 for i in indices if int(i) in seen.resized)
