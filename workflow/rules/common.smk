@@ -38,8 +38,10 @@ FRAMES_DIR, LANDMARKS_DIR, PARSING_DIR, CAPTIONS_DIR = (
 DATASETS = list(config["datasets"])
 SHARDS = prepare_datasets(config, dryrun=workflow.dryrun)  # dataset -> ["000", "001", ...] (dfer.core.sharding names)
 # Shard outputs deleted or damaged since their job ran: the job's remaining outputs are removed
-# so that Snakemake runs it again (dfer.core.integrity; nothing while another run holds the lock).
-repair_damaged_shards(RESULTS, SHARDS)
+# so that Snakemake runs it again (dfer.core.integrity). Only in the main process (a cluster
+# job parses this file too, while other jobs write), and nothing while a run holds the lock.
+if workflow.is_main_process:
+    repair_damaged_shards(RESULTS, SHARDS)
 TRAIN = config.get("train", {}) or {}
 TRAIN_RUNS = TRAIN.get("runs", {}) or {}
 CAPTIONS = CaptionsConfig.from_params(config.get("captions", {}))
