@@ -286,8 +286,11 @@ def test_large_frames_are_kept_shrunk_and_the_box_is_in_source_pixels(tmp_path):
         assert full.crop_box.tolist() == [50.0, 0.0, 150.0, 100.0]
         unlimited = decode_clip(source, kind, DecodeConfig(**base, max_frame_pixels=0))
         assert np.array_equal(full.frames, unlimited.frames)  # under the limit: as before
-    from dfer.video.reader import kept_size
+    # the kept frames themselves are shrunk (memory follows the bound, not the source)
+    assert read_frame_folder(folder, 4, max_pixels=100 * 50).frames.shape == (4, 50, 100, 3)
+    from dfer.video.reader import kept_size, read_video
 
+    assert read_video(video, 4, max_pixels=100 * 50).frames.shape == (4, 50, 100, 3)
     assert kept_size(200, 100, 50 * 25) == (50, 25)
     assert kept_size(8000, 8000, 3840 * 2160) == (2880, 2880)  # 0.36 = sqrt(8294400 / 8000²)
     assert kept_size(1920, 1080, 3840 * 2160) == (1920, 1080)
