@@ -291,7 +291,9 @@ def decode_probes(env: Env) -> list[Probe]:
     batch = {k: v for k, v in clips.items() if k not in alone}
     ran: dict[str, tuple[str, str]] = {}
 
-    def run_batch(work: Path, names: dict[str, tuple[Path, str]]) -> dict[str, tuple[str, str]]:
+    def run_batch(work: Path, names: dict[str, tuple[Path, str]],
+                  params: str = '{"num_frames": 16, "size": 32, "escalate": []}'
+                  ) -> dict[str, tuple[str, str]]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -306,7 +308,7 @@ def decode_probes(env: Env) -> list[Probe]:
         code, _, err = env.dfer("decode", "--manifest", str(manifest), "--out-frames",
                                 str(out / "s.safetensors"), "--out-index", str(out / "s.parquet"),
                                 "--out-failures", str(out / "s.failures.parquet"), "--no-progress",
-                                "--params", '{"num_frames": 16, "size": 32, "escalate": []}')
+                                "--params", params)
         if code != 0:
             outcome = cli_outcome(code, err, str(manifest))
             return {name: outcome for name in names}
@@ -335,7 +337,10 @@ def decode_probes(env: Env) -> list[Probe]:
         return Probe("decode", name, run)
 
     def alone_probe(name: str) -> Probe:
-        return Probe("decode", name, lambda work: run_batch(work, {name: clips[name]})[name])
+        """Tiny frames alone, with the default escalation: dlib's CNN rung is what failed on
+        them (and could crash the process afterwards)."""
+        return Probe("decode", name, lambda work: run_batch(
+            work, {name: clips[name]}, '{"num_frames": 16, "size": 32}')[name])
 
     probes = [batch_probe(n) for n in batch] + [alone_probe(n) for n in sorted(alone)]
 
@@ -690,7 +695,7 @@ def write(results: dict[str, dict[str, list[str]]], label: str) -> None:
     out = HERE / "results"
     path = out / "bad_input.json"
     every = json.loads(path.read_text()) if path.exists() else {}
-    every[label] = results
+    every.setdefault(label, {}).update(results)  # --only: the other groups' results stay
     path.write_text(json.dumps(every, indent=2, ensure_ascii=False) + "\n")
     labels = [x for x in ("before", "after") if x in every] + \
         [x for x in every if x not in ("before", "after")]
