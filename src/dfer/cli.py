@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"dfer {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    from dfer.core.integrity import DamagedArtifact
+
+    try:
+        return int(module.run(args) or 0)
+    except DamagedArtifact as exc:  # an input is missing or cut short: one line, no traceback
+        print(f"dfer {name}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

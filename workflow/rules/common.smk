@@ -24,6 +24,7 @@ os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{_path}"
 
 from dfer.core import paths  # noqa: E402 - after src/ is on sys.path
 from dfer.core.artifacts import read_meta  # noqa: E402
+from dfer.core.integrity import repair_damaged_shards  # noqa: E402
 from dfer.captions.config import CaptionsConfig, vllm_python  # noqa: E402
 from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
 from dfer.core.sharding import SHARD_REGEX  # noqa: E402
@@ -36,6 +37,11 @@ FRAMES_DIR, LANDMARKS_DIR, PARSING_DIR, CAPTIONS_DIR = (
     paths.STAGE_DIRS[stage] for stage in ("decode", "landmarks", "parsing", "captions"))
 DATASETS = list(config["datasets"])
 SHARDS = prepare_datasets(config, dryrun=workflow.dryrun)  # dataset -> ["000", "001", ...] (dfer.core.sharding names)
+# Shard outputs deleted or damaged since their job ran: the job's remaining outputs are removed
+# so that Snakemake runs it again (dfer.core.integrity). Only in the main process (a cluster
+# job parses this file too, while other jobs write), and nothing while a run holds the lock.
+if workflow.is_main_process:
+    repair_damaged_shards(RESULTS, SHARDS)
 TRAIN = config.get("train", {}) or {}
 TRAIN_RUNS = TRAIN.get("runs", {}) or {}
 CAPTIONS = CaptionsConfig.from_params(config.get("captions", {}))

@@ -64,6 +64,16 @@ _UNSAFE_ID_RE = re.compile(r"[\s/\\\x00-\x1f]")
 #: a comma-separated line: its first field ends at a comma, with no whitespace before it
 _COMMA_FIRST = re.compile(r"^[^\s,]+\s*,")
 
+#: Ids a storage format or the file system gives a meaning of their own: safetensors keeps the
+#: header entry ``__metadata__`` for its metadata (a clip of that id makes its shard's file
+#: unreadable), and ``.`` / ``..`` name a folder itself or its parent (a clip looked up by id
+#: would resolve to the dataset root or above it).
+RESERVED_IDS = frozenset({"__metadata__", ".", ".."})
+
+#: Longest id in UTF-8 bytes: one file-name component (NAME_MAX on Linux and macOS), since
+#: DFEW / MAFW clips are looked up as ``{id}.mp4`` or ``{id}/``.
+MAX_ID_BYTES = 255
+
 
 @dataclass(frozen=True)
 class SplitEntry:
@@ -146,6 +156,14 @@ def check_clip_id(clip_id: str) -> str | None:
         return "empty clip id"
     if _UNSAFE_ID_RE.search(clip_id):
         return f"clip id {clip_id!r} contains whitespace, a slash or a control character"
+    if clip_id in RESERVED_IDS:
+        why = ("safetensors keeps it for a shard's metadata" if clip_id == "__metadata__"
+               else "it names a folder itself or its parent")
+        return f"clip id {clip_id!r} is reserved ({why}); rename the clip"
+    size = len(clip_id.encode("utf-8"))
+    if size > MAX_ID_BYTES:
+        return (f"clip id {clip_id[:40]!r}... is {size} bytes long, more than a file name may "
+                f"be ({MAX_ID_BYTES}); shorten it")
     return None
 
 

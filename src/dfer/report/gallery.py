@@ -65,8 +65,10 @@ import pyarrow.parquet as pq
 
 from dfer.core.artifacts import atomic_path, read_meta, write_bytes_if_changed
 from dfer.core.frame_sampling import uniform_indices
+from dfer.core.integrity import problem
 from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
 from dfer.core.paths import (
+    FAILURES,
     PARQUET,
     PREDICTIONS,
     SAFETENSORS,
@@ -102,6 +104,8 @@ MAX_CARD_TEXT = 2000
 CARDS_FILE = "cards.js"
 EMBED_CARDS_FILE = "embed.json"
 FOLD_FILE = "fold.json"
+#: (clip id, why) of the fold's cards without images, for the report's count
+NO_IMAGES_FILE = "noimg.json"
 INPUTS_FILE = "inputs.json"
 #: the stages whose shard artifacts a card draws from (the manifest says which shard holds a clip)
 CARD_SOURCES = (("manifest", PARQUET), ("frames", SAFETENSORS), ("landmarks", PARQUET),
@@ -217,6 +221,7 @@ class ClipArtifacts:
     maps: np.ndarray | None = None
     caption: str | None = None
     raw_text: str | None = None
+    no_frames: str | None = None  # why ``frames`` is None: shown on the card, counted in report.md
 
 
 @contextlib.contextmanager
@@ -288,15 +293,22 @@ def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) 
         def path(stage: str, suffix: str, s: str = shard) -> Path:
             return shard_file(results, dataset, stage, s, suffix)
 
+        # a missing or damaged tensor shard costs its cards' images, and each card says why
+        frames_path, maps_path = path("frames", SAFETENSORS), path("parsing", SAFETENSORS)
+        frames_problem = problem(frames_path)
+        absent = (f"frames shard {frames_path}: {frames_problem}" if frames_problem else
+                  f"not in {frames_path} (see {path('frames', FAILURES)})")
         points = _points(path("landmarks", PARQUET), set(ids))
         captions = _captions(path("captions", PARQUET), set(ids))
-        with _tensor_shard(path("frames", SAFETENSORS)) as frames, \
-                _tensor_shard(path("parsing", SAFETENSORS)) as maps:
+        with _tensor_shard(frames_path, frames_problem) as frames, \
+                _tensor_shard(maps_path, problem(maps_path)) as maps:
             for cid in ids:
                 caption, raw = captions.get(cid, (None, None))
-                yield cid, ClipArtifacts(frames(cid), points.pop(cid, None), maps(cid), caption, raw)
+                clip_frames = frames(cid)
+                yield cid, ClipArtifacts(clip_frames, points.pop(cid, None), maps(cid), caption, raw,
+                                         None if clip_frames is not None else absent)
     for cid in missing:
-        yield cid, ClipArtifacts()
+        yield cid, ClipArtifacts(no_frames=f"not in the manifest of dataset {dataset}")
 
 
 # --------------------------------------------------------------------------- cards
@@ -362,9 +374,12 @@ def card_images(art: ClipArtifacts) -> dict[str, bytes]:
     return blobs
 
 
-def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path, rel: str) -> list[str]:
+def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path, rel: str,
+               no_images: list[tuple[str, str]] | None = None) -> list[str]:
     """The JSON of every card of ``chosen``, in its order; the strips are written to
     ``image_dir`` as ``{n:06d}.jpg`` (``.lm.png``, ``.ps.png``) and referred to as ``{rel}...``.
+    ``no_images`` receives (clip id, why) of every card without images (its ``noimg`` says why
+    on the page: the gallery never drops a card's images silently).
 
     Clips are drawn in shard order (:func:`clip_artifacts`), one at a time: what stays in
     memory per card is its line of JSON, never its frames.
@@ -380,11 +395,26 @@ def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path,
             images = {}
             for key, data in blobs.items():
                 name = f"{n:06d}.{IMAGE_KINDS[key][0]}"
-                (image_dir / name).write_bytes(data)
+                _write(image_dir / name, data)
                 images[key] = f"{rel}{name}"
-            lines[n] = _script_json(card_record(rows[n], art, images))
+            card = card_record(rows[n], art, images)
+            if not images:
+                card["noimg"] = art.no_frames or "no frames"
+                if no_images is not None:
+                    no_images.append((cid, card["noimg"]))
+            lines[n] = _script_json(card)
         del art, blobs
     return lines
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write one gallery file; an ``OSError`` names it (a full disk's ENOSPC names none)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
 
 
 def fold_record(fold: Fold, preds: pd.DataFrame, shown: int, embedded: int | None = None,
@@ -482,15 +512,17 @@ def build_fold(results: Path, fold: Fold, gallery: Path, max_cards: int | None,
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        lines = card_lines(results, fold, chosen, staging, rel=f"{fold.key}/")
+        no_images: list[tuple[str, str]] = []
+        lines = card_lines(results, fold, chosen, staging, rel=f"{fold.key}/", no_images=no_images)
         key = json.dumps(fold.key)
         cards_js = f"window.dferCards({key},[{','.join(lines)}]);\n"
-        (staging / CARDS_FILE).write_text(cards_js, encoding="utf-8")
-        (staging / EMBED_CARDS_FILE).write_text(f"[{','.join(lines[:embedded])}]\n", encoding="utf-8")
+        _write(staging / CARDS_FILE, cards_js.encode("utf-8"))
+        _write(staging / EMBED_CARDS_FILE, f"[{','.join(lines[:embedded])}]\n".encode())
+        _write(staging / NO_IMAGES_FILE, (json.dumps(no_images) + "\n").encode("utf-8"))
         record = fold_record(fold, preds, len(chosen), embedded, max_cards)
-        (staging / FOLD_FILE).write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
-        (staging / INPUTS_FILE).write_text(json.dumps(inputs, sort_keys=True, indent=1) + "\n",
-                                           encoding="utf-8")
+        _write(staging / FOLD_FILE, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+        _write(staging / INPUTS_FILE,
+               (json.dumps(inputs, sort_keys=True, indent=1) + "\n").encode("utf-8"))
         final = gallery / fold.key
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
@@ -562,8 +594,10 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
                   embed_max: int | None = DEFAULT_EMBED_MAX) -> dict[str, Any]:
     """Write ``out/gallery/`` (every fold, ``max_cards`` cards each) and ``out/gallery.html``
     (``embed_max`` cards each, images inlined). Returns ``{"folds", "cards", "clips",
-    "not_shown", "bytes" (size of gallery/), "built", "kept"}``: ``built`` folds were drawn,
-    ``kept`` were already up to date (their ``inputs.json`` matched) and left untouched."""
+    "not_shown", "bytes" (size of gallery/), "built", "kept", "no_images"}``: ``built`` folds
+    were drawn, ``kept`` were already up to date (their ``inputs.json`` matched) and left
+    untouched; ``no_images``: (fold, clip id, why) of every card of ``gallery/`` without images
+    (kept folds included: each fold folder records its own)."""
     results, out = Path(results), Path(out)
     folds = find_folds(results, metrics_paths)
     gallery = out / GALLERY_DIR
@@ -572,6 +606,7 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
     _prune(gallery, {f.key for f in folds})
     code = _code_hash()
     records: list[dict[str, Any]] = []
+    no_images: list[tuple[str, str, str]] = []
     built = kept = 0
     for fold in folds:
         inputs = json.loads(json.dumps(fold_inputs(results, fold, max_cards, embed_max, code)))
@@ -583,6 +618,8 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
             record = build_fold(results, fold, gallery, max_cards, embed_max, inputs)
             built += 1
         records.append(record)
+        no_images += [(fold.key, str(cid), str(why))
+                      for cid, why in _read_json(folder / NO_IMAGES_FILE) or []]
     write_bytes_if_changed(gallery / "folds.js", f"window.DFER_FOLDS={_script_json(records)};\n".encode())
     write_bytes_if_changed(gallery / "index.html",
                            render_page("dfer gallery", '<script src="folds.js"></script>').encode())
@@ -591,4 +628,4 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
     cards = sum(int(r["shown"]) for r in records)
     clips = sum(int(r["clips"]) for r in records)
     return {"folds": len(folds), "cards": cards, "clips": clips, "not_shown": clips - cards,
-            "bytes": size, "built": built, "kept": kept}
+            "bytes": size, "built": built, "kept": kept, "no_images": no_images}

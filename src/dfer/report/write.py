@@ -8,6 +8,7 @@ fold (:mod:`dfer.report.gallery`: ``gallery/index.html``, and ``gallery.html`` i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
@@ -32,6 +33,8 @@ from dfer.report.metrics_table import (
 )
 from dfer.report.plots import plot_confusion_grid, plot_metrics, plot_stage_stats
 from dfer.report.stage_stats import collect_stage_stats
+
+log = logging.getLogger(__name__)
 
 REPORT_FILES = (
     "metrics.csv", "summary.csv", "stages.csv", "report.md", "report.html",
@@ -94,6 +97,21 @@ def coverage_notes(per_fold: pd.DataFrame) -> list[str]:
     return notes
 
 
+def missing_images_lines(no_images: Sequence[tuple[str, str, str]], cards: int) -> list[str]:
+    """``N of M cards have no images`` and one line per cause with its cards: the gallery
+    never drops a card's images without saying so (empty when every card has its images)."""
+    if not no_images:
+        return []
+    causes: dict[str, list[str]] = {}
+    for fold, clip_id, why in no_images:
+        causes.setdefault(why, []).append(f"{fold}/{clip_id}")
+    lines = [f"{len(no_images)} of {cards} gallery card(s) have no images:"]
+    for why, which in causes.items():
+        shown = ", ".join(which[:5]) + (f", ... ({len(which)} in all)" if len(which) > 5 else "")
+        lines.append(f"- {why}: {len(which)} card(s) ({shown})")
+    return lines
+
+
 def build_report(results: Path, datasets: list[str], out: Path,
                  gallery_max: int | None = DEFAULT_GALLERY_MAX,
                  embed_max: int | None = DEFAULT_EMBED_MAX,
@@ -119,6 +137,9 @@ def build_report(results: Path, datasets: list[str], out: Path,
     plot_stage_stats(stats, out / "stages.png")
     plot_confusion_grid(confusion_matrices(paths), out / "confusion.png")
     gallery = build_gallery(results, paths, out, max_cards=gallery_max, embed_max=embed_max)
+    missing = missing_images_lines(gallery["no_images"], gallery["cards"])
+    if missing:
+        log.warning("%s", "\n".join(missing))
 
     shown_summary = _display_summary(summary)
     shown_stats = _display_stats(stats)
@@ -139,6 +160,7 @@ def build_report(results: Path, datasets: list[str], out: Path,
         f"[Every test clip of {gallery['folds']} evaluation(s)]({GALLERY_DIR}/index.html): face crops,"
         " overlays, captions, predictions; filter by class or click a confusion-matrix cell.", "",
         *([_not_shown(gallery, gallery_max), ""] if gallery["not_shown"] else []),
+        *([*missing, ""] if missing else []),
     ]
     write_bytes_atomic(out / "report.md", "\n".join(md).encode())
     html = "\n".join([
@@ -155,6 +177,9 @@ def build_report(results: Path, datasets: list[str], out: Path,
         f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"
         " evaluation(s)</a>: face crops, overlays, captions, predictions.</p>",
         f"<p>{_not_shown(gallery, gallery_max)}</p>" if gallery["not_shown"] else "",
+        *([f"<p>{escape(missing[0])}</p><ul>"
+           + "".join(f"<li>{escape(line[2:])}</li>" for line in missing[1:]) + "</ul>"]
+          if missing else []),
         "</body></html>",
     ])
     write_bytes_atomic(out / "report.html", html.encode())

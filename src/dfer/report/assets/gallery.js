@@ -174,7 +174,7 @@
       if (c.lm) strip.appendChild(el("img", { "class": "lm", src: c.lm, loading: "lazy", alt: "landmarks" }));
       if (c.ps) strip.appendChild(el("img", { "class": "ps", src: c.ps, loading: "lazy", alt: "parsing" }));
     } else {
-      strip.appendChild(el("div", { "class": "none" }, "no frames (failed upstream)"));
+      strip.appendChild(el("div", { "class": "none" }, "no frames: " + (c.noimg || "failed upstream")));
     }
     node.appendChild(strip);
     var top = el("div", { "class": "top3" });
