@@ -251,16 +251,18 @@ def test_report_on_a_full_disk_names_the_file_and_leaves_nothing(results, tmp_pa
     real = Path.write_bytes
 
     def full_disk(self: Path, data: bytes) -> int:  # what write() raises: no file name
-        if ".gallery.tmp" in str(self) and self.name.endswith(".jpg"):
+        if self.parent.name.endswith(".tmp") and self.name.endswith(".jpg"):  # a fold's staging
             real(self, data[:10])
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", full_disk)
-    code = main(["report", "--results", str(results), "--datasets", DS, "--out", str(out)])
+    # another card cap: every fold is drawn anew (unchanged folds would be kept, writing nothing)
+    code = main(["report", "--results", str(results), "--datasets", DS, "--out", str(out),
+                 "--gallery-max", "3"])
     line = _one_line(capsys.readouterr().err)
     assert code == 1
-    assert line.startswith(f"dfer report: cannot write {out / '.gallery.tmp'}/")
+    assert line.startswith(f"dfer report: cannot write {out / 'gallery'}/.")
     assert line.endswith(".jpg: No space left on device")
     assert sorted(p.name for p in out.iterdir()) == sorted({Path(k).parts[0] for k in before})
     assert _tree(out) == before  # the previous report is whole, no staging folder is left

@@ -303,7 +303,8 @@ def test_reserved_and_unsafe_ids_are_refused_at_their_line(tmp_path):
                   "video_name,label\n1,1\n__metadata__.mp4,2\n")
     with pytest.raises(ManifestError) as exc:
         build_manifest("dfew", {"layout": "dfew", "root": str(root), "num_shards": 1,
-                                "num_folds": 1, "split_files": [test1]})
+                                "num_folds": 1, "split_files": [test1],
+                                "numbering": "dfew_official"})  # labels 1, 2 alone prove none
     assert error_lines(exc) == [f"{test1}:3: malformed line: clip id '__metadata__' is reserved "
                                 "(safetensors keeps it for a shard's metadata); rename the clip"]
 

@@ -225,13 +225,14 @@ class ClipArtifacts:
 
 
 @contextlib.contextmanager
-def _tensor_shard(path: Path) -> Iterator[Any]:
+def _tensor_shard(path: Path, damage: str | None) -> Iterator[Any]:
     """``get(clip_id)`` over one safetensors shard: the clip's array (a copy), or None for an
-    absent clip or file. The file is opened (memory-mapped) for each clip and closed again:
-    the pages a kept-open map touched would stay in this process's resident set until the
-    shard is done (a 224-px frames shard of 300 clips: ~720 MB); reopening costs a header
-    parse, ~0.1 ms."""
-    if not path.exists():
+    absent clip, or for every clip of a missing or damaged file (``damage``: why, from
+    :func:`dfer.core.integrity.problem`). The file is opened (memory-mapped) for each clip and
+    closed again: the pages a kept-open map touched would stay in this process's resident set
+    until the shard is done (a 224-px frames shard of 300 clips: ~720 MB); reopening costs a
+    header parse, ~0.1 ms."""
+    if damage is not None:
         yield lambda _cid: None
         return
     from safetensors import safe_open
