@@ -196,6 +196,20 @@ def test_affectnet_expressions_boxes_and_excluded_rows(tmp_path: Path, layout: s
     assert sum(t.num_rows for t in shards) == len(expected)
 
 
+def test_manifest_check_prints_the_excluded_counts(tmp_path: Path, capsys) -> None:
+    from dfer.cli import main
+
+    definition = affectnet(tmp_path, "affectnet7")
+    config = write(tmp_path / "c.yaml", yaml.safe_dump({"results": str(tmp_path / "results"),
+                                                        "dataset_defs": {"affectnet": definition}}))
+    assert main(["manifest", "--check", "--config", str(config), "--dataset", "affectnet"]) == 0
+    out = capsys.readouterr().out
+    assert ("excluded (not part of the dataset): 10 Non-Face (affectnet: not an expression): 1, "
+            "8 None (affectnet: not an expression): 1, 9 Uncertain (affectnet: not an expression): 1, "
+            "contempt (7): not a class of AffectNet-7: 1") in out
+    assert "dataset affectnet (layout affectnet7): 4 clips, 1 fold(s)" in out
+
+
 def test_affectnet_problems_name_file_and_line(tmp_path: Path) -> None:
     training = AFFECTNET_HEADER + ("1/a.jpg,10,20,100,120,,11,0,0\n"
                                    "__metadata__.jpg,0,0,5,5,,1,0,0\n"
