@@ -162,7 +162,10 @@ def build_report(results: Path, datasets: list[str], out: Path,
     shown_summary = _display_summary(video_summary)
     shown_stats = _display_stats(stats)
     # still-image datasets: their own tables, WAR named accuracy (UAR / accuracy)
+    # the video tables are left out of a report on still-image datasets only
+    video = bool(len(video_summary)) or not len(static_summary)
     static_md: list[str] = []
+    static_folds_md: list[str] = []
     static_html: list[str] = []
     if len(static_summary):
         shown_static = _display_summary(static_summary)
@@ -170,11 +173,13 @@ def build_report(results: Path, datasets: list[str], out: Path,
         static_md = ["## Results: still-image datasets", "",
                      "UAR / accuracy in %, mean ± std over folds (accuracy: the share of test "
                      "images predicted right, which WAR is); `coverage`: test images evaluated "
-                     "of those the label files list.", "", _markdown_table(shown_static),
-                     "### Per fold", "", _markdown_table(shown_static_folds)]
+                     "of those the label files list.", "", _markdown_table(shown_static)]
+        static_folds_md = ["## Per fold: still-image datasets", "",
+                           _markdown_table(shown_static_folds)]
         static_html = ["<h2>Results: still-image datasets (UAR / accuracy %, mean ± std over "
                        "folds)</h2>", shown_static.to_html(index=False, na_rep="", escape=True),
-                       "<h3>Per fold</h3>", shown_static_folds.to_html(index=False, na_rep="")]
+                       "<h3>Per fold: still-image datasets</h3>",
+                       shown_static_folds.to_html(index=False, na_rep="")]
     notes = coverage_notes(per_fold)
     flag = (["**Below 100 % of the test split** (UAR / WAR of these folds are not over every "
              "clip the split lists; with `data.unscored_clips: wrong`, the default, the clips not "
@@ -183,10 +188,12 @@ def build_report(results: Path, datasets: list[str], out: Path,
     md = [
         "# dfer report", "",
         f"Datasets: {', '.join(datasets)}. UAR / WAR in %, mean ± std over folds; `coverage`: "
-        "test clips evaluated of those the split files list.", "",
-        "## Results", "", _markdown_table(shown_summary), *flag,
-        "## Per fold", "", _markdown_table(_display_folds(video_folds)),
-        *static_md,
+        "test clips evaluated of those the split files list."
+        + (" Still-image datasets: UAR / accuracy." if len(static_summary) else ""), "",
+        *(["## Results", "", _markdown_table(shown_summary)] if video else []),
+        *static_md, *flag,
+        *(["## Per fold", "", _markdown_table(_display_folds(video_folds))] if video else []),
+        *static_folds_md,
         "## Stages", "", _markdown_table(shown_stats),
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
         "## Gallery", "",
@@ -199,13 +206,15 @@ def build_report(results: Path, datasets: list[str], out: Path,
     html = "\n".join([
         "<html><head><meta charset='utf-8'><title>dfer report</title></head><body>",
         "<h1>dfer report</h1>",
-        "<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
-        shown_summary.to_html(index=False, na_rep="", escape=True),
+        *(["<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
+           shown_summary.to_html(index=False, na_rep="", escape=True)] if video else []),
+        *static_html[:2],
         ("<p><b>Below 100 % of the test split:</b></p><ul>"
          + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>") if notes else
         "<p>Every fold was evaluated on its whole test split.</p>",
-        "<h2>Per fold</h2>", _display_folds(video_folds).to_html(index=False, na_rep=""),
-        *static_html,
+        *(["<h2>Per fold</h2>", _display_folds(video_folds).to_html(index=False, na_rep="")]
+          if video else []),
+        *static_html[2:],
         "<h2>Stages</h2>", shown_stats.to_html(index=False, na_rep=""),
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
         f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"
