@@ -262,12 +262,13 @@ def train_gpu(wildcards):
 
 # --- threads ----------------------------------------------------------------------------
 # What each job uses; Snakemake hands them to the job as OMP_NUM_THREADS and, on SLURM, as
-# --cpus-per-task. The stages' loops run on one thread (dlib, cv2, the GPU's feeder); the
-# in-process vLLM engine pre-processes frames and tokens beside its engine process.
+# --cpus-per-task. The stages' loops run on one thread (dlib, cv2, the GPU's feeder).
 
 
 def captions_threads(wildcards):
-    return 4 if CAPTIONS.backend == "vllm" else 1
+    """offline: one thread; openai: the event loop and JPEG encoding in worker threads; the
+    in-process vLLM engine pre-processes frames and tokens beside its engine process."""
+    return {"vllm": 4, "openai": 2}.get(CAPTIONS.backend, 1)
 
 
 def train_threads(wildcards):

@@ -1,9 +1,10 @@
 """Which keys of a training run decide only where or how fast it runs, and the job's workers.
 
 A run's ``model``, ``data``, ``optim`` and ``trainer`` blocks decide what a fold learns,
-except the keys below: the device, the DataLoader's worker processes and open-shard cache, the
-evaluation batch size (the model is in eval mode, clip by clip) and how Lightning spreads a
-fold over GPUs and nodes. Those are not params of the train / evaluate rules
+except the keys below: the device, whether the frozen ViT sees the visual levels in one
+batched forward, the DataLoader's worker processes and open-shard cache, the evaluation batch
+size (the model is in eval mode, clip by clip) and how Lightning spreads a fold over GPUs and
+nodes. Those are not params of the train / evaluate rules
 (``dfer.core.execution_keys``), so moving a run to other GPUs re-trains nothing.
 
 Mixed precision is decided by ``trainer.precision``; its default ``auto`` trains in bf16 on a
@@ -20,6 +21,7 @@ from typing import Any
 #: Keys of a run (dotted: block.key) that do not change what a fold learns or how it scores.
 RUN_EXECUTION_KEYS: tuple[str, ...] = (
     "device",
+    "model.batch_levels",  # the visual levels in one batched ViT forward or one at a time
     "data.num_workers", "data.eval_batch_size", "data.max_open_shards",
     "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.num_nodes",
 )
