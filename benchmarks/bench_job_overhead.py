@@ -10,6 +10,8 @@ commit before cluster jobs stopped re-syncing manifests), in the same run on the
   config check + manifest handling + the job's DAG, for one ``decode`` and one ``train`` job;
 * ``login_dry_run``: ``snakemake -n`` of every decode job where the user starts it (it syncs
   the manifests, nothing changed);
+* ``snakemake_floor``: the same remote-mode command on a one-rule Snakefile: what Snakemake
+  itself costs per job (its imports, the executor plugins it loads), whatever the workflow;
 * ``startup_<stage>``: a fresh interpreter importing what ``python -m dfer <stage>`` imports
   before its first clip (the same code before and after: the floor a job cannot avoid).
 
@@ -132,6 +134,13 @@ def remote_job(project: Path, target: str, rule: str) -> float:
                      "--no-hooks", "--nolock", "--ignore-incomplete", "--mode", "remote", "-n")
 
 
+FLOOR_SNAKEFILE = """
+rule one:
+    output: "one.txt"
+    shell: "touch {output}"
+"""
+
+
 def startup(project: Path, module: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     t0 = time.perf_counter()
@@ -156,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         make_seconds = time.perf_counter() - t0
         projects = {"before": make_project(tmp_path / "before", args.baseline, definition),
                     "after": make_project(tmp_path / "after", None, definition)}
+        floor = tmp_path / "floor"
+        floor.mkdir()
+        (floor / "Snakefile").write_text(FLOOR_SNAKEFILE)
         first_sync = {}
         for name, project in projects.items():  # the login node's first parse writes them
             first_sync[name] = snakemake(project, "-n", "--cores", "1", "decode_all")
@@ -170,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].setdefault("login_dry_run", []).append(
                     snakemake(project, "-n", "--cores", "1", "decode_all"))
         for _ in range(args.repeats):
+            runs["after"].setdefault("snakemake_floor", []).append(remote_job(floor, "one:", "one"))
             for stage, module in STARTUP.items():
                 runs["after"].setdefault(f"startup_{stage}", []).append(startup(projects["after"], module))
 
@@ -218,7 +231,9 @@ def markdown(report: dict) -> str:
                        ("login_dry_run", "`snakemake -n decode_all` where the user starts it")):
         b, a = m["before"][key], m["after"][key]
         lines.append(f"| {label} | {b:.2f} | {a:.2f} | {a / b:.2f} |")
-    lines += ["", "Python start-up of a job's `python -m dfer <stage>` (imports before its first clip; "
+    lines += ["", f"Snakemake's own floor (the same remote-mode command on a one-rule Snakefile): "
+              f"{m['after']['snakemake_floor']:.2f} s.",
+              "", "Python start-up of a job's `python -m dfer <stage>` (imports before its first clip; "
               "the same code before and after):", "", "| stage | seconds |", "|---|---|"]
     for stage in STARTUP:
         lines.append(f"| {stage} | {m['after'][f'startup_{stage}']:.2f} |")

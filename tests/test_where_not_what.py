@@ -124,14 +124,29 @@ def project(finished, tmp_path) -> tuple[Path, dict]:
     return dest, copy.deepcopy(cfg)
 
 
+#: The keys issue 23 names as "where, not what", written out here independently of the library.
+WHERE_KEYS = {
+    "landmarks": {"device", "batch_size"},
+    "parsing": {"device", "batch_size"},
+    "captions": {"device", "batch_size", "vllm.gpu_memory_utilization", "vllm.tensor_parallel_size",
+                 "vllm.python", "openai.base_url", "openai.max_concurrency", "openai.timeout_s",
+                 "openai.max_retries"},
+    "run": {"device", "data.num_workers", "data.eval_batch_size", "data.max_open_shards",
+            "trainer.devices", "trainer.strategy", "trainer.num_nodes"},
+}
+
+
 def test_execution_keys_are_not_result_keys_key_by_key():
     """Each execution key alone leaves the tracked part unchanged; the job still gets it."""
+    assert WHERE_KEYS["landmarks"] <= set(LANDMARKS_KEYS)
+    assert WHERE_KEYS["parsing"] <= set(PARSING_KEYS)
+    assert WHERE_KEYS["captions"] <= set(CAPTIONS_KEYS)
+    assert WHERE_KEYS["run"] <= set(execution.RUN_EXECUTION_KEYS)
     landmarks = {"backend": "auto", "device": "auto", "batch_size": 64, "fill": "nearest"}
     for key in LANDMARKS_KEYS:
         edited = {**landmarks, key: "cuda:1" if key == "device" else 7}
         assert result_part(edited, LANDMARKS_KEYS) == {"backend": "auto", "fill": "nearest"}
         assert split(edited, LANDMARKS_KEYS)[1][key] == edited[key]
-    assert set(PARSING_KEYS) == {"device", "batch_size"}
     for backend in ("openai", "vllm"):
         base = CaptionsConfig.from_params({"backend": backend})
         section = {"backend": backend, "openai": {"model": "m"}, "vllm": {"model": "m"}}

@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 LOCAL_GPUS_ENV = "DFER_LOCAL_GPUS"
 #: Set by a rule for a job Snakemake runs on this machine: the number of GPUs it asked for.
 JOB_GPUS_ENV = "DFER_JOB_GPUS"
-#: Set by :func:`place_job` to the ids it took; a child process that sees it (equal to
-#: ``CUDA_VISIBLE_DEVICES``) inherits the placement instead of taking GPUs of its own.
+#: Set by :func:`place_job` to the ids it took; a child process that sees it inherits the
+#: placement instead of taking GPUs of its own.
 PLACED_ENV = "DFER_GPUS_PLACED"
 #: Folder of the per-GPU lock files (default: ``dfer-gpu-locks-<uid>`` in the temp folder).
 LOCK_DIR_ENV = "DFER_GPU_LOCK_DIR"
@@ -244,9 +244,10 @@ def place_job(environ: MutableMapping[str, str] | None = None) -> Placement | No
         count = int(wanted)
     except ValueError:
         raise GpuPlacementError(f"{JOB_GPUS_ENV}={wanted!r} is not a number of GPUs") from None
-    placed = env.get(PLACED_ENV)
-    if placed is not None and placed == env.get("CUDA_VISIBLE_DEVICES"):
-        return None  # a DDP rank or worker of a placed job: same GPUs, already held
+    if env.get(PLACED_ENV):
+        # a DDP rank or worker of a placed job: its GPUs are held by the job's process (even
+        # where a launcher narrowed CUDA_VISIBLE_DEVICES to one of them for this rank)
+        return None
     gpus = visible_gpus(env)
     if not gpus:
         log.info("%s=%d but this machine shows no GPU: nothing to place", JOB_GPUS_ENV, count)
