@@ -178,6 +178,10 @@ def test_threads_decide_the_dataloader_workers():
     two = merge(RUN, {"trainer": {"devices": 2}})
     assert execution.run_devices(two) == 2 and execution.job_threads(two) == 8
     assert execution.job_settings(two, 8)["data"]["num_workers"] == 3  # per DDP process
+    # evaluation: one process on one GPU, whatever the fold trained on
+    assert execution.eval_devices(two) == 1 and execution.eval_devices(cpu) == 0
+    assert execution.job_threads(two, processes=1) == 4
+    assert execution.eval_settings(two, 4)["data"]["num_workers"] == 3
     assert execution.eval_settings(RUN, 4) == {"device": "auto", "data": {"num_workers": 3}}
 
 

@@ -260,6 +260,11 @@ def train_gpu(wildcards):
     return run_execution.run_devices(TRAIN_RUNS[wildcards.run])
 
 
+def eval_gpu(wildcards):
+    """GPUs of an evaluate / zero-shot job: one (one process scores the clips), 0 on the CPU."""
+    return run_execution.eval_devices(TRAIN_RUNS[wildcards.run])
+
+
 # --- threads ----------------------------------------------------------------------------
 # What each job uses; Snakemake hands them to the job as OMP_NUM_THREADS and, on SLURM, as
 # --cpus-per-task. The stages' loops run on one thread (dlib, cv2, the GPU's feeder).
@@ -275,6 +280,11 @@ def train_threads(wildcards):
     """The fold's processes and their DataLoader workers (dfer.train.execution.job_threads);
     the workers follow the job's threads (train_settings) unless data.num_workers is set."""
     return run_execution.job_threads(TRAIN_RUNS[wildcards.run])
+
+
+def eval_threads(wildcards):
+    """The evaluating process and its DataLoader workers (workers follow the threads)."""
+    return run_execution.job_threads(TRAIN_RUNS[wildcards.run], processes=1)
 
 
 # --- training runs -----------------------------------------------------------------------

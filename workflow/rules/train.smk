@@ -50,8 +50,8 @@ rule evaluate:
         out=lambda wc, output: os.path.dirname(output.metrics),
         dfer=dfer_command(),
     resources:
-        gpu=train_gpu,
-    threads: train_threads
+        gpu=eval_gpu,
+    threads: eval_threads
     log:
         job_log("evaluate"),
     conda:
@@ -92,8 +92,8 @@ rule zero_shot:
         out=lambda wc, output: os.path.dirname(output.metrics),
         dfer=dfer_command(),
     resources:
-        gpu=train_gpu,
-    threads: train_threads
+        gpu=eval_gpu,
+    threads: eval_threads
     log:
         job_log("evaluate", source=paths.SOURCE),
     conda:

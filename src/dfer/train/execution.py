@@ -63,14 +63,22 @@ def workers_for_threads(threads: int, processes: int = 1) -> int:
     return max(0, int(threads) // max(1, int(processes)) - 1)
 
 
-def job_threads(run: Mapping[str, Any]) -> int:
+def eval_devices(run: Mapping[str, Any]) -> int:
+    """GPUs of an evaluate / zero-shot job: one process scores the clips, on one GPU (0 when
+    the run is pinned to the CPU), whatever ``trainer.devices`` the fold trained on."""
+    return min(1, run_devices(run))
+
+
+def job_threads(run: Mapping[str, Any], processes: int | None = None) -> int:
     """The threads a fold's job asks Snakemake for: what its processes and workers use.
 
-    ``data.num_workers`` set in the run: that many workers plus the process itself, per GPU;
-    else :data:`DEFAULT_THREADS` per GPU (``--set-threads train=N`` overrides; the workers
-    then follow N, :func:`job_settings`).
+    ``data.num_workers`` set in the run: that many workers plus the process itself, per
+    process; else :data:`DEFAULT_THREADS` per process (``--set-threads train=N`` overrides;
+    the workers then follow N, :func:`job_settings`). ``processes``: one per GPU of a train
+    job by default (DDP); 1 for an evaluate job.
     """
-    processes = max(1, run_devices(run))
+    if processes is None:
+        processes = max(1, run_devices(run))
     workers = (run.get("data") or {}).get("num_workers")
     per_process = DEFAULT_THREADS if workers is None else int(workers) + 1
     return per_process * processes
@@ -106,5 +114,7 @@ def eval_settings(run: Mapping[str, Any], threads: int) -> dict[str, Any]:
     from dfer.core.execution_keys import split
 
     _, execution = split({k: run[k] for k in RUN_KEYS if k in run}, RUN_EXECUTION_KEYS)
-    return {"device": run.get("device", "auto"),
-            "data": _with_workers(execution.get("data"), run, threads)}
+    data = dict(execution.get("data") or {})
+    if data.get("num_workers") is None:
+        data["num_workers"] = workers_for_threads(threads, 1)  # one process scores the clips
+    return {"device": run.get("device", "auto"), "data": data}
