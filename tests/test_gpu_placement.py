@@ -172,3 +172,28 @@ def test_a_dozen_concurrent_jobs_never_share_a_gpu(tmp_path):
             overlaps += 1
             assert not set(ja["ids"].split(",")) & set(jb["ids"].split(",")), (a, ja, b, jb)
     assert overlaps >= 6, overlaps  # jobs did run side by side: the check above had work to do
+
+
+def test_any_command_can_run_on_placed_gpus_and_keeps_them_until_it_ends(tmp_path):
+    """`python -m dfer.core.gpu_placement CMD` (e.g. for `vllm serve`): the command itself,
+    after exec (same pid), holds its GPUs; killing it frees them."""
+    ready = tmp_path / "ready"
+    env = clean_env(DFER_LOCAL_GPUS="2", DFER_JOB_GPUS="1", DFER_GPU_LOCK_DIR=str(tmp_path / "locks"))
+    held = acquire(1, ["0"], tmp_path / "locks")  # GPU 0 is another job's
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dfer.core.gpu_placement", "sh", "-c",
+         f'echo "$CUDA_VISIBLE_DEVICES" > {ready}; exec sleep 60'], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not (ready.exists() and ready.read_text()):
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert ready.read_text().strip() == "1"
+        assert holders(["0", "1"], tmp_path / "locks") == {"0": os.getpid(), "1": server.pid}
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        assert holders(["0", "1"], tmp_path / "locks") == {"0": os.getpid(), "1": None}
+    finally:
+        held.release()
+        server.kill()
+        server.wait()

@@ -260,3 +260,27 @@ def place_job(environ: MutableMapping[str, str] | None = None) -> Placement | No
     if environ is None:
         _HELD = placement
     return placement
+
+
+def exec_placed(argv: list[str], environ: MutableMapping[str, str] | None = None) -> None:
+    """Place this job's GPUs (``$DFER_JOB_GPUS``), then replace this process with ``argv``.
+
+    For GPU programs that are not ``python -m dfer`` (e.g. ``vllm serve``): the lock files
+    stay open across ``exec`` (same process id), so the program holds its GPUs for its lifetime
+    and a kill frees them, exactly as for a dfer job. ``python -m dfer.core.gpu_placement CMD``.
+    """
+    placement = place_job(environ)
+    if placement is not None:
+        for fd in placement.fds:
+            os.set_inheritable(fd, True)
+    env = os.environ if environ is None else environ
+    os.execvpe(argv[0], argv, dict(env))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: DFER_JOB_GPUS=N python -m dfer.core.gpu_placement COMMAND [ARGS...]")
+    try:
+        exec_placed(sys.argv[1:])
+    except GpuPlacementError as exc:
+        sys.exit(f"dfer: {exc}")
