@@ -461,13 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         for module in select(modules, args.modules):
             kind = "baseline" if args.baseline else "current"
             rec = run_module(module, common, args, records.get(module.name, {}).get(kind))
+            records = load_records()  # another run (another module) may have written since
             records.setdefault(module.name, {})[kind] = rec
             RECORDS.write_text(json.dumps(records, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
             c = rec["counts"]
             print(f"{module.name}: {c['killed']}/{c['total']} killed, {c['survived']} survived "
                   f"({len(equivalents(rec))} equivalent), {rec['wall_s']:.0f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(modules, records))
+    args.out.write_text(render(modules, load_records()))
     print(f"wrote {args.out}")
     return 0
 
