@@ -45,6 +45,10 @@ CONFIG = REPO / "benchmarks" / "mutation.cfg"
 WORK = REPO / "benchmarks" / "out" / "mutation"
 RESULT = REPO / "benchmarks" / "results" / "mutation.md"
 RECORDS = REPO / "benchmarks" / "results" / "mutation.json"
+#: Copied into the scratch copy besides src/ and tests/ (mutation.cfg's also_copy must name the
+#: same, for mutmut to copy them on into its mutants/ folder, where the tests run).
+COPIED = ("pyproject.toml", "data_manifests", "docs", "config", "envs", "workflow", "Snakefile",
+          "README.md")
 
 #: mutmut exit codes -> outcome (as mutmut.stats.status_by_exit_code; anything else: suspicious).
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
@@ -174,8 +178,11 @@ def prepare(work: Path, common: configparser.ConfigParser, module: Module, tests
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(REPO / "src", work / "src", ignore=ignore)
     copy_tests(work)
-    shutil.copytree(REPO / "data_manifests", work / "data_manifests", ignore=ignore)
-    shutil.copy2(REPO / "pyproject.toml", work / "pyproject.toml")
+    for extra in COPIED:  # what tests read besides src/ (docs they check, example configs)
+        if (REPO / extra).is_dir():
+            shutil.copytree(REPO / extra, work / extra, ignore=ignore)
+        elif (REPO / extra).exists():
+            shutil.copy2(REPO / extra, work / extra)
     out = configparser.ConfigParser()
     out["mutmut"] = dict(common["mutmut"])
     out["mutmut"]["only_mutate"] = "\n" + "\n".join(module.files)
