@@ -23,7 +23,13 @@ import torch
 from torch.nn import functional as F
 
 from dfer.model import FineCLIPER, FineCLIPEROutput, ModelConfig
-from dfer.model.adapters import BlockAdapters, Bottleneck, TemporalAdapter, TextAdapter, TextAdapterStack
+from dfer.model.adapters import (
+    BlockAdapters,
+    Bottleneck,
+    TemporalAdapter,
+    TextAdapter,
+    TextAdapterStack,
+)
 from dfer.model.text import encode_text
 from dfer.model.vision import AdapterStack, Stream, encode_frames, encode_streams
 

@@ -20,12 +20,33 @@ import numpy as np
 import pytest
 
 from dfer.core.face_detect import FaceBox
-from dfer.core.frame_sampling import jittered_indices, sample_indices, spread_indices, uniform_indices
+from dfer.core.frame_sampling import (
+    jittered_indices,
+    sample_indices,
+    spread_indices,
+    uniform_indices,
+)
 from dfer.video import crop
-from dfer.video.crop import center_box, crop_resize, crop_resize_each, detect_all, detect_boxes, median_box, square_box
+from dfer.video.crop import (
+    center_box,
+    crop_resize,
+    crop_resize_each,
+    detect_all,
+    detect_boxes,
+    median_box,
+    square_box,
+)
 from dfer.video.reader import is_mirrored, upright
 from dfer.video.skipping import decode_skipping, presentation_ranks
-from dfer.video.track import LINK_DISTANCE, MAX_GAP, MAX_SCALE, fill_and_smooth, link_tracks, main_track, track_boxes
+from dfer.video.track import (
+    LINK_DISTANCE,
+    MAX_GAP,
+    MAX_SCALE,
+    fill_and_smooth,
+    link_tracks,
+    main_track,
+    track_boxes,
+)
 
 
 # ---------------------------------------------------------------------------------- crop box
