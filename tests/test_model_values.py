@@ -681,3 +681,117 @@ def test_forward_and_label_swap_score_the_new_classes_texts(clip: torch.nn.Modul
             assert not torch.allclose(swapped.logits, out.logits, atol=1e-3)
         torch.testing.assert_close(m.predict_proba(frames=x["video"], parsing=x["parsing"], landmarks=x["landmarks"]),
                                    torch.softmax(reference_logits(m, clip, x, new), dim=-1), atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------ bookkeeping
+def test_pixels_are_normalised_with_openai_constants_and_resized(clip: torch.nn.Module) -> None:
+    """A constant image of grey 128 becomes (128 - 255 mean) / (255 std) per channel; other
+    sizes are resized to the backbone's 8 px (a constant stays constant)."""
+    m = build(clip)
+    x = torch.full((2, 3, 8, 8, 3), 128, dtype=torch.uint8)
+    px = m.to_pixels(x)
+    assert px.shape == (6, 3, 8, 8)
+    want = [(128 - 255 * mu) / (255 * sd) for mu, sd in zip((0.48145466, 0.4578275, 0.40821073),
+                                                             (0.26862954, 0.26130258, 0.27577711), strict=True)]
+    torch.testing.assert_close(px[:, :, 3, 5], torch.tensor([want] * 6))
+    big = m.to_pixels(torch.full((1, 2, 20, 20, 3), 128, dtype=torch.uint8))
+    assert big.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(big, px[:2])
+    # an 16 px ramp halves by antialiased averaging: columns (0, 1) -> 0.5 of their sum
+    ramp = torch.arange(16, dtype=torch.float32).repeat(16, 1)[None, None, :, :, None].expand(1, 1, 16, 16, 3)
+    half = m.to_pixels(ramp)[0, 0] * STD[0] + MEAN[0]
+    assert abs(float(half[4, 3]) - 6.5) < 0.6 and half.shape == (8, 8)
+    for bad in (torch.zeros(2, 8, 8, 3), torch.zeros(1, 2, 8, 8, 4)):
+        with pytest.raises(ValueError, match=r"expected images \[B, T, H, W, 3\], got"):
+            m.to_pixels(bad)
+
+
+def test_feature_standardisation_by_hand(clip: torch.nn.Module) -> None:
+    """``standardize_features`` on 6-d features (the embedding width) that are zero but for
+    the first two: clips (1, 2) and (3, 6) -> batch mean (2, 4), variance (1, 4) -> (-1, -1),
+    (1, 1) before the L2 norm; running mean 0.1 x (2, 4), running variance 0.9 + 0.1 x (2, 8)
+    (unbiased); a 1-clip training batch and evaluation use those running statistics."""
+    m = build(clip, labels=["a", "b"], use_parsing=False, use_landmarks=False, use_captions=False,
+              standardize_features=True)
+
+    def pad(rows: list[list[float]]) -> torch.Tensor:
+        return F.pad(torch.tensor(rows), (0, EMBED - 2))[:, None, :]
+
+    feats = {"video": pad([[1.0, 2.0], [3.0, 6.0]])}
+    m.encode_levels = lambda inputs: feats
+    m.descriptor_features = lambda: (torch.eye(2, EMBED), torch.eye(2, EMBED))
+    dummy = torch.zeros(2, 1, 8, 8, 3)
+    m.train()
+    out = m(frames=dummy)
+    h = 1 / math.sqrt(2)
+    torch.testing.assert_close(out.level_features["video"][:, :2], torch.tensor([[-h, -h], [h, h]]),
+                               atol=1e-5, rtol=0)
+    assert not out.level_features["video"][:, 2:].any()
+    norm = m.feature_norms["video"]
+    torch.testing.assert_close(norm.running_mean[:2], torch.tensor([0.2, 0.4]))
+    torch.testing.assert_close(norm.running_var, torch.tensor([1.1, 1.7, 0.9, 0.9, 0.9, 0.9]))
+    expect = torch.tensor([(1 - 0.2) / math.sqrt(1.1 + 1e-5), (2 - 0.4) / math.sqrt(1.7 + 1e-5)])
+    feats["video"] = pad([[1.0, 2.0]])
+    one = m(frames=dummy[:1]).level_features["video"]
+    torch.testing.assert_close(one[:, :2], F.normalize(expect, dim=0)[None])
+    torch.testing.assert_close(norm.running_mean[:2], torch.tensor([0.2, 0.4]))  # not updated by it
+    m.eval()
+    torch.testing.assert_close(m(frames=dummy[:1]).level_features["video"], one)
+    state = m.tunable_state()
+    assert "feature_norms.video.running_mean" in state and "feature_norms.video.running_var" in state
+    assert not any(k.endswith("num_batches_tracked") for k in state)
+
+
+def test_parameter_counts_and_checkpoint_state_by_hand(clip: torch.nn.Module) -> None:
+    """Width 8, 2 blocks: a bottleneck of h units has 8 h + h + 8 h + 8 weights. Video: h = 2
+    (0.25 x 8), three per block, and the 4 x 8 temporal embedding: 2 x 3 x 42 + 32 = 284.
+    Parsing / landmarks: h = 1 (0.104 x 8 rounded), two per block: 2 x 2 x 25 = 100. Text
+    branches: h = 1 (0.156 x 8), one per text block: 2 x 25 = 50."""
+    from dfer.model import count_parameters
+
+    m = build(clip)
+    counts = count_parameters(m)
+    frozen = sum(p.numel() for p in clip.parameters())
+    assert counts == {"vision_adapters.video": 284, "vision_adapters.parsing": 100, "vision_adapters.landmarks": 100,
+                      "pos_adapter": 50, "neg_adapter": 50, "caption_adapter": 50, "fusion_logits": 3,
+                      "log_logit_scale": 1, "tunable_total": 638, "frozen_backbone": frozen}
+    assert not m.clip.training and all(not p.requires_grad for p in m.clip.parameters())
+    torch.testing.assert_close(m.log_logit_scale, torch.tensor([math.log(50.0)]))
+    assert m.fusion_logits.tolist() == [0.0, 0.0, 0.0] and m.fusion_logits.requires_grad
+    fixed = build(clip, learn_logit_scale=False, learned_fusion=False)
+    assert "log_logit_scale" not in fixed.tunable_parameters() and "fusion_logits" not in fixed.tunable_parameters()
+    # a checkpoint's state loads into a fresh model, cast to the model's dtype
+    state = {k: v.detach().clone().double() for k, v in m.tunable_state().items()}
+    fresh = build(clip, seed=40)
+    fresh.load_tunable_state_dict(state)
+    for k, v in fresh.tunable_state().items():
+        assert v.dtype == torch.float32 and torch.equal(v, m.tunable_state()[k]), k
+    extra = {**state, **{f"x.{i}": torch.zeros(1) for i in range(6)}}
+    with pytest.raises(ValueError, match=r"missing \[\], unexpected \['x.0', 'x.1', 'x.2', 'x.3', 'x.4'\]\.\.\."):
+        fresh.load_tunable_state_dict(extra)
+    fewer = dict(state)
+    del fewer["fusion_logits"]
+    with pytest.raises(ValueError, match=r"missing \['fusion_logits'\], unexpected \[\]$"):
+        fresh.load_tunable_state_dict(fewer)
+    wrong = {**state, "fusion_logits": torch.zeros(4)}
+    with pytest.raises(ValueError, match=r"shape mismatch for fusion_logits: \(4,\) vs \(3,\)"):
+        fresh.load_tunable_state_dict(wrong)
+    counted = {**state, "feature_norms.video.num_batches_tracked": torch.tensor(3)}
+    fresh.load_tunable_state_dict(counted)  # the BatchNorm counter is ignored
+    sd = fresh.tunable_state_dict()
+    assert set(sd) == set(state) and all(not v.requires_grad and v.device.type == "cpu" for v in sd.values())
+    with pytest.raises(ValueError, match="FineCLIPER needs at least one class label"):
+        fresh.set_labels([])
+
+
+def test_predict_proba_restores_the_training_mode(clip: torch.nn.Module) -> None:
+    m = build(clip, use_captions=False)
+    x = images(1, 2, seed=30)
+    m.train()
+    probs = m.predict_proba(frames=x, parsing=x, landmarks=x)
+    assert m.training and not m.clip.training
+    m.eval()
+    torch.testing.assert_close(probs, torch.softmax(m(frames=x, parsing=x, landmarks=x).logits, dim=-1))
+    assert not m.training
+    m.predict_proba(frames=x, parsing=x, landmarks=x)
+    assert not m.training
