@@ -183,12 +183,19 @@ def prepare(work: Path, common: configparser.ConfigParser, module: Module, tests
             shutil.copytree(REPO / extra, work / extra, ignore=ignore)
         elif (REPO / extra).exists():
             shutil.copy2(REPO / extra, work / extra)
+    write_settings(work, common, module, tests)
+
+
+def write_settings(work: Path, common: configparser.ConfigParser, module: Module, tests: tuple[str, ...]) -> None:
+    """The scratch copy's setup.cfg: the shared settings plus this module's files and tests."""
     out = configparser.ConfigParser()
     out["mutmut"] = dict(common["mutmut"])
     out["mutmut"]["only_mutate"] = "\n" + "\n".join(module.files)
     out["mutmut"]["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
     with open(work / "setup.cfg", "w") as fh:
         out.write(fh)
+    if (work / "mutants").is_dir():
+        shutil.copy2(work / "setup.cfg", work / "mutants" / "setup.cfg")
 
 
 def copy_tests(work: Path) -> None:
@@ -308,6 +315,7 @@ def record(module: Module, results: dict[str, str], diffs: dict[str, str], elaps
         "tests": list(tests), "how": how, "counts": counts,
         "not_detected": {n: {"status": s, "diff": diffs.get(n, "")}
                          for n, s in sorted(results.items()) if s not in DETECTED},
+        "timeouts": sorted(n for n, s in results.items() if s == "timeout"),
     }
 
 
@@ -321,12 +329,12 @@ def _row(name: str, rec: dict[str, Any]) -> str:
     equiv = len(equivalents(rec))
     score = f"{100 * c['killed'] / c['total']:.1f}%" if c["total"] else "n/a"
     sample = " (sample)" if rec["how"].startswith("sample") else ""
-    return (f"| {name} | {c['killed']} | {c['survived']} | {equiv} | {c['other']} | {c['total']}{sample} "
-            f"| {score} | {rec['date']}, {rec['wall_s'] / 60:.1f} min |")
+    return (f"| {name} | {c['killed']} | {len(rec.get('timeouts', []))} | {c['survived']} | {equiv} "
+            f"| {c['other']} | {c['total']}{sample} | {score} | {rec['date']}, {rec['wall_s'] / 60:.1f} min |")
 
 
-_HEAD = ("| module | killed | survived | of them equivalent | no tests / other | total "
-         "| score (killed / total) | run |\n|---|---:|---:|---:|---:|---:|---:|---|")
+_HEAD = ("| module | killed | of them by time-out | survived | of them equivalent | no tests / other "
+         "| total | score (killed / total) | run |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
 
 
 def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
@@ -345,7 +353,9 @@ def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
         "mutants, in `benchmarks/mutation.cfg`. Each module is its own mutmut run, so modules can "
         "be run in pieces: `python benchmarks/mutation.py --modules dfer.video`.",
         "",
-        "*killed* counts mutants the tests fail on (and time-outs); the score is killed / total. "
+        "*killed* counts mutants the tests fail on, and those stopped by the time limit (counted "
+        "apart: a time-out under a heavily loaded machine is re-run before it is trusted); the "
+        "score is killed / total. "
         "*of them equivalent*: survivors that behave exactly like the original (listed below "
         "with the reason), which no test can kill. *run*: date and wall time of the mutmut run "
         "(one worker unless said otherwise below).",
@@ -400,7 +410,11 @@ def run_module(module: Module, common: configparser.ConfigParser, args: argparse
             raise SystemExit(f"--rerun {module.name}: needs a kept scratch copy ({work}) and a "
                              "stored result; run once with --keep first")
         copy_tests(work)  # today's tests; mutmut adds the stats of new ones itself
-        names = [n for n, v in previous["not_detected"].items() if v["status"] != "killed"]
+        if (work / "mutants" / "tests").is_dir():
+            shutil.rmtree(work / "mutants" / "tests")
+            shutil.copytree(work / "tests", work / "mutants" / "tests")
+        write_settings(work, common, module, tests)
+        names = sorted(previous["not_detected"]) + sorted(previous.get("timeouts", []))
         if not names:
             return previous
     else:
@@ -427,10 +441,12 @@ def run_module(module: Module, common: configparser.ConfigParser, args: argparse
         counts["survived"] = sum(s == "survived" for s in still.values())
         counts["other"] = counts["total"] - counts["killed"] - counts["survived"]
         today = dt.date.today().isoformat()
-        return {**previous, "counts": counts, "date": today, "tests": list(tests),
+        timeouts = sorted((set(previous.get("timeouts", [])) - set(results))
+                          | {n for n, s in results.items() if s == "timeout"})
+        return {**previous, "counts": counts, "date": today, "tests": list(tests), "timeouts": timeouts,
                 "wall_s": round(previous["wall_s"] + elapsed, 1),
-                "how": previous["how"] + f"; its {len(results)} survivors re-run on {today} "
-                       "against the tests of that day",
+                "how": previous["how"] + f"; its {len(results)} survivors and time-outs re-run "
+                       f"on {today} against the tests of that day",
                 "not_detected": {n: {"status": s, "diff": diffs.get(n, "")} for n, s in sorted(still.items())}}
     if args.sample and names:
         how = f"sample of {len(names)} mutants (seed {args.seed})"

@@ -333,26 +333,45 @@ def test_jittered_indices_draw_every_frame_of_each_segment_and_nothing_else(n: i
     assert draws.dtype == np.int64 and draws.shape == (400, t)
     for k in range(t):
         assert set(draws[:, k].tolist()) == set(range(edges[k], max(edges[k + 1], edges[k] + 1))), k
+    state = rng.bit_generator.state
     assert jittered_indices(8, 8, rng).tolist() == list(range(8))
     assert jittered_indices(5, 9, rng).tolist() == list(range(5))
     assert jittered_indices(5, None, rng).tolist() == list(range(5))
+    assert rng.bit_generator.state == state  # nothing drawn when there is nothing to draw
     a = jittered_indices(100, 10, np.random.default_rng(3))
     assert a.tolist() == jittered_indices(100, 10, np.random.default_rng(3)).tolist()  # seeded
 
 
 # ------------------------------------------------------------------------------- skipping
 class _Codec:
-    """A decoder that returns a packet's frame at once, unless told to skip a non-reference
-    frame; records (pts, skip setting) per packet."""
+    """A scripted decoder: a packet's frame comes out ``delay`` packets later (the flush packet
+    releases what it holds), unless the frame is non-reference and skipping is on; the skip
+    setting accepts what PyAV's does (an invalid one is a ValueError, as there). Records
+    (pts, skip setting) per packet."""
 
-    def __init__(self, fail_at: int | None = None, unknown: set | None = None, drop: set | None = None) -> None:
-        self.skip_frame = "DEFAULT"
+    def __init__(self, fail_at: int | None = None, unknown: set | None = None, drop: set | None = None,
+                 delay: int = 0) -> None:
+        self._skip = "DEFAULT"
         self.log: list[tuple] = []
-        self.fail_at, self.unknown, self.drop = fail_at, unknown or set(), drop or set()
+        self.fail_at, self.unknown, self.drop, self.delay = fail_at, unknown or set(), drop or set(), delay
+        self.held: list = []
+
+    @property
+    def skip_frame(self) -> str:
+        return self._skip
+
+    @skip_frame.setter
+    def skip_frame(self, value: str) -> None:
+        if value not in ("DEFAULT", "NONREF", "NONKEY", "ALL", "NONE", "BIDIR", "NONINTRA"):
+            raise ValueError("Invalid skip_frame type")
+        self._skip = value
 
     def decode(self, packet):
         self.log.append((packet.pts, self.skip_frame))
-        if packet.pts is None or packet.size <= 0 or packet.is_discard or packet.pts in self.drop:
+        if packet.pts is None:  # the flush packet: release what is held
+            out, self.held = self.held, []
+            return out
+        if packet.size <= 0 or packet.is_discard or packet.pts in self.drop:
             return []
         if packet.pts == self.fail_at:
             import av
@@ -360,16 +379,19 @@ class _Codec:
             raise av.error.InvalidDataError(1094995529, "bad packet")
         if self.skip_frame == "NONREF" and not packet.ref:
             return []
-        return [SimpleNamespace(pts=packet.pts + 1 if packet.pts in self.unknown else packet.pts)]
+        self.held.append(SimpleNamespace(pts=packet.pts + 1 if packet.pts in self.unknown else packet.pts))
+        out, self.held = self.held[: len(self.held) - self.delay], self.held[len(self.held) - self.delay:]
+        return out
 
 
 class _Container:
     def __init__(self, packets: list, codec: _Codec) -> None:
         self.packets, self.seeks = packets, []
-        stream = SimpleNamespace(codec_context=codec)
-        self.streams = SimpleNamespace(video=[stream])
+        self.video = SimpleNamespace(codec_context=codec)
+        self.streams = SimpleNamespace(video=[self.video])
 
     def demux(self, stream):
+        assert stream is self.video, "demuxed another stream than the video's"
         yield from self.packets
 
     def seek(self, offset):
@@ -387,12 +409,15 @@ GOP = [_packet(0, discard=True), _packet(1024), _packet(2560), _packet(1536, ref
 
 
 def test_presentation_ranks_from_timestamps() -> None:
-    codec = _Codec()
-    ranks = presentation_ranks(_Container(GOP, codec), None)
-    assert ranks == {1024: 0, 1536: 1, 2048: 2, 2560: 3, 3072: 4, 3584: 5, 4096: 6}
-    assert presentation_ranks(_Container([_packet(5), _packet(None)], codec), None) is None  # no pts
-    assert presentation_ranks(_Container([_packet(5), _packet(5)], codec), None) is None  # twice
-    assert presentation_ranks(_Container([_packet(7), _packet(3, size=0), _packet(3)], codec), None) == {3: 0, 7: 1}
+    def ranks(packets: list):
+        container = _Container(packets, _Codec())
+        return presentation_ranks(container, container.video)
+
+    assert ranks(GOP) == {1024: 0, 1536: 1, 2048: 2, 2560: 3, 3072: 4, 3584: 5, 4096: 6}
+    assert ranks([_packet(5), _packet(None)]) is None  # a packet without a timestamp
+    assert ranks([_packet(5), _packet(5)]) is None  # two with the same
+    assert ranks([_packet(7), _packet(3, size=0), _packet(3)]) == {3: 0, 7: 1}  # no data: no frame
+    assert ranks([_packet(7), _packet(3, size=1)]) == {3: 0, 7: 1}  # one byte is data
 
 
 def test_skipping_decodes_the_wanted_frames_and_skips_unwanted_non_reference_ones() -> None:
@@ -411,6 +436,22 @@ def test_skipping_decodes_the_wanted_frames_and_skips_unwanted_non_reference_one
         {0: 1024, 6: 4096}, 3)
     everything = decode_skipping(_Container(GOP, _Codec()), np.arange(7), 7, lambda f: f.pts)
     assert everything == ({i: 1024 + 512 * i for i in range(7)}, 7)
+
+
+def test_frames_the_decoder_holds_back_come_out_at_the_flush() -> None:
+    """A decoder with one frame of delay: the last wanted frame comes out when the flush packet
+    is sent, which is decoded with skipping off; a 1-byte packet is a frame like any other,
+    and a packet without data is never skipped."""
+    packets = [_packet(1024), _packet(2560), _packet(1536, ref=False, size=1), _packet(2048, ref=False),
+               _packet(2048, size=0), _packet(None, size=0)]
+    codec = _Codec(delay=1)
+    out = decode_skipping(_Container(packets, codec), np.array([1, 3]), 4, lambda f: f.pts)
+    assert out == ({1: 1536, 3: 2560}, 3)  # decoded: 1024, 2560, 1536 (2048 skipped)
+    assert codec.log == [(1024, "NONREF"), (2560, "DEFAULT"), (1536, "DEFAULT"), (2048, "NONREF"),
+                         (2048, "DEFAULT"), (None, "DEFAULT")]
+    assert codec.skip_frame == "DEFAULT"
+    codec = _Codec(delay=1)
+    assert decode_skipping(_Container(packets, codec), np.array([2]), 4, lambda f: f.pts) == ({2: 2048}, 3)
 
 
 def test_skipping_gives_up_whenever_it_cannot_be_exact() -> None:
