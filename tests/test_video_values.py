@@ -488,6 +488,8 @@ PICTURE = np.array([[1, 2, 3], [4, 5, 6]])
     (-180, False, [[6, 5, 4], [3, 2, 1]]),
     (89.6, False, [[3, 6], [2, 5], [1, 4]]),  # rounded to quarter turns
     (44, False, [[1, 2, 3], [4, 5, 6]]),
+    (45.3, False, [[3, 6], [2, 5], [1, 4]]),  # 0.503 quarter turns -> 1
+    (-135.5, False, [[6, 5, 4], [3, 2, 1]]),  # -1.506 -> -2, a half turn
     (0, True, [[4, 5, 6], [1, 2, 3]]),  # mirrored: upside down first, then turned
     (-180, True, [[3, 2, 1], [6, 5, 4]]),  # FFmpeg's reading of a left-right mirror
     (90, True, [[6, 3], [5, 2], [4, 1]]),
@@ -499,6 +501,10 @@ def test_upright_applies_the_display_matrix(rotation, mirrored, shown) -> None:
     assert out.flags.c_contiguous  # the detector and cv2 need contiguous pixels
     if rotation in (0, None) and not mirrored:
         assert out is PICTURE  # no copy when nothing changes
+        view = PICTURE[:, ::2]
+        assert upright(view, rotation) is view  # not even of a strided picture
+    if not mirrored:
+        assert upright(PICTURE, rotation).tolist() == shown  # not mirrored unless said
 
 
 def _matrix_frame(*entries: int, kind: str = "DISPLAYMATRIX") -> SimpleNamespace:
@@ -523,5 +529,7 @@ def test_is_mirrored_reads_the_sign_of_the_display_matrix() -> None:
     assert not is_mirrored(_matrix_frame(-one, 0, 0, 0, -one))  # half turn: det = +1
     assert not is_mirrored(_matrix_frame(-one, 0, 0, 0, one, kind="SPHERICAL"))  # another side data
     assert not is_mirrored(SimpleNamespace(side_data=[]))
+    assert not is_mirrored(_matrix_frame(0, 0, 0, 0, 0))  # a degenerate matrix mirrors nothing
+    assert not is_mirrored(_matrix_frame(one, one, 0, one, one))  # det 0
     # 32768 x 65536 overflows int32: the determinant is computed in Python ints
     assert is_mirrored(_matrix_frame(-32768 * 2, 0, 0, 0, 1 << 30))
