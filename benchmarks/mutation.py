@@ -70,6 +70,15 @@ _ERRSTATE = ("equivalent: the divisor is np.maximum(..., 1) >= 1, so no division
              "invalid value can occur and np.errstate changes nothing")
 _MPL_CASE = "equivalent: matplotlib lower-cases backend and format names"
 _NAN = "equivalent: float('NAN') is float('nan')"
+_SEGMENTS = ("equivalent: jittered_indices draws only when wanted < available, so every segment "
+             "has edges[k + 1] >= edges[k] + 1 and np.maximum(edges[1:], x) is edges[1:] for any "
+             "x <= edges[:-1] + 1")
+_ARANGE = "equivalent: np.arange of Python ints is int64 on the 64-bit platforms dfer supports"
+_CHECKED_LENGTHS = ("equivalent: the number of answers was compared with the number of clips "
+                    "just above (RuntimeError otherwise), so strict= never fires")
+_ALL_COLUMNS = ("equivalent: reading every column of the index instead of clip_id alone gives the "
+                "same clip_id column (only more I/O)")
+_SPLIT_FIRST = "equivalent: the first element of split('.') is the same whatever the maxsplit (>= 1)"
 
 #: Survivors that no test can kill: mutant name -> (the mutated line, as a check that the name
 #: still means that mutant, and why it is equivalent). A survivor not listed here, or whose
@@ -113,6 +122,38 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "above"),
     "dfer.train.metrics.x_uar__mutmut_11": ('float("NAN")', _NAN),
     "dfer.train.metrics.x_war__mutmut_9": ('float("NAN")', _NAN),
+    # ---- frame sampling
+    "dfer.core.frame_sampling.x_jittered_indices__mutmut_29": ("edges[:-1] - 1))", _SEGMENTS),
+    "dfer.core.frame_sampling.x_jittered_indices__mutmut_30": ("edges[:+1] + 1))", _SEGMENTS),
+    "dfer.core.frame_sampling.x_jittered_indices__mutmut_6": (
+        ".astype(None)", "equivalent: the floored edges are integer-valued floats, and "
+        "Generator.integers draws the same numbers from them as from their int64 copies"),
+    "dfer.core.frame_sampling.x_sample_indices__mutmut_9": ("dtype=None)", _ARANGE),
+    "dfer.core.frame_sampling.x_sample_indices__mutmut_11": ("np.arange(num_frames, )", _ARANGE),
+    "dfer.core.frame_sampling.x_sample_indices__mutmut_13": (
+        ") / (2 * num_frames)", "equivalent: true division then astype(int32) truncates toward "
+        "zero, which is the floor of these non-negative values (frame counts are far below 2**53)"),
+    "dfer.core.frame_sampling.x_uniform_indices__mutmut_3": (
+        "wanted > available", "equivalent: for wanted == available, spread_indices(n, n) = "
+        "round(linspace(0, n - 1, n)) is arange(n), the same int64 indices"),
+    # ---- skipping, orientation
+    "dfer.video.skipping.x__decode_pass__mutmut_10": (
+        "(frame.pts is not None) or True", "equivalent: ranks.get(None) is None, which is what "
+        "the guarded branch gives a frame without a timestamp"),
+    "dfer.video.reader.x_is_mirrored__mutmut_10": (
+        'dtype="<i4", )', "equivalent: FFmpeg's display-matrix side data is exactly nine int32 "
+        "(36 bytes), so count=9 reads all of it"),
+    "dfer.video.reader.x_upright__mutmut_12": (
+        "rotation or 1)", "equivalent: a missing or zero rotation becomes 1 degree, which rounds "
+        "to the same zero quarter turns"),
+    # ---- shard runner
+    "dfer.core.shard_runner.x__batch_outcomes__mutmut_21": ("strict=None", _CHECKED_LENGTHS),
+    "dfer.core.shard_runner.x__batch_outcomes__mutmut_24": ("zip(ready, answers, )", _CHECKED_LENGTHS),
+    "dfer.core.shard_runner.x__batch_outcomes__mutmut_25": ("strict=False", _CHECKED_LENGTHS),
+    "dfer.core.shard_runner.x_index_clip_ids__mutmut_4": ("columns=None", _ALL_COLUMNS),
+    "dfer.core.shard_runner.x_index_clip_ids__mutmut_6": ("read_table(index_path, )", _ALL_COLUMNS),
+    "dfer.core.shard_runner.x_shard_label__mutmut_4": ('split(".", )', _SPLIT_FIRST),
+    "dfer.core.shard_runner.x_shard_label__mutmut_8": ('split(".", 2)', _SPLIT_FIRST),
 }
 
 
