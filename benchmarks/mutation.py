@@ -73,6 +73,8 @@ _NAN = "equivalent: float('NAN') is float('nan')"
 _SEGMENTS = ("equivalent: jittered_indices draws only when wanted < available, so every segment "
              "has edges[k + 1] >= edges[k] + 1 and np.maximum(edges[1:], x) is edges[1:] for any "
              "x <= edges[:-1] + 1")
+_INTERP = ("equivalent: frame numbers are small integers and the centres / sides Python floats, "
+           "and np.interp computes in float64 whatever the dtype of its inputs")
 _ARANGE = "equivalent: np.arange of Python ints is int64 on the 64-bit platforms dfer supports"
 _CHECKED_LENGTHS = ("equivalent: the number of answers was compared with the number of clips "
                     "just above (RuntimeError otherwise), so strict= never fires")
@@ -136,6 +138,23 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.core.frame_sampling.x_uniform_indices__mutmut_3": (
         "wanted > available", "equivalent: for wanted == available, spread_indices(n, n) = "
         "round(linspace(0, n - 1, n)) is arange(n), the same int64 indices"),
+    "dfer.core.frame_sampling.x_jittered_indices__mutmut_3": (
+        "wanted > available", "equivalent: for wanted == available the edges are 0..n, so every "
+        "segment is one frame, Generator.integers(k, k + 1) is k, and numpy draws nothing for a "
+        "one-value range (the generator's state is unchanged too)"),
+    # ---- crop, tracker
+    "dfer.video.crop.x_crop_resize__mutmut_8": (
+        "side >= size", "equivalent: at side == size the resize is 1:1, where INTER_AREA and "
+        "INTER_LINEAR both copy the pixels"),
+    "dfer.video.crop.x_detect_all__mutmut_40": (
+        "factor != 2.0", "equivalent: factor is at most 1 (detect_scale is validated to (0, 1]); "
+        "at factor 1 the extra cv2.resize to the same size copies the pixels"),
+    "dfer.video.track.x_fill_and_smooth__mutmut_3": ("dtype=None)", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_5": ("np.array(sorted(track), )", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_9": ("dtype=None)", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_11": ("for t in frames], )", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_16": ("dtype=None)", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_18": ("np.arange(num, )", _INTERP),
     # ---- skipping, orientation
     "dfer.video.skipping.x__decode_pass__mutmut_10": (
         "(frame.pts is not None) or True", "equivalent: ranks.get(None) is None, which is what "

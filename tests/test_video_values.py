@@ -65,6 +65,8 @@ from dfer.video.track import (
     ((0, 0, 400, 300), 0.25, (640, 360), (20, 0, 380, 360)),
     # portrait frame, face near the right edge: side 60, left 290 - 30 -> 240 (300 - 60)
     ((270, 400, 310, 440), 0.25, (300, 500), (240, 390, 300, 450)),
+    # a portrait frame narrower than the grown face: side 450 shrinks to the width, 200
+    ((100, 150, 400, 450), 0.25, (200, 500), (0, 200, 200, 400)),
     # a degenerate (zero-size) box is still one pixel
     ((50, 60, 50, 60), 0.4, (640, 360), (50, 60, 51, 61)),
 ])
@@ -101,14 +103,22 @@ def test_center_box_median_box_and_crops_by_hand() -> None:
     expect = 10 * (2 * i + 0.5) + 2 * j + 0.5
     assert np.abs(half[0, :, :, 0].astype(float) - expect).max() <= 0.5
     assert np.abs(half[1, :, :, 2].astype(float) - (expect + 101)).max() <= 0.5
+    # 3x downscale of one bright pixel per 3 x 3 block (90 at the block centre): INTER_AREA
+    # averages the block (10); bilinear sampling would hit the centres (90)
+    dots = np.zeros((1, 12, 12, 3), np.uint8)
+    dots[0, 1::3, 1::3] = 90
+    np.testing.assert_array_equal(crop_resize(dots, np.array([0, 0, 12, 12], np.float32), 4), 10)
     # upscaling (side 2 -> 6) interpolates linearly, as cv2's INTER_LINEAR does
     up = crop_resize(frames, np.array([4, 4, 6, 6], np.float32), 6)
     np.testing.assert_array_equal(up[1], cv2.resize(np.ascontiguousarray(frames[1, 4:6, 4:6]), (6, 6),
                                                     interpolation=cv2.INTER_LINEAR))
     assert len(np.unique(up[1, :, :, 0])) > 4  # not nearest-neighbour blocks
     each = crop_resize_each(frames, np.array([[0, 0, 4, 4], [5, 6, 9, 10]], np.float32), 4)
+    assert each.dtype == np.uint8 and each.shape == (2, 4, 4, 3)
     np.testing.assert_array_equal(each[0], frames[0, 0:4, 0:4])
     np.testing.assert_array_equal(each[1], frames[1, 6:10, 5:9])
+    with pytest.raises(ValueError):  # a box per frame, no more, no fewer
+        crop_resize_each(frames, np.array([[0, 0, 4, 4]] * 3, np.float32), 4)
 
 
 def test_detection_runs_on_downscaled_frames_and_boxes_come_back_in_source_pixels(monkeypatch) -> None:
@@ -138,8 +148,25 @@ def test_detection_runs_on_downscaled_frames_and_boxes_come_back_in_source_pixel
     assert detect_all(small, max_side=0, scale=1.0)[0][0].tolist() == [10, 20, 30, 40]  # 0: no limit
     assert detect_all(small, max_side=100)[0][0].tolist() == [20, 40, 60, 80]  # 200 -> 100
     assert seen[0][0] == (100, 200, 3) and seen[2][0] == (50, 100, 3)
-    monkeypatch.setattr(crop, "detect_faces", lambda image, kind="hog", upsample=1: [])
-    assert detect_boxes(small) == [None]
+    # the defaults: HOG without upsampling on RGB frames at most 640 px, boxes back x2
+    seen.clear()
+    assert detect_boxes(frames[:1])[0].tolist() == [20, 40, 60, 80]
+    assert detect_all(frames[:1])[0][0].tolist() == [20, 40, 60, 80]
+    assert seen == [((360, 640, 3), "hog", 0, True)] * 2
+    seen.clear()
+    detect_boxes(frames[:1], "hog", gray=True)
+    assert seen == [((360, 640), "hog", 0, True)]
+    # max_side 1: shrunk to a single pixel (not left at full size)
+    seen.clear()
+    detect_all(small, max_side=1)
+    assert seen[0][0] == (1, 1, 3)
+    # the shrink averages (INTER_AREA): one 90 per 3 x 3 block comes out as 10 everywhere
+    images: list[np.ndarray] = []
+    monkeypatch.setattr(crop, "detect_faces", lambda image, kind="hog", upsample=1: images.append(image) or [])
+    dots = np.zeros((1, 12, 12, 3), np.uint8)
+    dots[0, 1::3, 1::3] = 90
+    assert detect_boxes(dots, max_side=4) == [None]
+    assert images[0].shape == (4, 4, 3) and (images[0] == 10).all()
     # a 1-pixel-high frame shrunk 1000 x keeps one row
     seen.clear()
     monkeypatch.setattr(crop, "detect_faces", fake)
@@ -278,6 +305,22 @@ def test_linking_thresholds_and_greedy_matching() -> None:
     # one face, two tracks in reach: only the closer track takes it
     tracks = link_tracks([[box(100, 0, 40), box(150, 0, 40)], [box(120, 0, 40)]])
     assert [sorted(tr) for tr in tracks] == [[0, 1], [0]]
+    # the nearer of two faces a track could take is taken, the other starts its own track
+    tracks = link_tracks([[box(100, 0, 40)], [box(110, 0, 40), box(88, 0, 40)]])
+    assert [sorted(tr) for tr in tracks] == [[0, 1], [1]] and float(tracks[0][1][0]) + 20 == 110
+    # a pair already served is skipped, and the pairs after it still link: Q-136 (4 px), then
+    # Q-125 (Q taken, skipped), then P-125 (25 px)
+    tracks = link_tracks([[box(100, 0, 40), box(140, 0, 40)], [box(125, 0, 40), box(136, 0, 40)]])
+    assert [float(tr[1][0]) + 20 for tr in tracks] == [125.0, 136.0]
+    # a face of the wrong size does not stop the track from taking the next face in the list
+    tracks = link_tracks([[box(100, 0, 40)], [box(100, 0, 90), box(104, 0, 40)]])
+    assert len(tracks) == 2 and float(tracks[0][1][0]) + 20 == 104.0
+    # boxes with the detector's score as a fifth number, in float64: stored as float32
+    scored = [[np.append(box(100, 0, 40), 0.9).astype(np.float64)],
+              [np.append(box(110, 0, 40), 0.8).astype(np.float64), np.append(box(400, 0, 40), 0.7)]]
+    tracks = link_tracks(scored)
+    assert [sorted(tr) for tr in tracks] == [[0, 1], [1]]
+    assert tracks[0][0].dtype == tracks[1][1].dtype == np.float32
     # a face no track takes starts a new one; boxes are stored as float32
     tracks = link_tracks([[box(0, 0, 10)], [box(0, 0, 10), box(500, 0, 10)]])
     assert [sorted(tr) for tr in tracks] == [[0, 1], [1]] and tracks[1][1].dtype == np.float32
