@@ -389,8 +389,9 @@ def _row(name: str, rec: dict[str, Any]) -> str:
     equiv = len(equivalents(rec))
     score = f"{100 * c['killed'] / c['total']:.1f}%" if c["total"] else "n/a"
     sample = " (sample)" if rec["how"].startswith("sample") else ""
+    when = f"{rec['date']}, {rec['wall_s'] / 60:.1f} min" if rec["wall_s"] else f"{rec['date']} (imported)"
     return (f"| {name} | {c['killed']} | {len(rec.get('timeouts', []))} | {c['survived']} | {equiv} "
-            f"| {c['other']} | {c['total']}{sample} | {score} | {rec['date']}, {rec['wall_s'] / 60:.1f} min |")
+            f"| {c['other']} | {c['total']}{sample} | {score} | {when} |")
 
 
 _HEAD = ("| module | killed | of them by time-out | survived | of them equivalent | no tests / other "
