@@ -758,6 +758,25 @@ def test_parameter_counts_and_checkpoint_state_by_hand(clip: torch.nn.Module) ->
     assert not m.clip.training and all(not p.requires_grad for p in m.clip.parameters())
     torch.testing.assert_close(m.log_logit_scale, torch.tensor([math.log(50.0)]))
     assert m.fusion_logits.tolist() == [0.0, 0.0, 0.0] and m.fusion_logits.requires_grad
+    # one of the two per-block vision adapters off: video 2 x 2 x 42 + 32, middle 2 x 1 x 25
+    for off in ("spatial_adapter", "mlp_adapter"):
+        part = build(clip, **{off: False})
+        c = count_parameters(part)
+        assert (c["vision_adapters.video"], c["vision_adapters.parsing"], c["vision_adapters.landmarks"]) == (200, 50, 50)
+        block = part.vision_adapters["video"].blocks[0]
+        assert (block.spatial is None) is (off == "spatial_adapter") and (block.mlp is None) is (off == "mlp_adapter")
+    # shared middle adapters; our attention temporal module (4 heads of 2 units: at most 2)
+    shared = count_parameters(build(clip, share_mid_adapters=True, temporal="attention", temporal_heads=4))
+    assert shared["vision_adapters.mid"] == 100 and "vision_adapters.parsing" not in shared
+    # 2 x (3 bottlenecks of 2 units: 126) + per block: down 8x2+2, frame table 4 x 2, attention 2 x 6 + 6 +
+    # 2 x 2 + 2, up 2 x 8 + 8 -> 2 x (84 + 18 + 8 + 24 + 24) = 316; no AIM temporal embedding
+    assert shared["vision_adapters.video"] == 2 * (2 * 42) + 2 * (18 + 8 + 24 + 24)
+    # output-level text adapters: one bottleneck on the 6-d embedding (1 unit): 6 + 1 + 6 + 6
+    out = count_parameters(build(clip, text_adapter="output"))
+    assert (out["pos_adapter"], out["neg_adapter"], out["caption_adapter"]) == (19, 19, 19)
+    assert "pixel_mean" not in m.state_dict() and "pixel_std" not in m.state_dict()  # not weights
+    torch.testing.assert_close(m.pixel_mean.view(3), MEAN)
+    torch.testing.assert_close(m.pixel_std.view(3), STD)
     fixed = build(clip, learn_logit_scale=False, learned_fusion=False)
     assert "log_logit_scale" not in fixed.tunable_parameters() and "fusion_logits" not in fixed.tunable_parameters()
     # a checkpoint's state loads into a fresh model, cast to the model's dtype
