@@ -498,7 +498,9 @@ def run_module(module: Module, common: configparser.ConfigParser, args: argparse
         assert previous is not None
         still = {n: s for n, s in results.items() if s not in DETECTED}
         counts = dict(previous["counts"])
-        counts["killed"] += len(results) - len(still)
+        # the re-run time-outs were counted as killed; count them (and the survivors) anew
+        rerun_timeouts = set(previous.get("timeouts", [])) & set(results)
+        counts["killed"] += len(results) - len(still) - len(rerun_timeouts)
         counts["survived"] = sum(s == "survived" for s in still.values())
         counts["other"] = counts["total"] - counts["killed"] - counts["survived"]
         today = dt.date.today().isoformat()

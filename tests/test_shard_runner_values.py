@@ -165,7 +165,7 @@ def test_counts_and_log_lines(caplog: pytest.LogCaptureFixture, tmp_path: Path) 
 def test_progress_bars_are_on_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     run_batches("captions", "shard-009", ["a", "b", "c"], lambda x: [1] * len(x), batch_size=2, source="s")
     err = capsys.readouterr().err
-    assert "captions shard-009" in err and "3/3" in err
+    assert "captions shard-009" in err and "3/3" in err and "clip/s" in err  # counted in clips
     run_clips("landmarks", "shard-002", ["a"], len, source="s", progress=False)
     run_batches("captions", "shard-009", ["a"], lambda x: [1], batch_size=2, source="s", progress=False)
     assert capsys.readouterr().err == ""

@@ -320,7 +320,7 @@ def test_linking_thresholds_and_greedy_matching() -> None:
               [np.append(box(110, 0, 40), 0.8).astype(np.float64), np.append(box(400, 0, 40), 0.7)]]
     tracks = link_tracks(scored)
     assert [sorted(tr) for tr in tracks] == [[0, 1], [1]]
-    assert tracks[0][0].dtype == tracks[1][1].dtype == np.float32
+    assert tracks[0][0].dtype == tracks[0][1].dtype == tracks[1][1].dtype == np.float32
     # a face no track takes starts a new one; boxes are stored as float32
     tracks = link_tracks([[box(0, 0, 10)], [box(0, 0, 10), box(500, 0, 10)]])
     assert [sorted(tr) for tr in tracks] == [[0, 1], [1]] and tracks[1][1].dtype == np.float32
