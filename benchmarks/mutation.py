@@ -73,6 +73,10 @@ _NAN = "equivalent: float('NAN') is float('nan')"
 _SEGMENTS = ("equivalent: jittered_indices draws only when wanted < available, so every segment "
              "has edges[k + 1] >= edges[k] + 1 and np.maximum(edges[1:], x) is edges[1:] for any "
              "x <= edges[:-1] + 1")
+_FP32 = ("equivalent: dfer builds the backbone in float32 (build_clip passes no precision), so "
+         "get_cast_dtype() is float32 and .to(cast) of float32 tensors changes nothing")
+_WEIGHTS = ("equivalent: the attention output ([0]) is the same; need_weights only also returns "
+            "the averaged attention weights (and rules out the fused kernel: float rounding)")
 _INTERP = ("equivalent: frame numbers are small integers and the centres / sides Python floats, "
            "and np.interp computes in float64 whatever the dtype of its inputs")
 _ARANGE = "equivalent: np.arange of Python ints is int64 on the 64-bit platforms dfer supports"
@@ -155,6 +159,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.video.track.x_fill_and_smooth__mutmut_11": ("for t in frames], )", _INTERP),
     "dfer.video.track.x_fill_and_smooth__mutmut_16": ("dtype=None)", _INTERP),
     "dfer.video.track.x_fill_and_smooth__mutmut_18": ("np.arange(num, )", _INTERP),
+    # ---- model
+    "dfer.model.text.x_encode_text__mutmut_7": ("cast = None", _FP32),
+    "dfer.model.text.x_encode_text__mutmut_10": ("token_embedding(tokens).to(None)", _FP32),
+    "dfer.model.text.x_encode_text__mutmut_12": ("positional_embedding[:n].to(None)", _FP32),
+    "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_41": (
+        "frame_pos[:num_frames].to(None)", "equivalent: frame_pos has the module's dtype, which "
+        "is h's; only under autocast would h be lower precision, and there the sum is merely kept "
+        "in float32 before the attention casts it (rounding, not another result)"),
+    "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_46": ("need_weights=None", _WEIGHTS),
+    "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_50": ("self.attn(h, h, h, )", _WEIGHTS),
+    "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_51": ("need_weights=True", _WEIGHTS),
     # ---- skipping, orientation
     "dfer.video.skipping.x__decode_pass__mutmut_10": (
         "(frame.pts is not None) or True", "equivalent: ranks.get(None) is None, which is what "

@@ -180,10 +180,12 @@ def ref_visual(visual: torch.nn.Module, pixels: torch.Tensor, t: int, stack: Ada
 def ref_text(clip: torch.nn.Module, tokens: torch.Tensor, stack: TextAdapterStack | None,
              position: str, scale: float) -> torch.Tensor:
     """The text transformer with one adapter per block: on the attention output with its own
-    skip (``attn``) or parallel to the MLP, times ``scale`` (``mlp``); arg-max (EOT) pooling."""
+    skip (``attn``) or parallel to the MLP, times ``scale`` (``mlp``); then the tower's pooling
+    (EOT = arg-max token, last position, first end-of-text id) and projection."""
+    causal = clip.attn_mask is not None
     x = clip.token_embedding.weight[tokens] + clip.positional_embedding
     for i, blk in enumerate(clip.transformer.resblocks):
-        a = torch.stack([ref_mha(blk.ln_1(s), blk.attn, blk.attn.num_heads, causal=True) for s in x])
+        a = torch.stack([ref_mha(blk.ln_1(s), blk.attn, blk.attn.num_heads, causal=causal) for s in x])
         if stack is not None and position == "attn":
             a = bottleneck(stack.blocks[i], a, skip=True)
         x = x + blk.ls_1(a)
@@ -193,7 +195,12 @@ def ref_text(clip: torch.nn.Module, tokens: torch.Tensor, stack: TextAdapterStac
             m = m + scale * bottleneck(stack.blocks[i], h, skip=False)
         x = x + m
     x = clip.ln_final(x)
-    return x[torch.arange(len(tokens)), tokens.argmax(dim=-1)] @ clip.text_projection
+    where = {"argmax": tokens.argmax(dim=-1), "last": torch.full((len(tokens),), tokens.shape[1] - 1),
+             "eos": (tokens == clip.text_eos_id).int().argmax(dim=-1)}[clip.text_pool_type]
+    x = x[torch.arange(len(tokens)), where]
+    if isinstance(clip.text_projection, torch.nn.Linear):
+        return x @ clip.text_projection.weight.T + clip.text_projection.bias
+    return x if clip.text_projection is None else x @ clip.text_projection
 
 
 def pixels_of(images: torch.Tensor) -> torch.Tensor:
@@ -240,6 +247,8 @@ def test_adapters_start_as_identity_or_zero_and_have_the_documented_shapes() -> 
     assert temporal.attn.num_heads == 3  # 4 heads do not divide 6 units: the next that does
     assert TemporalAdapter(8, 2, heads=4, max_frames=5).attn.num_heads == 2  # at most one per unit
     assert TemporalAdapter(8, 5, heads=0, max_frames=5).attn.num_heads == 1
+    assert TemporalAdapter(8, 4, heads=1, max_frames=5).attn.num_heads == 1  # as asked
+    assert TemporalAdapter(8, 2, 1, max_frames=3)(torch.zeros(3, 1, 8), 3).shape == (3, 1, 8)  # 3 of 3 frames
     assert temporal.frame_pos.shape == (5, 6) and 0.005 < float(temporal.frame_pos.detach().std()) < 0.05
     assert TemporalAdapter(8, 4, heads=2, max_frames=64).frame_pos.shape == (64, 4)
     with pytest.raises(ValueError, match="3 frames exceed the temporal adapter's max_frames=2"):
@@ -461,6 +470,51 @@ def test_text_adapters_read_their_sublayer(clip: torch.nn.Module, position: str)
         torch.testing.assert_close(m.encode_captions(captions), want, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(encode_text(clip, pos, None, 0.7), ref_text(clip, pos, None, position, 0.7),
                                    atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("text_cfg", "cut"), [
+    ({}, True),  # causal mask + arg-max pooling: positions after the last EOT cannot matter
+    ({"no_causal_mask": True}, False),  # every position reaches the EOT
+    ({"pool_type": "last"}, False),
+    ({"pool_type": "eos", "eos_id": VOCAB - 1}, False),
+    ({"proj_bias": True}, True),  # the projection as an nn.Linear
+    ({"proj_type": "none"}, True),  # no projection at all
+])
+def test_text_towers_of_other_layouts_and_the_positions_they_run_on(text_cfg: dict, cut: bool) -> None:
+    """``encode_text`` against :func:`ref_text` on open_clip text towers of other layouts; the
+    blocks run on the positions up to the batch's last EOT only where that is exact."""
+    import open_clip
+
+    cfg = {**TINY, "text_cfg": {**TINY["text_cfg"], **text_cfg}}
+    torch.manual_seed(0)
+    tower = open_clip.CLIP(**cfg).eval()
+    randomise(tower, seed=7)
+    stack = TextAdapterStack(WIDTH, 2, 3, "mlp")
+    randomise_tunable(stack, seed=8)
+    tokens = tokenizer(["brows rise", "the mouth opens and the brows rise"])
+    assert int(tokens.argmax(-1).max()) == 8 < CTX - 1
+    lengths: list[int] = []
+    hook = tower.transformer.resblocks[0].ln_1.register_forward_hook(lambda m, i, o: lengths.append(i[0].shape[1]))
+    with torch.no_grad():
+        got = encode_text(tower, tokens, stack, 0.5)
+        hook.remove()
+        torch.testing.assert_close(got, ref_text(tower, tokens, stack, "mlp", 0.5), atol=1e-5, rtol=1e-4)
+    assert lengths == [9 if cut else CTX]
+
+
+def test_in_encoder_adapters_refuse_other_text_towers() -> None:
+    from types import SimpleNamespace
+
+    from dfer.model.text import check_text_supported
+
+    with pytest.raises(ValueError, match=r"inner needs open_clip's built-in CLIP text transformer; "
+                                         r"SimpleNamespace has none \(use text_adapter: output\)"):
+        check_text_supported(SimpleNamespace(token_embedding=None))
+    with pytest.raises(ValueError, match="SimpleNamespace has none"):  # blocks but no token embedding
+        check_text_supported(SimpleNamespace(transformer=SimpleNamespace(resblocks=[])))
+    odd = SimpleNamespace(transformer=SimpleNamespace(resblocks=[torch.nn.Linear(2, 2)]), token_embedding=None)
+    with pytest.raises(ValueError, match="unsupported text block Linear for model.text_adapter: inner"):
+        check_text_supported(odd)
 
 
 def test_output_level_and_absent_text_adapters(clip: torch.nn.Module) -> None:
