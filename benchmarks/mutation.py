@@ -14,7 +14,8 @@ mutmut is not a dev dependency: the make target installs it into the project ven
     python benchmarks/mutation.py                             # every module
     python benchmarks/mutation.py --modules dfer.model        # dfer.model.* only
     python benchmarks/mutation.py --modules dfer.video.crop --baseline   # store as "before"
-    python benchmarks/mutation.py --modules dfer.model.vision --baseline --sample 120
+    python benchmarks/mutation.py --modules dfer.model.vision --baseline --sample 120 \\
+        --tests-rev 948f741 --tests tests/test_model.py      # before: a sample, old tests
     python benchmarks/mutation.py --modules dfer.video.crop --keep   # keep the scratch copy
     python benchmarks/mutation.py --modules dfer.video.crop --rerun  # survivors of the kept
                                                               # copy, against today's tests
@@ -244,7 +245,8 @@ def select(modules: list[Module], wanted: list[str] | None) -> list[Module]:
 
 
 # --------------------------------------------------------------------------- running mutmut
-def prepare(work: Path, common: configparser.ConfigParser, module: Module, tests: tuple[str, ...]) -> None:
+def prepare(work: Path, common: configparser.ConfigParser, module: Module, tests: tuple[str, ...],
+            tests_rev: str | None = None) -> None:
     """Scratch copy of src/, tests/, data_manifests/ and pyproject.toml, with the shared
     settings plus this module's files and tests as its setup.cfg."""
     if work.exists():
@@ -252,7 +254,7 @@ def prepare(work: Path, common: configparser.ConfigParser, module: Module, tests
     work.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(REPO / "src", work / "src", ignore=ignore)
-    copy_tests(work)
+    copy_tests(work, tests_rev)
     for extra in COPIED:  # what tests read besides src/ (docs they check, example configs)
         if (REPO / extra).is_dir():
             shutil.copytree(REPO / extra, work / extra, ignore=ignore)
@@ -273,11 +275,15 @@ def write_settings(work: Path, common: configparser.ConfigParser, module: Module
         shutil.copy2(work / "setup.cfg", work / "mutants" / "setup.cfg")
 
 
-def copy_tests(work: Path) -> None:
+def copy_tests(work: Path, rev: str | None = None) -> None:
+    """Today's tests/, or those of git revision ``rev`` (a baseline with the tests of then)."""
     if (work / "tests").exists():
         shutil.rmtree(work / "tests")
-    shutil.copytree(REPO / "tests", work / "tests",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if rev is None:
+        shutil.copytree(REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "tests"], stdout=subprocess.PIPE, check=True)
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True)
 
 
 def mutmut_bin() -> str:
@@ -494,7 +500,7 @@ def run_module(module: Module, common: configparser.ConfigParser, args: argparse
         if not names:
             return previous
     else:
-        prepare(work, common, module, tests)
+        prepare(work, common, module, tests, args.tests_rev)
         if args.sample or module.mutants:
             names = all_mutants(work, module)
         if args.sample and args.sample < len(names):
@@ -530,6 +536,8 @@ def run_module(module: Module, common: configparser.ConfigParser, args: argparse
         how = f"sample of {len(names)} mutants (seed {args.seed})"
     else:
         how = f"all {len(results)} mutants" + (f" matching {', '.join(module.mutants)}" if module.mutants else "")
+    if args.tests_rev:
+        how += f"; the tests as of commit {args.tests_rev}"
     return record(module, results, diffs, elapsed, tests, args.max_children, how)
 
 
@@ -537,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modules", nargs="+", help="module names or prefixes (default: all)")
     ap.add_argument("--tests", nargs="+", help="test selection instead of the module's")
+    ap.add_argument("--tests-rev", help="take tests/ from this git revision (e.g. for a baseline)")
     ap.add_argument("--baseline", action="store_true",
                     help="store this run as the module's baseline, not as its current score")
     ap.add_argument("--sample", type=int, default=0, help="run only this many random mutants")
