@@ -76,6 +76,23 @@ _SEGMENTS = ("equivalent: jittered_indices draws only when wanted < available, s
              "x <= edges[:-1] + 1")
 _FP32 = ("equivalent: dfer builds the backbone in float32 (build_clip passes no precision), so "
          "get_cast_dtype() is float32 and .to(cast) of float32 tensors changes nothing")
+_CLS_BROADCAST = ("equivalent: the last block's CLS-only shortcut: more query rows than the one "
+                  "CLS row broadcast against it, and CLS pooling reads row 0, which is the same "
+                  "(only the fallback path for non-plain attention, or the output's extra rows)")
+_VIT_ATTRS = ("equivalent: check_supported admits open_clip VisionTransformers only, which always "
+              "have attn_pool and pool_type, so getattr's default is never used")
+_EXPAND = ("equivalent: expand() of the [1, D] (or [1, 1, D]) class embedding to (B, -1 or 1, D) "
+           "gives the same [B, 1, D] tensor")
+_SAME_SEGMENTS = ("equivalent: outs is built from segs one to one, so the zipped sequences always "
+                  "have equal length and strict= never fires")
+_CHECKPOINT = ("equivalent: activation checkpointing changes memory and time, not values or "
+               "gradients (tests/test_model_values.py runs both ways); a different default only "
+               "matters to callers that pass none, and FineCLIPER always passes the config's")
+_REENTRANT = ("equivalent: the checkpointed block's input always requires grad (the tokens come "
+              "through AIM's temporal embedding or an earlier adapted block, or the gradient is "
+              "off), so reentrant checkpointing gives the adapters the same gradients")
+_TOKEN_COUNT = ("equivalent (unreachable): open_clip's fixed positional embedding makes _embeds "
+                "reject a stream of another image size before this check can see it")
 _WEIGHTS = ("equivalent: the attention output ([0]) is the same; need_weights only also returns "
             "the averaged attention weights (and rules out the fused kernel: float rounding)")
 _INTERP = ("equivalent: frame numbers are small integers and the centres / sides Python floats, "
@@ -171,6 +188,34 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_46": ("need_weights=None", _WEIGHTS),
     "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_50": ("self.attn(h, h, h, )", _WEIGHTS),
     "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_51": ("need_weights=True", _WEIGHTS),
+    "dfer.model.vision.x__attention__mutmut_7": ("if (cls_only) and False else out", _CLS_BROADCAST),
+    "dfer.model.vision.x__attention__mutmut_9": ("out[:, :2] if cls_only", _CLS_BROADCAST),
+    "dfer.model.vision.x__batched_block_forward__mutmut_31": ("x = x[:, :2]", _CLS_BROADCAST),
+    "dfer.model.vision.x__cls_pool__mutmut_6": ('getattr(visual, "attn_pool", )', _VIT_ATTRS),
+    "dfer.model.vision.x__cls_pool__mutmut_14": ('getattr(visual, "pool_type", )', _VIT_ATTRS),
+    "dfer.model.vision.x__embeds__mutmut_39": (".view(1, -1).expand(", _EXPAND),
+    "dfer.model.vision.x__embeds__mutmut_40": (".view(1, -1).expand(", _EXPAND),
+    "dfer.model.vision.x__embeds__mutmut_48": ("expand(x.shape[0], +1, -1)", _EXPAND),
+    "dfer.model.vision.x__embeds__mutmut_42": ("class_embedding.to(None)", _FP32),
+    "dfer.model.vision.x__embeds__mutmut_59": ("positional_embedding.to(None)", _FP32),
+    "dfer.model.vision.x__embeds__mutmut_62": ("temporal_embedding[:num_frames].to(None)", _FP32),
+    "dfer.model.vision.x__per_stream__mutmut_17": ("strict=None", _SAME_SEGMENTS),
+    "dfer.model.vision.x__per_stream__mutmut_20": ("zip(segs, outs, )", _SAME_SEGMENTS),
+    "dfer.model.vision.x__per_stream__mutmut_21": ("strict=False", _SAME_SEGMENTS),
+    "dfer.model.vision.x_encode_frames__mutmut_1": ("grad_checkpointing: bool = True", _CHECKPOINT),
+    "dfer.model.vision.x_encode_streams__mutmut_1": ("grad_checkpointing: bool = True", _CHECKPOINT),
+    "dfer.model.vision.x_encode_frames__mutmut_21": ("grad_checkpointing or torch.is_grad_enabled()", _CHECKPOINT),
+    "dfer.model.vision.x_encode_streams__mutmut_43": ("grad_checkpointing or torch.is_grad_enabled()", _CHECKPOINT),
+    "dfer.model.vision.x_encode_frames__mutmut_29": ("use_reentrant=None", _REENTRANT),
+    "dfer.model.vision.x_encode_frames__mutmut_36": ("scale, )", _REENTRANT),
+    "dfer.model.vision.x_encode_frames__mutmut_37": ("use_reentrant=True", _REENTRANT),
+    "dfer.model.vision.x_encode_streams__mutmut_51": ("use_reentrant=None", _REENTRANT),
+    "dfer.model.vision.x_encode_streams__mutmut_58": ("cls_only, )", _REENTRANT),
+    "dfer.model.vision.x_encode_streams__mutmut_59": ("use_reentrant=True", _REENTRANT),
+    "dfer.model.vision.x_encode_streams__mutmut_24": ("}) > 2:", _TOKEN_COUNT),
+    "dfer.model.vision.x_encode_streams__mutmut_25": ("raise ValueError(None)", _TOKEN_COUNT),
+    "dfer.model.vision.x_encode_streams__mutmut_26": ('raise ValueError("XXbatched', _TOKEN_COUNT),
+    "dfer.model.vision.x_encode_streams__mutmut_27": ('raise ValueError("BATCHED', _TOKEN_COUNT),
     # ---- skipping, orientation
     "dfer.video.skipping.x__decode_pass__mutmut_10": (
         "(frame.pts is not None) or True", "equivalent: ranks.get(None) is None, which is what "

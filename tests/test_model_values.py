@@ -443,6 +443,55 @@ def test_fast_attention_path_is_taken_only_where_it_is_exact(clip: torch.nn.Modu
     assert not _cls_pool(avg)
     avg.pool_type, avg.attn_pool = "tok", torch.nn.Identity()
     assert not _cls_pool(avg)
+    from types import SimpleNamespace
+
+    assert _plain_mha(SimpleNamespace()) is None  # a block without an attention module
+
+
+def test_batched_path_attends_itself_and_only_for_the_cls_token_at_the_end(
+        clip: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With plain attention the batched path runs the queries through
+    ``scaled_dot_product_attention`` itself (5 tokens: CLS + 4 patches); under CLS pooling the
+    last block has one query, under average pooling all 5; AIM's temporal branch attends over
+    the 3 frames of each token position. Also exact without in-projection biases, without a
+    projection, and at max_frames frames."""
+    import copy
+
+    from torch.nn import functional as tf
+
+    queries: list[int] = []
+    real = tf.scaled_dot_product_attention
+
+    def recording(q, k, v, *args, **kwargs):
+        queries.append(q.shape[-2])
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(tf, "scaled_dot_product_attention", recording)
+    px = pixels_of(images(1, 3, seed=13))
+    with torch.no_grad():
+        encode_streams(clip.visual, [Stream(px, 3, None)], 0.5)
+        assert queries == [5, 1]  # block 0: every token; last block: the CLS token only
+        queries.clear()
+        video = build(clip).vision_adapters["video"]
+        encode_streams(clip.visual, [Stream(px, 3, video)], 0.5)
+        assert queries == [3, 5, 3, 1]  # temporal (3 frames), spatial, per block
+        queries.clear()
+        avg = copy.deepcopy(clip.visual)
+        avg.pool_type = "avg"
+        encode_streams(avg, [Stream(px, 3, None)], 0.5)
+        assert queries == [5, 5]
+        queries.clear()
+        # no biases in the in-projection, no output projection: still open_clip's features
+        odd = copy.deepcopy(clip.visual)
+        for blk in odd.transformer.resblocks:
+            blk.attn.in_proj_bias = None
+        odd.proj = None
+        got = encode_streams(odd, [Stream(px, 3, None)], 0.5)[0]
+        assert queries == [5, 1]
+        torch.testing.assert_close(got, odd(px), atol=1e-5, rtol=1e-4)
+        px4 = pixels_of(images(1, 4, seed=14))  # max_frames=4 frames are allowed
+        torch.testing.assert_close(encode_frames(clip.visual, px4, 4, video, 0.5),
+                                   ref_visual(clip.visual, px4, 4, video, 0.5), atol=1e-5, rtol=1e-4)
 
 
 # ------------------------------------------------------------------------------ text
