@@ -88,9 +88,6 @@ _SAME_SEGMENTS = ("equivalent: outs is built from segs one to one, so the zipped
 _CHECKPOINT = ("equivalent: activation checkpointing changes memory and time, not values or "
                "gradients (tests/test_model_values.py runs both ways); a different default only "
                "matters to callers that pass none, and FineCLIPER always passes the config's")
-_REENTRANT = ("equivalent: the checkpointed block's input always requires grad (the tokens come "
-              "through AIM's temporal embedding or an earlier adapted block, or the gradient is "
-              "off), so reentrant checkpointing gives the adapters the same gradients")
 _TOKEN_COUNT = ("equivalent (unreachable): open_clip's fixed positional embedding makes _embeds "
                 "reject a stream of another image size before this check can see it")
 _WEIGHTS = ("equivalent: the attention output ([0]) is the same; need_weights only also returns "
@@ -206,12 +203,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.model.vision.x_encode_streams__mutmut_1": ("grad_checkpointing: bool = True", _CHECKPOINT),
     "dfer.model.vision.x_encode_frames__mutmut_21": ("grad_checkpointing or torch.is_grad_enabled()", _CHECKPOINT),
     "dfer.model.vision.x_encode_streams__mutmut_43": ("grad_checkpointing or torch.is_grad_enabled()", _CHECKPOINT),
-    "dfer.model.vision.x_encode_frames__mutmut_29": ("use_reentrant=None", _REENTRANT),
-    "dfer.model.vision.x_encode_frames__mutmut_36": ("scale, )", _REENTRANT),
-    "dfer.model.vision.x_encode_frames__mutmut_37": ("use_reentrant=True", _REENTRANT),
-    "dfer.model.vision.x_encode_streams__mutmut_51": ("use_reentrant=None", _REENTRANT),
-    "dfer.model.vision.x_encode_streams__mutmut_58": ("cls_only, )", _REENTRANT),
-    "dfer.model.vision.x_encode_streams__mutmut_59": ("use_reentrant=True", _REENTRANT),
     "dfer.model.vision.x_encode_streams__mutmut_24": ("}) > 2:", _TOKEN_COUNT),
     "dfer.model.vision.x_encode_streams__mutmut_25": ("raise ValueError(None)", _TOKEN_COUNT),
     "dfer.model.vision.x_encode_streams__mutmut_26": ('raise ValueError("XXbatched', _TOKEN_COUNT),

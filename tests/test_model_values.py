@@ -376,24 +376,27 @@ def test_gradient_checkpointing_gives_the_same_values_and_adapter_gradients(clip
     """Under activation checkpointing (training with gradients) both encoders compute the
     reference values and hand the adapters the same gradients as without it."""
     m = build(clip)
-    video = m.vision_adapters["video"]
     px = pixels_of(images(1, 2, seed=10))
-    with torch.no_grad():
-        want = ref_visual(clip.visual, px, 2, video, 0.5)
-    grads = {}
-    for name, encode in (
-        ("frames", lambda ckpt: encode_frames(clip.visual, px, 2, video, 0.5, grad_checkpointing=ckpt)),
-        ("streams", lambda ckpt: encode_streams(clip.visual, [Stream(px, 2, video)], 0.5, grad_checkpointing=ckpt)[0]),
-    ):
-        for ckpt in (False, True):
-            video.zero_grad(set_to_none=True)
-            out = encode(ckpt)
-            torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-4)
-            out.square().sum().backward()
-            grads[name, ckpt] = {n: p.grad.clone() for n, p in video.named_parameters() if p.grad is not None}
-        assert set(grads[name, True]) == set(grads[name, False]) == {n for n, _ in video.named_parameters()}
-        for n, g in grads[name, False].items():
-            torch.testing.assert_close(grads[name, True][n], g, atol=1e-5, rtol=1e-4, msg=n)
+    # the video stack (AIM temporal embedding: the tokens require grad from the start) and a
+    # middle-level stack (no temporal part: the first block's input does not require grad)
+    for stack, temporal in ((m.vision_adapters["video"], "aim"), (m.vision_adapters["parsing"], "none")):
+        with torch.no_grad():
+            want = ref_visual(clip.visual, px, 2, stack, 0.5, temporal)
+        grads = {}
+        for name, encode in (
+            ("frames", lambda ckpt, st=stack: encode_frames(clip.visual, px, 2, st, 0.5, grad_checkpointing=ckpt)),
+            ("streams", lambda ckpt, st=stack: encode_streams(clip.visual, [Stream(px, 2, st)], 0.5,
+                                                              grad_checkpointing=ckpt)[0]),
+        ):
+            for ckpt in (False, True):
+                stack.zero_grad(set_to_none=True)
+                out = encode(ckpt)
+                torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-4)
+                out.square().sum().backward()
+                grads[name, ckpt] = {n: p.grad.clone() for n, p in stack.named_parameters() if p.grad is not None}
+            assert set(grads[name, True]) == set(grads[name, False]) == {n for n, _ in stack.named_parameters()}
+            for n, g in grads[name, False].items():
+                torch.testing.assert_close(grads[name, True][n], g, atol=1e-5, rtol=1e-4, msg=n)
 
 
 def test_fast_attention_path_is_taken_only_where_it_is_exact(clip: torch.nn.Module) -> None:
