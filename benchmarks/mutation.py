@@ -90,6 +90,9 @@ _CHECKPOINT = ("equivalent: activation checkpointing changes memory and time, no
                "matters to callers that pass none, and FineCLIPER always passes the config's")
 _TOKEN_COUNT = ("equivalent (unreachable): open_clip's fixed positional embedding makes _embeds "
                 "reject a stream of another image size before this check can see it")
+_LAST_DIM = "equivalent: on 2-d [B, C] / [B, E] tensors dim 1, +1 and -1 are the same axis"
+_ONE_DEVICE = ("not testable here (CPU only): the device in a cache key or a .to() matters once "
+               "the model moves to another device (CUDA); on one device it changes nothing")
 _WEIGHTS = ("equivalent: the attention output ([0]) is the same; need_weights only also returns "
             "the averaged attention weights (and rules out the fused kernel: float rounding)")
 _INTERP = ("equivalent: frame numbers are small integers and the centres / sides Python floats, "
@@ -207,6 +210,25 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.model.vision.x_encode_streams__mutmut_25": ("raise ValueError(None)", _TOKEN_COUNT),
     "dfer.model.vision.x_encode_streams__mutmut_26": ('raise ValueError("XXbatched', _TOKEN_COUNT),
     "dfer.model.vision.x_encode_streams__mutmut_27": ('raise ValueError("BATCHED', _TOKEN_COUNT),
+    "dfer.model.fineclip.xǁFineCLIPEROutputǁprobabilities__mutmut_5": ("dim=+1)", _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_captions__mutmut_8": ("caption_adapter), )", _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_captions__mutmut_13": ("dim=+1)", _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁload_tunable_state_dict__mutmut_37": (
+        "state[name].to(None)", "equivalent: Tensor.copy_ casts to the parameter's dtype itself"),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_text_features__mutmut_1": ("device = None", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_text_features__mutmut_2": ("key = None", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_text_features__mutmut_4": ("str(None))", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_captions__mutmut_2": ("]).to(None)", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁlosses__mutmut_67": ("device=None)", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁlosses__mutmut_69": ("torch.arange(sims.shape[0], )", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁlosses__mutmut_70": (
+        "sims.shape[1]", "equivalent: video and caption features come one per clip, so the "
+        "similarity matrix is square"),
+    "dfer.model.fineclip.xǁFineCLIPERǁ_standardize__mutmut_14": (
+        "running_var, eps=norm.eps)", "equivalent: F.batch_norm's training defaults to False"),
+    "dfer.model.fineclip.xǁFineCLIPERǁ_standardize__mutmut_15": (
+        "training=False, )", "equivalent: F.batch_norm's eps defaults to 1e-5, which is the "
+        "BatchNorm1d's eps (built with its default)"),
     # ---- skipping, orientation
     "dfer.video.skipping.x__decode_pass__mutmut_10": (
         "(frame.pts is not None) or True", "equivalent: ranks.get(None) is None, which is what "

@@ -665,11 +665,12 @@ def _ce(logits: list[float], target: int, smoothing: float = 0.0) -> float:
 
 
 def _output(sim_pos: list[list[float]], sim_neg: list[list[float]] | None, scale: float, lam: float,
-            caption: torch.Tensor | None = None, video: torch.Tensor | None = None) -> FineCLIPEROutput:
+            caption: torch.Tensor | None = None, video: torch.Tensor | None = None,
+            fused: torch.Tensor | None = None) -> FineCLIPEROutput:
     sp = torch.tensor(sim_pos)
     sn = torch.tensor(sim_neg) if sim_neg is not None else None
     logits = scale * (sp - lam * sn) if sn is not None else scale * sp
-    fused = torch.eye(len(sim_pos), 3)
+    fused = torch.eye(len(sim_pos), 3).flip(1) if fused is None else fused  # not the video rows
     feats = {"video": video} if video is not None else {}
     return FineCLIPEROutput(logits=logits, sim_pos=sp, sim_neg=sn, fused=fused, level_features=feats,
                             modality_weights=torch.ones(1), caption=caption, scale=torch.tensor(scale))
@@ -733,9 +734,14 @@ def test_caption_alignment_infonce_on_a_3x3_similarity_matrix_by_hand(clip: torc
     ce = sum(_ce([0.0, 0.0, 0.0], y) for y in range(3)) / 3  # sim_pos - sim_neg = 0
     torch.testing.assert_close(losses["align"], torch.tensor(align))
     torch.testing.assert_close(losses["loss"], torch.tensor(ce + 0.25 * align))
-    # without a video level the fused feature is aligned (here the same rows)
-    out = _output(sp, sp, 10.0, 1.0, caption=caption)
+    # without a video level the fused feature is aligned (here given the same rows)
+    out = _output(sp, sp, 10.0, 1.0, caption=caption, fused=video)
     torch.testing.assert_close(m.losses(out, torch.tensor([0, 1, 2]))["align"], torch.tensor(align))
+    # two clips are enough to contrast: video e1, e2 against captions e1, e2 -> S = 2 I,
+    # align = log(e^2 + 1) - 2 both ways
+    two = m.losses(_output(sp[:2], sp[:2], 10.0, 1.0, caption=caption[[0, 2]][:, [0, 2, 1]], video=video[:2]),
+                   torch.tensor([0, 1]))
+    torch.testing.assert_close(two["align"], torch.tensor(math.log(math.exp(2) + 1) - 2))
     # one clip has no other caption to contrast with; a zero weight switches the term off
     assert "align" not in m.losses(_output(sp[:1], sp[:1], 10.0, 1.0, caption=caption[:1], video=video[:1]),
                                    torch.tensor([0]))
@@ -892,8 +898,18 @@ def test_parameter_counts_and_checkpoint_state_by_hand(clip: torch.nn.Module) ->
     for k, v in fresh.tunable_state().items():
         assert v.dtype == torch.float32 and torch.equal(v, m.tunable_state()[k]), k
     extra = {**state, **{f"x.{i}": torch.zeros(1) for i in range(6)}}
-    with pytest.raises(ValueError, match=r"missing \[\], unexpected \['x.0', 'x.1', 'x.2', 'x.3', 'x.4'\]\.\.\."):
+    with pytest.raises(ValueError, match=r"missing \[\], unexpected \['x.0', 'x.1', 'x.2', 'x.3', 'x.4'\]\.\.\.$"):
         fresh.load_tunable_state_dict(extra)
+    five = {**state, **{f"x.{i}": torch.zeros(1) for i in range(5)}}  # five are listed whole
+    with pytest.raises(ValueError, match=r"missing \[\], unexpected \['x.0', 'x.1', 'x.2', 'x.3', 'x.4'\]$"):
+        fresh.load_tunable_state_dict(five)
+    names = sorted(state)
+    for n_missing, tail in ((5, ""), (6, "...")):
+        partial = {k: v for k, v in state.items() if k not in names[:n_missing]}
+        want = "missing " + str(names[:5]) + tail + ", unexpected []"
+        with pytest.raises(ValueError) as err:
+            fresh.load_tunable_state_dict(partial)
+        assert str(err.value) == "checkpoint does not fit this model config: " + want
     fewer = dict(state)
     del fewer["fusion_logits"]
     with pytest.raises(ValueError, match=r"missing \['fusion_logits'\], unexpected \[\]$"):
@@ -907,6 +923,17 @@ def test_parameter_counts_and_checkpoint_state_by_hand(clip: torch.nn.Module) ->
     assert set(sd) == set(state) and all(not v.requires_grad and v.device.type == "cpu" for v in sd.values())
     with pytest.raises(ValueError, match="FineCLIPER needs at least one class label"):
         fresh.set_labels([])
+
+
+def test_encode_level_gives_the_per_frame_features_of_one_level(clip: torch.nn.Module) -> None:
+    m = build(clip)
+    x = images(2, 3, seed=31)
+    with torch.no_grad():
+        for level, temporal in (("video", "aim"), ("landmarks", "none")):
+            got = m.encode_level(x, level)
+            want = ref_visual(clip.visual, pixels_of(x), 3, m.vision_adapters[level], m.cfg.adapter_scale, temporal)
+            assert got.shape == (2, 3, EMBED)
+            torch.testing.assert_close(got, want.view(2, 3, EMBED), atol=1e-5, rtol=1e-4)
 
 
 def test_predict_proba_restores_the_training_mode(clip: torch.nn.Module) -> None:
