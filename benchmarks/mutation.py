@@ -463,9 +463,15 @@ def equivalents(rec: dict[str, Any]) -> set[str]:
             if v["status"] == "survived" and is_equivalent(n, v["diff"])}
 
 
+def _untestable(name: str) -> bool:
+    return EQUIVALENT.get(name, ("", ""))[1].startswith("not testable")
+
+
 def _row(name: str, rec: dict[str, Any]) -> str:
     c = rec["counts"]
-    equiv = len(equivalents(rec))
+    explained = equivalents(rec)
+    untestable = sum(_untestable(n) for n in explained)
+    equiv = f"{len(explained) - untestable}" + (f" (+{untestable} not testable here)" if untestable else "")
     score = f"{100 * c['killed'] / c['total']:.1f}%" if c["total"] else "n/a"
     sample = " (sample)" if rec["how"].startswith("sample") else ""
     when = f"{rec['date']}, {rec['wall_s'] / 60:.1f} min" if rec["wall_s"] else f"{rec['date']} (imported)"
