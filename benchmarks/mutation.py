@@ -93,6 +93,20 @@ _TOKEN_COUNT = ("equivalent (unreachable): open_clip's fixed positional embeddin
 _LAST_DIM = "equivalent: on 2-d [B, C] / [B, E] tensors dim 1, +1 and -1 are the same axis"
 _ONE_DEVICE = ("not testable here (CPU only): the device in a cache key or a .to() matters once "
                "the model moves to another device (CUDA); on one device it changes nothing")
+_FALSY = "equivalent: None is falsy where the flag is tested, as False is"
+_BROADCAST = ("equivalent: a [3, 1, 1] mean / std broadcasts against [N, 3, H, W] pixels as the "
+              "[1, 3, 1, 1] one does")
+_SQUARE = ("equivalent: dfer resizes every input to S x S, and the towers it accepts have square "
+           "image sizes, so image_size[0] == image_size[1]")
+_SET_LABELS = "equivalent: __init__ calls set_labels right after, which sets the labels"
+_ADAPTER_SET = ("equivalent: adapter_set is only asked for enabled levels; an enabled level is "
+                "in vision_adapters (returned before this test), or a middle level when 'mid' is")
+_FROZEN_UNUSED = ("equivalent: only decides whether the frozen (unadapted) descriptor features are "
+                  "computed when some adapter is not inner; when computed needlessly they are "
+                  "not used, and where they are used (output / no adapters) the condition holds "
+                  "either way, since all three branches share one text_adapter mode")
+_ONE_EACH = ("equivalent: the zipped sequences are built one per level (or per stream) from the "
+             "same list, so they always have equal length and strict= never fires")
 _WEIGHTS = ("equivalent: the attention output ([0]) is the same; need_weights only also returns "
             "the averaged attention weights (and rules out the fused kernel: float rounding)")
 _INTERP = ("equivalent: frame numbers are small integers and the centres / sides Python floats, "
@@ -229,6 +243,47 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.model.fineclip.xǁFineCLIPERǁ_standardize__mutmut_15": (
         "training=False, )", "equivalent: F.batch_norm's eps defaults to 1e-5, which is the "
         "BatchNorm1d's eps (built with its default)"),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_124": ('persistent=None)', _FALSY),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_148": ('persistent=None)', _FALSY),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_93": ('affine=None)', _FALSY),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_135": ('torch.tensor(mean).view(3, 1, 1)', _BROADCAST),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_159": ('torch.tensor(std).view(3, 1, 1)', _BROADCAST),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_16": ('visual.image_size[1]', _SQUARE),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_170": ('self.labels: list[str] = None', _SET_LABELS),
+    "dfer.model.fineclip.xǁFineCLIPERǁadapter_set__mutmut_2": ('level in ("parsing", "landmarks") or "mid"', _ADAPTER_SET),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_1": ('device = None', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_2": ('key = None', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_4": ('str(None))', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_11": ('self.tokenizer(pos).to(None)', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_13": ('self.tokenizer(neg).to(None)', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_3": ('not self._inner(self.pos_adapter) and not', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_4": ('if self._inner(self.pos_adapter) or not', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_5": ('self._inner(None) or', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_6": ('or self._inner(self.neg_adapter)', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_7": ('not self._inner(None):', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_1": ('dtype = None', _FP32),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_5": ('self.to_pixels(images).to(None)', _FP32),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_20": ('grad_checkpointing=None)', _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_24": ('adapter_scale,\n', _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_40": ('grad_checkpointing=None)', _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_46": ('self.cfg.adapter_scale, )', _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_29": ('strict=None', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_32": ('zip(inputs, feats, )', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_33": ('strict=False', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_104": ('strict=None', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_107": ('zip(self.fused_levels, stacked, )', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_108": ('strict=False', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_59": ('strict=None', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_62": ('zip(weights, stacked, )', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_63": ('strict=False', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_26": ('F.normalize(feats, )', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_27": ('F.normalize(feats, dim=+1)', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_54": ('strict=True)), )', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_64": ('dim=+1)', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_71": ('F.normalize(t_pos, )', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_72": ('F.normalize(t_pos, dim=+1)', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_80": ('F.normalize(t_neg, )', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_81": ('F.normalize(t_neg, dim=+1)', _LAST_DIM),
     # ---- skipping, orientation
     "dfer.video.skipping.x__decode_pass__mutmut_10": (
         "(frame.pts is not None) or True", "equivalent: ranks.get(None) is None, which is what "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -584,6 +585,8 @@ def test_output_level_and_absent_text_adapters(clip: torch.nn.Module) -> None:
         want = F.normalize(bottleneck(m.caption_adapter, ref_text(clip, caps, None, "attn", 0.5), skip=True), dim=-1)
         torch.testing.assert_close(m.encode_captions(["lips part"]), want, atol=1e-5, rtol=1e-4)
         plain = build(clip, text_adapter="none")
+        torch.testing.assert_close(plain.encode_captions(["lips part"]),
+                                   F.normalize(ref_text(clip, caps, None, "attn", 0.5), dim=-1), atol=1e-5, rtol=1e-4)
         t_pos, t_neg = plain.descriptor_features()
         torch.testing.assert_close(t_pos, frozen_pos, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(t_neg, frozen_neg, atol=1e-5, rtol=1e-4)
@@ -624,6 +627,7 @@ def test_pn_logits_fusion_weights_and_level_scores_by_hand(clip: torch.nn.Module
     torch.testing.assert_close(out.level_scores["video"], torch.tensor([[0.6 - 0.4, 0.8 + 0.3]]))
     torch.testing.assert_close(out.level_scores["parsing"], torch.tensor([[1.0, 0.5]]))
     torch.testing.assert_close(out.probabilities(), torch.softmax(out.logits, dim=-1))
+    assert out.caption is None  # no caption level
     # the temperature scale is clamped at max_logit_scale
     m.cfg.max_logit_scale = 10.0
     torch.testing.assert_close(m(frames=dummy, parsing=dummy).logits, out.logits / 2)
@@ -652,7 +656,7 @@ def test_plain_mean_fusion_and_caption_in_fusion_by_hand(clip: torch.nn.Module) 
     torch.testing.assert_close(out.fused, torch.tensor([[h, h]]))
     torch.testing.assert_close(out.caption, torch.tensor([[0.0, 1.0]]))
     torch.testing.assert_close(out.level_scores["caption"], torch.tensor([[-1.0, 1.0]]))
-    with pytest.raises(ValueError, match="caption_in_fusion is on but no captions were given"):
+    with pytest.raises(ValueError, match="^caption_in_fusion is on but no captions were given$"):
         m(frames=dummy)
 
 
@@ -773,7 +777,7 @@ def test_forward_and_label_swap_score_the_new_classes_texts(clip: torch.nn.Modul
     """The full forward equals the reference PN head, batched or per level; after
     ``set_labels`` (zero-shot transfer) the logits are those of the new classes' descriptors,
     not cached ones of the old classes (same number of classes, so shapes cannot tell)."""
-    m = build(clip, negative_weight=0.8, use_captions=False)
+    m = build(clip, negative_weight=0.8)
     with torch.no_grad():
         m.fusion_logits.copy_(torch.tensor([0.3, -0.5, 1.1]))
         m.log_logit_scale.fill_(math.log(7.0))
@@ -785,8 +789,11 @@ def test_forward_and_label_swap_score_the_new_classes_texts(clip: torch.nn.Modul
         for batch_levels in (True, False):
             m.cfg.batch_levels = batch_levels
             m.set_labels(LABELS)
-            out = m(frames=x["video"], parsing=x["parsing"], landmarks=x["landmarks"])
+            out = m(frames=x["video"], parsing=x["parsing"], landmarks=x["landmarks"], captions=["brows rise", "x"])
             torch.testing.assert_close(out.logits, reference_logits(m, clip, x, LABELS), atol=1e-4, rtol=1e-4)
+            caps = F.normalize(ref_text(clip, tokenizer(["brows rise", "x"]), m.caption_adapter, "attn", 0.5), dim=-1)
+            torch.testing.assert_close(out.caption, caps, atol=1e-5, rtol=1e-4)  # aligned, not fused
+            assert m(frames=x["video"], parsing=x["parsing"], landmarks=x["landmarks"]).caption is None
             m.set_labels(new)
             swapped = m(frames=x["video"], parsing=x["parsing"], landmarks=x["landmarks"])
             torch.testing.assert_close(swapped.logits, reference_logits(m, clip, x, new), atol=1e-4, rtol=1e-4)
@@ -809,10 +816,24 @@ def test_pixels_are_normalised_with_openai_constants_and_resized(clip: torch.nn.
     big = m.to_pixels(torch.full((1, 2, 20, 20, 3), 128, dtype=torch.uint8))
     assert big.shape == (2, 3, 8, 8)
     torch.testing.assert_close(big, px[:2])
-    # an 16 px ramp halves by antialiased averaging: columns (0, 1) -> 0.5 of their sum
-    ramp = torch.arange(16, dtype=torch.float32).repeat(16, 1)[None, None, :, :, None].expand(1, 1, 16, 16, 3)
-    half = m.to_pixels(ramp)[0, 0] * STD[0] + MEAN[0]
-    assert abs(float(half[4, 3]) - 6.5) < 0.6 and half.shape == (8, 8)
+    # 16 -> 8 px is antialiased bilinear, as PIL's BILINEAR resize (an independent
+    # implementation): stripes 0 0 255 255 ... come out 36 191 64 191 64 191 64 219, where
+    # plain bilinear sampling would give 0 255 0 255 ...
+    from PIL import Image
+
+    stripes = np.tile(np.array([0, 0, 255, 255], np.uint8), (16, 4))
+    pil = np.asarray(Image.fromarray(stripes).resize((8, 8), Image.BILINEAR)).astype(np.float32)
+    half = m.to_pixels(torch.from_numpy(stripes)[None, None, :, :, None].expand(1, 1, 16, 16, 3).float())
+    half = half[0, 0] * STD[0] + MEAN[0]
+    assert half.shape == (8, 8) and pil[0].tolist() == [36, 191, 64, 191, 64, 191, 64, 219]
+    assert float((half - torch.from_numpy(pil)).abs().max()) < 0.6
+    # the backbone's own normalisation constants, where its preprocess config gives them
+    import copy
+
+    own = copy.deepcopy(clip)
+    own.visual.preprocess_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    px_own = FineCLIPER(ModelConfig(backbone="tiny", pretrained=None), LABELS, clip=own, tokenizer=tokenizer).to_pixels(x)
+    torch.testing.assert_close(px_own[0, :, 0, 0], torch.full((3,), (128 - 127.5) / 63.75))
     for bad in (torch.zeros(2, 8, 8, 3), torch.zeros(1, 2, 8, 8, 4)):
         with pytest.raises(ValueError, match=r"expected images \[B, T, H, W, 3\], got"):
             m.to_pixels(bad)
@@ -850,8 +871,10 @@ def test_feature_standardisation_by_hand(clip: torch.nn.Module) -> None:
     m.eval()
     torch.testing.assert_close(m(frames=dummy[:1]).level_features["video"], one)
     state = m.tunable_state()
-    assert "feature_norms.video.running_mean" in state and "feature_norms.video.running_var" in state
-    assert not any(k.endswith("num_batches_tracked") for k in state)
+    assert state["feature_norms.video.running_mean"] is norm.running_mean
+    assert state["feature_norms.video.running_var"] is norm.running_var
+    assert not any(k.endswith(("num_batches_tracked", ".weight", ".bias")) and k.startswith("feature_norms")
+                   for k in state)  # statistics only: no affine weights
 
 
 def test_parameter_counts_and_checkpoint_state_by_hand(clip: torch.nn.Module) -> None:
@@ -878,8 +901,16 @@ def test_parameter_counts_and_checkpoint_state_by_hand(clip: torch.nn.Module) ->
         block = part.vision_adapters["video"].blocks[0]
         assert (block.spatial is None) is (off == "spatial_adapter") and (block.mlp is None) is (off == "mlp_adapter")
     # shared middle adapters; our attention temporal module (4 heads of 2 units: at most 2)
-    shared = count_parameters(build(clip, share_mid_adapters=True, temporal="attention", temporal_heads=4))
+    shared_model = build(clip, share_mid_adapters=True, temporal="attention", temporal_heads=4)
+    shared = count_parameters(shared_model)
     assert shared["vision_adapters.mid"] == 100 and "vision_adapters.parsing" not in shared
+    mid = shared_model.vision_adapters["mid"]
+    assert shared_model.adapter_set("parsing") is mid and shared_model.adapter_set("landmarks") is mid
+    assert shared_model.adapter_set("video") is shared_model.vision_adapters["video"]
+    assert build(clip).adapter_set("parsing") is not build(clip).adapter_set("landmarks")
+    one_mid = build(clip, share_mid_adapters=True, use_landmarks=False)
+    assert set(one_mid.vision_adapters) == {"video", "mid"}  # shared even when one level is on
+    assert one_mid.adapter_set("parsing") is one_mid.vision_adapters["mid"]
     # 2 x (3 bottlenecks of 2 units: 126) + per block: down 8x2+2, frame table 4 x 2, attention 2 x 6 + 6 +
     # 2 x 2 + 2, up 2 x 8 + 8 -> 2 x (84 + 18 + 8 + 24 + 24) = 316; no AIM temporal embedding
     assert shared["vision_adapters.video"] == 2 * (2 * 42) + 2 * (18 + 8 + 24 + 24)
@@ -921,7 +952,7 @@ def test_parameter_counts_and_checkpoint_state_by_hand(clip: torch.nn.Module) ->
     fresh.load_tunable_state_dict(counted)  # the BatchNorm counter is ignored
     sd = fresh.tunable_state_dict()
     assert set(sd) == set(state) and all(not v.requires_grad and v.device.type == "cpu" for v in sd.values())
-    with pytest.raises(ValueError, match="FineCLIPER needs at least one class label"):
+    with pytest.raises(ValueError, match="^FineCLIPER needs at least one class label$"):
         fresh.set_labels([])
 
 
@@ -934,6 +965,13 @@ def test_encode_level_gives_the_per_frame_features_of_one_level(clip: torch.nn.M
             want = ref_visual(clip.visual, pixels_of(x), 3, m.vision_adapters[level], m.cfg.adapter_scale, temporal)
             assert got.shape == (2, 3, EMBED)
             torch.testing.assert_close(got, want.view(2, 3, EMBED), atol=1e-5, rtol=1e-4)
+
+
+def test_a_backbone_without_its_tokenizer_is_not_used(clip: torch.nn.Module) -> None:
+    """Given a backbone but no tokenizer, the model builds both from its config (tiny CLIP)."""
+    own = FineCLIPER(ModelConfig(backbone="tiny", pretrained=None), LABELS, clip=clip)
+    assert own.clip is not clip and own.clip.visual.transformer.width == 64
+    assert own.tokenizer(["a"]).shape == (1, 77)
 
 
 def test_predict_proba_restores_the_training_mode(clip: torch.nn.Module) -> None:
