@@ -264,7 +264,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_1": ('dtype = None', _FP32),
     "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_5": ('self.to_pixels(images).to(None)', _FP32),
     "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_20": ('grad_checkpointing=None)', _CHECKPOINT),
-    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_24": ('adapter_scale,\n', _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_24": ("+" + " " * 31 + ")", _CHECKPOINT),
     "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_40": ('grad_checkpointing=None)', _CHECKPOINT),
     "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_46": ('self.cfg.adapter_scale, )', _CHECKPOINT),
     "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_29": ('strict=None', _ONE_EACH),
