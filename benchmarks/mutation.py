@@ -107,6 +107,11 @@ _FROZEN_UNUSED = ("equivalent: only decides whether the frozen (unadapted) descr
                   "either way, since all three branches share one text_adapter mode")
 _ONE_EACH = ("equivalent: the zipped sequences are built one per level (or per stream) from the "
              "same list, so they always have equal length and strict= never fires")
+_CLIP_ATTRS = ("equivalent: open_clip's CLIP always has attn_mask, text_pool_type and text_eos_id "
+               "(check_text_supported admits no other text tower), so getattr's default is never used")
+_CAT_ONE = "equivalent: torch.cat of a single tensor is a copy of it"
+_ALIGN = ("equivalent: F.interpolate's align_corners defaults to None, which bilinear treats as "
+          "False")
 _WEIGHTS = ("equivalent: the attention output ([0]) is the same; need_weights only also returns "
             "the averaged attention weights (and rules out the fused kernel: float rounding)")
 _INTERP = ("equivalent: frame numbers are small integers and the centres / sides Python floats, "
@@ -284,6 +289,16 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_72": ('F.normalize(t_pos, dim=+1)', _LAST_DIM),
     "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_80": ('F.normalize(t_neg, )', _LAST_DIM),
     "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_81": ('F.normalize(t_neg, dim=+1)', _LAST_DIM),
+    "dfer.model.text.x__used_length__mutmut_6": ('getattr(clip, "attn_mask", )', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_12": ('"text_pool_type", None)', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_15": ('getattr(clip, "text_pool_type", )', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_18": ('"text_pool_type", "XXargmaxXX")', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_19": ('"text_pool_type", "ARGMAX")', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_27": ('argmax(dim=+1)', _LAST_DIM),
+    "dfer.model.text.x_encode_text__mutmut_69": ('getattr(clip, "text_eos_id", )', _CLIP_ATTRS),
+    "dfer.model.vision.x__cat__mutmut_1": ('if (len(parts) == 1) and False', _CAT_ONE),
+    "dfer.model.fineclip.xǁFineCLIPERǁto_pixels__mutmut_40": ('align_corners=None)', _ALIGN),
+    "dfer.model.fineclip.xǁFineCLIPERǁto_pixels__mutmut_45": ('antialias=True, )', _ALIGN),
     # ---- skipping, orientation
     "dfer.video.skipping.x__decode_pass__mutmut_10": (
         "(frame.pts is not None) or True", "equivalent: ranks.get(None) is None, which is what "
@@ -615,6 +630,9 @@ def run_module(module: Module, common: configparser.ConfigParser, args: argparse
             shutil.rmtree(work / "mutants" / "tests")
             shutil.copytree(work / "tests", work / "mutants" / "tests")
         write_settings(work, common, module, tests)
+        # which tests reach which function is re-collected: mutmut adds new tests to its stats,
+        # but not what an edited test newly reaches
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
         names = sorted(previous["not_detected"]) + sorted(previous.get("timeouts", []))
         if not names:
             return previous

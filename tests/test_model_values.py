@@ -480,6 +480,10 @@ def test_batched_path_attends_itself_and_only_for_the_cls_token_at_the_end(
         encode_streams(clip.visual, [Stream(px, 3, video)], 0.5)
         assert queries == [3, 5, 3, 1]  # temporal (3 frames), spatial, per block
         queries.clear()
+        with torch.enable_grad():  # under activation checkpointing too
+            encode_streams(clip.visual, [Stream(px, 3, None)], 0.5, grad_checkpointing=True)
+        assert queries == [5, 1]
+        queries.clear()
         avg = copy.deepcopy(clip.visual)
         avg.pool_type = "avg"
         encode_streams(avg, [Stream(px, 3, None)], 0.5)
