@@ -618,7 +618,7 @@ def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------- main
 def run_module(module: Module, common: configparser.ConfigParser, args: argparse.Namespace,
                previous: dict[str, Any] | None) -> dict[str, Any]:
-    work = WORK / module.slug
+    work = WORK / (module.slug + (".baseline" if args.baseline else ""))
     tests = tuple(args.tests) if args.tests else module.tests
     names: list[str] = []
     if args.rerun:
