@@ -58,13 +58,15 @@ lint: venv
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
-# Mutation testing of metrics, zero-shot label mapping, manifest readers and sharding (minutes;
-# not part of CI). mutmut is installed here, not a dev dependency; it works on a scratch copy in
-# benchmarks/out/mutation/ and writes the score to benchmarks/results/mutation.md.
+# Mutation testing, one mutmut run per [module ...] section of benchmarks/mutation.cfg (not
+# part of CI; MODULES=dfer.video runs those whose name starts so). mutmut is installed here, not
+# a dev dependency; each run works on a scratch copy in benchmarks/out/mutation/ and the scores
+# land in benchmarks/results/mutation.json and mutation.md.
 MUTMUT_VERSION ?= 3.8.1
+MODULES ?=
 mutation: venv
 	$(BIN)/python -m pip install --quiet 'mutmut==$(MUTMUT_VERSION)'
-	$(BIN)/python benchmarks/mutation.py
+	$(BIN)/python benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES))
 
 clean-results:
 	rm -rf results .snakemake

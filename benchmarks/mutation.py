@@ -1,17 +1,25 @@
 """Mutation score of the modules whose numbers the pipeline's results rest on (`make mutation`).
 
-Runs mutmut over ``dfer.train.metrics``, the zero-shot label mapping (``dfer.train.label_mapping``),
-the manifest readers (``dfer.manifests.readers`` and the ``labels`` module they map through) and
-``dfer.core.sharding``, with only those modules' fast tests (settings: ``benchmarks/mutation.cfg``),
-and writes killed / survived / total per module to ``benchmarks/results/mutation.md``.
+Every ``[module NAME]`` section of ``benchmarks/mutation.cfg`` names source files, the fast
+tests that reach them and, optionally, which of the files' mutants count (a module that is part
+of a file). Each selected module gets a mutmut run of its own, in a scratch copy of the project
+(``benchmarks/out/mutation/NAME/``, removed afterwards unless ``--keep``), so no ``mutants/``
+folder lands in the repository. Results are merged into ``benchmarks/results/mutation.json``
+(one record per module, so modules can be run in pieces) and ``benchmarks/results/mutation.md``
+is rewritten from all records: killed / survived / total per module, and every survivor either
+explained as equivalent (:data:`EQUIVALENT`) or marked as needing a test.
 
-mutmut works on a scratch copy of the project in ``benchmarks/out/mutation/`` (git-ignored,
-removed afterwards unless ``--keep``), so no ``mutants/`` folder lands in the repository.
 mutmut is not a dev dependency: the make target installs it into the project venv.
 
-    python benchmarks/mutation.py                # run, rewrite mutation.md
-    python benchmarks/mutation.py --baseline     # ... and store this run as the baseline table
-    python benchmarks/mutation.py --tests tests/test_metrics.py tests/test_manifests.py
+    python benchmarks/mutation.py                             # every module
+    python benchmarks/mutation.py --modules dfer.model        # dfer.model.* only
+    python benchmarks/mutation.py --modules dfer.video.crop --baseline   # store as "before"
+    python benchmarks/mutation.py --modules dfer.model.vision --baseline --sample 120 \\
+        --tests-rev 948f741 --tests tests/test_model.py      # before: a sample, old tests
+    python benchmarks/mutation.py --modules dfer.video.crop --keep   # keep the scratch copy
+    python benchmarks/mutation.py --modules dfer.video.crop --rerun  # survivors of the kept
+                                                              # copy, against today's tests
+    python benchmarks/mutation.py --list                      # the modules and their state
 """
 
 from __future__ import annotations
@@ -19,28 +27,29 @@ from __future__ import annotations
 import argparse
 import configparser
 import datetime as dt
+import fnmatch
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "benchmarks" / "mutation.cfg"
 WORK = REPO / "benchmarks" / "out" / "mutation"
 RESULT = REPO / "benchmarks" / "results" / "mutation.md"
-
-#: Modules as the report groups them -> their source files.
-MODULES: dict[str, tuple[str, ...]] = {
-    "dfer.train.metrics": ("src/dfer/train/metrics.py",),
-    "dfer.train.label_mapping (zero-shot)": ("src/dfer/train/label_mapping.py",),
-    "dfer.manifests readers": ("src/dfer/manifests/readers.py", "src/dfer/manifests/labels.py"),
-    "dfer.core.sharding": ("src/dfer/core/sharding.py",),
-}
+RECORDS = REPO / "benchmarks" / "results" / "mutation.json"
+#: Copied into the scratch copy besides src/ and tests/ (mutation.cfg's also_copy must name the
+#: same, for mutmut to copy them on into its mutants/ folder, where the tests run).
+COPIED = ("pyproject.toml", "data_manifests", "docs", "config", "envs", "workflow", "Snakefile",
+          "README.md")
 
 #: mutmut exit codes -> outcome (as mutmut.stats.status_by_exit_code; anything else: suspicious).
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
@@ -50,6 +59,7 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
 #: Outcomes that count as detected: the tests (or the time limit) caught the mutant.
 DETECTED = {"killed", "timeout", "caught by type check", "segfault"}
 
+# ------------------------------------------------------------------------ equivalent mutants
 _NEWLINE = ("equivalent: reading with newline='' or None splits lines at the same \\n, \\r, "
             "\\r\\n, and each line is stripped, so texts and line numbers are the same")
 _CODEC = "equivalent: Python codec names are case-insensitive"
@@ -61,6 +71,57 @@ _ERRSTATE = ("equivalent: the divisor is np.maximum(..., 1) >= 1, so no division
              "invalid value can occur and np.errstate changes nothing")
 _MPL_CASE = "equivalent: matplotlib lower-cases backend and format names"
 _NAN = "equivalent: float('NAN') is float('nan')"
+_SEGMENTS = ("equivalent: jittered_indices draws only when wanted < available, so every segment "
+             "has edges[k + 1] >= edges[k] + 1 and np.maximum(edges[1:], x) is edges[1:] for any "
+             "x <= edges[:-1] + 1")
+_FP32 = ("equivalent: dfer builds the backbone in float32 (build_clip passes no precision), so "
+         "get_cast_dtype() is float32 and .to(cast) of float32 tensors changes nothing")
+_CLS_BROADCAST = ("equivalent: the last block's CLS-only shortcut: more query rows than the one "
+                  "CLS row broadcast against it, and CLS pooling reads row 0, which is the same "
+                  "(only the fallback path for non-plain attention, or the output's extra rows)")
+_VIT_ATTRS = ("equivalent: check_supported admits open_clip VisionTransformers only, which always "
+              "have attn_pool and pool_type, so getattr's default is never used")
+_EXPAND = ("equivalent: expand() of the [1, D] (or [1, 1, D]) class embedding to (B, -1 or 1, D) "
+           "gives the same [B, 1, D] tensor")
+_SAME_SEGMENTS = ("equivalent: outs is built from segs one to one, so the zipped sequences always "
+                  "have equal length and strict= never fires")
+_CHECKPOINT = ("equivalent: activation checkpointing changes memory and time, not values or "
+               "gradients (tests/test_model_values.py runs both ways); a different default only "
+               "matters to callers that pass none, and FineCLIPER always passes the config's")
+_TOKEN_COUNT = ("equivalent (unreachable): open_clip's fixed positional embedding makes _embeds "
+                "reject a stream of another image size before this check can see it")
+_LAST_DIM = "equivalent: on 2-d [B, C] / [B, E] tensors dim 1, +1 and -1 are the same axis"
+_ONE_DEVICE = ("not testable here (CPU only): the device in a cache key or a .to() matters once "
+               "the model moves to another device (CUDA); on one device it changes nothing")
+_FALSY = "equivalent: None is falsy where the flag is tested, as False is"
+_BROADCAST = ("equivalent: a [3, 1, 1] mean / std broadcasts against [N, 3, H, W] pixels as the "
+              "[1, 3, 1, 1] one does")
+_SQUARE = ("equivalent: dfer resizes every input to S x S, and the towers it accepts have square "
+           "image sizes, so image_size[0] == image_size[1]")
+_SET_LABELS = "equivalent: __init__ calls set_labels right after, which sets the labels"
+_ADAPTER_SET = ("equivalent: adapter_set is only asked for enabled levels; an enabled level is "
+                "in vision_adapters (returned before this test), or a middle level when 'mid' is")
+_FROZEN_UNUSED = ("equivalent: only decides whether the frozen (unadapted) descriptor features are "
+                  "computed when some adapter is not inner; when computed needlessly they are "
+                  "not used, and where they are used (output / no adapters) the condition holds "
+                  "either way, since all three branches share one text_adapter mode")
+_ONE_EACH = ("equivalent: the zipped sequences are built one per level (or per stream) from the "
+             "same list, so they always have equal length and strict= never fires")
+_CLIP_ATTRS = ("equivalent: open_clip's CLIP always has attn_mask, text_pool_type and text_eos_id "
+               "(check_text_supported admits no other text tower), so getattr's default is never used")
+_CAT_ONE = "equivalent: torch.cat of a single tensor is a copy of it"
+_ALIGN = ("equivalent: F.interpolate's align_corners defaults to None, which bilinear treats as "
+          "False")
+_WEIGHTS = ("equivalent: the attention output ([0]) is the same; need_weights only also returns "
+            "the averaged attention weights (and rules out the fused kernel: float rounding)")
+_INTERP = ("equivalent: frame numbers are small integers and the centres / sides Python floats, "
+           "and np.interp computes in float64 whatever the dtype of its inputs")
+_ARANGE = "equivalent: np.arange of Python ints is int64 on the 64-bit platforms dfer supports"
+_CHECKED_LENGTHS = ("equivalent: the number of answers was compared with the number of clips "
+                    "just above (RuntimeError otherwise), so strict= never fires")
+_ALL_COLUMNS = ("equivalent: reading every column of the index instead of clip_id alone gives the "
+                "same clip_id column (only more I/O)")
+_SPLIT_FIRST = "equivalent: the first element of split('.') is the same whatever the maxsplit (>= 1)"
 
 #: Survivors that no test can kill: mutant name -> (the mutated line, as a check that the name
 #: still means that mutant, and why it is equivalent). A survivor not listed here, or whose
@@ -104,35 +165,253 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "above"),
     "dfer.train.metrics.x_uar__mutmut_11": ('float("NAN")', _NAN),
     "dfer.train.metrics.x_war__mutmut_9": ('float("NAN")', _NAN),
+    # ---- frame sampling
+    "dfer.core.frame_sampling.x_jittered_indices__mutmut_29": ("edges[:-1] - 1))", _SEGMENTS),
+    "dfer.core.frame_sampling.x_jittered_indices__mutmut_30": ("edges[:+1] + 1))", _SEGMENTS),
+    "dfer.core.frame_sampling.x_jittered_indices__mutmut_6": (
+        ".astype(None)", "equivalent: the floored edges are integer-valued floats, and "
+        "Generator.integers draws the same numbers from them as from their int64 copies"),
+    "dfer.core.frame_sampling.x_sample_indices__mutmut_9": ("dtype=None)", _ARANGE),
+    "dfer.core.frame_sampling.x_sample_indices__mutmut_11": ("np.arange(num_frames, )", _ARANGE),
+    "dfer.core.frame_sampling.x_sample_indices__mutmut_13": (
+        ") / (2 * num_frames)", "equivalent: true division then astype(int32) truncates toward "
+        "zero, which is the floor of these non-negative values (frame counts are far below 2**53)"),
+    "dfer.core.frame_sampling.x_uniform_indices__mutmut_3": (
+        "wanted > available", "equivalent: for wanted == available, spread_indices(n, n) = "
+        "round(linspace(0, n - 1, n)) is arange(n), the same int64 indices"),
+    "dfer.core.frame_sampling.x_jittered_indices__mutmut_3": (
+        "wanted > available", "equivalent: for wanted == available the edges are 0..n, so every "
+        "segment is one frame, Generator.integers(k, k + 1) is k, and numpy draws nothing for a "
+        "one-value range (the generator's state is unchanged too)"),
+    # ---- crop, tracker
+    "dfer.video.crop.x_crop_resize__mutmut_8": (
+        "side >= size", "equivalent: at side == size the resize is 1:1, where INTER_AREA and "
+        "INTER_LINEAR both copy the pixels"),
+    "dfer.video.crop.x_detect_all__mutmut_40": (
+        "factor != 2.0", "equivalent: factor is at most 1 (detect_scale is validated to (0, 1]); "
+        "at factor 1 the extra cv2.resize to the same size copies the pixels"),
+    "dfer.video.track.x_fill_and_smooth__mutmut_3": ("dtype=None)", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_5": ("np.array(sorted(track), )", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_9": ("dtype=None)", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_11": ("for t in frames], )", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_16": ("dtype=None)", _INTERP),
+    "dfer.video.track.x_fill_and_smooth__mutmut_18": ("np.arange(num, )", _INTERP),
+    # ---- model
+    "dfer.model.text.x_encode_text__mutmut_7": ("cast = None", _FP32),
+    "dfer.model.text.x_encode_text__mutmut_10": ("token_embedding(tokens).to(None)", _FP32),
+    "dfer.model.text.x_encode_text__mutmut_12": ("positional_embedding[:n].to(None)", _FP32),
+    "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_41": (
+        "frame_pos[:num_frames].to(None)", "equivalent: frame_pos has the module's dtype, which "
+        "is h's; only under autocast would h be lower precision, and there the sum is merely kept "
+        "in float32 before the attention casts it (rounding, not another result)"),
+    "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_46": ("need_weights=None", _WEIGHTS),
+    "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_50": ("self.attn(h, h, h, )", _WEIGHTS),
+    "dfer.model.adapters.xǁTemporalAdapterǁforward__mutmut_51": ("need_weights=True", _WEIGHTS),
+    "dfer.model.vision.x__attention__mutmut_7": ("if (cls_only) and False else out", _CLS_BROADCAST),
+    "dfer.model.vision.x__attention__mutmut_9": ("out[:, :2] if cls_only", _CLS_BROADCAST),
+    "dfer.model.vision.x__batched_block_forward__mutmut_31": ("x = x[:, :2]", _CLS_BROADCAST),
+    "dfer.model.vision.x__cls_pool__mutmut_6": ('getattr(visual, "attn_pool", )', _VIT_ATTRS),
+    "dfer.model.vision.x__cls_pool__mutmut_14": ('getattr(visual, "pool_type", )', _VIT_ATTRS),
+    "dfer.model.vision.x__embeds__mutmut_39": (".view(1, -1).expand(", _EXPAND),
+    "dfer.model.vision.x__embeds__mutmut_40": (".view(1, -1).expand(", _EXPAND),
+    "dfer.model.vision.x__embeds__mutmut_48": ("expand(x.shape[0], +1, -1)", _EXPAND),
+    "dfer.model.vision.x__embeds__mutmut_42": ("class_embedding.to(None)", _FP32),
+    "dfer.model.vision.x__embeds__mutmut_59": ("positional_embedding.to(None)", _FP32),
+    "dfer.model.vision.x__embeds__mutmut_62": ("temporal_embedding[:num_frames].to(None)", _FP32),
+    "dfer.model.vision.x__per_stream__mutmut_17": ("strict=None", _SAME_SEGMENTS),
+    "dfer.model.vision.x__per_stream__mutmut_20": ("zip(segs, outs, )", _SAME_SEGMENTS),
+    "dfer.model.vision.x__per_stream__mutmut_21": ("strict=False", _SAME_SEGMENTS),
+    "dfer.model.vision.x_encode_frames__mutmut_1": ("grad_checkpointing: bool = True", _CHECKPOINT),
+    "dfer.model.vision.x_encode_streams__mutmut_1": ("grad_checkpointing: bool = True", _CHECKPOINT),
+    "dfer.model.vision.x_encode_frames__mutmut_21": ("grad_checkpointing or torch.is_grad_enabled()", _CHECKPOINT),
+    "dfer.model.vision.x_encode_streams__mutmut_43": ("grad_checkpointing or torch.is_grad_enabled()", _CHECKPOINT),
+    "dfer.model.vision.x_encode_streams__mutmut_24": ("}) > 2:", _TOKEN_COUNT),
+    "dfer.model.vision.x_encode_streams__mutmut_25": ("raise ValueError(None)", _TOKEN_COUNT),
+    "dfer.model.vision.x_encode_streams__mutmut_26": ('raise ValueError("XXbatched', _TOKEN_COUNT),
+    "dfer.model.vision.x_encode_streams__mutmut_27": ('raise ValueError("BATCHED', _TOKEN_COUNT),
+    "dfer.model.fineclip.xǁFineCLIPEROutputǁprobabilities__mutmut_5": ("dim=+1)", _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_captions__mutmut_8": ("caption_adapter), )", _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_captions__mutmut_13": ("dim=+1)", _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁload_tunable_state_dict__mutmut_37": (
+        "state[name].to(None)", "equivalent: Tensor.copy_ casts to the parameter's dtype itself"),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_text_features__mutmut_1": ("device = None", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_text_features__mutmut_2": ("key = None", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_text_features__mutmut_4": ("str(None))", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_captions__mutmut_2": ("]).to(None)", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁlosses__mutmut_67": ("device=None)", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁlosses__mutmut_69": ("torch.arange(sims.shape[0], )", _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁlosses__mutmut_70": (
+        "sims.shape[1]", "equivalent: video and caption features come one per clip, so the "
+        "similarity matrix is square"),
+    "dfer.model.fineclip.xǁFineCLIPERǁ_standardize__mutmut_14": (
+        "running_var, eps=norm.eps)", "equivalent: F.batch_norm's training defaults to False"),
+    "dfer.model.fineclip.xǁFineCLIPERǁ_standardize__mutmut_15": (
+        "training=False, )", "equivalent: F.batch_norm's eps defaults to 1e-5, which is the "
+        "BatchNorm1d's eps (built with its default)"),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_124": ('persistent=None)', _FALSY),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_148": ('persistent=None)', _FALSY),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_93": ('affine=None)', _FALSY),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_135": ('torch.tensor(mean).view(3, 1, 1)', _BROADCAST),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_159": ('torch.tensor(std).view(3, 1, 1)', _BROADCAST),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_16": ('visual.image_size[1]', _SQUARE),
+    "dfer.model.fineclip.xǁFineCLIPERǁ__init____mutmut_170": ('self.labels: list[str] = None', _SET_LABELS),
+    "dfer.model.fineclip.xǁFineCLIPERǁadapter_set__mutmut_2": ('level in ("parsing", "landmarks") or "mid"', _ADAPTER_SET),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_1": ('device = None', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_2": ('key = None', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_4": ('str(None))', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_11": ('self.tokenizer(pos).to(None)', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁclass_tokens__mutmut_13": ('self.tokenizer(neg).to(None)', _ONE_DEVICE),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_3": ('not self._inner(self.pos_adapter) and not', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_4": ('if self._inner(self.pos_adapter) or not', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_5": ('self._inner(None) or', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_6": ('or self._inner(self.neg_adapter)', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁdescriptor_features__mutmut_7": ('not self._inner(None):', _FROZEN_UNUSED),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_1": ('dtype = None', _FP32),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_5": ('self.to_pixels(images).to(None)', _FP32),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_20": ('grad_checkpointing=None)', _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_24": ("+" + " " * 31 + ")", _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_40": ('grad_checkpointing=None)', _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_46": ('self.cfg.adapter_scale, )', _CHECKPOINT),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_29": ('strict=None', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_32": ('zip(inputs, feats, )', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁencode_levels__mutmut_33": ('strict=False', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_104": ('strict=None', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_107": ('zip(self.fused_levels, stacked, )', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_108": ('strict=False', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_59": ('strict=None', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_62": ('zip(weights, stacked, )', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_63": ('strict=False', _ONE_EACH),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_26": ('F.normalize(feats, )', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_27": ('F.normalize(feats, dim=+1)', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_54": ('strict=True)), )', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_64": ('dim=+1)', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_71": ('F.normalize(t_pos, )', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_72": ('F.normalize(t_pos, dim=+1)', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_80": ('F.normalize(t_neg, )', _LAST_DIM),
+    "dfer.model.fineclip.xǁFineCLIPERǁforward__mutmut_81": ('F.normalize(t_neg, dim=+1)', _LAST_DIM),
+    "dfer.model.text.x__used_length__mutmut_6": ('getattr(clip, "attn_mask", )', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_12": ('"text_pool_type", None)', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_15": ('getattr(clip, "text_pool_type", )', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_18": ('"text_pool_type", "XXargmaxXX")', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_19": ('"text_pool_type", "ARGMAX")', _CLIP_ATTRS),
+    "dfer.model.text.x__used_length__mutmut_27": ('argmax(dim=+1)', _LAST_DIM),
+    "dfer.model.text.x_encode_text__mutmut_69": ('getattr(clip, "text_eos_id", )', _CLIP_ATTRS),
+    "dfer.model.vision.x__cat__mutmut_1": ('if (len(parts) == 1) and False', _CAT_ONE),
+    "dfer.model.fineclip.xǁFineCLIPERǁto_pixels__mutmut_40": ('align_corners=None)', _ALIGN),
+    "dfer.model.fineclip.xǁFineCLIPERǁto_pixels__mutmut_45": ('antialias=True, )', _ALIGN),
+    # ---- skipping, orientation
+    "dfer.video.skipping.x__decode_pass__mutmut_10": (
+        "(frame.pts is not None) or True", "equivalent: ranks.get(None) is None, which is what "
+        "the guarded branch gives a frame without a timestamp"),
+    "dfer.video.reader.x_is_mirrored__mutmut_10": (
+        'dtype="<i4", )', "equivalent: FFmpeg's display-matrix side data is exactly nine int32 "
+        "(36 bytes), so count=9 reads all of it"),
+    "dfer.video.reader.x_upright__mutmut_12": (
+        "rotation or 1)", "equivalent: a missing or zero rotation becomes 1 degree, which rounds "
+        "to the same zero quarter turns"),
+    # ---- shard runner
+    "dfer.core.shard_runner.x__batch_outcomes__mutmut_21": ("strict=None", _CHECKED_LENGTHS),
+    "dfer.core.shard_runner.x__batch_outcomes__mutmut_24": ("zip(ready, answers, )", _CHECKED_LENGTHS),
+    "dfer.core.shard_runner.x__batch_outcomes__mutmut_25": ("strict=False", _CHECKED_LENGTHS),
+    "dfer.core.shard_runner.x_index_clip_ids__mutmut_4": ("columns=None", _ALL_COLUMNS),
+    "dfer.core.shard_runner.x_index_clip_ids__mutmut_6": ("read_table(index_path, )", _ALL_COLUMNS),
+    "dfer.core.shard_runner.x_shard_label__mutmut_4": ('split(".", )', _SPLIT_FIRST),
+    "dfer.core.shard_runner.x_shard_label__mutmut_8": ('split(".", 2)', _SPLIT_FIRST),
 }
 
-BASELINE_START, BASELINE_END = "<!-- baseline -->", "<!-- /baseline -->"
+
+# ------------------------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class Module:
+    """One ``[module NAME]`` section of mutation.cfg: a row of the report, a mutmut run."""
+
+    name: str
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+    mutants: tuple[str, ...] = ()
+    part_of: str = ""
+    note: str = ""
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
+
+    def counts_mutant(self, name: str) -> bool:
+        return not self.mutants or any(fnmatch.fnmatch(name, p) for p in self.mutants)
+
+    def selected_by(self, wanted: str) -> bool:
+        return any(n == wanted or n.startswith(wanted + ".") for n in (self.name, self.part_of) if n)
 
 
-def prepare(work: Path, tests: list[str] | None) -> None:
-    """Scratch copy of src/, tests/, data_manifests/ and pyproject.toml, with mutation.cfg as its setup.cfg."""
+def _lines(value: str) -> tuple[str, ...]:
+    return tuple(v for v in value.split() if v)
+
+
+def read_config(path: Path = CONFIG) -> tuple[configparser.ConfigParser, list[Module]]:
+    cfg = configparser.ConfigParser()
+    cfg.read(path)
+    modules = []
+    for section in cfg.sections():
+        if not section.startswith("module "):
+            continue
+        s = cfg[section]
+        modules.append(Module(section.split(" ", 1)[1].strip(), _lines(s["files"]), _lines(s["tests"]),
+                              _lines(s.get("mutants", "")), s.get("part_of", "").strip(),
+                              " ".join(s.get("note", "").split())))
+    return cfg, modules
+
+
+def select(modules: list[Module], wanted: list[str] | None) -> list[Module]:
+    if not wanted:
+        return modules
+    chosen = [m for m in modules if any(m.selected_by(w) for w in wanted)]
+    unknown = [w for w in wanted if not any(m.selected_by(w) for m in modules)]
+    if unknown:
+        raise SystemExit(f"no module in {CONFIG.name} matches {unknown}; known: "
+                         f"{', '.join(m.name for m in modules)}")
+    return chosen
+
+
+# --------------------------------------------------------------------------- running mutmut
+def prepare(work: Path, common: configparser.ConfigParser, module: Module, tests: tuple[str, ...],
+            tests_rev: str | None = None) -> None:
+    """Scratch copy of src/, tests/, data_manifests/ and pyproject.toml, with the shared
+    settings plus this module's files and tests as its setup.cfg."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(REPO / "src", work / "src", ignore=ignore)
-    shutil.copytree(REPO / "tests", work / "tests", ignore=ignore)
-    shutil.copytree(REPO / "data_manifests", work / "data_manifests", ignore=ignore)
-    shutil.copy2(REPO / "pyproject.toml", work / "pyproject.toml")
-    cfg = configparser.ConfigParser()
-    cfg.read(CONFIG)
-    if tests:
-        cfg["mutmut"]["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
+    copy_tests(work, tests_rev)
+    for extra in COPIED:  # what tests read besides src/ (docs they check, example configs)
+        if (REPO / extra).is_dir():
+            shutil.copytree(REPO / extra, work / extra, ignore=ignore)
+        elif (REPO / extra).exists():
+            shutil.copy2(REPO / extra, work / extra)
+    write_settings(work, common, module, tests)
+
+
+def write_settings(work: Path, common: configparser.ConfigParser, module: Module, tests: tuple[str, ...]) -> None:
+    """The scratch copy's setup.cfg: the shared settings plus this module's files and tests."""
+    out = configparser.ConfigParser()
+    out["mutmut"] = dict(common["mutmut"])
+    out["mutmut"]["only_mutate"] = "\n" + "\n".join(module.files)
+    out["mutmut"]["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
     with open(work / "setup.cfg", "w") as fh:
-        cfg.write(fh)
+        out.write(fh)
+    if (work / "mutants").is_dir():
+        shutil.copy2(work / "setup.cfg", work / "mutants" / "setup.cfg")
 
 
-def selected_tests(tests: list[str] | None) -> list[str]:
-    if tests:
-        return tests
-    cfg = configparser.ConfigParser()
-    cfg.read(CONFIG)
-    return [t for t in cfg["mutmut"]["pytest_add_cli_args_test_selection"].split("\n") if t]
+def copy_tests(work: Path, rev: str | None = None) -> None:
+    """Today's tests/, or those of git revision ``rev`` (a baseline with the tests of then)."""
+    if (work / "tests").exists():
+        shutil.rmtree(work / "tests")
+    if rev is None:
+        shutil.copytree(REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "tests"], stdout=subprocess.PIPE, check=True)
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True)
 
 
 def mutmut_bin() -> str:
@@ -140,28 +419,56 @@ def mutmut_bin() -> str:
     return str(exe) if exe.exists() else "mutmut"
 
 
-def run_mutmut(work: Path, max_children: int) -> float:
-    """``mutmut run`` in ``work``; returns its wall time in seconds."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
+def _env() -> dict[str, str]:
+    # one thread per worker: forked workers must not inherit a busy OpenMP pool (torch), and
+    # the run should not take more cores than --max-children
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+_LIST = """
+import json, sys
+from pathlib import Path
+from mutmut.mutation.file_mutation import mutate_file_contents
+from mutmut.utils.format_utils import get_mutant_name
+names = []
+for src in json.load(sys.stdin):
+    path = Path(src)
+    names += [get_mutant_name(path.relative_to("src"), n)
+              for n in mutate_file_contents(src, path.read_text()).mutant_names]
+print(json.dumps(names))
+"""
+
+
+def all_mutants(work: Path, module: Module) -> list[str]:
+    """The names of the mutants mutmut makes of the module's files (those the module counts)."""
+    proc = subprocess.run([sys.executable, "-c", _LIST], cwd=work, input=json.dumps(list(module.files)),
+                          stdout=subprocess.PIPE, text=True, check=True, env=_env())
+    return [n for n in json.loads(proc.stdout.strip().splitlines()[-1]) if module.counts_mutant(n)]
+
+
+def run_mutmut(work: Path, max_children: int, names: list[str]) -> float:
+    """``mutmut run`` in ``work`` (only ``names`` when given); returns its wall time in seconds."""
     start = time.perf_counter()
-    proc = subprocess.run([mutmut_bin(), "run", "--max-children", str(max_children)], cwd=work,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run([mutmut_bin(), "run", "--max-children", str(max_children), *names], cwd=work,
+                          env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     elapsed = time.perf_counter() - start
-    tail = "\n".join(proc.stdout.splitlines()[-15:])
-    print(tail)
+    lines = [ln for ln in proc.stdout.replace("\r", "\n").splitlines() if ln.strip()]
+    print("\n".join(lines[-8:]))
     if proc.returncode != 0:
+        print("\n".join(lines[-60:]))
         raise SystemExit(f"mutmut run failed (exit {proc.returncode}); output above")
     return elapsed
 
 
-def outcomes(work: Path) -> dict[str, dict[str, str]]:
-    """``{source file: {mutant name: outcome}}`` from mutmut's per-file ``.meta`` records."""
-    out: dict[str, dict[str, str]] = {}
-    for files in MODULES.values():
-        for src in files:
-            meta = work / "mutants" / (src + ".meta")
-            codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
-            out[src] = {name: STATUS.get(code, "suspicious") for name, code in codes.items()}
+def outcomes(work: Path, module: Module) -> dict[str, str]:
+    """``{mutant name: outcome}`` of the module's mutants, from mutmut's per-file ``.meta``."""
+    out: dict[str, str] = {}
+    for src in module.files:
+        meta = work / "mutants" / (src + ".meta")
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        out.update({name: STATUS.get(code, "suspicious") for name, code in codes.items()
+                    if module.counts_mutant(name)})
     return out
 
 
@@ -178,10 +485,16 @@ print(json.dumps(out))
 """
 
 
-def mutant_diffs(work: Path, names: dict[str, str]) -> dict[str, str]:
-    """The changed lines of each mutant ``{name: source file}``, in one mutmut process."""
-    proc = subprocess.run([sys.executable, "-c", _DIFFS], cwd=work, input=json.dumps(list(names.items())),
-                          stdout=subprocess.PIPE, text=True, check=True)
+def mutant_diffs(work: Path, module: Module, names: list[str]) -> dict[str, str]:
+    """The changed lines of each mutant, in one mutmut process."""
+    if not names:
+        return {}
+    by_file = {}
+    for name in names:
+        stem = name.split(".x_")[0].split(".xǁ")[0]
+        by_file[name] = next(f for f in module.files if f == "src/" + stem.replace(".", "/") + ".py")
+    proc = subprocess.run([sys.executable, "-c", _DIFFS], cwd=work, input=json.dumps(list(by_file.items())),
+                          stdout=subprocess.PIPE, text=True, check=True, env=_env())
     diffs = json.loads(proc.stdout.strip().splitlines()[-1])
     return {name: "\n".join(ln for ln in diff.splitlines()
                             if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
@@ -193,103 +506,217 @@ def is_equivalent(name: str, diff: str) -> bool:
     return bool(line) and line in "\n".join(ln for ln in diff.splitlines() if ln.startswith("+"))
 
 
-def score_rows(results: dict[str, dict[str, str]],
-               equivalent: set[str]) -> list[tuple[str, int, int, int, int, int]]:
-    """(module, killed, survived, of them equivalent, no tests / other, total) per module, and
-    over all modules."""
-    rows = []
-    for module, files in MODULES.items():
-        states = [(n, s) for f in files for n, s in results[f].items()]
-        det = sum(s in DETECTED for _, s in states)
-        surv = sum(s == "survived" for _, s in states)
-        equiv = sum(s == "survived" and n in equivalent for n, s in states)
-        rows.append((module, det, surv, equiv, len(states) - det - surv, len(states)))
-    tot = [sum(r[i] for r in rows) for i in range(1, 6)]
-    rows.append(("**all**", *tot))
-    return rows
+# ------------------------------------------------------------------------------------ records
+def load_records(path: Path = RECORDS) -> dict[str, dict[str, Any]]:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def table(rows: list[tuple[str, int, int, int, int, int]]) -> str:
-    lines = ["| module | killed | survived | of them equivalent | no tests / other | total "
-             "| score (killed / total) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for module, det, surv, equiv, other, total in rows:
-        score = f"{100 * det / total:.1f}%" if total else "n/a"
-        lines.append(f"| {module} | {det} | {surv} | {equiv} | {other} | {total} | {score} |")
-    return "\n".join(lines)
+def record(module: Module, results: dict[str, str], diffs: dict[str, str], elapsed: float,
+           tests: tuple[str, ...], workers: int, how: str) -> dict[str, Any]:
+    """One run of one module, as mutation.json keeps it (survivors with their diffs)."""
+    counts = {"killed": sum(s in DETECTED for s in results.values()),
+              "survived": sum(s == "survived" for s in results.values())}
+    counts["other"] = len(results) - counts["killed"] - counts["survived"]
+    counts["total"] = len(results)
+    return {
+        "date": dt.date.today().isoformat(), "mutmut": metadata.version("mutmut"),
+        "python": sys.version.split()[0], "workers": workers, "wall_s": round(elapsed, 1),
+        "tests": list(tests), "how": how, "counts": counts,
+        "not_detected": {n: {"status": s, "diff": diffs.get(n, "")}
+                         for n, s in sorted(results.items()) if s not in DETECTED},
+        "timeouts": sorted(n for n, s in results.items() if s == "timeout"),
+    }
 
 
-def old_baseline() -> str | None:
-    if not RESULT.exists():
-        return None
-    text = RESULT.read_text()
-    m = re.search(re.escape(BASELINE_START) + r"\n(.*?)\n" + re.escape(BASELINE_END), text, re.S)
-    return m.group(1) if m else None
+def equivalents(rec: dict[str, Any]) -> set[str]:
+    return {n for n, v in rec["not_detected"].items()
+            if v["status"] == "survived" and is_equivalent(n, v["diff"])}
+
+
+def _untestable(name: str) -> bool:
+    return EQUIVALENT.get(name, ("", ""))[1].startswith("not testable")
+
+
+def _row(name: str, rec: dict[str, Any]) -> str:
+    c = rec["counts"]
+    explained = equivalents(rec)
+    untestable = sum(_untestable(n) for n in explained)
+    equiv = f"{len(explained) - untestable}" + (f" (+{untestable} not testable here)" if untestable else "")
+    score = f"{100 * c['killed'] / c['total']:.1f}%" if c["total"] else "n/a"
+    sample = " (sample)" if rec["how"].startswith("sample") else ""
+    when = f"{rec['date']}, {rec['wall_s'] / 60:.1f} min" if rec["wall_s"] else f"{rec['date']} (imported)"
+    return (f"| {name} | {c['killed']} | {len(rec.get('timeouts', []))} | {c['survived']} | {equiv} "
+            f"| {c['other']} | {c['total']}{sample} | {score} | {when} |")
+
+
+_HEAD = ("| module | killed | of them by time-out | survived | of them equivalent | no tests / other "
+         "| total | score (killed / total) | run |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
+
+
+def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
+    """mutation.md from every module's records (modules never run say so)."""
+    names = {m.name: (f"{m.name} ({m.note})" if m.note else m.name) for m in modules}
+    current = [_row(names[m.name], records[m.name]["current"]) for m in modules
+               if m.name in records and "current" in records[m.name]]
+    pending = [m.name for m in modules if "current" not in records.get(m.name, {})]
+    base = [_row(names[m.name], records[m.name]["baseline"]) for m in modules
+            if "baseline" in records.get(m.name, {})]
+    out = [
+        "# Mutation testing",
+        "",
+        "Written by `benchmarks/mutation.py` (`make mutation`; kept out of CI) from "
+        "`benchmarks/results/mutation.json`; settings, and which tests meet each module's "
+        "mutants, in `benchmarks/mutation.cfg`. Each module is its own mutmut run, so modules can "
+        "be run in pieces: `python benchmarks/mutation.py --modules dfer.video`.",
+        "",
+        "*killed* counts mutants the tests fail on, and those stopped by the time limit (counted "
+        "apart: a time-out under a heavily loaded machine is re-run before it is trusted); the "
+        "score is killed / total. "
+        "*of them equivalent*: survivors that behave exactly like the original (listed below "
+        "with the reason), which no test can kill. *run*: date and wall time of the mutmut run "
+        "(one worker unless said otherwise below).",
+        "",
+        "## Score",
+        "",
+        _HEAD,
+        *current,
+        "",
+    ]
+    if pending:
+        out += ["Configured but not run yet: " + ", ".join(f"`{n}`" for n in pending) + ".", ""]
+    if base:
+        out += ["## Baseline (before the value tests of issue 25 were added)", "",
+                "The same modules with the tests that existed before. A row marked *(sample)* "
+                "ran a random sample of the module's mutants (seed and size below), where "
+                "running all of them against the slower existing tests would have taken hours.",
+                "", _HEAD, *base, ""]
+    out += ["## Runs", ""]
+    for m in modules:
+        for kind in ("current", "baseline"):
+            rec = records.get(m.name, {}).get(kind)
+            if rec:
+                out.append(f"- `{m.name}` {kind}: {rec['how']}; mutmut {rec['mutmut']}, Python "
+                           f"{rec['python']}, {rec['workers']} worker(s); tests: "
+                           + ", ".join(f"`{t}`" for t in rec["tests"]) + ".")
+    out += ["", "## Surviving mutants", ""]
+    any_survivor = False
+    for m in modules:
+        rec = records.get(m.name, {}).get("current")
+        if not rec:
+            continue
+        equiv = equivalents(rec)
+        for name, v in rec["not_detected"].items():
+            any_survivor = True
+            reason = EQUIVALENT[name][1] if name in equiv else "**needs a test**"
+            out += [f"- `{name}` ({v['status']}): {reason}", "", "  ```diff",
+                    *("  " + ln for ln in v["diff"].splitlines()), "  ```", ""]
+    if not any_survivor:
+        out.append("None.")
+    return "\n".join(out).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------------- main
+def run_module(module: Module, common: configparser.ConfigParser, args: argparse.Namespace,
+               previous: dict[str, Any] | None) -> dict[str, Any]:
+    work = WORK / (module.slug + (".baseline" if args.baseline else ""))
+    tests = tuple(args.tests) if args.tests else module.tests
+    names: list[str] = []
+    if args.rerun:
+        if previous is None or not (work / "mutants").is_dir():
+            raise SystemExit(f"--rerun {module.name}: needs a kept scratch copy ({work}) and a "
+                             "stored result; run once with --keep first")
+        copy_tests(work)  # today's tests; mutmut adds the stats of new ones itself
+        if (work / "mutants" / "tests").is_dir():
+            shutil.rmtree(work / "mutants" / "tests")
+            shutil.copytree(work / "tests", work / "mutants" / "tests")
+        write_settings(work, common, module, tests)
+        # which tests reach which function is re-collected: mutmut adds new tests to its stats,
+        # but not what an edited test newly reaches
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        names = sorted(previous["not_detected"]) + sorted(previous.get("timeouts", []))
+        if not names:
+            return previous
+    else:
+        prepare(work, common, module, tests, args.tests_rev)
+        if args.sample or module.mutants:
+            names = all_mutants(work, module)
+        if args.sample and args.sample < len(names):
+            names = sorted(random.Random(args.seed).sample(names, args.sample))
+    print(f"== {module.name}: {len(names) or 'all'} mutants, tests: {' '.join(tests)}", flush=True)
+    try:
+        elapsed = run_mutmut(work, args.max_children, names)
+        results = outcomes(work, module)
+        if names:
+            results = {n: results.get(n, "not checked") for n in names}
+        diffs = mutant_diffs(work, module, [n for n, s in results.items() if s not in DETECTED])
+    finally:
+        if not args.keep and not args.rerun:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.rerun:
+        assert previous is not None
+        still = {n: s for n, s in results.items() if s not in DETECTED}
+        counts = dict(previous["counts"])
+        # the re-run time-outs were counted as killed; count them (and the survivors) anew
+        rerun_timeouts = set(previous.get("timeouts", [])) & set(results)
+        counts["killed"] += len(results) - len(still) - len(rerun_timeouts)
+        counts["survived"] = sum(s == "survived" for s in still.values())
+        counts["other"] = counts["total"] - counts["killed"] - counts["survived"]
+        today = dt.date.today().isoformat()
+        timeouts = sorted((set(previous.get("timeouts", [])) - set(results))
+                          | {n for n, s in results.items() if s == "timeout"})
+        return {**previous, "counts": counts, "date": today, "tests": list(tests), "timeouts": timeouts,
+                "wall_s": round(previous["wall_s"] + elapsed, 1),
+                "how": previous["how"] + f"; its {len(results)} survivors and time-outs re-run "
+                       f"on {today} against the tests of that day",
+                "not_detected": {n: {"status": s, "diff": diffs.get(n, "")} for n, s in sorted(still.items())}}
+    if args.sample and names:
+        how = f"sample of {len(names)} mutants (seed {args.seed})"
+    else:
+        how = f"all {len(results)} mutants" + (f" matching {', '.join(module.mutants)}" if module.mutants else "")
+    if args.tests_rev:
+        how += f"; the tests as of commit {args.tests_rev}"
+    return record(module, results, diffs, elapsed, tests, args.max_children, how)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tests", nargs="+", help="test selection instead of mutation.cfg's")
+    ap.add_argument("--modules", nargs="+", help="module names or prefixes (default: all)")
+    ap.add_argument("--tests", nargs="+", help="test selection instead of the module's")
+    ap.add_argument("--tests-rev", help="take tests/ from this git revision (e.g. for a baseline)")
     ap.add_argument("--baseline", action="store_true",
-                    help="also store this run's table as the baseline in mutation.md")
-    ap.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--keep", action="store_true", help=f"keep the scratch copy {WORK}")
+                    help="store this run as the module's baseline, not as its current score")
+    ap.add_argument("--sample", type=int, default=0, help="run only this many random mutants")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-children", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help=f"keep the scratch copies under {WORK}")
+    ap.add_argument("--rerun", action="store_true",
+                    help="re-run only the stored survivors in the kept scratch copy, with today's tests")
+    ap.add_argument("--list", action="store_true", help="list the modules and their stored scores")
+    ap.add_argument("--render", action="store_true", help="only rewrite mutation.md from mutation.json")
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
 
-    tests = selected_tests(args.tests)
-    prepare(WORK, args.tests)
-    try:
-        elapsed = run_mutmut(WORK, args.max_children)
-        results = outcomes(WORK)
-        survivors = mutant_diffs(WORK, {name: src for src, f in results.items()
-                                        for name, s in f.items() if s not in DETECTED})
-    finally:
-        if not args.keep:
-            shutil.rmtree(WORK, ignore_errors=True)
-
-    equivalent = {name for name, diff in survivors.items() if is_equivalent(name, diff)}
-    rows = score_rows(results, equivalent)
-    today = dt.date.today().isoformat()
-    current = table(rows)
-    cmd = "python benchmarks/mutation.py" + (" --tests " + " ".join(args.tests) if args.tests else "")
-    baseline = (f"Run on {today}, tests: {', '.join(tests)}.\n\n{current}" if args.baseline
-                else old_baseline())
-    out = [
-        "# Mutation testing",
-        "",
-        f"Written by `benchmarks/mutation.py` (`make mutation`; kept out of CI). Date: {today}; "
-        f"tool: mutmut {metadata.version('mutmut')}, Python {sys.version.split()[0]}, "
-        f"{args.max_children} worker(s); command: `{cmd}` (settings: `benchmarks/mutation.cfg`); "
-        f"wall time of the mutmut run: {elapsed / 60:.1f} min.",
-        "",
-        "Tests run against the mutants (each mutant only meets the tests that reach its "
-        f"function): {', '.join(f'`{t}`' for t in tests)}.",
-        "",
-        "*killed* counts mutants the tests fail on (and time-outs); the score is killed / total. "
-        "*of them equivalent*: survivors that behave exactly like the original (listed below "
-        "with the reason), which no test can kill.",
-        "",
-        "## Score",
-        "",
-        current,
-        "",
-    ]
-    if baseline:
-        out += ["## Baseline (before the value tests were added)", "", BASELINE_START, baseline,
-                BASELINE_END, ""]
-    out += ["## Surviving mutants", ""]
-    if not survivors:
-        out.append("None.")
-    for name, diff in sorted(survivors.items()):
-        reason = EQUIVALENT[name][1] if name in equivalent else "**needs a test**"
-        status = next(f[name] for f in results.values() if name in f)
-        out += [f"- `{name}` ({status}): {reason}", "", "  ```diff",
-                *("  " + ln for ln in diff.splitlines()), "  ```", ""]
+    common, modules = read_config()
+    records = load_records()
+    if args.list:
+        for m in modules:
+            rec = records.get(m.name, {}).get("current")
+            c = rec["counts"] if rec else None
+            print(f"{m.name:32s} " + (f"{c['killed']}/{c['total']} ({rec['date']})" if c else "not run"))
+        return 0
+    if not args.render:
+        for module in select(modules, args.modules):
+            kind = "baseline" if args.baseline else "current"
+            rec = run_module(module, common, args, records.get(module.name, {}).get(kind))
+            records = load_records()  # another run (another module) may have written since
+            records.setdefault(module.name, {})[kind] = rec
+            RECORDS.write_text(json.dumps(records, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+            c = rec["counts"]
+            print(f"{module.name}: {c['killed']}/{c['total']} killed, {c['survived']} survived "
+                  f"({len(equivalents(rec))} equivalent), {rec['wall_s']:.0f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(out).rstrip() + "\n")
-    print(current)
-    print(f"mutmut run: {elapsed:.0f} s; wrote {args.out}")
+    args.out.write_text(render(modules, load_records()))
+    print(f"wrote {args.out}")
     return 0
 
 

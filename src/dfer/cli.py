@@ -40,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A GPU job that Snakemake runs on this machine takes GPUs of its own first, before any
+    # sub-command imports torch (dfer.core.gpu_placement; nothing happens without
+    # $DFER_JOB_GPUS, i.e. for CPU jobs, cluster jobs and commands run by hand).
+    from dfer.core.gpu_placement import GpuPlacementError, place_job
+
+    try:
+        place_job()
+    except GpuPlacementError as exc:
+        print(f"dfer: {exc}", file=sys.stderr)
+        return 3
     argv = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:

@@ -71,6 +71,10 @@ def _schema_line(error: Any) -> tuple[KeyPath, str]:
         return path, f"must be of type {want}, got {value!r}"
     if kind == "required":
         return path, error.message
+    if kind == "pattern" and schema.get("description"):
+        if "propertyNames" in error.schema_path:  # a key of a mapping (a run name)
+            return (*path, value), f"the name {value!r} is not allowed: {schema['description']}"
+        return path, f"{value!r} is not allowed: {schema['description']}"
     return path, error.message
 
 

@@ -64,6 +64,17 @@ DEFAULTS: dict[str, Any] = {
 CHARS_PER_TOKEN_CAP = 32
 
 
+#: Keys that only decide where or how fast captions are made, not their text
+#: (``dfer.core.execution_keys``): changing them re-runs no captions job. What changes the text
+#: is the prompt, the model and the sampling (``prompt_hash``) and the frames shown.
+EXECUTION_KEYS: tuple[str, ...] = (
+    "batch_size", "device",
+    "vllm.gpu_memory_utilization", "vllm.tensor_parallel_size", "vllm.python",
+    "openai.base_url", "openai.api_key_env", "openai.max_concurrency", "openai.timeout_s",
+    "openai.max_retries", "openai.backoff_s",
+)
+
+
 def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -153,6 +164,20 @@ class CaptionsConfig:
 
     def prompt_hash(self) -> str:
         return prompt_hash(self.prompt_version, self.model, self.sampling(), self.num_frames)
+
+    def result_section(self, section: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The keys of a captions ``section`` (as configured) that change what it writes.
+
+        ``EXECUTION_KEYS`` are left out, and so are the sub-sections of the backends not in
+        use: the ``openai`` settings cannot change captions made with ``vllm``.
+        """
+        from dfer.core.execution_keys import result_part
+
+        result = result_part(section, EXECUTION_KEYS)
+        for mode in ("vllm", "openai"):
+            if mode != self.backend:
+                result.pop(mode, None)
+        return result
 
 
 def server_urls(base_url: str | list[str] | tuple[str, ...]) -> list[str]:
