@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from project_copy import copy_project
+from support.stand_in_outputs import write_stand_in
 from test_cluster_profile import (
     FAKE_SACCTMGR,
     FAKE_SBATCH,
@@ -61,14 +62,15 @@ def run(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def outputs(project: Path, present: dict[str, tuple[str, ...]]) -> None:
-    """Exactly these stage outputs exist (empty files): stage -> shards."""
+    """Exactly these stage outputs exist (stand-ins a real run could have left):
+    stage -> shards."""
     results = project / "results" / "demo"
     for stage, suffixes in STAGE_FILES.items():
         shutil.rmtree(results / stage, ignore_errors=True)
         (results / stage).mkdir(parents=True)
         for shard in present.get(stage, ()):
             for suffix in suffixes:
-                (results / stage / f"shard-{shard}.{suffix}").write_bytes(b"")
+                write_stand_in(results / stage / f"shard-{shard}.{suffix}")
 
 
 def submissions(project: Path, *args: str, **env: str) -> list[dict]:

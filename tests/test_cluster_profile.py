@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from project_copy import copy_project
 from snakemake.profiles import ProfileConfigFileParser
+from support.stand_in_outputs import write_stand_in
 
 from dfer.core.sharding import SHARD_REGEX
 
@@ -199,11 +200,11 @@ def fake_submissions(project: Path, *args: str, **env: str) -> dict[str, list[st
     for shard in ("000", "001", "002", "003"):
         for suffix in ("safetensors", "parquet", "failures.parquet"):
             (results / "frames").mkdir(parents=True, exist_ok=True)
-            (results / "frames" / f"shard-{shard}.{suffix}").write_bytes(b"")
+            write_stand_in(results / "frames" / f"shard-{shard}.{suffix}")
     for shard in ("002", "003"):
         for suffix in ("parquet", "failures.parquet"):
             (results / "landmarks").mkdir(parents=True, exist_ok=True)
-            (results / "landmarks" / f"shard-{shard}.{suffix}").write_bytes(b"")
+            write_stand_in(results / "landmarks" / f"shard-{shard}.{suffix}")
     log = project / "sbatch.log"
     log.unlink(missing_ok=True)
     path = f"{project / 'fakebin'}{os.pathsep}{os.environ['PATH']}"

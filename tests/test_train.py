@@ -22,6 +22,7 @@ from support.dataset import simple_renderers, write_synthetic_dataset
 
 from dfer.cli import main as cli_main
 from dfer.core.artifacts import read_meta, read_parquet, write_parquet
+from dfer.core.integrity import DamagedArtifact
 from dfer.core.paths import manifest_file, shard_file
 from dfer.model.checkpoint import load_checkpoint, read_checkpoint
 from dfer.train.data import (
@@ -370,7 +371,7 @@ def test_declared_but_missing_inputs_are_errors(results: Path) -> None:
     declared = declared_files(results, "syn", dataset_shards(results, "syn"), ALL)
     kinds = {k: declared[k] for k in ("frames", "landmarks", "parsing", "captions")}
     gone = str(results / "syn" / "captions" / "shard-999.parquet")
-    with pytest.raises(FileNotFoundError, match="shard-999.parquet"):
+    with pytest.raises(DamagedArtifact, match=r"shard-999\.parquet: missing; rebuild it with"):
         DataInputs.from_files("syn", declared["manifest"][0], {**kinds, "captions": [*kinds["captions"], gone]})
     with pytest.raises(ValueError, match="landmarks of shard"):  # a kind must cover every shard
         DataInputs.from_files("syn", declared["manifest"][0], {**kinds, "landmarks": kinds["landmarks"][1:]})

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from project_copy import copy_project
+from support.stand_in_outputs import write_stand_in
 
 from dfer.captions.config import EXECUTION_KEYS as CAPTIONS_KEYS
 from dfer.captions.config import CaptionsConfig
@@ -110,8 +111,7 @@ def finished(tmp_path_factory) -> tuple[Path, dict, str]:
             if path.endswith("/gallery"):
                 target.mkdir(parents=True, exist_ok=True)
             else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(b"")
+                write_stand_in(target)
     snakemake(project, "--touch", "--forceall")  # records every job's params and code
     return project, cfg, listing
 
