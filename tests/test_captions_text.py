@@ -352,6 +352,20 @@ def test_offline_is_scale_invariant_and_ignores_frames_without_face():
 
 def test_offline_describer_failures():
     d = OfflineDescriber("landmark-dynamics-v1")
-    out = d.describe([ClipInput("none"), ClipInput("one", points=animate("still")[:1])], "q")
+    # two frames, a face on one: no movement can be measured (a still image, one frame with
+    # its face, is described instead: test_offline_describer_describes_a_still_image)
+    out = d.describe([ClipInput("none"), ClipInput("one", points=animate("still")[:2],
+                                                   has_face=np.array([True, False]))], "q")
     assert out[0].error_type == "missing_landmarks"
     assert out[1].error_type == "no_face" and "need at least 2" in out[1].message
+
+
+def test_offline_describer_describes_a_still_image():
+    """A static dataset's image is a clip of one frame: described as that face held still,
+    word for word what a clip of copies of the frame gets (issue 27)."""
+    d = OfflineDescriber("landmark-dynamics-v1")
+    frame = animate("still")[:1]
+    one, copies = d.describe([ClipInput("one", points=frame),
+                              ClipInput("copies", points=np.repeat(frame, 8, axis=0))], "q")
+    assert one.error_type is None and one.text == copies.text
+    assert one.text.startswith("The face stays still.")

@@ -129,8 +129,9 @@ def test_unknown_source_kind_and_bad_options_are_rejected(clips):
         DecodeConfig(on_no_face="skip")
     from dfer.video import DecodeError
 
-    with pytest.raises(DecodeError, match="unknown source_kind 'image'"):
-        decode_clip(clips["video"], "image", PARAMS)
+    # "image" is a still image now (tests/test_static_datasets.py); any other kind is refused
+    with pytest.raises(DecodeError, match="unknown source_kind 'photo'"):
+        decode_clip(clips["video"], "photo", PARAMS)
 
 
 # --- shard artifacts ------------------------------------------------------------------------

@@ -332,7 +332,8 @@ def test_read_split_files_dispatches_on_layout(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as exc:
         read_split_files("affwild", [str(table)], None, Problems())
     assert str(exc.value) == ("unknown dataset layout 'affwild' "
-                              "(known: dfew, ferv39k, mafw, demo, generic)")
+                              "(known: dfew, ferv39k, mafw, demo, generic, rafdb, affectnet7, "
+                              "affectnet8, ferplus, demo_static)")
 
 
 # --- labels ---------------------------------------------------------------------------------

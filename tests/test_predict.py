@@ -86,6 +86,24 @@ def test_frame_folder_is_predicted_like_the_same_frames_as_a_video(checkpoint, f
     assert line["label"] == LABELS[int(np.argmax(folder.probs))]
 
 
+def test_image_file_is_a_still_predicted_like_a_folder_of_that_one_image(checkpoint, face,
+                                                                           tmp_path):
+    """An image named on its own is a still (issue 27): decoded as one frame, repeated by the
+    model side, it gets the probabilities of a frame folder holding only that image (decoded
+    as copies of it), bit for bit."""
+    image = next(iter(sorted(face["folder"].iterdir())))
+    alone = tmp_path / "one" / image.name
+    alone.parent.mkdir()
+    alone.write_bytes(image.read_bytes())
+    (source,) = expand_sources([str(image)])
+    assert (source.path, source.kind) == (str(image), "image")
+    still, folder = predict_videos(checkpoint, [image, alone.parent], device="cpu",
+                                   preprocessing=PRE, batch_size=1)
+    assert still.error is None and folder.error is None
+    assert still.num_frames == 1
+    assert np.array_equal(still.probs, folder.probs)
+
+
 def test_labels_option_scores_the_given_names(checkpoint, face, capsys):
     (trained,) = predict_videos(checkpoint, [face["folder"]], device="cpu", preprocessing=PRE)
     # Two of the trained names, reordered: each class is scored by its own text, so the

@@ -91,14 +91,16 @@ def tree(folder: Path) -> dict[str, tuple[int, bytes]]:
 # -- 2 + 4: worked overlays, dry-run as documented ---------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["dfew", "ferv39k", "mafw"])
+@pytest.mark.parametrize("name", ["dfew", "ferv39k", "mafw", "rafdb", "affectnet",
+                                  # as rafdb's path through the rules; ~12 s of Snakemake
+                                  pytest.param("ferplus", marks=pytest.mark.slow)])
 def test_worked_overlay_dry_runs_on_a_placeholder_tree(tmp_path: Path, name: str) -> None:
     overlay = worked_overlay(tmp_path, name)
     # the documented form: targets before --configfile
     proc = snakemake(tmp_path, "decode_all", "train_all", "-n", "--configfile", str(overlay))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    folds = {"dfew": 5, "mafw": 5, "ferv39k": 1}[name]
+    folds = {"dfew": 5, "mafw": 5, "ferv39k": 1, "rafdb": 1, "affectnet": 1, "ferplus": 1}[name]
     assert f"fineclip_vitb16/fold-{folds}/" in out and "demo_tiny" not in out
     assert not (tmp_path / "project" / "data" / "demo").exists()  # the demo is not generated
 
@@ -115,7 +117,7 @@ def test_docs_give_the_commands_and_the_zero_padding() -> None:
     assert "snakemake --cores all decode_all --configfile config/examples/dfew.yaml" in doc
     assert "--configfile=config/examples/dfew.yaml" in doc
     assert "zero-padded" in doc and "`00001`" in doc  # point 4
-    for name in ("dfew", "ferv39k", "mafw"):
+    for name in ("dfew", "ferv39k", "mafw", "rafdb", "affectnet", "ferplus"):
         assert f"config/examples/{name}.yaml" in doc
 
 

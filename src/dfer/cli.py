@@ -13,7 +13,7 @@ import sys
 
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo-data": ("dfer.stages.demo_data", "write the synthetic demo dataset (videos + manifest)"),
+    "demo-data": ("dfer.stages.demo_data", "write the synthetic demo dataset (videos + manifest; --static: stills)"),
     "manifest": ("dfer.stages.manifest", "normalize a dataset's split files and write shard manifests"),
     "decode": ("dfer.stages.decode", "decode, face-crop and resize the sampled frames of one shard"),
     "landmarks": ("dfer.stages.landmarks", "68-point landmarks for the decoded frames of one shard"),

@@ -155,13 +155,20 @@ def _changes(report: Any) -> str:
 
 
 def ensure_demo_data(definition: Mapping[str, Any]) -> None:
-    """Write the synthetic demo dataset when its manifest does not exist yet."""
+    """Write the synthetic demo dataset (``layout: demo_static``: the static demo's stills) when
+    its manifest does not exist yet."""
     manifest = Path(definition["split_files"][0])
     if manifest.exists():
         return
+    log.warning("demo data missing: generating it under %s", definition["root"])
+    if definition.get("layout") == "demo_static":
+        from dfer.demo_static import generate_static_demo
+
+        generate_static_demo(Path(definition["root"]), seed=int(definition.get("demo_seed", 0)),
+                             images_per_class=int(definition.get("demo_clips_per_class", 8)))
+        return
     from dfer.demo import generate_demo
 
-    log.warning("demo data missing: generating it under %s", definition["root"])
     generate_demo(
         Path(definition["root"]),
         seed=int(definition.get("demo_seed", 0)),

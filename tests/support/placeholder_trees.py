@@ -1,8 +1,9 @@
 """Placeholder dataset trees in the official release layouts, from data_manifests/examples.
 
 The example split files name a handful of clips; each clip gets an empty folder (frame
-folders are where DFEW's face crops, FERV39k and MAFW ship), which is all the manifest stage
-checks. Used by the dry runs of the worked overlays and the paper presets.
+folders are where DFEW's face crops, FERV39k and MAFW ship), or for a static dataset an empty
+image file, which is all the manifest stage checks. Used by the dry runs of the worked
+overlays and the paper presets.
 """
 
 from __future__ import annotations
@@ -54,4 +55,52 @@ def placeholder_ferv39k(root: Path) -> dict[str, Any]:
             "split_files": [str(setups / "train_All.csv"), str(setups / "test_All.csv")]}
 
 
-PLACEHOLDERS = {"dfew": placeholder_dfew, "mafw": placeholder_mafw, "ferv39k": placeholder_ferv39k}
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+
+
+def placeholder_rafdb(root: Path) -> dict[str, Any]:
+    """RAF-DB basic: EmoLabel/list_patition_label.txt and an empty aligned face per image."""
+    basic = root / "RAF-DB" / "basic"
+    label = basic / "EmoLabel" / "list_patition_label.txt"
+    label.parent.mkdir(parents=True)
+    shutil.copy2(EXAMPLES / "rafdb" / "basic" / "EmoLabel" / label.name, label)
+    for line in label.read_text().splitlines():
+        if line.strip():
+            stem = line.split()[0].rsplit(".", 1)[0]
+            _touch(basic / "Image" / "aligned" / f"{stem}_aligned.jpg")
+    return {"root": str(basic), "split_files": [str(label)]}
+
+
+def placeholder_affectnet(root: Path) -> dict[str, Any]:
+    """AffectNet: Manually_Annotated_file_lists/{training,validation}.csv and an empty image
+    per row under Manually_Annotated/Manually_Annotated_Images/."""
+    lists = root / "AffectNet" / "Manually_Annotated_file_lists"
+    shutil.copytree(EXAMPLES / "affectnet" / "Manually_Annotated_file_lists", lists)
+    images = root / "AffectNet" / "Manually_Annotated" / "Manually_Annotated_Images"
+    for csv in lists.glob("*.csv"):
+        for line in csv.read_text().splitlines()[1:]:
+            if line.strip():
+                _touch(images / line.split(",")[0])
+    return {"root": str(images),
+            "split_files": [str(lists / "training.csv"), str(lists / "validation.csv")]}
+
+
+def placeholder_ferplus(root: Path) -> dict[str, Any]:
+    """FERPlus: fer2013new.csv and an empty PNG per named image in FER2013{Train,Valid,Test}/."""
+    base = root / "FERPlus"
+    base.mkdir(parents=True)
+    label = base / "fer2013new.csv"
+    shutil.copy2(EXAMPLES / "ferplus" / label.name, label)
+    folders = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
+    for line in label.read_text().splitlines()[1:]:
+        usage, name = line.split(",")[:2]
+        if name:
+            _touch(base / folders[usage] / name)
+    return {"root": str(base), "split_files": [str(label)]}
+
+
+PLACEHOLDERS = {"dfew": placeholder_dfew, "mafw": placeholder_mafw, "ferv39k": placeholder_ferv39k,
+                "rafdb": placeholder_rafdb, "affectnet": placeholder_affectnet,
+                "ferplus": placeholder_ferplus}

@@ -153,12 +153,16 @@ def describe_landmarks(points: np.ndarray, has_face: np.ndarray | None = None) -
 
     Frames with ``has_face == False`` (points copied from a neighbour by the landmarks
     stage) are left out of the measurements. Raises ``ValueError`` when fewer than two
-    frames have a detected face: there is no movement to describe.
+    frames have a detected face: there is no movement to describe. A clip of one frame (a
+    still image of a static dataset) with its face is described as that frame held still: the
+    caption a clip of copies of it would get.
     """
     pts = np.asarray(points, dtype=np.float64)
     mask = np.ones(len(pts), bool) if has_face is None else np.asarray(has_face, bool)
     if mask.shape != (len(pts),):
         raise ValueError(f"has_face has shape {list(mask.shape)}, expected [{len(pts)}]")
+    if len(pts) == 1 and mask.all():  # a still image: no movement, by design
+        pts, mask = np.repeat(pts, 2, axis=0), np.ones(2, bool)
     pts = pts[mask]
     if len(pts) < 2:
         raise ValueError(f"only {len(pts)} frame(s) with a detected face; need at least 2")

@@ -6,7 +6,9 @@ The rule, applied to each argument in order:
   quote it so that the shell passes it through, ``**`` recurses) is expanded here, sorted, and
   every match is taken as if it had been named on its own;
 * a **file** is one video clip, whatever its extension (a file that is not a video is reported
-  as unreadable for that clip, not skipped);
+  as unreadable for that clip, not skipped), except an **image file** (``.jpg .jpeg .png .bmp
+  .webp``), which is a still image: a clip of one frame, decoded as the static datasets'
+  images are (``source_kind: image``);
 * a **folder that directly holds image files** (``.jpg .jpeg .png .bmp .webp``) and no clips
   (no video files, no subfolders of images) is one clip, a frame folder, its images in natural
   order (``frame2`` before ``frame10``);
@@ -107,7 +109,8 @@ def _one(path: Path, notes: list[str]) -> list[Source]:
     if path.is_dir():
         return _folder_sources(path, notes)
     if path.exists() or path.is_symlink():
-        return [Source(str(path), "video")]
+        still = path.suffix.lower() in IMAGE_EXTENSIONS
+        return [Source(str(path), "image" if still else "video")]
     return [Source(str(path), error_type="missing_file", error="no such file or folder")]
 
 

@@ -18,6 +18,8 @@ import pyarrow as pa
 from dfer.core.sharding import shard_of
 from dfer.manifests.labels import (
     CANONICAL_LABELS,
+    EXCLUDED_CLASSES,
+    STATIC_LAYOUTS,
     label_from_name,
     label_order_note,
     resolve_label_order,
@@ -25,6 +27,10 @@ from dfer.manifests.labels import (
 from dfer.manifests.media import FRAMES_STAT_MODES, Media, find_by_name, stat_media
 from dfer.manifests.numbering import (
     AUTO,
+    FIXED_FORMS,
+    FORM_AFFECTNET,
+    FORM_RAFDB,
+    NUMBERINGS,
     Decision,
     NumberedLine,
     Numbering,
@@ -33,11 +39,12 @@ from dfer.manifests.numbering import (
     numbering_setting,
     parse_number,
 )
-from dfer.manifests.problems import Location, Problems
+from dfer.manifests.problems import Exclusions, Location, Problems
 from dfer.manifests.readers import (
     ROLE_ASSIGNED,
     ROLE_TEST,
     ROLE_TRAIN,
+    FaceBox,
     SplitEntry,
     read_split_files,
 )
@@ -58,9 +65,19 @@ MANIFEST_SCHEMA = pa.schema([
 ])
 MANIFEST_COLUMNS = tuple(MANIFEST_SCHEMA.names)
 
+#: The manifest of a static dataset has one more column: the face box the dataset gives for the
+#: image (``x0, y0, x1, y1`` in its pixels; ``[0, 0, inf, inf]``: the image is the face crop;
+#: null: none given, the decode stage detects the face). Only these manifests have it, so the
+#: manifests of the video datasets keep their bytes (and their shards do not re-run).
+FACE_BOX_FIELD = pa.field("face_box", pa.list_(pa.float32(), 4))
+MANIFEST_SCHEMA_WITH_BOXES = MANIFEST_SCHEMA.append(FACE_BOX_FIELD)
+
 #: Fold count of layouts whose files fix it (k-fold layouts default to 5, overridable).
-_FIXED_FOLDS = {"ferv39k": 1}
+_FIXED_FOLDS = {"ferv39k": 1, "rafdb": 1, "affectnet7": 1, "affectnet8": 1, "ferplus": 1}
 _KFOLD_LAYOUTS = ("dfew", "mafw")
+#: Layouts whose label files fix the numbering (FIXED_FORMS): another named one is an error.
+_FIXED_NUMBERING = {"rafdb": FIXED_FORMS[FORM_RAFDB], "affectnet7": FIXED_FORMS[FORM_AFFECTNET],
+                    "affectnet8": FIXED_FORMS[FORM_AFFECTNET]}
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,19 @@ class ManifestBuild:
     #: per split file with numeric labels: the numbering they were read with and why
     #: (``{file: "dfew_official (…)"}``), recorded in the manifest's metadata
     numberings: dict[str, str] = field(default_factory=dict)
+    #: lines the dataset's protocol leaves out, by reason (``{"FERPlus: no majority": 12}``):
+    #: not part of the dataset, so not part of any split either (manifest metadata)
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def static(self) -> bool:
+        """A still-image dataset (``source_kind: image`` clips, evaluated with accuracy)."""
+        return self.layout in STATIC_LAYOUTS
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The manifest's columns: :data:`MANIFEST_SCHEMA`, plus ``face_box`` for a static layout."""
+        return self.table.schema
 
     @property
     def label_order(self) -> str:
@@ -127,7 +157,11 @@ def _options(name: str, definition: Mapping[str, Any]) -> dict[str, Any]:
         "numbering": numbering_setting(definition, name),
         "search_depth": int(definition.get("search_depth", 3)),
         "num_folds": definition.get("num_folds"),
+        "ferplus_valid": definition.get("ferplus_valid", "exclude"),
     }
+    if opts["ferplus_valid"] not in ("exclude", "train"):
+        raise ValueError(f"dataset {name!r}: ferplus_valid must be 'exclude' or 'train', "
+                         f"got {opts['ferplus_valid']!r}")
     if opts["on_missing"] not in ("error", "skip"):
         raise ValueError(f"dataset {name!r}: on_missing must be 'error' or 'skip', "
                          f"got {opts['on_missing']!r}")
@@ -137,6 +171,11 @@ def _options(name: str, definition: Mapping[str, Any]) -> dict[str, Any]:
     if layout in _FIXED_FOLDS and opts["num_folds"] not in (None, _FIXED_FOLDS[layout]):
         raise ValueError(f"dataset {name!r}: layout {layout} has {_FIXED_FOLDS[layout]} fold(s) "
                          f"(a fixed train/test split); remove num_folds")
+    fixed = _FIXED_NUMBERING.get(layout)
+    if fixed is not None and opts["numbering"] not in (AUTO, fixed):
+        raise ValueError(f"dataset {name!r}: layout {layout} is read with numbering {fixed} "
+                         f"({NUMBERINGS[fixed].describe()}), not {opts['numbering']}; set "
+                         f"numbering: auto or {fixed}")
     if opts["num_folds"] is None and layout in _KFOLD_LAYOUTS:
         opts["num_folds"] = 5
     if opts["num_folds"] is None and layout in _FIXED_FOLDS:
@@ -197,16 +236,28 @@ def _numberings(clips: dict[str, _Clip], setting: str, order: tuple[str, ...], d
     return decide_all(groups, order, dataset, problems)
 
 
-def _entry_label(e: SplitEntry, pool: tuple[str, ...], numbering: Numbering | None) -> str:
+class Excluded(Exception):
+    """An entry the dataset's protocol leaves out (the message is the reason, counted)."""
+
+
+def _entry_label(e: SplitEntry, pool: tuple[str, ...], numbering: Numbering | None,
+                 leave_out: dict[str, str] | None = None) -> str:
     """One entry's class: a name, or its number read through ``numbering``; then checked
-    against the emotion its path names. Raises ``ValueError`` with the line's problem."""
+    against the emotion its path names. Raises ``ValueError`` with the line's problem, or
+    :class:`Excluded` for a number the numbering marks as no expression (AffectNet's 8-10) or
+    a class ``leave_out`` names (AffectNet-7's contempt)."""
     number = parse_number(e.label)
     if number is None:
         label = label_from_name(e.label, pool)
         what = f"label {e.label.strip()!r} ({label})"
     else:
         assert numbering is not None
+        if number in numbering.excluded:
+            raise Excluded(f"{number} {numbering.excluded[number]} ({numbering.name}: not an "
+                           "expression)")
         mapped = numbering.label(number)
+        if mapped is not None and leave_out and mapped in leave_out:
+            raise Excluded(leave_out[mapped])
         if mapped is None:
             raise ValueError(f"label number {number} is out of range (numbering {numbering.name}: "
                              f"{numbering.describe()})")
@@ -224,15 +275,19 @@ def _entry_label(e: SplitEntry, pool: tuple[str, ...], numbering: Numbering | No
 
 
 def _assign_labels(clips: dict[str, _Clip], order: tuple[str, ...] | None, setting: str,
-                   dataset: str, problems: Problems) -> dict[str, str]:
+                   dataset: str, problems: Problems, excluded: Exclusions | None = None,
+                   leave_out: dict[str, str] | None = None) -> dict[str, str]:
     """Map every entry's label field to a canonical name; entries of one clip must agree.
 
     Numeric fields are read by the numbering of their (file, form) (:mod:`numbering`); a
     group whose numbering is uncertain is one problem, and its lines are not read at all.
-    Returns ``{file: "numbering (why)"}`` for the manifest's metadata.
+    A clip whose label the protocol leaves out (:class:`Excluded`) is removed from ``clips``
+    and counted in ``excluded``. Returns ``{file: "numbering (why)"}`` for the manifest's
+    metadata.
     """
     pool = order if order is not None else CANONICAL_LABELS
     decisions = _numberings(clips, setting, pool, dataset, problems)
+    dropped: list[str] = []
     for clip in clips.values():
         for e in clip.entries:
             key = (e.where.file, e.form)
@@ -240,7 +295,13 @@ def _assign_labels(clips: dict[str, _Clip], order: tuple[str, ...] | None, setti
                 continue  # the file's numbering is uncertain: reported once, above
             decision = decisions.get(key)
             try:
-                result = _entry_label(e, pool, decision.numbering if decision else None)
+                result = _entry_label(e, pool, decision.numbering if decision else None,
+                                      leave_out)
+            except Excluded as why:
+                if excluded is not None:
+                    excluded.add(e.where, str(why))
+                dropped.append(clip.clip_id)
+                break
             except ValueError as exc:
                 problems.add(e.where, str(exc))
                 continue
@@ -250,6 +311,8 @@ def _assign_labels(clips: dict[str, _Clip], order: tuple[str, ...] | None, setti
                 first = next(x for x in clip.entries if x is not e)
                 problems.add(e.where, f"label {result} of clip {clip.clip_id} disagrees with "
                                       f"{clip.label} at {first.where}")
+    for clip_id in dropped:
+        del clips[clip_id]
     return {file: f"{d.numbering.name} ({d.reason})" for (file, _), d in decisions.items()
             if d.numbering is not None}
 
@@ -313,18 +376,44 @@ def _check_root(name: str, clips: dict[str, _Clip], root: str, problems: Problem
     return True
 
 
+def _under(root: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(root, path)
+
+
+def _first_candidate(clip: _Clip, root: str, frames_stat: str,
+                     boxes: dict[str, FaceBox | None]) -> Media | str:
+    """The first of a clip's candidate images that exists (its face box into ``boxes``), or
+    the problem: ``missing image: none of ... under ROOT``."""
+    candidates = next(e.candidates for e in clip.entries if e.candidates)
+    for rel, box in candidates:
+        result = stat_media(_under(root, rel), frames_stat)
+        if isinstance(result, str) and result.startswith("missing"):
+            continue
+        boxes[clip.clip_id] = box
+        return result
+    tried = ", ".join(rel for rel, _ in candidates)
+    return (f"missing image: no {tried} under {root}" if len(candidates) > 1
+            else f"missing image {_under(root, candidates[0][0])}")
+
+
 def _resolve_media(clips: dict[str, _Clip], root: str, opts: Mapping[str, Any],
-                   problems: Problems) -> tuple[dict[str, Media], list[Skipped]]:
-    """Find and stat every clip's media; missing media is a problem or a skip (``on_missing``)."""
+                   problems: Problems, boxes: dict[str, FaceBox | None] | None = None,
+                   ) -> tuple[dict[str, Media], list[Skipped]]:
+    """Find and stat every clip's media; missing media is a problem or a skip (``on_missing``).
+
+    A clip with ``candidates`` (static datasets) takes the first that exists, and its face box
+    goes into ``boxes``."""
+    boxes = boxes if boxes is not None else {}
     by_name = [c.clip_id for c in clips.values() if all(e.path is None for e in c.entries)]
     found = find_by_name(root, by_name, opts["search_depth"]) if by_name else {}
     media: dict[str, Media] = {}
     skipped: list[Skipped] = []
     for clip in clips.values():
         given = next((e.path for e in clip.entries if e.path is not None), None)
-        if given is not None:
-            path = given if os.path.isabs(given) else os.path.join(root, given)
-            result: Media | str = stat_media(path, opts["frames_stat"])
+        if any(e.candidates for e in clip.entries):
+            result: Media | str = _first_candidate(clip, root, opts["frames_stat"], boxes)
+        elif given is not None:
+            result = stat_media(_under(root, given), opts["frames_stat"])
         else:
             hits = found.get(clip.clip_id, [])
             if len(hits) > 1:
@@ -350,11 +439,21 @@ def build_manifest(name: str, definition: Mapping[str, Any]) -> ManifestBuild:
     layout = opts["layout"]
     order = resolve_label_order(layout, definition.get("labels"))
     problems = Problems()
-    entries = read_split_files(layout, opts["split_files"], opts["num_folds"], problems)
+    excluded = Exclusions()
+    entries = read_split_files(layout, opts["split_files"], opts["num_folds"], problems, excluded,
+                               {"ferplus_valid": opts["ferplus_valid"]})
     clips = _merge(entries, problems)
-    if not clips and not problems:
+    if not clips and not problems and not excluded:
         problems.add(Location(", ".join(opts["split_files"])), "no clips listed")
-    numberings = _assign_labels(clips, order, opts["numbering"], name, problems)
+    numberings = _assign_labels(clips, order, opts["numbering"], name, problems, excluded,
+                                EXCLUDED_CLASSES.get(layout))
+    if not clips and not problems:
+        problems.add(Location(", ".join(opts["split_files"])),
+                     f"no clips left: every line was left out ({excluded.summary()})")
+    if excluded:
+        log.info("dataset %s: left out %d line(s) the dataset's protocol excludes (%s); e.g. %s",
+                 name, len(excluded), excluded.summary(),
+                 "; ".join(f"{r}: {', '.join(w)}" for r, w in sorted(excluded.examples.items())))
     for file, how in numberings.items():
         log.info("dataset %s: numeric labels of %s read with numbering %s", name, file, how)
     num_folds = _check_folds(clips, opts["num_folds"], problems)
@@ -364,7 +463,8 @@ def build_manifest(name: str, definition: Mapping[str, Any]) -> ManifestBuild:
     problems.raise_if_any(name)  # media lookups of a broken split would only add noise
     _check_root(name, clips, opts["root"], problems)
     problems.raise_if_any(name)  # a wrong root: one problem, not one per clip
-    media, skipped = _resolve_media(clips, opts["root"], opts, problems)
+    boxes: dict[str, FaceBox | None] = {}
+    media, skipped = _resolve_media(clips, opts["root"], opts, problems, boxes)
     problems.raise_if_any(name)
     if skipped:
         log.warning("dataset %s: skipped %d clip(s) with missing media (on_missing: skip):\n%s",
@@ -376,7 +476,7 @@ def build_manifest(name: str, definition: Mapping[str, Any]) -> ManifestBuild:
     ids = sorted(media)
     rows = [(clips[i], media[i]) for i in ids]
     num_shards = opts["num_shards"]
-    table = pa.table({
+    columns: dict[str, Any] = {
         "clip_id": ids,
         "path": [m.path for _, m in rows],
         "source_kind": [m.source_kind for _, m in rows],
@@ -386,7 +486,13 @@ def build_manifest(name: str, definition: Mapping[str, Any]) -> ManifestBuild:
         "shard": [shard_of(i, num_shards) for i in ids],
         "size_bytes": [m.size_bytes for _, m in rows],
         "mtime_ns": [m.mtime_ns for _, m in rows],
-    }, schema=MANIFEST_SCHEMA)
+    }
+    schema = MANIFEST_SCHEMA
+    if layout in STATIC_LAYOUTS and layout != "demo_static":
+        box_of = [boxes.get(i) for i in ids]
+        columns["face_box"] = [None if b is None else [float(v) for v in b] for b in box_of]
+        schema = MANIFEST_SCHEMA_WITH_BOXES
+    table = pa.table(columns, schema=schema)
     return ManifestBuild(name, layout, tuple(order), num_folds, num_shards, table, skipped,
-                         numberings)
+                         numberings, dict(sorted(excluded.counts.items())))
 

@@ -84,6 +84,31 @@ DATASET_LABELS: dict[str, tuple[str, ...]] = {
     ),
     # The synthetic demo generator's classes.
     "demo": ("happiness", "sadness", "neutral", "anger", "surprise"),
+    # Static (still-image) datasets: each in its own official order, so that label_idx,
+    # probs and confusion matrices read like the dataset's own papers and label files
+    # (data_manifests/README.md, "Static datasets", gives the source of each order).
+    # RAF-DB basic: list_patition_label.txt numbers 1 Surprise ... 7 Neutral.
+    "rafdb": ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"),
+    # AffectNet's expression ids 0-6 (AffectNet-7) and 0-7 (AffectNet-8, with contempt).
+    "affectnet7": ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger"),
+    "affectnet8": ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger",
+                   "contempt"),
+    # FERPlus: the order of the vote columns of fer2013new.csv (and of its emotion_table).
+    "ferplus": ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                "contempt"),
+    # The still images of the demo face (dfer.demo_static): the demo's classes.
+    "demo_static": ("happiness", "sadness", "neutral", "anger", "surprise"),
+}
+
+#: Layouts whose clips are still images (one frame each, ``source_kind: image``): evaluated
+#: with accuracy (= WAR) and UAR, and counted as still images rather than one-frame clips.
+STATIC_LAYOUTS = frozenset({"rafdb", "affectnet7", "affectnet8", "ferplus", "demo_static"})
+
+#: Classes a layout's annotation files use that the layout leaves out: their images are not
+#: part of the dataset (counted as excluded, never an error). AffectNet-7 is AffectNet without
+#: contempt (expression 7), as the AffectNet-7 protocol of the literature defines it.
+EXCLUDED_CLASSES: dict[str, dict[str, str]] = {
+    "affectnet7": {"contempt": "contempt (7): not a class of AffectNet-7"},
 }
 
 #: Where each layout's class order comes from: recorded as ``label_order`` in the manifest
@@ -98,6 +123,15 @@ LABEL_ORDERS: dict[str, str] = {
             "then contempt, anxiety, helplessness, disappointment); not S2D's alphabetical "
             "id_to_calss.txt order nor DFER-CLIP's",
     "demo": "demo: the demo generator's order",
+    "rafdb": "rafdb: RAF-DB's official order (list_patition_label.txt 1 Surprise, 2 Fear, "
+             "3 Disgust, 4 Happiness, 5 Sadness, 6 Anger, 7 Neutral)",
+    "affectnet7": "affectnet7: AffectNet's expression ids 0-6 (Neutral, Happy, Sad, Surprise, "
+                  "Fear, Disgust, Anger)",
+    "affectnet8": "affectnet8: AffectNet's expression ids 0-7 (Neutral, Happy, Sad, Surprise, "
+                  "Fear, Disgust, Anger, Contempt)",
+    "ferplus": "ferplus: the vote columns of FERPlus's fer2013new.csv (neutral, happiness, "
+               "surprise, sadness, anger, disgust, fear, contempt)",
+    "demo_static": "demo_static: the demo generator's order",
 }
 
 

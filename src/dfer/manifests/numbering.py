@@ -26,7 +26,7 @@ numbering has a name (:data:`NUMBERINGS`; docs in data_manifests/README.md):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dfer.manifests.labels import SEVEN, canonical_label
 from dfer.manifests.problems import Location, Problems
@@ -42,6 +42,14 @@ FORM_MAFW_TXT = "mafw_txt"  # MAFW official `00025.mp4 anger` (names)
 FORM_MAFW_CAPTION = "mafw_caption_txt"  # MAFW with_caption: tab separated, GBK
 FORM_S2D_MAFW_CSV = "s2d_mafw_csv"  # S2D's MAFW csv `video_name,labels` (header), 0-based
 FORM_TABLE = "table_csv"  # demo / generic `clip_id,path,label,test_fold`
+FORM_RAFDB = "rafdb_txt"  # RAF-DB basic EmoLabel/list_patition_label.txt `train_00001.jpg 5`
+FORM_AFFECTNET = "affectnet_csv"  # AffectNet training.csv / validation.csv `expression` column
+FORM_FERPLUS = "ferplus_csv"  # FERPlus fer2013new.csv vote counts (majority label, a name)
+
+#: Forms whose numbering the form itself fixes: one numbering, taken without looking for
+#: evidence (a number outside it is that line's problem), and a named ``numbering`` of another
+#: form is refused for them (a RAF-DB file read with DFEW's numbering is never right).
+FIXED_FORMS: dict[str, str] = {FORM_RAFDB: "rafdb_official", FORM_AFFECTNET: "affectnet"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class Numbering:
     classes: tuple[str, ...]
     #: which files use it (for messages and docs)
     used_by: str
+    #: numbers the form uses for what is not an expression (AffectNet's 8 None, 9 Uncertain,
+    #: 10 Non-Face): such a line's image is left out of the dataset and counted, not an error
+    excluded: Mapping[int, str] = field(default_factory=dict, compare=False)
 
     def label(self, number: int) -> str | None:
         """The class ``number`` stands for, or None when it is outside this numbering."""
@@ -61,7 +72,10 @@ class Numbering:
 
     def describe(self) -> str:
         """``1 happiness, 2 sadness, ...``: the numbering spelled out for a message."""
-        return ", ".join(f"{i + self.base} {c}" for i, c in enumerate(self.classes))
+        text = ", ".join(f"{i + self.base} {c}" for i, c in enumerate(self.classes))
+        if self.excluded:
+            text += "; not expressions: " + ", ".join(f"{n} {w}" for n, w in self.excluded.items())
+        return text
 
 
 _ELEVEN_DFER_CLIP = (*SEVEN, "contempt", "anxiety", "helplessness", "disappointment")
@@ -82,6 +96,22 @@ NUMBERINGS: dict[str, Numbering] = {n.name: n for n in (
                "helplessness", "neutral", "sadness", "surprise"),
               "S2D's MAFW anno/single/no_caption/set_K/*.csv (`video_name,labels`), "
               "id_to_calss.txt"),
+    Numbering("rafdb_official", 1,
+              ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"),
+              "RAF-DB basic EmoLabel/list_patition_label.txt (`train_00001.jpg 5`)"),
+    Numbering("affectnet", 0,
+              ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger",
+               "contempt"),
+              "AffectNet Manually_Annotated_file_lists/{training,validation}.csv `expression`",
+              excluded={8: "None", 9: "Uncertain", 10: "Non-Face"}),
+    # not a label field: the positions of FERPlus's vote columns (fer2013new.csv after
+    # `Usage,Image name`, FER2013*/label.csv after the image name), read when a file has no
+    # header that names them
+    Numbering("ferplus_votes", 0,
+              ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+               "contempt"),
+              "FERPlus fer2013new.csv / FER2013{Train,Valid,Test}/label.csv vote columns",
+              excluded={8: "unknown", 9: "NF (not a face)"}),
 )}
 
 #: Numberings that count the dataset's own class order (dfer.manifests.labels), from 0 or 1:
@@ -99,6 +129,8 @@ FORM_CANDIDATES: dict[str, tuple[str, ...]] = {
     FORM_MAFW_CAPTION: ("s2d_mafw", "dfer_clip"),
     FORM_S2D_MAFW_CSV: ("s2d_mafw",),
     FORM_TABLE: ("order_from_0", "order_from_1"),
+    FORM_RAFDB: ("rafdb_official",),
+    FORM_AFFECTNET: ("affectnet",),
 }
 
 
@@ -232,6 +264,9 @@ def decide_all(groups: Mapping[tuple[str, str], Sequence[NumberedLine]], order: 
     open_groups: dict[tuple[str, str], list[Numbering]] = {}
     for key, lines in groups.items():
         form = key[1]
+        if form in FIXED_FORMS:
+            decided[key] = Decision(NUMBERINGS[FIXED_FORMS[form]], "the file's form")
+            continue
         fitting, ruled_out, _ = decide(form, lines, order)
         if len(fitting) == 1:
             decided[key] = Decision(fitting[0], _evidence(lines, ruled_out))

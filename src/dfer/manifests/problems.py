@@ -58,3 +58,31 @@ class Problems:
     def raise_if_any(self, dataset: str) -> None:
         if self.items:
             raise ManifestError(dataset, self.messages())
+
+
+@dataclass
+class Exclusions:
+    """Lines of a split file whose image is not part of the dataset, by reason, with counts.
+
+    Not problems: the official annotation files of the static datasets list images that are
+    no expression of the dataset (AffectNet's None / Uncertain / Non-Face, FERPlus images
+    without a majority), and the published protocols leave them out. Each is counted, so a
+    run can say how many it left out and why (the manifest's ``excluded`` metadata).
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    #: the first few ``FILE:LINE`` of each reason, for the log
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, where: Location, reason: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        shown = self.examples.setdefault(reason, [])
+        if len(shown) < 3:
+            shown.append(str(where))
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """``unknown majority: 12, NF majority: 3``, reasons in a stable order."""
+        return ", ".join(f"{r}: {n}" for r, n in sorted(self.counts.items()))

@@ -19,8 +19,12 @@ Accepted forms (see data_manifests/README.md for examples):
   no header), the ``Annotation/{train,test}.csv`` form ``Scene/Emotion/NNNN,id`` (alphabetical
   ids), or annotation text files; test clips get fold 1. Every line's path names its emotion
   (``SplitEntry.folder``), which the manifest build checks the label against.
-* ``demo`` / ``generic``: one csv with a header ``clip_id,path,label,test_fold`` (``fold`` accepted
-  for ``test_fold``); paths relative to the dataset root.
+* ``demo`` / ``generic`` / ``demo_static``: one csv with a header ``clip_id,path,label,test_fold``
+  (``fold`` accepted for ``test_fold``); paths relative to the dataset root.
+* static datasets, each image a one-frame clip (:mod:`dfer.manifests.static_readers`):
+  ``rafdb`` (``EmoLabel/list_patition_label.txt``), ``affectnet7`` / ``affectnet8``
+  (``training.csv`` / ``validation.csv``), ``ferplus`` (``fer2013new.csv`` or the per-folder
+  ``FER2013*/label.csv``).
 
 Each entry carries its line's *form* (``SplitEntry.form``, the ``FORM_*`` names of
 :mod:`dfer.manifests.numbering`): what a numeric label means depends on it, not on the dataset.
@@ -45,7 +49,7 @@ from dfer.manifests.numbering import (
     FORM_TABLE,
     folder_emotion,
 )
-from dfer.manifests.problems import Location, Problems
+from dfer.manifests.problems import Exclusions, Location, Problems
 
 #: Extensions of video files; other files are not considered when clips are looked up by name.
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg",
@@ -75,6 +79,14 @@ RESERVED_IDS = frozenset({"__metadata__", ".", ".."})
 MAX_ID_BYTES = 255
 
 
+#: A face box the dataset gives for an image: ``x0, y0, x1, y1`` in the image's pixels (the
+#: decode stage then cuts the face there instead of detecting it; ``decode.given_boxes``). A box
+#: reaching past the image is cut to it, so :data:`WHOLE_IMAGE` is "the image is the face crop"
+#: (RAF-DB's aligned faces, FERPlus's 48 x 48 faces).
+FaceBox = tuple[float, float, float, float]
+WHOLE_IMAGE: FaceBox = (0.0, 0.0, float("inf"), float("inf"))
+
+
 @dataclass(frozen=True)
 class SplitEntry:
     """One clip as listed on one line of one split file."""
@@ -94,6 +106,11 @@ class SplitEntry:
     #: with the path as written, for messages
     folder: str | None = field(default=None, compare=False)
     folder_path: str | None = field(default=None, compare=False)
+    #: where the clip's image may be, in order, each with the face box that goes with it
+    #: (relative to the root; the first one that exists is the clip's): RAF-DB's aligned face
+    #: or its original photo. Empty: ``path`` alone, no box. See ``FaceBox``.
+    candidates: tuple[tuple[str, FaceBox | None], ...] = field(default=(), compare=False)
+
 
 
 def expand_split_files(paths: Sequence[str], problems: Problems) -> list[Path]:
@@ -357,14 +374,55 @@ def read_table_csv(files: Sequence[Path], problems: Problems) -> list[SplitEntry
     return entries
 
 
+#: Every layout a dataset definition may name.
+LAYOUTS = ("dfew", "ferv39k", "mafw", "demo", "generic", "rafdb", "affectnet7", "affectnet8",
+           "ferplus", "demo_static")
+
+
 def read_split_files(layout: str, split_files: Sequence[str], num_folds: int | None,
-                     problems: Problems) -> list[SplitEntry]:
-    """All entries of a dataset's split files (files or directories) for ``layout``."""
+                     problems: Problems, excluded: Exclusions | None = None,
+                     options: dict[str, object] | None = None) -> list[SplitEntry]:
+    """All entries of a dataset's split files (files or directories) for ``layout``.
+
+    ``excluded`` collects the lines a static dataset's protocol leaves out (FERPlus images
+    without a majority, ...); ``options`` are layout keys of the dataset (``ferplus_valid``).
+    """
+    from dfer.manifests import static_readers
+
+    excluded = excluded if excluded is not None else Exclusions()
+    if layout == "rafdb":
+        return static_readers.read_rafdb(expand_static_files(split_files, problems), problems)
+    if layout in ("affectnet7", "affectnet8"):
+        return static_readers.read_affectnet(expand_static_files(split_files, problems), problems)
+    if layout == "ferplus":
+        valid = str((options or {}).get("ferplus_valid", "exclude"))
+        return static_readers.read_ferplus(expand_static_files(split_files, problems), problems,
+                                           excluded, valid)
     files = expand_split_files(split_files, problems)
     if layout in ("dfew", "mafw"):
         return read_kfold(layout, files, num_folds or 5, problems)
     if layout == "ferv39k":
         return read_ferv39k(files, problems)
-    if layout in ("demo", "generic"):
+    if layout in ("demo", "generic", "demo_static"):
         return read_table_csv(files, problems)
-    raise ValueError(f"unknown dataset layout {layout!r} (known: dfew, ferv39k, mafw, demo, generic)")
+    raise ValueError(f"unknown dataset layout {layout!r} (known: {', '.join(LAYOUTS)})")
+
+
+def expand_static_files(paths: Sequence[str], problems: Problems) -> list[Path]:
+    """The label files of a static dataset: files as given; in a directory, the ``.csv`` /
+    ``.txt`` files at any depth, sorted (their names need not say train or test: RAF-DB's
+    one file holds both, AffectNet's are training / validation)."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            inside = sorted(f for f in p.rglob("*")
+                            if f.is_file() and f.suffix.lower() in (".csv", ".txt"))
+            if not inside:
+                problems.add(Location(str(p)), "directory holds no .csv or .txt label files")
+            found.extend(inside)
+        else:
+            problems.add(Location(str(p)), "split file or directory does not exist")
+    return found

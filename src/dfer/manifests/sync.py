@@ -31,7 +31,7 @@ from dfer.core.artifacts import (
 from dfer.core.paths import manifest_failures_file, manifest_file, shard_file, shard_file_name
 from dfer.core.shard_runner import ErrorType, failure_row
 from dfer.core.sharding import shard_names, shards_in
-from dfer.manifests.build import MANIFEST_SCHEMA, ManifestBuild, build_manifest
+from dfer.manifests.build import ManifestBuild, build_manifest
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def sync_report(name: str, definition: Mapping[str, Any], results: str | Path,
     shard_col = build.table.column("shard")
     for index, shard in enumerate(names):
         part = build.table.filter(pc.equal(shard_col, index))
-        data = parquet_bytes(part, _shard_meta(build, shard), schema=MANIFEST_SCHEMA)
+        data = parquet_bytes(part, _shard_meta(build, shard), schema=build.schema)
         if _put(shard_file(results, name, STAGE, shard, ".parquet"), data, write):
             report.changed.append(shard)
     meta = _shard_meta(build, None)
@@ -95,11 +95,13 @@ def sync_report(name: str, definition: Mapping[str, Any], results: str | Path,
         # in the whole-dataset manifest only (shard manifests hold what defines their clips)
         label_order=build.label_order,
         numbering=build.numberings,
+        # lines the dataset's protocol leaves out (static datasets), by reason
+        **({"excluded": build.excluded} if build.excluded else {}),
         skipped=[{"clip_id": s.clip_id, "where": s.where, "message": s.message,
                   "label": s.label, "test_fold": s.test_fold} for s in build.skipped],
     )
     report.manifest_changed = _put(
-        manifest_file(results, name), parquet_bytes(build.table, meta, schema=MANIFEST_SCHEMA),
+        manifest_file(results, name), parquet_bytes(build.table, meta, schema=build.schema),
         write)
     failures = failures_frame([failure_row(s.clip_id, STAGE, s.where, ErrorType.MISSING_FILE,
                                            s.message) for s in build.skipped])

@@ -21,10 +21,12 @@ import pandas as pd
 
 from dfer.core.paths import METRICS, fold_file_of_run
 
+#: ``static``: a still-image dataset's evaluation, whose ``war`` is its accuracy (the report
+#: shows those rows in their own tables, the column named ``accuracy``)
 METRIC_COLUMNS = ["run", "trained_on", "dataset", "zero_shot", "fold", "num_clips", "evaluated",
-                  "listed", "coverage", "not_scored", "uar", "war", "path"]
+                  "listed", "coverage", "not_scored", "uar", "war", "path", "static"]
 SUMMARY_COLUMNS = ["run", "trained_on", "dataset", "zero_shot", "folds", "evaluated", "listed",
-                   "coverage", "uar", "uar_std", "war", "war_std"]
+                   "coverage", "uar", "uar_std", "war", "war_std", "static"]
 
 
 def coverage_text(evaluated: int, listed: int | None) -> str:
@@ -84,6 +86,7 @@ def read_metrics(paths: list[Path]) -> pd.DataFrame:
                 "uar": float(m["uar"]),
                 "war": float(m["war"]),
                 "path": str(path),
+                "static": bool(m.get("static", False)),
             })
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not a readable metrics file ({type(exc).__name__}: {exc})") from exc
@@ -105,6 +108,7 @@ def summarize(per_fold: pd.DataFrame) -> pd.DataFrame:
             "coverage": coverage_text(int(group["evaluated"].sum()), listed),
             "uar": float(np.nanmean(group["uar"])), "uar_std": float(np.nanstd(group["uar"])),
             "war": float(np.nanmean(group["war"])), "war_std": float(np.nanstd(group["war"])),
+            "static": bool(group["static"].all()),
         })
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 

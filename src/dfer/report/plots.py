@@ -40,7 +40,8 @@ def plot_metrics(summary: pd.DataFrame, path: Path) -> None:
         _empty(path, "no evaluations yet")
         return
     names = [
-        f"{r.run}\n{r.trained_on}->{r.dataset}" if r.zero_shot else f"{r.run}\n{r.dataset}"
+        (f"{r.run}\n{r.trained_on}->{r.dataset}" if r.zero_shot else f"{r.run}\n{r.dataset}")
+        + ("\n(images: WAR = accuracy)" if getattr(r, "static", False) else "")
         for r in summary.itertuples()
     ]
     x = np.arange(len(summary))

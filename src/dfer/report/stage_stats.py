@@ -26,7 +26,7 @@ from dfer.core.sharding import shards_in
 STATS_COLUMNS = [
     "dataset", "stage", "shards", "clips_ok", "clips_failed", "failure_types",
     "frames", "face_rate", "centre_crops", "lost_by_class", "one_frame_clips",
-    "captions_cut_at_77",
+    "still_images", "captions_cut_at_77",
 ]
 
 
@@ -69,7 +69,9 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
     """One row per stage that has artifacts in ``dataset_dir`` (``results/{dataset}``).
 
     ``lost_by_class`` counts the clips the stage recorded as failed per class;
-    ``centre_crops`` (decode) the clips kept with no face found, which later stages lose.
+    ``centre_crops`` (decode) the clips kept with no face found, which later stages lose;
+    ``one_frame_clips`` (decode) videos and frame folders of one frame, ``still_images``
+    (decode) the images of a static dataset, one frame each by design.
     ``face_rate``: decode, the share of decoded clips in which a face was found (a clip's
     ``face_found_frac`` counts the frames its deciding pass examined, 1 of 1 for a clip the
     quick pass settles, so its mean would mix two meanings); landmarks, the share of frames.
@@ -85,7 +87,7 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
             "clips_ok": pq.read_metadata(manifest).num_rows, "clips_failed": len(fails),
             "failure_types": _failure_types(fails), "frames": None, "face_rate": None,
             "centre_crops": None, "lost_by_class": "", "one_frame_clips": None,
-            "captions_cut_at_77": None,
+            "still_images": None, "captions_cut_at_77": None,
         })
     for stage, sub in STAGE_DIRS.items():
         folder = stage_dir(dataset_dir.parent, dataset, sub)
@@ -93,7 +95,7 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
         if not shards:
             continue
         parts = [_read_columns(p, ["clip_id", "has_face", "face_found_frac", "frame",
-                                   "num_source_frames"]) for p in shards]
+                                   "num_source_frames", "source_kind"]) for p in shards]
         table = pd.concat(parts, ignore_index=True)
         fails = _failures(failure_files(folder))
         frames: int | None = None
@@ -114,16 +116,31 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
             "failure_types": _failure_types(fails), "frames": frames, "face_rate": face_rate,
             "centre_crops": centre_crops, "lost_by_class": _lost_by_class(fails, labels),
             "one_frame_clips": _one_frame_clips(table) if stage == "decode" else None,
+            "still_images": _still_images(table) if stage == "decode" else None,
             "captions_cut_at_77": _captions_cut(shards) if stage == "captions" else None,
         })
     return rows
 
 
+def _is_image(table: pd.DataFrame) -> pd.Series:
+    if "source_kind" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return table["source_kind"] == "image"
+
+
 def _one_frame_clips(table: pd.DataFrame) -> int | None:
-    """decode: clips decoded from one source frame (repeated as the whole clip)."""
+    """decode: clips decoded from one source frame (repeated as the whole clip); still images
+    (a static dataset's clips, one frame by design) are counted apart (:func:`_still_images`)."""
     if "num_source_frames" not in table.columns:
         return None
-    return int((table["num_source_frames"] == 1).sum())
+    return int(((table["num_source_frames"] == 1) & ~_is_image(table)).sum())
+
+
+def _still_images(table: pd.DataFrame) -> int | None:
+    """decode: still images (``source_kind: image``) decoded."""
+    if "source_kind" not in table.columns:
+        return None
+    return int(_is_image(table).sum())
 
 
 def _captions_cut(shards: list[Path]) -> int | None:

@@ -61,19 +61,35 @@ def _display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     shown = summary.copy()
     for key in ("uar", "war"):
         shown[key] = [f"{_pct(m)} ± {_pct(s)}" for m, s in zip(summary[key], summary[f"{key}_std"], strict=True)]
-    return shown.drop(columns=["uar_std", "war_std", "evaluated", "listed"])
+    return _name_accuracy(shown.drop(columns=["uar_std", "war_std", "evaluated", "listed"]))
 
 
 def _display_folds(per_fold: pd.DataFrame) -> pd.DataFrame:
     """Per-fold rows as shown: ``coverage`` says ``evaluated of listed``."""
-    return per_fold.drop(columns=["path", "evaluated", "listed"]).round(4)
+    return _name_accuracy(per_fold.drop(columns=["path", "evaluated", "listed"]).round(4))
+
+
+def _name_accuracy(shown: pd.DataFrame) -> pd.DataFrame:
+    """A table of still-image datasets names WAR ``accuracy`` (as their literature does); the
+    ``static`` column only says which table a row belongs in, and is not shown."""
+    static = bool(len(shown)) and bool(shown["static"].all())
+    shown = shown.drop(columns=["static"])
+    return shown.rename(columns={"war": "accuracy"}) if static else shown
+
+
+def split_static(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(video rows, still-image rows)`` of a metrics or summary table."""
+    if frame.empty:
+        return frame, frame
+    static = frame["static"].astype(bool)
+    return frame[~static].reset_index(drop=True), frame[static].reset_index(drop=True)
 
 
 def _display_stats(stats: pd.DataFrame) -> pd.DataFrame:
     shown = stats.copy()
     shown["face_rate"] = [_pct(v) for v in stats["face_rate"]]
     shown["frames"] = ["" if pd.isna(v) else str(int(v)) for v in stats["frames"]]
-    for key in ("centre_crops", "one_frame_clips", "captions_cut_at_77"):
+    for key in ("centre_crops", "one_frame_clips", "still_images", "captions_cut_at_77"):
         shown[key] = ["" if pd.isna(v) else str(int(v)) for v in stats[key]]
     return shown.rename(columns={"face_rate": "face_rate_%"})
 
@@ -141,8 +157,29 @@ def build_report(results: Path, datasets: list[str], out: Path,
     if missing:
         log.warning("%s", "\n".join(missing))
 
-    shown_summary = _display_summary(summary)
+    video_summary, static_summary = split_static(summary)
+    video_folds, static_folds = split_static(per_fold)
+    shown_summary = _display_summary(video_summary)
     shown_stats = _display_stats(stats)
+    # still-image datasets: their own tables, WAR named accuracy (UAR / accuracy)
+    # the video tables are left out of a report on still-image datasets only
+    video = bool(len(video_summary)) or not len(static_summary)
+    static_md: list[str] = []
+    static_folds_md: list[str] = []
+    static_html: list[str] = []
+    if len(static_summary):
+        shown_static = _display_summary(static_summary)
+        shown_static_folds = _display_folds(static_folds)
+        static_md = ["## Results: still-image datasets", "",
+                     "UAR / accuracy in %, mean ± std over folds (accuracy: the share of test "
+                     "images predicted right, which WAR is); `coverage`: test images evaluated "
+                     "of those the label files list.", "", _markdown_table(shown_static)]
+        static_folds_md = ["## Per fold: still-image datasets", "",
+                           _markdown_table(shown_static_folds)]
+        static_html = ["<h2>Results: still-image datasets (UAR / accuracy %, mean ± std over "
+                       "folds)</h2>", shown_static.to_html(index=False, na_rep="", escape=True),
+                       "<h3>Per fold: still-image datasets</h3>",
+                       shown_static_folds.to_html(index=False, na_rep="")]
     notes = coverage_notes(per_fold)
     flag = (["**Below 100 % of the test split** (UAR / WAR of these folds are not over every "
              "clip the split lists; with `data.unscored_clips: wrong`, the default, the clips not "
@@ -151,9 +188,12 @@ def build_report(results: Path, datasets: list[str], out: Path,
     md = [
         "# dfer report", "",
         f"Datasets: {', '.join(datasets)}. UAR / WAR in %, mean ± std over folds; `coverage`: "
-        "test clips evaluated of those the split files list.", "",
-        "## Results", "", _markdown_table(shown_summary), *flag,
-        "## Per fold", "", _markdown_table(_display_folds(per_fold)),
+        "test clips evaluated of those the split files list."
+        + (" Still-image datasets: UAR / accuracy." if len(static_summary) else ""), "",
+        *(["## Results", "", _markdown_table(shown_summary)] if video else []),
+        *static_md, *flag,
+        *(["## Per fold", "", _markdown_table(_display_folds(video_folds))] if video else []),
+        *static_folds_md,
         "## Stages", "", _markdown_table(shown_stats),
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
         "## Gallery", "",
@@ -166,12 +206,15 @@ def build_report(results: Path, datasets: list[str], out: Path,
     html = "\n".join([
         "<html><head><meta charset='utf-8'><title>dfer report</title></head><body>",
         "<h1>dfer report</h1>",
-        "<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
-        shown_summary.to_html(index=False, na_rep="", escape=True),
+        *(["<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
+           shown_summary.to_html(index=False, na_rep="", escape=True)] if video else []),
+        *static_html[:2],
         ("<p><b>Below 100 % of the test split:</b></p><ul>"
          + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>") if notes else
         "<p>Every fold was evaluated on its whole test split.</p>",
-        "<h2>Per fold</h2>", _display_folds(per_fold).to_html(index=False, na_rep=""),
+        *(["<h2>Per fold</h2>", _display_folds(video_folds).to_html(index=False, na_rep="")]
+          if video else []),
+        *static_html[2:],
         "<h2>Stages</h2>", shown_stats.to_html(index=False, na_rep=""),
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
         f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"

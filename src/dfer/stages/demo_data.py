@@ -1,4 +1,5 @@
-"""``dfer demo-data``: write the synthetic demo dataset (videos, frame folders, manifest.csv)."""
+"""``dfer demo-data``: write the synthetic demo dataset (videos, frame folders, manifest.csv),
+or with ``--static`` the static demo (stills of the demo face, manifest.csv)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path("data/demo"), help="output folder")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="output folder (default: data/demo, with --static data/demo_static)")
+    parser.add_argument("--static", action="store_true",
+                        help="write the static demo instead: still images of the demo face, "
+                             "layout demo_static (dfer.demo_static)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
-    parser.add_argument("--clips-per-class", type=int, default=8, help="clips of each class")
+    parser.add_argument("--clips-per-class", type=int, default=8,
+                        help="clips (with --static: still images) of each class")
     parser.add_argument("--size", type=int, default=256, help="frame width and height, pixels")
     parser.add_argument("--fps", type=int, default=15, help="frame rate")
     parser.add_argument("--frames-every", type=int, default=4,
@@ -19,10 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dfer.demo import generate_demo
+    if args.static:
+        from dfer.demo_static import generate_static_demo
 
-    manifest = generate_demo(args.root, seed=args.seed, clips_per_class=args.clips_per_class,
-                             size=args.size, fps=args.fps, frames_every=args.frames_every,
-                             progress=not args.no_progress)
+        manifest = generate_static_demo(args.root or Path("data/demo_static"), seed=args.seed,
+                                        images_per_class=args.clips_per_class, size=args.size,
+                                        progress=not args.no_progress)
+    else:
+        from dfer.demo import generate_demo
+
+        manifest = generate_demo(args.root or Path("data/demo"), seed=args.seed,
+                                 clips_per_class=args.clips_per_class, size=args.size,
+                                 fps=args.fps, frames_every=args.frames_every,
+                                 progress=not args.no_progress)
     print(f"wrote {manifest}", file=sys.stderr)
     return 0

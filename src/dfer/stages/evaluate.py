@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         from dfer.train.evaluate import summarize_folds
 
         summary = summarize_folds(args.summarize, args.out)
-        print(f"summary {args.out}: UAR {summary['uar']:.4f} WAR {summary['war']:.4f} "
+        war = "accuracy" if summary.get("static") else "WAR"  # still images: WAR is accuracy
+        print(f"summary {args.out}: UAR {summary['uar']:.4f} {war} {summary['war']:.4f} "
               f"over {summary['num_folds']} fold(s), {summary['test_clips']['text']}", file=sys.stderr)
         return 0
     missing = [name for name in ("checkpoint", "dataset") if getattr(args, name) is None]
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         device=params.get("device", "auto"), data=params.get("data"),
         label_prompts=params.get("label_prompts"), inputs=inputs_from_args(args),
     )
-    print(f"evaluate {args.dataset} fold {args.fold}: UAR {metrics['uar']:.4f} WAR {metrics['war']:.4f}, "
+    war = "accuracy" if metrics.get("static") else "WAR"  # still images: WAR is accuracy
+    print(f"evaluate {args.dataset} fold {args.fold}: UAR {metrics['uar']:.4f} {war} {metrics['war']:.4f}, "
           f"{metrics['test_clips']['text']} -> {args.out}", file=sys.stderr)
     return 0

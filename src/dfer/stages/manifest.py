@@ -130,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"class order (label_idx): {build.label_order}")
     for file, how in build.numberings.items():
         print(f"numeric labels of {file}: numbering {how}")
+    if build.excluded:  # lines the dataset's protocol leaves out (static datasets)
+        print(f"excluded (not part of the dataset): "
+              f"{', '.join(f'{why}: {n}' for why, n in build.excluded.items())}")
     print(_counts("clips per test_fold", Counter(table.column("test_fold").to_pylist()),
                   list(range(build.num_folds + 1))))
     shard_counts = Counter(table.column("shard").to_pylist())

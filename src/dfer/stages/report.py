@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     summary = tables["summary"]
     for row in summary.itertuples():
         where = f"{row.trained_on}->{row.dataset}" if row.zero_shot else row.dataset
-        print(f"{row.run} {where}: UAR {100 * row.uar:.2f} WAR {100 * row.war:.2f} "
+        war = "accuracy" if row.static else "WAR"  # still images: WAR is their accuracy
+        print(f"{row.run} {where}: UAR {100 * row.uar:.2f} {war} {100 * row.war:.2f} "
               f"({row.folds} fold{'s' if row.folds != 1 else ''}, evaluated {row.coverage})")
     for note in coverage_notes(tables["metrics"]):
         print(f"  below 100 %: {note}")

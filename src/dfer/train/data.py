@@ -14,7 +14,10 @@ with the stage and error type of the first failures table naming it, so a clip t
 at decode is counted at decode, not nowhere). :meth:`ClipTable.account` turns them into the
 ``evaluated N of M`` numbers that the evaluation log, metrics.json, the report and the gallery
 all print. Clips decoded from a single source frame (repeated ``T`` times) are flagged in
-``one_frame`` and, with ``data.one_frame_clips: drop``, lost at decode. Landmark and parsing
+``one_frame`` and, with ``data.one_frame_clips: drop``, lost at decode; still images (the
+static datasets' clips, ``source_kind: image``, one stored frame each) are flagged ``static``
+instead, never ``one_frame``, and :func:`prepare_clip` repeats their frame to
+``data.num_frames``. Landmark and parsing
 images are rendered on the fly by :mod:`dfer.train.render`; a training flip mirrors the
 landmark points and parsing labels before rendering, so left and right keep their colours.
 """
@@ -75,6 +78,13 @@ class SplitAccount:
     one_frame: int
     #: the lost clips themselves (LOST_COLUMNS)
     lost_clips: pd.DataFrame
+    #: still images among the scored clips (a static dataset: all of them)
+    static: int = 0
+
+    @property
+    def images(self) -> bool:
+        """Every scored clip is a still image: the split is a static dataset's."""
+        return self.evaluated > 0 and self.static == self.evaluated
 
     @property
     def complete(self) -> bool:
@@ -93,6 +103,8 @@ class SplitAccount:
             out += f" (not scored: {self.lost_text()}{done.get(policy or '', '')})"
         if self.one_frame:
             out += f"; {self.one_frame} one-frame clip(s) among them"
+        if self.static and not self.images:
+            out += f"; {self.static} still image(s) among them"
         return out
 
 
@@ -134,7 +146,16 @@ class ClipTable:
         keys = [f"{s} {e}".strip() for s, e in zip(lost["stage"], lost["error_type"], strict=True)]
         counts = {str(k): int(v) for k, v in pd.Series(keys, dtype=object).value_counts().items()}
         one_frame = int(clips["one_frame"].sum()) if "one_frame" in clips else 0
-        return SplitAccount(len(listed), len(clips), counts, one_frame, lost.reset_index(drop=True))
+        static = int(clips["static"].sum()) if "static" in clips else 0
+        return SplitAccount(len(listed), len(clips), counts, one_frame, lost.reset_index(drop=True),
+                            static)
+
+    @property
+    def static(self) -> bool:
+        """A still-image dataset: every usable clip is an image (accuracy, not WAR, in reports)."""
+        if "static" not in self.clips or not len(self.clips):
+            return False
+        return bool(self.clips["static"].all())
 
 
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
@@ -196,10 +217,15 @@ def _shard_clips(inputs: DataInputs, shard: str, needs: Needs, captions: str,
     if index.empty:
         return None
     sources = index.get("num_source_frames")
+    kinds = index.get("source_kind")
+    still = (np.asarray(kinds) == "image") if kinds is not None else np.zeros(len(index), bool)
     index = index[["clip_id", "label", "label_idx", "test_fold"]].copy()
     index["clip_id"] = index["clip_id"].astype(str)
     index["shard"] = shard
-    index["one_frame"] = (np.asarray(sources) == 1) if sources is not None else False
+    # a still image has one frame by design: static, not one_frame (which flags videos and
+    # frame folders that turned out to hold a single frame)
+    index["one_frame"] = ((np.asarray(sources) == 1) & ~still) if sources is not None else False
+    index["static"] = still
     index = drop(index, index["clip_id"].isin(_safetensors_keys(inputs.path("frames", shard, SAFETENSORS))),
                  "decode")
     if needs.landmarks:
@@ -292,12 +318,14 @@ def read_clip_table(inputs: DataInputs, needs: Needs, optional_captions: bool = 
     rows = [r for r in rows if r is not None]
     clips = (
         pd.concat(rows, ignore_index=True) if rows
-        else pd.DataFrame(columns=["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame"])
+        else pd.DataFrame(columns=["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame",
+                                   "static"])
     )
     clips = clips.sort_values("clip_id", kind="stable").reset_index(drop=True)
     clips["label_idx"] = clips["label_idx"].astype(np.int64)
     clips["test_fold"] = clips["test_fold"].astype(np.int64)
     clips["one_frame"] = clips["one_frame"].astype(bool)
+    clips["static"] = clips["static"].astype(bool)
     if one_frame_clips == "drop" and clips["one_frame"].any():
         for clip_id in clips.loc[clips["one_frame"], "clip_id"]:
             dropped[str(clip_id)] = "one_frame"
@@ -462,12 +490,16 @@ def prepare_clip(
     ``maps`` uint8 [T, S, S] or None. Returns uint8 ``frames`` / ``landmarks`` / ``parsing``
     tensors ``[t, size, size, 3]``, frames subsampled to ``cfg.num_frames`` and the middle level
     to ``cfg.mid_frames`` of those. ``rng`` (training only) draws the frames with
-    ``cfg.temporal_jitter``; without it the evenly spaced frames are used.
+    ``cfg.temporal_jitter``; without it the evenly spaced frames are used. A clip of one frame
+    (a still image, stored once by the decode stage) is that frame ``cfg.num_frames`` times, so
+    the model sees ``[T, size, size, 3]`` as for a video.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames have shape {frames.shape}, expected [T, S, S, 3]")
     t, crop = frames.shape[0], frames.shape[1]
-    if cfg.temporal_jitter and rng is not None:
+    if t == 1:
+        idx = np.zeros(cfg.num_frames or 1, dtype=np.int64)
+    elif cfg.temporal_jitter and rng is not None:
         idx = jittered_indices(t, cfg.num_frames, rng)
     else:
         idx = uniform_indices(t, cfg.num_frames)

@@ -13,6 +13,10 @@ frames after a failed decode, ...) counts as a wrong prediction (``data.unscored
 wrong``, default) or is left out (``exclude``). metrics.json states ``evaluated N of M test
 clips`` and why the rest were not scored (:class:`dfer.train.data.SplitAccount`), and holds the
 metrics of the scored clips alone as well (``scored_only``).
+
+A static (still-image) dataset is evaluated the same way; its metrics.json says ``static:
+true``, counts ``test images`` and holds ``accuracy`` (the share of test images predicted
+right, which is what WAR is; the static FER literature reports it as accuracy) beside UAR.
 """
 
 from __future__ import annotations
@@ -154,7 +158,16 @@ def account_record(account: SplitAccount, policy: str, what: str) -> dict[str, A
         "not_scored": account.listed - account.evaluated, "lost": dict(sorted(account.lost.items())),
         "one_frame": account.one_frame, "unscored_clips": policy,
         "text": account.text(what, policy),
+        # still images among the scored clips; only where there are any, so the records of
+        # video datasets keep their keys
+        **({"static": account.static} if account.static else {}),
     }
+
+
+def metric_names(static: bool) -> tuple[str, str]:
+    """``("UAR", "WAR")``, or ``("UAR", "accuracy")`` for a static (still-image) dataset, whose
+    literature names the share of right predictions accuracy."""
+    return ("UAR", "accuracy") if static else ("UAR", "WAR")
 
 
 def evaluate_checkpoint(
@@ -200,7 +213,9 @@ def evaluate_checkpoint(
     preds = predict_split(model, loader, dev, out, len(labels)) if len(ds) else Predictions(
         [], np.zeros((0, len(labels)), np.float32), np.zeros(0, np.int64), [], [])
     account = table.account(fold, split)
-    what = "test clips" if split == "test" else "clips"
+    static = table.static
+    what = ("test images" if static else "test clips") if split == "test" else (
+        "images" if static else "clips")
     index = {lab: i for i, lab in enumerate(labels)}
     missed = [index[lab] for lab in account.lost_clips["label"]]
     policy = dcfg.unscored_clips
@@ -218,6 +233,10 @@ def evaluate_checkpoint(
         "not_scored_clips": account.lost_clips.to_dict("records"),
         "scored_only": {"uar": scored["uar"], "war": scored["war"], "num_clips": scored["num_clips"]},
     })
+    if static:  # WAR by the name the static FER literature gives it
+        metrics["static"] = True
+        metrics["accuracy"] = metrics["war"]
+        metrics["scored_only"]["accuracy"] = scored["war"]
     frame, schema = predictions_frame(preds, labels)
     pmeta = provenance("evaluate", EVAL_SCHEMA_VERSION, model=model.cfg.backbone,
                        params={"split": split, "label_prompts": dict(label_prompts or {})},
@@ -228,11 +247,12 @@ def evaluate_checkpoint(
     out = Path(out)
     write_parquet(out / PREDICTIONS, frame, pmeta, schema=schema)
     write_bytes_atomic(out / METRICS, json.dumps(metrics, indent=2, sort_keys=True).encode())
-    title = (f"{dataset} fold {fold}: UAR {metrics['uar']:.3f} WAR {metrics['war']:.3f}, "
-             f"{account.evaluated} of {account.listed} scored")
+    uar_name, war_name = metric_names(static)
+    title = (f"{dataset} fold {fold}: {uar_name} {metrics['uar']:.3f} {war_name} "
+             f"{metrics['war']:.3f}, {account.evaluated} of {account.listed} scored")
     plot_confusion(np.asarray(metrics["confusion_matrix"]), labels, out / CONFUSION, title)
-    log.info("%s fold %d: %s; UAR %.4f WAR %.4f", dataset, fold, metrics["test_clips"]["text"],
-             metrics["uar"], metrics["war"])
+    log.info("%s fold %d: %s; %s %.4f %s %.4f", dataset, fold, metrics["test_clips"]["text"],
+             uar_name, metrics["uar"], war_name, metrics["war"])
     return metrics
 
 
@@ -265,11 +285,15 @@ def summarize_folds(metrics_paths: Sequence[str | Path], out: str | Path) -> dic
     for c in counts:
         for key, n in (c.get("lost") or {}).items():
             lost[key] = lost.get(key, 0) + int(n)
-    what = "test clips" if first.get("split", "test") == "test" else "clips (summed over folds)"
+    static = bool(first.get("static", False))
+    what = (("test images" if static else "test clips") if first.get("split", "test") == "test"
+            else ("images" if static else "clips") + " (summed over folds)")
     summary.update({
         "run": first.get("run"), "dataset": first.get("dataset"), "trained_on": first.get("trained_on"),
         "zero_shot": bool(first.get("zero_shot", False)), "labels": first.get("labels"),
         "label_order": first.get("label_order"),
+        **({"static": True, "accuracy": summary["war"], "accuracy_std": summary["war_std"]}
+           if static else {}),
         "num_clips": int(sum(int(m.get("num_clips", 0)) for m in folds)),
         "test_clips": {"listed": listed, "evaluated": evaluated, "not_scored": listed - evaluated,
                        "lost": dict(sorted(lost.items())),

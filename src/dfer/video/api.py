@@ -57,11 +57,15 @@ from dfer.video.reader import (
     fit_to,
     kept_size,
     read_frame_folder,
+    read_still,
     read_video,
 )
 from dfer.video.track import track_boxes
 
-SourceKind = Literal["video", "frames"]
+SourceKind = Literal["video", "frames", "image"]
+
+#: ``detector_used`` of a clip cut at the face box its dataset gives (``decode.given_boxes``).
+GIVEN_BOX = "given"
 
 #: An escalation rung with the CNN detector examines at most this many frames (spread over
 #: the frames the first pass examined): it costs 1.5 s (no upsampling) to 6 s (upsampled once)
@@ -127,13 +131,17 @@ def _detection_subset(num: int, wanted: int) -> np.ndarray:
 def read_sampled(path: str | os.PathLike[str], source_kind: SourceKind,
                  cfg: DecodeConfig, threads: int = 0) -> SampledFrames:
     """The uniformly sampled full frames of a video file or frame folder (``threads``: video
-    decoder threads, 0: one per core; see ``dfer.video.reader.use_decoder_threads``)."""
+    decoder threads, 0: one per core; see ``dfer.video.reader.use_decoder_threads``), or the
+    one frame of a still image (``image``: a clip of one frame, see ``read_still``)."""
     if source_kind == "video":
         return read_video(path, cfg.num_frames, threads=threads, max_pixels=cfg.max_frame_pixels)
     if source_kind == "frames":
         return read_frame_folder(path, cfg.num_frames, fps=cfg.folder_fps,
                                  max_bad=cfg.max_bad_frames, max_pixels=cfg.max_frame_pixels)
-    raise DecodeError(f"{path}: unknown source_kind {source_kind!r} (expected 'video' or 'frames')")
+    if source_kind == "image":
+        return read_still(path, max_pixels=cfg.max_frame_pixels)
+    raise DecodeError(f"{path}: unknown source_kind {source_kind!r} (expected 'video', 'frames' "
+                      "or 'image')")
 
 
 @dataclass
@@ -273,17 +281,45 @@ def face_boxes(sampled: SampledFrames, cfg: DecodeConfig) -> FaceBoxes:
     return _no_face(sampled, cfg, len(examined))
 
 
+def given_face(sampled: SampledFrames, box: Any, cfg: DecodeConfig) -> FaceBoxes | None:
+    """The crop of a face box the dataset gives (``x0, y0, x1, y1`` in source pixels), grown by
+    ``cfg.margin`` like a detected box and cut to the frame; None when it lies outside the
+    frame (the detector then looks for the face).
+
+    A box reaching past the frame is cut to it: ``[0, 0, inf, inf]`` is the whole image (the
+    face-crop images of RAF-DB's aligned set and FERPlus), whose crop is its largest centred
+    square. The face counts as found on every frame (``detector_used`` :data:`GIVEN_BOX`).
+    """
+    fw, fh = sampled.frame_size
+    sx, sy = fw / sampled.width, fh / sampled.height  # source -> kept pixels
+    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, y0 = max(0.0, x0 * sx), max(0.0, y0 * sy)
+    x1, y1 = min(float(fw), x1 * sx), min(float(fh), y1 * sy)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return None
+    cut = np.array([x0, y0, x1, y1], dtype=np.float32)
+    crop = square_box(cut, cfg.margin, fw, fh)
+    num = len(sampled.frames)
+    boxes = np.repeat(crop[None], num, axis=0) if cfg.crop == "track" else None
+    return FaceBoxes(crop, boxes, 1.0, num, GIVEN_BOX)
+
+
 def decode_clip(path: str | os.PathLike[str], source_kind: SourceKind,
                 cfg: DecodeConfig | Mapping[str, Any] | None = None,
-                threads: int = 0) -> DecodedClip:
-    """Decode, face-crop and resize the ``cfg.num_frames`` sampled frames of one clip.
+                threads: int = 0, face_box: Any = None) -> DecodedClip:
+    """Decode, face-crop and resize the ``cfg.num_frames`` sampled frames of one clip (the
+    one frame of a still image, ``source_kind: image``).
 
     ``threads``: video decoder threads (0: one per core); the same frames either way.
+    ``face_box``: the box the dataset gives for the face (``x0, y0, x1, y1`` source pixels,
+    see :func:`given_face`), used instead of the detector while ``cfg.given_boxes``.
     Raises a ``dfer.video.errors.DecodeError`` subclass naming the file and the cause.
     """
     cfg = _config(cfg)
     start = time.perf_counter()
-    return _crop_sampled(read_sampled(path, source_kind, cfg, threads), cfg, str(path), start)
+    sampled = read_sampled(path, source_kind, cfg, threads)
+    given = given_face(sampled, face_box, cfg) if face_box is not None and cfg.given_boxes else None
+    return _crop_sampled(sampled, cfg, str(path), start, given)
 
 
 def decode_array(frames: np.ndarray, cfg: DecodeConfig | Mapping[str, Any] | None = None,
@@ -314,9 +350,9 @@ def _config(cfg: DecodeConfig | Mapping[str, Any] | None) -> DecodeConfig:
 
 
 def _crop_sampled(sampled: SampledFrames, cfg: DecodeConfig, where: str,
-                  start: float) -> DecodedClip:
+                  start: float, given: FaceBoxes | None = None) -> DecodedClip:
     try:
-        found = face_boxes(sampled, cfg)
+        found = given if given is not None else face_boxes(sampled, cfg)
     except NoFace as exc:
         raise NoFace(f"{where}: {exc}") from None
     if found.crop_boxes is None:
@@ -347,6 +383,6 @@ def _crop_sampled(sampled: SampledFrames, cfg: DecodeConfig, where: str,
     )
 
 
-__all__ = ["CNN_ESCALATION_FRAMES", "MATCH_SIDE", "QUICK_MATCH", "DecodeConfig", "DecodedClip",
-           "FaceBoxes", "decode_array", "decode_clip", "face_boxes", "read_sampled",
-           "stays_put"]
+__all__ = ["CNN_ESCALATION_FRAMES", "GIVEN_BOX", "MATCH_SIDE", "QUICK_MATCH", "DecodeConfig",
+           "DecodedClip", "FaceBoxes", "decode_array", "decode_clip", "face_boxes", "given_face",
+           "read_sampled", "stays_put"]

@@ -18,9 +18,11 @@ from dfer.core.strict_config import from_mapping
 #: something other than their default, so artifacts decoded with the default settings keep
 #: their bytes: at the defaults they change nothing on a clip where the first detector pass
 #: finds a face, and a clip escalation rescued says so in the index (``detector_used``).
-_LATER_SETTINGS = ("crop", "track_smooth", "escalate", "max_bad_frames", "max_frame_pixels")
+_LATER_SETTINGS = ("crop", "track_smooth", "escalate", "max_bad_frames", "max_frame_pixels",
+                   "given_boxes")
 # ``max_bad_frames`` (a frame folder with unreadable images) and ``max_frame_pixels`` (frames
-# larger than 4K UHD) only change clips that failed, or took many GB, before they existed.
+# larger than 4K UHD) only change clips that failed, or took many GB, before they existed;
+# ``given_boxes`` only clips whose manifest gives a face box (static datasets, new with it).
 
 #: Default of ``max_frame_pixels``: a 4K UHD frame (3840 x 2160). Every common video size is
 #: at most this and decodes exactly as before; a larger frame is kept shrunk to it.
@@ -58,6 +60,9 @@ class DecodeConfig:
     detect_gray: bool = True
     max_bad_frames: float | None = None
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    #: cut the face at the box the dataset gives (the manifest's ``face_box``: AffectNet's
+    #: csv box, the whole image of a face-crop dataset) instead of detecting it
+    given_boxes: bool = True
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -86,6 +91,8 @@ class DecodeConfig:
         if self.max_bad_frames is not None and not 0 <= self.max_bad_frames <= 1:
             raise ValueError(f"decode.max_bad_frames must be a share in [0, 1] or null, got "
                              f"{self.max_bad_frames}")
+        if not isinstance(self.given_boxes, bool):
+            raise ValueError(f"decode.given_boxes must be true or false, got {self.given_boxes!r}")
         if self.max_frame_pixels < 0:
             raise ValueError(f"decode.max_frame_pixels must be >= 0 (0: never shrink), got "
                              f"{self.max_frame_pixels}")

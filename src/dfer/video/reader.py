@@ -471,6 +471,26 @@ def _read_image(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[int, int
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (width, height)
 
 
+def read_still(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+               ) -> SampledFrames:
+    """A still image (a static dataset's clip) as a clip of ONE frame: ``frames`` is
+    ``[1, H, W, 3]``, not ``num_frames`` copies of it.
+
+    Why one: every later stage (landmarks, parsing, captions, landmark features) then works
+    on the one picture there is, and the frames shard holds it once (a 16-frame copy would
+    cost 16x the disk and the compute for the same pixels; 290 k AffectNet images at 224 px
+    are 44 GB as one frame each). The model side repeats it to its ``data.num_frames``
+    (:func:`dfer.train.data.prepare_clip`). Unreadable, empty and missing files raise the
+    decode errors a frame-folder image would; images under 16 px a side ``TooSmall``.
+    """
+    path = Path(path)
+    _check_file(path)
+    image, (width, height) = _read_image(path, max_pixels)
+    check_frame_size(path, width, height)
+    return SampledFrames(image[None], np.zeros(1, np.int32), 1, math.nan, math.nan, width,
+                         height)
+
+
 @dataclass
 class _Folder:
     """The images of one frame folder read so far: good ones (RGB, by file index, all at the

@@ -46,6 +46,8 @@ NO_FACE_ADVICE = ("raise decode.upsample (1 finds faces under ~80 px, ~4x slower
 
 #: Manifest columns copied into the frames index.
 MANIFEST_FIELDS = ("clip_id", "path", "source_kind", "label", "label_idx", "test_fold")
+#: The optional manifest column of the face box a static dataset gives (decode.given_boxes).
+FACE_BOX = "face_box"
 
 INDEX_SCHEMA = pa.schema([
     *(MANIFEST_SCHEMA.field(name) for name in MANIFEST_FIELDS),
@@ -83,10 +85,15 @@ class ShardResult:
     no_face: int = 0
     #: clips whose source has a single frame, repeated as the whole clip (``data.one_frame_clips``)
     one_frame: int = 0
+    #: still images (``source_kind: image``, the static datasets): one frame each by design,
+    #: so counted here and not among the one-frame clips
+    static: int = 0
 
     def summary(self) -> str:
         """``6 clip(s) decoded, 0 failed, 1 with no face found (centre crop), 1 one-frame``."""
         text = f"{self.decoded} clip(s) decoded, {self.failed} failed"
+        if self.static:
+            text += f", {self.static} of them still images (static)"
         if self.no_face:
             text += f", {self.no_face} with no face found (centre crop)"
         if self.one_frame:
@@ -122,7 +129,9 @@ def read_shard_manifest(path: str | os.PathLike[str]) -> pa.Table:
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"shard manifest {path} lists clip id(s) more than once: {dupes[:10]}")
-    return table.select(list(MANIFEST_FIELDS))
+    # a static dataset's manifest also gives the face box of each image (or null)
+    extra = [c for c in (FACE_BOX,) if c in table.column_names]
+    return table.select([*MANIFEST_FIELDS, *extra])
 
 
 def decode_rows(rows: list[Mapping[str, Any]], cfg: DecodeConfig, progress: bool = True,
@@ -136,7 +145,13 @@ def decode_rows(rows: list[Mapping[str, Any]], cfg: DecodeConfig, progress: bool
 
     def one(clip_id: str) -> dict[str, Any]:
         row = by_id[clip_id]
-        clip = decode_clip(str(row["path"]), row["source_kind"], cfg, threads=threads)
+        box = row.get(FACE_BOX)
+        # face_box passed only when there is one: stand-ins for decode_clip in tests (and
+        # callers of the older signature) keep working for the video datasets
+        clip = (decode_clip(str(row["path"]), row["source_kind"], cfg, threads=threads)
+                if box is None else
+                decode_clip(str(row["path"]), row["source_kind"], cfg, threads=threads,
+                            face_box=box))
         return {"frames": clip.frames, "bad": list(clip.bad_frames),
                 "info": {**{k: row[k] for k in MANIFEST_FIELDS}, **clip.info()}}
 
@@ -202,11 +217,15 @@ def decode_shard(
         log.warning("decode %s: no face found in %d clip(s), kept as a centre crop: %s. "
                     "Landmarks usually fail them and training then drops them; %s",
                     shard_label(manifest), len(faceless), shown, NO_FACE_ADVICE)
-    one_frame = sorted(c for c, r in run.results.items() if r["info"]["num_source_frames"] == 1)
+    static = sum(1 for r in run.results.values() if r["info"]["source_kind"] == "image")
+    one_frame = sorted(c for c, r in run.results.items() if r["info"]["num_source_frames"] == 1
+                       and r["info"]["source_kind"] != "image")
     if one_frame:
         shown = ", ".join(one_frame[:10]) + (" ..." if len(one_frame) > 10 else "")
         log.warning("decode %s: %d clip(s) have a single source frame, repeated as the whole "
                     "clip: %s (training flags them; data.one_frame_clips: drop leaves them out)",
                     shard_label(manifest), len(one_frame), shown)
+    if static:  # expected of a static dataset: counted, not warned about
+        log.info("decode %s: %d still image(s), one frame each", shard_label(manifest), static)
     return ShardResult(decoded=len(run.results), failed=len(run.failures), no_face=len(faceless),
-                       one_frame=len(one_frame))
+                       one_frame=len(one_frame), static=static)
