@@ -24,7 +24,7 @@ from dfer.cli import main as cli_main
 from dfer.inference.overlay import BAND, TILE, overlay_names
 from dfer.inference.predict import Predictor, predict_videos
 from dfer.inference.sources import expand_sources
-from dfer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from dfer.methods.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dfer.train.data import ClipDataset, DataConfig, fold_split, load_clip_table
 from dfer.train.fit import train_fold
 from dfer.train.inputs import needs_for
