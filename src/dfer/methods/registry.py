@@ -213,6 +213,12 @@ def build_model(method: str | MethodSpec, cfg: Any, labels: Sequence[str], **par
     (a CLIP-based method takes an already built ``clip`` and ``tokenizer``: tests share one,
     parameter counts use one on PyTorch's meta device)."""
     spec = method if isinstance(method, MethodSpec) else get_method(method)
-    if not spec.is_config(cfg):
-        cfg = spec.parse(cfg if isinstance(cfg, Mapping) else cfg.to_dict())
+    if isinstance(cfg, Mapping):
+        block = dict(cfg)
+        named = block.pop("method", spec.name)
+        if named != spec.name:
+            raise ValueError(f"a model block of method {named!r} given to build {spec.name!r}")
+        cfg = spec.parse(block)
+    elif not spec.is_config(cfg):
+        raise ValueError(f"{type(cfg).__name__} is not the config of method {spec.name!r}")
     return spec.build(cfg, list(labels), **parts)

@@ -59,10 +59,13 @@ def run_digest(cfg: RunConfig, *, dataset: str, fold: int, labels: Sequence[str]
     the run leaves ``model.method`` at its default), the run's params without its where-keys,
     the resolved precision, the dataset, fold and labels, the training and test clips, and the
     preprocessing settings its inputs were made with."""
+    params = result_params({k: v for k, v in cfg.raw.items() if k not in ("dataset", "description")})
+    if isinstance(params.get("model"), Mapping):  # named once, below, whether written or not
+        params["model"] = {k: v for k, v in params["model"].items() if k != "method"}
     what = {
         "schema": RESUME_SCHEMA,
         "method": cfg.method,
-        "params": result_params({k: v for k, v in cfg.raw.items() if k not in ("dataset", "description")}),
+        "params": params,
         "precision": precision,
         "dataset": dataset, "fold": int(fold), "labels": list(labels),
         "train_clips": sorted(map(str, train_clips)), "test_clips": sorted(map(str, test_clips)),
