@@ -197,7 +197,7 @@ def test_two_processes_give_the_whole_batchs_loss_and_gradient() -> None:
         assert set(got["grads"]) == set(whole["grads"])
         for name, g in whole["grads"].items():
             scale = float(g.abs().max().clamp_min(1e-12))
-            assert float((got["grads"][name] - g).abs().max()) / scale < 1e-4, (method, name)
+            assert float((torch.as_tensor(got["grads"][name]) - g).abs().max()) / scale < 1e-4, (method, name)
 
 
 @pytest.mark.slow

@@ -78,7 +78,9 @@ def share_worker(rank: int, world: int, port: int, queue) -> None:
             t = torch.tensor(value, dtype=torch.float64)
             dist.all_reduce(t)
             losses[name] = float(t) / world
-        results[method] = {"losses": losses, "grads": got["grads"]}
+        # numpy, not tensors: a tensor put on the queue is shared through a file descriptor
+        # of this process, gone once it exits before the test reads the queue
+        results[method] = {"losses": losses, "grads": {k: v.numpy() for k, v in got["grads"].items()}}
     if rank == 0:
         queue.put(results)
     dist.barrier()
