@@ -359,3 +359,36 @@ def test_config_block_of_another_method_is_refused_in_the_config_check() -> None
 def test_cliper_config_for_the_registry_is_its_core_config() -> None:
     assert isinstance(parse_model_block({"method": "cliper"})[1], CLIPERConfig)
     assert isinstance(parse_model_block({"method": "dferclip"})[1], DFERCLIPConfig)
+
+
+def test_schema_lists_the_registered_methods() -> None:
+    """config.schema.yaml's ``model.method`` enum is the registry's list (a method added to one
+    and not the other is caught here)."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    run = schema["properties"]["train"]["properties"]["runs"]["additionalProperties"]
+    assert sorted(run["properties"]["model"]["properties"]["method"]["enum"]) == list_methods()
+
+
+def test_zero_shot_of_a_method_that_cannot_is_refused_in_the_config_check() -> None:
+    """DFER-CLIP's and CLIPER's text side is learned per trained class: a zero-shot entry that
+    names such a run is a config error naming the entry; a FineCLIPER run passes."""
+    import yaml
+
+    from dfer.config_check import config_problem
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    tiny = {"backbone": "custom", "pretrained": None, "model_cfg": TINY}
+    config["train"]["runs"] = {"fine": {"model": {"backbone": "tiny", "pretrained": None}},
+                               "dc": {"model": {"method": "dferclip", **tiny}}}
+    config["train"]["zero_shot"] = [{"run": "fine", "train": "demo", "eval": "demo"}]
+    assert config_problem(config, schema) is None
+    config["train"]["zero_shot"].append({"run": "dc", "train": "demo", "eval": "demo"})
+    problem = config_problem(config, schema)
+    assert problem is not None and problem.startswith("config error at train.zero_shot.1.run: ")
+    assert "run 'dc' trains DFER-CLIP (model.method dferclip), which cannot score classes" in problem
+    config["train"]["runs"]["dc"]["model"]["method"] = "dfer-clip"
+    problem = config_problem(config, schema)
+    assert problem is not None and "dfer-clip" in problem and "fineclipper" in problem
