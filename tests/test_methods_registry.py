@@ -70,6 +70,10 @@ def test_every_method_is_listed_and_an_unknown_one_is_named() -> None:
         parse_model_block({"method": "dferclip", "use_parsing": False})
     with pytest.raises(ValueError, match="model.method must be a string"):
         parse_model_block({"method": 3})
+    with pytest.raises(ValueError, match="a model block of method 'cliper' given to build 'dferclip'"):
+        build_model("dferclip", {"method": "cliper"}, SEVEN)
+    with pytest.raises(ValueError, match="CLIPERConfig is not the config of method 'dferclip'"):
+        build_model("dferclip", CLIPERConfig(), SEVEN)
 
 
 def test_what_each_method_declares() -> None:
