@@ -208,6 +208,11 @@ def test_adding_other_methods_schedules_only_their_jobs(project):
     config["train"]["runs"].update(dc=method_run("dferclip"), cl=method_run("cliper"))
     write_config(project, config)
     assert dry_run(project) == METHOD_JOBS
+    # a zero-shot entry without `run` applies to the runs whose method can score unseen classes
+    config["train"]["zero_shot"] = [{"train": "demo", "eval": "demo"}]
+    write_config(project, config)
+    zero_shot = {re.search(r"run=([^,\]]+)", job).group(1) for job in dry_run(project) if job.startswith("zero_shot")}
+    assert zero_shot == {"every", "first"}
 
 
 @pytest.mark.slow
