@@ -216,7 +216,8 @@ def test_cliper_on_two_processes_matches_one(results: Path, cliper_run) -> None:
     assert json.loads((out / "train.json").read_text())["processes"] == 2
 
 
-def test_resume_file_of_a_full_checkpoint_method(results: Path) -> None:
+@pytest.mark.slow  # the stage-2 resume above already needs the tuned tower back, bit for bit
+def test_resume_file_of_a_full_checkpoint_method(results: Path, cliper_run) -> None:
     """The resume file of a method that tunes its backbone holds its whole state (the tuned
     tower): what the fold's checkpoint holds."""
     out = results / "cliper_keep"
@@ -227,5 +228,5 @@ def test_resume_file_of_a_full_checkpoint_method(results: Path) -> None:
         env=env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr[-3000:]
     saved = torch.load(out / RESUME, weights_only=True)
-    model, _ = load_checkpoint(results / "cliper" / "checkpoint.safetensors")
+    model, _ = load_checkpoint(cliper_run[0] / "checkpoint.safetensors")
     assert set(saved["state_dict"]) == {f"model.{k}" for k in model.state_dict()}
