@@ -396,3 +396,18 @@ def test_zero_shot_of_a_method_that_cannot_is_refused_in_the_config_check() -> N
     config["train"]["runs"]["dc"]["model"]["method"] = "dfer-clip"
     problem = config_problem(config, schema)
     assert problem is not None and "dfer-clip" in problem and "fineclipper" in problem
+
+
+def test_fineclipper_names_still_import_from_their_old_places() -> None:
+    """Code written before the registry imports FineCLIPER from dfer.model: the same objects."""
+    import dfer.methods.checkpoint as ckpt
+    import dfer.methods.fineclipper as fine
+    import dfer.model as old
+    from dfer.model.config import ModelConfig as OldConfig
+    from dfer.model.fineclip import FineCLIPER as OldModel
+
+    assert OldConfig is ModelConfig and OldModel is FineCLIPER
+    assert (old.FineCLIPER, old.ModelConfig, old.FineCLIPEROutput, old.count_parameters) == \
+        (fine.FineCLIPER, ModelConfig, fine.FineCLIPEROutput, fine.count_parameters)
+    assert (old.load_checkpoint, old.read_checkpoint, old.save_checkpoint) == \
+        (ckpt.load_checkpoint, ckpt.read_checkpoint, ckpt.save_checkpoint)

@@ -1,9 +1,9 @@
 """Shared model parts of every method: backbone loading, adapters, the text encoder taking
 embeddings, the temporal transformer, pixel handling, the DDP batch share.
 
-No method is exported here: the methods live in :mod:`dfer.methods` (one module each, behind
-:mod:`dfer.methods.registry`); checkpoints, which must know the method, in
-:mod:`dfer.methods.checkpoint`. The names are imported on first use: the Snakefile reads
+The methods live in :mod:`dfer.methods` (one module each, behind :mod:`dfer.methods.registry`);
+checkpoints, which must know the method, in :mod:`dfer.methods.checkpoint`. FineCLIPER's names
+are still exported here for code written before the registry. The names are imported on first use: the Snakefile reads
 ``dfer.model.config`` while it is parsed, on every cluster job too, and must not pay for
 importing torch and open_clip there.
 """
@@ -19,6 +19,16 @@ _EXPORTS = {
     "BackboneConfig": "dfer.model.config",
     "build_clip": "dfer.model.backbone",
     "build_open_clip": "dfer.model.backbone",
+    # compatibility: FineCLIPER's names as this package exported them before the method
+    # registry (code and notes written against them keep working); new code imports them from
+    # dfer.methods.fineclipper / dfer.methods.checkpoint
+    "ModelConfig": "dfer.methods.specs.fineclipper",
+    "FineCLIPER": "dfer.methods.fineclipper",
+    "FineCLIPEROutput": "dfer.methods.fineclipper",
+    "count_parameters": "dfer.methods.fineclipper",
+    "load_checkpoint": "dfer.methods.checkpoint",
+    "read_checkpoint": "dfer.methods.checkpoint",
+    "save_checkpoint": "dfer.methods.checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)

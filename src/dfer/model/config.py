@@ -79,3 +79,13 @@ def backbone_of(cfg: Any) -> BackboneConfig:
     """The backbone keys of any method config that has them."""
     return BackboneConfig(backbone=cfg.backbone, pretrained=cfg.pretrained, model_cfg=cfg.model_cfg,
                           init_seed=int(getattr(cfg, "init_seed", 0)))
+
+
+def __getattr__(name: str) -> Any:
+    """Compatibility: FineCLIPER's ``ModelConfig`` and ``migrate_v1`` lived here before the
+    method registry; imported on first use (their module imports this one)."""
+    if name in ("ModelConfig", "migrate_v1"):
+        from dfer.methods.specs import fineclipper
+
+        return getattr(fineclipper, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
