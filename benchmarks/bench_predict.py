@@ -56,9 +56,9 @@ def build_checkpoint(path: Path, vit: bool, decode_keys: list[str] | None = None
     (``decode_keys``: only these keys of the decode section, for older code to read it)."""
     import yaml
 
-    from dfer.model.checkpoint import save_checkpoint
-    from dfer.model.config import ModelConfig
-    from dfer.model.fineclip import FineCLIPER
+    from dfer.methods.checkpoint import save_checkpoint
+    from dfer.methods.fineclipper import FineCLIPER
+    from dfer.methods.specs.fineclipper import ModelConfig
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     run = cfg["train"]["runs"]["fineclip_vitb16" if vit else "demo_tiny"]
     model_block = dict(run["model"])

@@ -171,7 +171,7 @@ def step_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Forward or training step per clip, batch_levels false vs true, in this process."""
     import torch
 
-    from dfer.model import FineCLIPER, ModelConfig, count_parameters
+    from dfer.methods.fineclipper import FineCLIPER, ModelConfig, count_parameters
 
     torch.set_num_threads(spec["threads"])
     labels = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]

@@ -22,9 +22,9 @@ from safetensors import safe_open
 from support.dataset import write_synthetic_dataset
 
 from dfer.core.paths import shard_file
-from dfer.model.checkpoint import load_checkpoint, save_checkpoint
-from dfer.model.config import ModelConfig
-from dfer.model.fineclip import FineCLIPER
+from dfer.methods.checkpoint import load_checkpoint, save_checkpoint
+from dfer.methods.fineclipper import FineCLIPER
+from dfer.methods.specs.fineclipper import ModelConfig
 from dfer.train.evaluate import evaluate_checkpoint, summarize_folds
 
 DS = "cov"

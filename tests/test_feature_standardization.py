@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from dfer.model import FineCLIPER, ModelConfig, load_checkpoint, save_checkpoint
+from dfer.methods.checkpoint import load_checkpoint, save_checkpoint
+from dfer.methods.fineclipper import FineCLIPER, ModelConfig
 
 LABELS = ["happiness", "sadness", "neutral"]
 

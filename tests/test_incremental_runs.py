@@ -170,3 +170,69 @@ def test_changing_what_a_fold_learns_retrains_that_run_only(project):
         "train_all[]",
         "train_summary[dataset=demo, run=every]",
     ]
+
+
+def method_run(method: str) -> dict:
+    """TINY_RUN's backbone and data under another method (its own optimiser and sampler
+    defaults), fold 1 of demo."""
+    model = {"method": method, "backbone": "custom", "pretrained": None, "model_cfg": TINY_RUN["model"]["model_cfg"]}
+    if method == "dferclip":
+        model.update(temporal_heads=2, temporal_head_dim=16, temporal_mlp_dim=64, max_frames=2)
+    return {"device": "cpu", "datasets": ["demo"], "folds": [1], "model": model,
+            "data": {"num_frames": 2, "batch_size": 8, "num_workers": 0},
+            "trainer": {"max_epochs": 3, "seed": 0, "accelerator": "cpu", "log_every_n_steps": 1}}
+
+
+METHOD_JOBS = [
+    "evaluate[dataset=demo, run=cl, fold=1]",
+    "evaluate[dataset=demo, run=dc, fold=1]",
+    "train[dataset=demo, run=cl, fold=1]",
+    "train[dataset=demo, run=dc, fold=1]",
+    "train_all[]",
+    "train_summary[dataset=demo, run=cl]",
+    "train_summary[dataset=demo, run=dc]",
+]
+
+
+def test_adding_other_methods_schedules_only_their_jobs(project):
+    """DFER-CLIP and CLIPER read frames only: added to the finished study, they schedule their
+    own train / evaluate / summary jobs and no landmark job, where a FineCLIPER run with
+    landmarks schedules the landmarks stage (the contrast shows the check can fail)."""
+    config = copy.deepcopy(BASE_CONFIG)
+    landmarked = copy.deepcopy(config["train"]["runs"]["first"])
+    landmarked["model"]["use_landmarks"] = True
+    config["train"]["runs"]["fine_lm"] = landmarked
+    write_config(project, config)
+    assert "landmarks[dataset=demo, shard=000]" in dry_run(project)
+    config = copy.deepcopy(BASE_CONFIG)
+    config["train"]["runs"].update(dc=method_run("dferclip"), cl=method_run("cliper"))
+    write_config(project, config)
+    assert dry_run(project) == METHOD_JOBS
+    # a zero-shot entry without `run` applies to the runs whose method can score unseen classes
+    config["train"]["zero_shot"] = [{"train": "demo", "eval": "demo"}]
+    write_config(project, config)
+    zero_shot = {re.search(r"run=([^,\]]+)", job).group(1) for job in dry_run(project) if job.startswith("zero_shot")}
+    assert zero_shot == {"every", "first"}
+
+
+@pytest.mark.slow
+def test_other_methods_train_and_evaluate_through_the_workflow(project):
+    """The rules' `dfer train` / `dfer evaluate` jobs on the declared frames only: each run's
+    fold is trained by its method (train.json, the checkpoint) and scored; the FineCLIPER runs'
+    files are untouched and nothing is left to do."""
+    import json
+
+    before = digests(project / "results" / "demo" / "train")
+    config = copy.deepcopy(BASE_CONFIG)
+    config["train"]["runs"].update(dc=method_run("dferclip"), cl=method_run("cliper"))
+    write_config(project, config)
+    snakemake(project, "train_all")
+    assert dry_run(project) == []
+    train = project / "results" / "demo" / "train"
+    for run, method in (("dc", "dferclip"), ("cl", "cliper")):
+        summary = json.loads((train / run / "fold-1" / "train.json").read_text())
+        assert summary["method"] == method and summary["epochs"] == 3
+        metrics = json.loads((train / run / "fold-1" / "metrics.json").read_text())
+        assert metrics["method"] == method and 0.0 <= metrics["uar"] <= 1.0 and metrics["num_clips"] > 0
+    after = digests(train)
+    assert {k: v for k, v in after.items() if k.split("/")[0] in ("every", "first")} == before

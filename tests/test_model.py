@@ -11,9 +11,9 @@ import torch
 from torch.nn import functional as F
 
 from dfer.core.artifacts import write_safetensors
-from dfer.model import FineCLIPER, ModelConfig, count_parameters, load_checkpoint, save_checkpoint
+from dfer.methods.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from dfer.methods.fineclipper import FineCLIPER, ModelConfig, count_parameters
 from dfer.model.adapters import TextAdapter, TextAdapterStack
-from dfer.model.checkpoint import read_checkpoint
 from dfer.model.text import encode_text
 
 LABELS = ["happiness", "sadness", "neutral"]

@@ -16,7 +16,8 @@ import copy
 import pytest
 import torch
 
-from dfer.model import TINY_CLIP_CFG, FineCLIPER, ModelConfig
+from dfer.methods.fineclipper import FineCLIPER, ModelConfig
+from dfer.model.config import TINY_CLIP_CFG
 
 LABELS = ["happiness", "sadness", "neutral", "anger"]
 

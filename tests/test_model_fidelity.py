@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfer.model import FineCLIPER, ModelConfig, count_parameters
+from dfer.methods.fineclipper import FineCLIPER, ModelConfig, count_parameters
 from dfer.model.backbone import build_clip
 
 LABELS = ["neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger"]

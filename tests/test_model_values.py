@@ -23,7 +23,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dfer.model import FineCLIPER, FineCLIPEROutput, ModelConfig
+from dfer.methods.fineclipper import FineCLIPER, FineCLIPEROutput, ModelConfig
 from dfer.model.adapters import (
     BlockAdapters,
     Bottleneck,
@@ -892,7 +892,7 @@ def test_parameter_counts_and_checkpoint_state_by_hand(clip: torch.nn.Module) ->
     (0.25 x 8), three per block, and the 4 x 8 temporal embedding: 2 x 3 x 42 + 32 = 284.
     Parsing / landmarks: h = 1 (0.104 x 8 rounded), two per block: 2 x 2 x 25 = 100. Text
     branches: h = 1 (0.156 x 8), one per text block: 2 x 25 = 50."""
-    from dfer.model import count_parameters
+    from dfer.methods.fineclipper import count_parameters
 
     m = build(clip)
     counts = count_parameters(m)

@@ -27,7 +27,8 @@ from support.videos import pattern_frames, write_video
 
 from dfer.core import artifacts
 from dfer.manifests import sync_dataset
-from dfer.model import FineCLIPER, ModelConfig, save_checkpoint
+from dfer.methods.checkpoint import save_checkpoint
+from dfer.methods.fineclipper import FineCLIPER, ModelConfig
 from dfer.report.write import build_report
 from dfer.train.evaluate import evaluate_checkpoint
 from dfer.video import decode_shard

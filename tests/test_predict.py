@@ -24,7 +24,7 @@ from dfer.cli import main as cli_main
 from dfer.inference.overlay import BAND, TILE, overlay_names
 from dfer.inference.predict import Predictor, predict_videos
 from dfer.inference.sources import expand_sources
-from dfer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from dfer.methods.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from dfer.train.data import ClipDataset, DataConfig, fold_split, load_clip_table
 from dfer.train.fit import train_fold
 from dfer.train.inputs import needs_for
@@ -429,3 +429,36 @@ def test_an_older_checkpoint_is_decoded_as_its_training_frames_were(checkpoint, 
     over = Predictor(old, device="cpu", preprocessing={**rest, "decode": {"quick_frames": 1}})
     assert over.decode_cfg.quick_frames == 1 and over.decode_cfg.detect_scale == 1.0
     assert DecodeConfig.from_provenance(None) == DecodeConfig()
+
+
+def test_dferclip_checkpoint_predicts_from_frames_alone(face, tmp_path):
+    """``dfer predict`` with another method's checkpoint (DFER-CLIP, policy ``full``): no
+    landmark or parsing model is loaded, and each clip's probabilities are the saved model's
+    forward pass on the decoded frames, computed here without the predictor."""
+    from dfer.methods.registry import build_model
+    from dfer.video import decode_clip
+
+    tiny = {"embed_dim": 32, "quick_gelu": True,
+            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    block = {"backbone": "custom", "pretrained": None, "model_cfg": tiny, "temporal_heads": 2,
+             "temporal_head_dim": 16, "temporal_mlp_dim": 64, "max_frames": 4}
+    torch.manual_seed(0)
+    model = build_model("dferclip", block, ["happiness", "sadness", "anger"]).eval()
+    with torch.no_grad():  # a tuned tower: the checkpoint must carry it
+        for p in model.clip.visual.parameters():
+            p.add_(0.01 * torch.randn(p.shape))
+    ckpt = save_checkpoint(tmp_path / "dc.safetensors", model, run="dc",
+                           params={"model": {"method": "dferclip", **block}, "data": {"num_frames": 4}},
+                           preprocessing={"decode": {**PRE["decode"], "size": 32}})  # the tower's size
+    predictor = Predictor(ckpt, device="cpu")
+    assert predictor.landmarks_cfg is None and predictor.parsing_cfg is None
+    [got] = predict_videos(ckpt, [face["video"]], device="cpu", batch_size=1)
+    assert got.error is None and got.labels == ["happiness", "sadness", "anger"]
+    decoded = decode_clip(face["video"], "video", predictor.decode_cfg)
+    assert decoded.frames.shape[0] == 4  # segment centres of 4 stored frames: all of them
+    with torch.no_grad():
+        want = model(torch.from_numpy(np.ascontiguousarray(decoded.frames))[None]).probabilities()[0].numpy()
+    # crops at the tower's size: no resize on either side, the same arithmetic (the frames in
+    # reverse order move these saturated probabilities by 2e-5 only)
+    np.testing.assert_allclose(got.probs, want, rtol=0, atol=1e-7)

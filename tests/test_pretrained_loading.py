@@ -16,8 +16,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dfer.model import TINY_CLIP_CFG, FineCLIPER, ModelConfig
+from dfer.methods.fineclipper import FineCLIPER, ModelConfig
 from dfer.model.backbone import OPENAI_EXTRA_KEYS
+from dfer.model.config import TINY_CLIP_CFG
 
 NAME = "dfer-test-tiny-vit"  # registered through open_clip's add_model_config
 LABELS = ["happiness", "sadness"]

@@ -24,7 +24,7 @@ from dfer.cli import main as cli_main
 from dfer.core.artifacts import read_meta, read_parquet, write_parquet
 from dfer.core.integrity import DamagedArtifact
 from dfer.core.paths import manifest_file, shard_file
-from dfer.model.checkpoint import load_checkpoint, read_checkpoint
+from dfer.methods.checkpoint import load_checkpoint, read_checkpoint
 from dfer.train.data import (
     ClipDataset,
     DataConfig,
@@ -356,7 +356,7 @@ def test_cli_train_evaluate_summarize(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_levels_are_decided_once() -> None:
     """The rules pass a run's raw model block, the trainer a ModelConfig: the same levels, with
     the model config's defaults for unset ones; parsing reads the landmarks' files too."""
-    from dfer.model.config import ModelConfig
+    from dfer.methods.specs.fineclipper import ModelConfig
 
     for block in ({}, {"use_parsing": False}, {"use_landmarks": False, "use_captions": False}):
         assert needs_for(block) == needs_for(ModelConfig.from_dict(block))

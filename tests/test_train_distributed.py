@@ -33,10 +33,10 @@ from support.dataset import write_synthetic_dataset
 from support.share_worker import batch_rows, image_batch, share_worker, tiny_model, train_step
 
 from dfer.core.paths import RESUME
+from dfer.methods.checkpoint import read_checkpoint
+from dfer.methods.fineclipper import FineCLIPER
+from dfer.methods.specs.fineclipper import ModelConfig
 from dfer.model.batch_share import BatchShare
-from dfer.model.checkpoint import read_checkpoint
-from dfer.model.config import ModelConfig
-from dfer.model.fineclip import FineCLIPER
 from dfer.train import resume
 from dfer.train.config import RunConfig, lightning_devices, result_params
 from dfer.train.distributed import EpochOrder, RankBatches, RankSlices, rank_rows

@@ -129,7 +129,8 @@ def train_step(args: argparse.Namespace, device: str, peak: float | None) -> lis
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dfer.model import TINY_CLIP_CFG, FineCLIPER, ModelConfig
+    from dfer.methods.fineclipper import FineCLIPER, ModelConfig
+    from dfer.model.config import TINY_CLIP_CFG
 
     rows = []
     for levels in (1, 3):

@@ -150,6 +150,24 @@ def _section_problems(config: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str]
         if zs.get("run") and zs["run"] not in runs:
             yield ("train", "zero_shot", i, "run"), (
                 f"run {zs['run']!r} is not a key of train.runs (known: {', '.join(sorted(runs))})")
+        elif zs.get("run"):
+            spec = _run_method(runs[zs["run"]])
+            if spec is not None and not spec.zero_shot:
+                yield ("train", "zero_shot", i, "run"), (
+                    f"run {zs['run']!r} trains {spec.title} (model.method {spec.name}), which cannot "
+                    "score classes it was not trained on: zero-shot needs a method whose text side "
+                    "takes class names (docs/methods.md)")
+
+
+def _run_method(params: Mapping[str, Any] | None) -> Any:
+    """The registry's spec of a run's ``model.method``, or None when it names no known method
+    (that problem is reported with the run's own block)."""
+    from dfer.methods.registry import split_model_block  # torch-free
+
+    try:
+        return split_model_block((params or {}).get("model"))[0]
+    except (TypeError, ValueError):
+        return None
 
 
 def config_problem(config: Mapping[str, Any], schema_file: str | Path,

@@ -59,14 +59,20 @@ def write_synthetic_dataset(
     num_shards: int = 2,
     failed: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
+    labels: Sequence[str] | None = None,
 ) -> list[str]:
     """Write every upstream artifact of a synthetic dataset; return its clip ids.
+
+    ``labels``: the class names (default ``class0`` ...); methods whose class text comes from
+    the class name (DFER-CLIP's descriptors) need real expression names.
 
     ``failed`` maps a stage (``frames``, ``landmarks``, ``parsing``, ``captions``) to clip ids
     that are absent from that stage's outputs (recorded in its failures table instead).
     """
     rng = np.random.default_rng(seed)
-    labels = [f"class{c}" for c in range(num_classes)]
+    labels = list(labels) if labels is not None else [f"class{c}" for c in range(num_classes)]
+    if len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} labels for {num_classes} classes")
     failed = {k: set(v) for k, v in (failed or {}).items()}
     rows = []
     for c in range(num_classes):

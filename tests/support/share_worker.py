@@ -11,9 +11,9 @@ import os
 
 import torch
 
+from dfer.methods.fineclipper import FineCLIPER
+from dfer.methods.specs.fineclipper import ModelConfig
 from dfer.model.batch_share import BatchShare
-from dfer.model.config import ModelConfig
-from dfer.model.fineclip import FineCLIPER
 from dfer.train.distributed import rank_rows
 
 LABELS = ["c0", "c1", "c2", "c3"]

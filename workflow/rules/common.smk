@@ -41,6 +41,7 @@ from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
 from dfer.core.sharding import SHARD_REGEX  # noqa: E402
 from dfer.train import execution as run_execution  # noqa: E402
 from dfer.train.inputs import INPUT_OPTIONS, declared_files, needs_for  # noqa: E402
+from dfer.methods.registry import split_model_block  # noqa: E402
 
 RESULTS = config["results"]
 # Each stage's artifact folder under results/{dataset}/, from dfer.core.paths.
@@ -321,6 +322,11 @@ def run_model(run):
     return TRAIN_RUNS[run].get("model", {}) or {}
 
 
+def run_method(run):
+    """The run's method (dfer.methods.registry; `model.method`, default fineclipper)."""
+    return split_model_block(run_model(run))[0]
+
+
 def data_inputs(run, ds):
     """Every file a run's model reads of dataset `ds`, by kind (manifest, frames, landmarks,
     parsing, captions, failures): dfer.train.inputs decides which, for the rules and the
@@ -428,7 +434,9 @@ def train_targets():
     key); an entry without `run` applies to the runs that train on `train` anyway."""
     targets = [run_summary_path(ds, run) for run in TRAIN_RUNS for ds in run_datasets(run)]
     for zs in TRAIN.get("zero_shot", []) or []:
-        for run in [zs["run"]] if zs.get("run") else list(TRAIN_RUNS):
+        # an entry without `run`: the runs whose method can score unseen classes (the config
+        # check refuses an entry naming a run whose method cannot)
+        for run in [zs["run"]] if zs.get("run") else [r for r in TRAIN_RUNS if run_method(r).zero_shot]:
             trains = zs.get("run") or zs["train"] in run_datasets(run)
             if trains and zs["train"] in DATASETS and zs["eval"] in DATASETS:
                 targets.append(run_summary_path(zs["eval"], run, source=zs["train"]))

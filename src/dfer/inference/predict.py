@@ -7,9 +7,10 @@ through the stages' in-memory per-clip APIs (:func:`dfer.video.decode_clip`,
 :func:`dfer.train.data.prepare_clip`. Middle-level stages run only when the model uses them.
 
 :class:`Predictor` loads the model and the detectors once and is then applied to any number of
-clips, a batch of ``batch_size`` clips per forward pass. The forward pass computes what
-:meth:`dfer.train.module.FineCLIPERModule.predict_step` computes (softmax of the float logits,
-eval mode, no autograd) without building a Lightning ``Trainer``: importing Lightning alone
+clips, a batch of ``batch_size`` clips per forward pass, whatever the checkpoint's method
+(dfer.methods.registry). The forward pass computes what
+:meth:`dfer.train.module.DFERModule.predict_step` computes (softmax of the float logits averaged
+over the run's test views, eval mode, no autograd) without building a Lightning ``Trainer``: importing Lightning alone
 costs seconds of start-up (it pulls in torchmetrics, torchvision and torch._dynamo), which is
 most of what a one-clip invocation would pay; ``tests/test_predict.py`` checks that both give
 the same probabilities.
@@ -30,11 +31,12 @@ import torch
 
 from dfer.core.devices import resolve_device
 from dfer.inference.sources import Source, expand_sources
-from dfer.model.checkpoint import load_checkpoint
-from dfer.model.fineclip import FineCLIPER
+from dfer.methods import api
+from dfer.methods.checkpoint import load_checkpoint
+from dfer.methods.registry import spec_of_model
 from dfer.train.config import DataConfig
 
-#: the keyword arguments of :meth:`FineCLIPER.forward` a prepared clip may carry
+#: the batch keys a prepared clip may carry (each method's forward takes those it declares)
 MODEL_INPUTS = ("frames", "parsing", "landmarks")
 
 
@@ -136,19 +138,22 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
         model, meta = load_checkpoint(checkpoint, overrides=model_overrides, labels=labels)
-        self.model: FineCLIPER = model.to(self.device).eval()
+        self.model: torch.nn.Module = model.to(self.device).eval()
+        self.spec = spec_of_model(model)
         self.meta = meta
         pre = dict(meta.get("preprocessing") or {})
         for section, values in (preprocessing or {}).items():
             pre[section] = {**pre.get(section, {}), **dict(values)}
         self.preprocessing = pre
-        self.data = DataConfig.from_dict(dict((meta.get("params") or {}).get("data") or {}))
+        self.data = DataConfig.for_method(self.spec, (meta.get("params") or {}).get("data"))
         self.image_size = int(self.data.image_size or self.model.image_size)
         self.decode_cfg = DecodeConfig.from_provenance(pre.get("decode"))
-        cfg = self.model.cfg
+        from dfer.train.evaluate import prediction_needs
+
+        self.needs = prediction_needs(self.model.cfg)[0]
         self.landmarks_cfg = self.parsing_cfg = None
         self.renderers = None
-        if cfg.use_landmarks or cfg.use_parsing:
+        if self.needs.landmarks or self.needs.parsing:
             # resolved and loaded once: a per-clip call then neither re-decides ``auto`` nor
             # reloads a model (the dlib predictor alone is a 100 MB file)
             from dfer.landmarks import api as landmarks_api
@@ -160,7 +165,7 @@ class Predictor:
             self.landmarks_cfg = dataclasses.replace(lm, backend=choice.backend)
             landmarks_api.load_models(self.landmarks_cfg, choice)
             self.renderers = default_renderers()
-        if cfg.use_parsing:
+        if self.needs.parsing:
             from dfer.parsing import api as parsing_api
             from dfer.parsing.config import ParsingConfig
 
@@ -211,7 +216,7 @@ class Predictor:
             from dfer.parsing.api import parse_clip
 
             maps = parse_clip(frames, points, self.parsing_cfg)
-        use_points = points if self.model.cfg.use_landmarks else None
+        use_points = points if self.needs.landmarks else None
         item = prepare_clip(frames, use_points, maps, self.data, self.image_size, self.renderers)
         return _Prepared(source, item, num_source, time.perf_counter() - start,
                          frames if keep_crops else None, points if keep_crops else None,
@@ -221,13 +226,14 @@ class Predictor:
     def probabilities(self, items: Sequence[Mapping[str, torch.Tensor]]) -> np.ndarray:
         """Class probabilities ``[B, C]`` of prepared clips (unbatched tensors), one forward.
 
-        The computation of ``FineCLIPERModule.predict_step``: eval mode, no autograd,
-        ``FineCLIPEROutput.probabilities``.
+        The computation of ``DFERModule.predict_step``: eval mode, no autograd, the output's
+        ``probabilities()`` averaged over the run's test views.
         """
         batch = {k: torch.stack([it[k] for it in items]).to(self.device)
                  for k in MODEL_INPUTS if k in items[0]}
         with torch.inference_mode():
-            return self.model(**batch).probabilities().cpu().numpy()
+            probs, _ = api.view_outputs(self.model, self.spec, batch, self.data.test_views)
+            return probs.cpu().numpy()
 
     def predict(self, sources: Iterable[Source], keep_crops: bool = False) -> Iterator[Prediction]:
         """One :class:`Prediction` per source, in order; a clip that fails yields its error and

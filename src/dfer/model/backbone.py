@@ -18,15 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from dfer.model.config import ModelConfig
+from dfer.model.config import BackboneConfig
 
 log = logging.getLogger(__name__)
 
 Tokenizer = Callable[[list[str]], torch.Tensor]
 
 
-def build_clip(cfg: ModelConfig) -> tuple[nn.Module, Tokenizer]:
-    """Return ``(clip_model, tokenizer)`` for ``cfg``, frozen, eval mode, on CPU."""
+def build_clip(cfg: Any) -> tuple[nn.Module, Tokenizer]:
+    """Return ``(clip_model, tokenizer)`` for ``cfg`` (a :class:`BackboneConfig` or any method
+    config with its keys), frozen, eval mode, on CPU."""
     # random init draws from a fixed seed without touching the caller's random state: with
     # ``pretrained`` null the frozen weights are not in the checkpoint and must be re-created
     # bit for bit; with weights the draw is overwritten and the seed does not matter
@@ -40,17 +41,18 @@ def build_open_clip(
 ) -> tuple[nn.Module, Tokenizer]:
     """:func:`build_clip` from the four backbone keys every CLIP-based method's config has.
 
-    The keys mean what they mean in :class:`ModelConfig` (and are checked by its rules: a
+    The keys mean what they mean in FineCLIPER's ``ModelConfig`` (and are checked by the
+    shared rules of :class:`BackboneConfig`: a
     ``model_cfg`` with a named backbone and no weights file is refused, and so on), so DFER-CLIP
     and CLIPER load weights exactly as FineCLIPER does. Frozen and in eval mode, like
     :func:`build_clip`: a method that tunes a tower switches it on itself.
     """
-    cfg = ModelConfig(backbone=backbone, pretrained=pretrained, model_cfg=model_cfg, init_seed=init_seed)
+    cfg = BackboneConfig(backbone=backbone, pretrained=pretrained, model_cfg=model_cfg, init_seed=init_seed)
     cfg.validate()
     return build_clip(cfg)
 
 
-def _build_clip(cfg: ModelConfig) -> tuple[nn.Module, Tokenizer]:
+def _build_clip(cfg: Any) -> tuple[nn.Module, Tokenizer]:
     import open_clip
 
     explicit = cfg.open_clip_cfg()

@@ -1,13 +1,18 @@
 """A training run's settings, parsed from the run's JSON ``--params``: every block's
 dataclass lives here, so one file says what a run can set.
 
-A run (``train.runs.<name>`` in config.yaml) has a ``model`` block (:class:`ModelConfig`), a
-``data`` block (:class:`DataConfig`), ``optim`` and ``trainer`` blocks, and bookkeeping keys
-(``dataset``, ``folds``, ``kind``, ``source``, ``eval``) used by the workflow.
+A run (``train.runs.<name>`` in config.yaml) has a ``model`` block (``model.method`` picks
+the method, default ``fineclipper``; the other keys are that method's config, checked by the
+method registry), a ``data`` block (:class:`DataConfig`), ``optim`` (:class:`OptimConfig`) and
+``trainer`` blocks, and bookkeeping keys (``dataset``, ``folds``, ``kind``, ``source``,
+``eval``) used by the workflow. The ``data``, ``optim`` and ``trainer`` keys a run leaves out
+take its method's defaults (:attr:`dfer.methods.registry.MethodSpec.data` etc.), then the
+dataclasses' own (FineCLIPER's).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,7 +21,8 @@ import torch
 
 from dfer.core.devices import resolve_device
 from dfer.core.strict_config import from_mapping
-from dfer.model.config import ModelConfig
+from dfer.methods.registry import MethodSpec, get_method, parse_model_block
+from dfer.train.sampling import CROP_RULES, RANDOM_SAMPLERS, SAMPLERS, TEST_VIEWS
 from dfer.train.shard_reader import DEFAULT_MAX_OPEN
 
 _BOOKKEEPING = {"dataset", "datasets", "folds", "kind", "source", "eval", "device", "description"}
@@ -59,10 +65,53 @@ class DataConfig:
     #: (``wrong``: metrics over the whole official test split, as published figures are) or is
     #: left out (``exclude``: metrics over the scored clips). metrics.json holds both.
     unscored_clips: Literal["wrong", "exclude"] = "wrong"
+    # --- frame samplers and augmentation (dfer.train.sampling; defaults: the method's) ----------
+    #: how training picks ``num_frames`` of the stored frames: ``uniform``, ``jitter``,
+    #: ``segment_random`` (DFER-CLIP), ``window_random`` (consecutive frames, S2D-style);
+    #: None = ``jitter`` with ``temporal_jitter``, else ``uniform``
+    train_sampler: str | None = None
+    #: how evaluation and ``dfer predict`` pick them: ``uniform``, ``segment_centre`` (DFER-CLIP),
+    #: ``window_centre``
+    test_sampler: str = "uniform"
+    #: colour jitter of the face frames while training (torchvision ``ColorJitter`` ranges)
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    rotation: float = 0.0  #: random rotation while training, degrees either way
+    #: random resized crop while training: the share of the frame's area (null: no crop), the
+    #: aspect ratio range, and whose rule draws the box (``group``: DFER-CLIP's, ``torchvision``)
+    crop_scale: list[float] | None = None
+    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    crop_rule: str = "group"
+    #: test-time views whose probabilities are averaged: ``identity``, ``hflip`` (frames only)
+    test_views: list[str] = field(default_factory=lambda: ["identity"])
+
+    @property
+    def train_frames(self) -> str:
+        """The training frame sampler (``train_sampler``, resolved)."""
+        if self.train_sampler is not None:
+            return self.train_sampler
+        return "jitter" if self.temporal_jitter else "uniform"
+
+    @property
+    def augments(self) -> bool:
+        """Whether any augmentation beyond the flip is on."""
+        return bool(self.brightness or self.contrast or self.saturation or self.hue or self.rotation
+                    or self.crop_scale is not None)
+
+    @classmethod
+    def for_method(cls, method: str | MethodSpec, data: Mapping[str, Any] | None,
+                   overrides: Mapping[str, Any] | None = None) -> DataConfig:
+        """A run's data block over its method's defaults (evaluation and ``dfer predict`` read
+        the block a checkpoint stored the same way training did), then ``overrides``."""
+        spec = method if isinstance(method, MethodSpec) else get_method(method)
+        return cls.from_dict({**dict(spec.data), **dict(data or {}), **dict(overrides or {})})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DataConfig:
         cfg = from_mapping(cls, data, "data config key")
+        cfg._check_sampling()
         if cfg.class_loss not in ("error", "warn"):
             raise ValueError(f"data.class_loss must be 'error' or 'warn', got {cfg.class_loss!r}")
         if not 0 <= cfg.max_class_loss <= 1:
@@ -75,13 +124,122 @@ class DataConfig:
             raise ValueError(f"data.max_open_shards must be >= 1, got {cfg.max_open_shards}")
         return cfg
 
+    def _check_sampling(self) -> None:
+        """Refuse an unknown sampler, a random test sampler, bad ranges, naming the key."""
+        if self.train_sampler is not None and self.train_sampler not in SAMPLERS:
+            raise ValueError(f"data.train_sampler must be one of {list(SAMPLERS)}, got {self.train_sampler!r}")
+        if self.temporal_jitter and self.train_sampler not in (None, "jitter"):
+            raise ValueError(f"data.temporal_jitter: true asks for the jitter sampler but data.train_sampler "
+                             f"is {self.train_sampler!r}; set one of them")
+        if self.test_sampler not in SAMPLERS or self.test_sampler in RANDOM_SAMPLERS:
+            allowed = [s for s in SAMPLERS if s not in RANDOM_SAMPLERS]
+            raise ValueError(f"data.test_sampler must be one of {allowed} (evaluation draws nothing at "
+                             f"random), got {self.test_sampler!r}")
+        for key in ("brightness", "contrast", "saturation", "rotation"):
+            if float(getattr(self, key)) < 0:
+                raise ValueError(f"data.{key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= float(self.hue) <= 0.5:
+            raise ValueError(f"data.hue must be in 0..0.5, got {self.hue}")
+        scale = self.crop_scale
+        if scale is not None and (len(scale) != 2 or not 0 < float(scale[0]) <= float(scale[1]) <= 1):
+            raise ValueError(f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got {scale}")
+        if len(self.crop_ratio) != 2 or not 0 < float(self.crop_ratio[0]) <= float(self.crop_ratio[1]):
+            raise ValueError(f"data.crop_ratio must be [low, high] with 0 < low <= high, got {self.crop_ratio}")
+        if self.crop_rule not in CROP_RULES:
+            raise ValueError(f"data.crop_rule must be one of {list(CROP_RULES)}, got {self.crop_rule!r}")
+        bad = [v for v in self.test_views if v not in TEST_VIEWS]
+        if not self.test_views or bad:
+            raise ValueError(f"data.test_views must be a non-empty list of {list(TEST_VIEWS)}, got {self.test_views}")
+
 
 @dataclass
-class OptimConfig:
+class StageConfig:
+    """One optimiser stage: which parameter groups train, with which optimiser and schedule.
+
+    The top-level keys of a run's ``optim`` block are its single stage (FineCLIPER: AdamW over
+    every tunable parameter, linear warm-up then cosine decay per step); ``optim.stages`` lists
+    several (CLIPER: the descriptors first, then a new optimiser on the image tower), each
+    overriding the top-level keys for its ``epochs``. dfer.train.optim builds them.
+    """
+
+    #: epochs of this stage; None: to the end of training (the last stage only)
+    epochs: int | None = None
+    #: the method's parameter groups (``MethodSpec.groups``) this stage trains; None: every group
+    groups: list[str] | None = None
+    optimizer: str = "adamw"  #: ``adamw`` | ``sgd``
     lr: float = 1e-3
+    #: learning rate per parameter group (others: ``lr``); DFER-CLIP's three rates
+    group_lr: dict[str, float] | None = None
     weight_decay: float = 0.05
-    warmup_fraction: float = 0.1  # of all optimizer steps, linear warmup then cosine decay
+    #: weight decay on 1-d parameters (biases, norms) too; FineCLIPER exempts them (false)
+    decay_1d: bool = False
+    momentum: float = 0.9  #: SGD only
+    eps: float = 1e-8  #: AdamW only
+    #: ``warmup_cosine`` (per step: linear warm-up over ``warmup_fraction`` of the stage's
+    #: steps, then cosine to ``min_lr_ratio``), ``multistep`` (per epoch: x ``gamma`` at each
+    #: of ``milestones``, counted from the stage's start), ``cosine_restarts`` (per epoch:
+    #: ``CosineAnnealingWarmRestarts(t0, t_mult, eta_min)``) or ``constant``
+    schedule: str = "warmup_cosine"
+    warmup_fraction: float = 0.1
     min_lr_ratio: float = 0.01
+    milestones: list[int] = field(default_factory=lambda: [30, 40])
+    gamma: float = 0.1
+    t0: int = 10
+    t_mult: int = 1
+    eta_min: float = 0.0
+
+    def check(self, where: str = "optim") -> StageConfig:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"{where}.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"{where}.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.epochs is not None and int(self.epochs) < 1:
+            raise ValueError(f"{where}.epochs must be >= 1 (or null: to the end), got {self.epochs}")
+        if self.groups is not None and not self.groups:
+            raise ValueError(f"{where}.groups must name at least one parameter group (null: all)")
+        if self.t0 < 1 or self.t_mult < 1:
+            raise ValueError(f"{where}.t0 and t_mult must be >= 1")
+        return self
+
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("warmup_cosine", "multistep", "cosine_restarts", "constant")
+_STAGE_KEYS = {f.name for f in dataclasses.fields(StageConfig)}
+
+
+@dataclass
+class OptimConfig(StageConfig):
+    """The ``optim`` block: one stage (its own keys) or ``stages``, each a mapping of
+    :class:`StageConfig` keys over the block's own."""
+
+    stages: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> OptimConfig:
+        cfg = from_mapping(cls, data, "optim config key")
+        cfg.resolved_stages()  # checks every stage now, before any job runs
+        return cfg
+
+    def resolved_stages(self) -> list[StageConfig]:
+        """The stages in order, each a complete :class:`StageConfig`; the last one runs to the
+        end of training (its ``epochs`` is ignored)."""
+        base = {k: getattr(self, k) for k in _STAGE_KEYS}
+        if not self.stages:
+            return [StageConfig(**{**base, "epochs": None}).check()]
+        out = []
+        for i, stage in enumerate(self.stages):
+            where = f"optim.stages[{i}]"
+            if not isinstance(stage, Mapping):
+                raise ValueError(f"{where} must be a mapping of optim keys, got {stage!r}")
+            unknown = sorted(set(stage) - _STAGE_KEYS)
+            if unknown:
+                raise ValueError(f"unknown {where} key(s) {unknown}; known: {', '.join(sorted(_STAGE_KEYS))}")
+            last = i == len(self.stages) - 1
+            parsed = from_mapping(StageConfig, {**base, "epochs": None, **stage}, f"{where} key").check(where)
+            if not last and parsed.epochs is None:
+                raise ValueError(f"{where}.epochs is needed: only the last stage runs to the end")
+            out.append(parsed)
+        return out
 
 
 #: The strategies a run may name: ``auto`` (one process, or DDP when ``devices`` x ``num_nodes``
@@ -128,12 +286,24 @@ class TrainerConfig:
 
 @dataclass
 class RunConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    #: the method's config (FineCLIPER's ``ModelConfig``, ``DFERCLIPConfig``, ...)
+    model: Any = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     device: str = "auto"  # auto | cpu | cuda: where training / evaluation runs
     raw: dict[str, Any] = field(default_factory=dict)
+    #: ``model.method`` (the registry's name)
+    method: str = "fineclipper"
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = get_method(self.method).parse({})
+
+    @property
+    def spec(self) -> MethodSpec:
+        """The run's method (dfer.methods.registry)."""
+        return get_method(self.method)
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any] | None) -> RunConfig:
@@ -144,13 +314,15 @@ class RunConfig:
                 f"unknown run key(s) {unknown}; expected model, data, optim, trainer, "
                 f"{', '.join(sorted(_BOOKKEEPING))}"
             )
+        spec, model = parse_model_block(params.get("model"))
         return cls(
-            model=ModelConfig.from_dict(params.get("model")),
-            data=DataConfig.from_dict(params.get("data")),
-            optim=_strict(OptimConfig, params.get("optim"), "optim"),
-            trainer=_strict(TrainerConfig, params.get("trainer"), "trainer"),
+            model=model,
+            data=DataConfig.for_method(spec, params.get("data")),
+            optim=OptimConfig.from_dict({**dict(spec.optim), **dict(params.get("optim") or {})}),
+            trainer=_strict(TrainerConfig, {**dict(spec.trainer), **dict(params.get("trainer") or {})}, "trainer"),
             device=str(params.get("device", "auto")),
             raw=params,
+            method=spec.name,
         )._checked()
 
     def _checked(self) -> RunConfig:

@@ -38,12 +38,20 @@ from torch.utils.data import Dataset
 
 from dfer.core.artifacts import read_meta, read_parquet
 from dfer.core.clip_losses import UNRECORDED, lost_clips, read_failures
-from dfer.core.frame_sampling import jittered_indices, uniform_indices
+from dfer.core.frame_sampling import uniform_indices
 from dfer.core.paths import PARQUET, SAFETENSORS, manifest_file
 from dfer.core.sharding import shard_name, shard_of, shards_in
 from dfer.manifests.labels import label_order_note
 from dfer.train.config import DataConfig
 from dfer.train.inputs import KINDS, DataInputs, Needs, kinds_read, stages_read
+from dfer.train.sampling import (
+    AUGMENT_STREAM,
+    Augment,
+    apply_colour,
+    apply_geometry,
+    draw_augment,
+    frame_indices,
+)
 from dfer.train.shard_reader import ShardReader, SideStore
 
 __all__ = ["DataConfig", "Needs"]  # re-exported: their home is config / inputs
@@ -464,10 +472,14 @@ class ClipDataset(Dataset):
             frames = np.ascontiguousarray(frames[:, :, ::-1])
             points = mirror_points(points, frames.shape[2]) if points is not None else None
             maps = mirror_parsing(maps) if maps is not None else None
-        # temporal jitter per (seed, epoch, clip), a stream apart from the flip's
+        # the training frame draw and the augmentation per (seed, epoch, clip), each a stream
+        # apart from the flip's
         rng = np.random.default_rng([self.seed, self.epoch, i, 1]) if self.train else None
+        aug_rng = (np.random.default_rng([self.seed, self.epoch, i, AUGMENT_STREAM])
+                   if self.train and self.cfg.augments else None)
         item = prepare_clip(frames, points, maps, self.cfg, self.size,
-                            self.renderers() if self.needs.landmarks or self.needs.parsing else None, rng)
+                            self.renderers() if self.needs.landmarks or self.needs.parsing else None, rng,
+                            aug_rng)
         if self.needs.captions and self.table.has_captions:
             offset = int(row["cap_offset"])
             # None: no caption for this clip (captions optional for this table)
@@ -483,28 +495,36 @@ def prepare_clip(
     size: int,
     renderers: tuple[Renderer, Renderer] | None,
     rng: np.random.Generator | None = None,
+    augment_rng: np.random.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Model inputs of one clip from its decoded arrays (shared by training and ``dfer predict``).
 
     ``frames`` uint8 [T, S, S, 3]; ``points`` [T, 68, 2] crop pixels or None (level off);
     ``maps`` uint8 [T, S, S] or None. Returns uint8 ``frames`` / ``landmarks`` / ``parsing``
-    tensors ``[t, size, size, 3]``, frames subsampled to ``cfg.num_frames`` and the middle level
-    to ``cfg.mid_frames`` of those. ``rng`` (training only) draws the frames with
-    ``cfg.temporal_jitter``; without it the evenly spaced frames are used. A clip of one frame
-    (a still image, stored once by the decode stage) is that frame ``cfg.num_frames`` times, so
-    the model sees ``[T, size, size, 3]`` as for a video.
+    tensors ``[t, size, size, 3]``: ``cfg.num_frames`` frames picked by the training sampler
+    (``cfg.train_frames``) when ``rng`` is given (training), else by ``cfg.test_sampler``
+    (dfer.train.sampling), and the middle level on ``cfg.mid_frames`` of those. A clip of one
+    frame (a still image, stored once by the decode stage) is that frame ``cfg.num_frames``
+    times, so the model sees ``[T, size, size, 3]`` as for a video. ``augment_rng`` (training
+    only) draws the clip's augmentation (colour on the frames; rotation and crop on every level
+    alike).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames have shape {frames.shape}, expected [T, S, S, 3]")
     t, crop = frames.shape[0], frames.shape[1]
     if t == 1:
         idx = np.zeros(cfg.num_frames or 1, dtype=np.int64)
-    elif cfg.temporal_jitter and rng is not None:
-        idx = jittered_indices(t, cfg.num_frames, rng)
     else:
-        idx = uniform_indices(t, cfg.num_frames)
+        sampler = cfg.train_frames if rng is not None else cfg.test_sampler
+        idx = frame_indices(sampler, t, cfg.num_frames, rng)
     mid_idx = idx[uniform_indices(len(idx), cfg.mid_frames)]
-    item: dict[str, torch.Tensor] = {"frames": _resize(torch.from_numpy(np.ascontiguousarray(frames[idx])), size)}
+    aug = (draw_augment(cfg, augment_rng, frames.shape[1], frames.shape[2])
+           if augment_rng is not None and cfg.augments else Augment())
+    picked = torch.from_numpy(np.ascontiguousarray(frames[idx]))
+    if aug.any:
+        picked = apply_geometry(apply_colour(picked, aug), aug, size)
+    item: dict[str, torch.Tensor] = {"frames": _resize(picked, size)}
+    geometry = Augment(angle=aug.angle, crop=aug.crop)  # the middle level: no colour change
     if points is not None:
         if renderers is None:
             raise ValueError("rendering landmarks needs renderers")
@@ -518,7 +538,7 @@ def prepare_clip(
 
             faces = _resize(torch.from_numpy(np.ascontiguousarray(frames[mid_idx])), size).numpy()
             imgs = [overlay_on_face(face, img) for face, img in zip(faces, imgs, strict=True)]
-        item["landmarks"] = _resize(torch.from_numpy(np.stack(imgs)), size)
+        item["landmarks"] = _resize(apply_geometry(torch.from_numpy(np.stack(imgs)), geometry, size), size)
     if maps is not None:
         if renderers is None:
             raise ValueError("rendering parsing maps needs renderers")
@@ -526,7 +546,7 @@ def prepare_clip(
             raise ValueError(f"{len(maps)} parsing maps for {t} video frames")
         render_parsing = renderers[1]
         imgs = [np.asarray(render_parsing(maps[j], size)) for j in mid_idx]
-        item["parsing"] = _resize(torch.from_numpy(np.stack(imgs)), size)
+        item["parsing"] = _resize(apply_geometry(torch.from_numpy(np.stack(imgs)), geometry, size), size)
     return item
 
 

@@ -38,7 +38,9 @@ from torch.utils.data import DataLoader
 from dfer.core.artifacts import provenance, write_bytes_atomic, write_parquet
 from dfer.core.devices import resolve_device
 from dfer.core.paths import CONFUSION, METRICS, PREDICTIONS
-from dfer.model.checkpoint import load_checkpoint
+from dfer.manifests.labels import canonical_label
+from dfer.methods.checkpoint import load_checkpoint
+from dfer.methods.registry import spec_of_model
 from dfer.train.config import DataConfig, auto_precision, lightning_devices
 from dfer.train.data import (
     ClipDataset,
@@ -52,7 +54,7 @@ from dfer.train.data import (
 from dfer.train.inputs import DataInputs, Needs, needs_for
 from dfer.train.label_mapping import is_zero_shot, label_prompts_for
 from dfer.train.metrics import compute_metrics, plot_confusion
-from dfer.train.module import FineCLIPERModule, explanations
+from dfer.train.module import DFERModule, explanations
 
 __all__ = ["EXPLAIN_FIELDS", "PREDICTIONS_SCHEMA", "evaluate_checkpoint", "explanations",
            "prediction_needs", "summarize_folds"]
@@ -91,17 +93,20 @@ class Predictions:
 
 
 def predict_split(model: torch.nn.Module, loader: DataLoader, device: str, out: str | Path,
-                  num_labels: int) -> Predictions:
+                  num_labels: int, test_views: Sequence[str] = ("identity",)) -> Predictions:
     """The model over every batch of ``loader``, through Lightning's ``trainer.predict``
-    (:meth:`FineCLIPERModule.predict_step`: device placement and autocast are Lightning's).
-    One process on one device (``cuda:N`` is the N-th visible GPU), whatever the run trained on."""
+    (:meth:`DFERModule.predict_step`: device placement and autocast are Lightning's), the
+    probabilities averaged over ``test_views``. One process on one device (``cuda:N`` is the
+    N-th visible GPU), whatever the run trained on."""
     accelerator, devices = lightning_devices(device, 1)
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices,
         precision=auto_precision(device), logger=False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=True, default_root_dir=str(out),
     )
-    steps = trainer.predict(FineCLIPERModule(model), dataloaders=loader) or []
+    module = DFERModule(model)
+    module.test_views = tuple(test_views)
+    steps = trainer.predict(module, dataloaders=loader) or []
     batches = [b for b in steps if isinstance(b, dict)]
     return Predictions(
         clip_ids=[c for b in batches for c in b["clip_id"]],
@@ -137,17 +142,20 @@ def predictions_frame(preds: Predictions, labels: Sequence[str]) -> tuple[pd.Dat
 
 
 def prediction_needs(model_cfg: Any) -> tuple[Needs, bool]:
-    """``(needs, optional_captions)``: what scoring a clip needs of its artifacts.
+    """``(needs, optional_captions)``: what scoring a clip needs of its artifacts, as the
+    model's method says (``MethodSpec.prediction_needs``; by default what training reads).
 
-    The visual levels the model reads, and captions only where they change a prediction
-    (``caption_in_fusion``): optional when visual levels are fused too, required for a
-    high-only model. A model that uses captions only in its training loss (the default) is
+    FineCLIPER: the visual levels the model reads, and captions only where they change a
+    prediction (``caption_in_fusion``): optional when visual levels are fused too, required for
+    a high-only model. A model that uses captions only in its training loss (the default) is
     evaluated without reading them, so a clip whose caption is empty is scored.
     """
-    needs = needs_for(model_cfg)
-    mode = model_cfg.captions_at_prediction
-    return (Needs(parsing=needs.parsing, landmarks=needs.landmarks, captions=mode != "unused"),
-            mode == "optional")
+    from dfer.methods.registry import spec_of_config
+
+    spec = spec_of_config(model_cfg)
+    if spec.prediction_needs is not None:
+        return spec.prediction_needs(model_cfg)
+    return needs_for(model_cfg), False
 
 
 def account_record(account: SplitAccount, policy: str, what: str) -> dict[str, Any]:
@@ -191,11 +199,13 @@ def evaluate_checkpoint(
     dataset). ``data`` overrides the checkpoint run's data block (e.g. ``eval_batch_size``).
     Reads exactly ``inputs`` (``dfer evaluate`` passes the rule's declared files); without
     them, the files :meth:`DataInputs.from_results` names under ``results``. The forward pass
-    is Lightning's ``trainer.predict`` over :meth:`FineCLIPERModule.predict_step`.
+    is Lightning's ``trainer.predict`` over :meth:`DFERModule.predict_step`. The data block is
+    the checkpoint run's over its method's defaults (the test frame sampler, the test views).
     """
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, overrides=model_overrides)
-    dcfg = DataConfig.from_dict({**((meta.get("params") or {}).get("data") or {}), **(data or {})})
+    spec = spec_of_model(model)
+    dcfg = DataConfig.for_method(spec, (meta.get("params") or {}).get("data"), data)
     needs, optional_captions = prediction_needs(model.cfg)
     if table is None:
         if inputs is None and results is None:
@@ -205,12 +215,17 @@ def evaluate_checkpoint(
         table = read_clip_table(inputs, needs, optional_captions=optional_captions,
                                 one_frame_clips=dcfg.one_frame_clips)
     labels = list(table.labels)
-    model.set_labels(label_prompts_for(labels, label_prompts))
+    prompts = label_prompts_for(labels, label_prompts)
+    if hasattr(model, "set_labels"):
+        model.set_labels(prompts)
+    elif [canonical_label(x) for x in prompts] != [canonical_label(x) for x in model.labels]:
+        raise ValueError(f"{checkpoint}: a {spec.title} model scores only the classes it was trained on "
+                         f"({list(model.labels)}), not {list(prompts)}")
     ds = ClipDataset(dataset, fold_split(table.clips, fold, split), table, needs, dcfg,
                      model.image_size, train=False, renderers=renderers)
     loader = DataLoader(ds, batch_size=dcfg.eval_batch_size or dcfg.batch_size, shuffle=False,
                         num_workers=dcfg.num_workers, collate_fn=collate)
-    preds = predict_split(model, loader, dev, out, len(labels)) if len(ds) else Predictions(
+    preds = predict_split(model, loader, dev, out, len(labels), dcfg.test_views) if len(ds) else Predictions(
         [], np.zeros((0, len(labels)), np.float32), np.zeros(0, np.int64), [], [])
     account = table.account(fold, split)
     static = table.static
@@ -225,7 +240,7 @@ def evaluate_checkpoint(
     metrics.update({
         "dataset": dataset, "fold": int(fold), "split": split,
         "zero_shot": bool(is_zero_shot(meta, dataset, labels)),
-        "trained_on": meta.get("dataset"), "run": meta.get("run"),
+        "trained_on": meta.get("dataset"), "run": meta.get("run"), "method": spec.name,
         "checkpoint": str(checkpoint), "skipped_clips": table.skipped,
         "label_order": table.label_order,
         "test_clips": account_record(account, policy, what),
@@ -238,7 +253,7 @@ def evaluate_checkpoint(
         metrics["accuracy"] = metrics["war"]
         metrics["scored_only"]["accuracy"] = scored["war"]
     frame, schema = predictions_frame(preds, labels)
-    pmeta = provenance("evaluate", EVAL_SCHEMA_VERSION, model=model.cfg.backbone,
+    pmeta = provenance("evaluate", EVAL_SCHEMA_VERSION, model=model.cfg.backbone, method=spec.name,
                        params={"split": split, "label_prompts": dict(label_prompts or {})},
                        checkpoint=str(checkpoint), labels=labels, label_order=table.label_order,
                        modality_levels=list(getattr(model, "fused_levels", [])),
@@ -289,7 +304,8 @@ def summarize_folds(metrics_paths: Sequence[str | Path], out: str | Path) -> dic
     what = (("test images" if static else "test clips") if first.get("split", "test") == "test"
             else ("images" if static else "clips") + " (summed over folds)")
     summary.update({
-        "run": first.get("run"), "dataset": first.get("dataset"), "trained_on": first.get("trained_on"),
+        "run": first.get("run"), "method": first.get("method"), "dataset": first.get("dataset"),
+        "trained_on": first.get("trained_on"),
         "zero_shot": bool(first.get("zero_shot", False)), "labels": first.get("labels"),
         "label_order": first.get("label_order"),
         **({"static": True, "accuracy": summary["war"], "accuracy_std": summary["war_std"]}

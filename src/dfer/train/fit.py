@@ -1,4 +1,4 @@
-"""Train one fold: build the model, fit with Lightning, save the tunable-weights checkpoint.
+"""Train one fold: build the run's method (dfer.methods.registry), fit with Lightning, save its checkpoint.
 
 On one process or several (``trainer.devices`` x ``trainer.num_nodes``, Lightning's DDP): the
 same global batches and gathered metrics (dfer.train.distributed), only global rank 0 writes
@@ -29,14 +29,15 @@ from dfer.core.clip_losses import (
     read_failures,
 )
 from dfer.core.paths import CHECKPOINT, RESUME, TRAIN_SUMMARY
-from dfer.model.checkpoint import save_checkpoint
-from dfer.model.fineclip import FineCLIPER, count_parameters
+from dfer.methods import api
+from dfer.methods.checkpoint import save_checkpoint
+from dfer.methods.registry import build_model
 from dfer.train import resume
 from dfer.train.config import DataConfig, RunConfig, lightning_devices
 from dfer.train.data import ClipTable, Renderer, fold_split, preprocessing_params, read_clip_table
 from dfer.train.distributed import cluster_environment
 from dfer.train.inputs import DataInputs, needs_for
-from dfer.train.module import FineCLIPERModule, FoldDataModule
+from dfer.train.module import DFERModule, FoldDataModule
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,10 @@ def fit_trainer(cfg: RunConfig, out: Path, device: str, precision: str, has_val:
     )
 
 
-def write_train_summary(path: Path, trainer: L.Trainer, model: FineCLIPER, info: Mapping[str, Any],
+def write_train_summary(path: Path, trainer: L.Trainer, model: torch.nn.Module, info: Mapping[str, Any],
                         losses: Mapping[str, Any], seconds: float, num_train: int,
                         backends: Mapping[str, Any], execution: Mapping[str, Any] | None = None) -> None:
-    """``train.json``: clip counts, final metrics, tunable parameter counts, speed, per
+    """``train.json``: the method, clip counts, final metrics, tunable parameter counts, speed, per
     stage the backend / model the artifacts were made with (and what ``auto`` chose, why), and
     how this job ran (``processes``; ``resumed_at_epoch``: the first epoch it trained, when it
     continued an interrupted run)."""
@@ -151,10 +152,11 @@ def write_train_summary(path: Path, trainer: L.Trainer, model: FineCLIPER, info:
     epochs_run = trainer.current_epoch - int((execution or {}).get("resumed_at_epoch") or 0)
     summary = {
         **info,
+        "method": module.spec.name,
         **losses,
         "epochs": trainer.current_epoch,
         "final_metrics": dict(sorted(final.items())),
-        "parameters": count_parameters(model),
+        "parameters": api.count_parameters(model, module.spec),
         "seconds": seconds,
         "clips_per_second": num_train * epochs_run / seconds if seconds else None,
         "backends": backends,
@@ -175,14 +177,14 @@ def train_fold(
     inputs: DataInputs | None = None,
     callbacks: list[Any] | None = None,
 ) -> Path | None:
-    """Fit FineCLIPER on fold ``fold`` of ``dataset``; return the checkpoint path (None in
+    """Fit the run's method on fold ``fold`` of ``dataset``; return the checkpoint path (None in
     the other processes of a multi-process run: only global rank 0 writes).
 
     Reads exactly ``inputs`` (``dfer train`` passes the rule's declared files); without them,
     the files :meth:`DataInputs.from_results` names under ``results``. ``table``: a clip table
     already read from those files (tests share one between runs).
 
-    Writes ``{out}/checkpoint.safetensors`` (tunable weights + config), ``{out}/train.json``
+    Writes ``{out}/checkpoint.safetensors`` (the method's weights + config), ``{out}/train.json``
     (clip counts, final metrics, tunable parameter counts, seconds, the preprocessing backends
     and what ``auto`` chose for them) and ``{out}/logs/``; while training, ``{out}/resume.ckpt``
     (the last finished epoch), from which a re-run with the same config continues.
@@ -204,7 +206,7 @@ def train_fold(
     assert table.inputs is not None
     inputs = table.inputs
     labels = table.labels
-    model = FineCLIPER(cfg.model, labels)
+    model = build_model(cfg.spec, cfg.model, labels)
     data = FoldDataModule(table, fold, cfg, model.image_size, renderers=renderers)
     losses = check_fold_classes(inputs, fold, labels, table, cfg.data)
     train_clips = fold_split(table.clips, fold, "train")["clip_id"]
@@ -213,7 +215,6 @@ def train_fold(
     preprocessing = preprocessing_params(inputs, needs)
     digest = resume.run_digest(cfg, dataset=dataset, fold=fold, labels=labels, precision=precision,
                                train_clips=train_clips, test_clips=test_clips, preprocessing=preprocessing)
-    module = FineCLIPERModule(model, cfg, digest=digest)
     has_val = cfg.trainer.check_val_every_n_epoch > 0 and num_test > 0
     with warnings.catch_warnings():
         # the fold folder holds logs and the resume file by design
@@ -221,6 +222,8 @@ def train_fold(
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         trainer = fit_trainer(cfg, out, device, precision, has_val, callbacks)
         ckpt_path, next_epoch = resume.usable_resume(out, digest)
+        # a resumed run builds the optimiser stage of the epoch it continues at
+        module = DFERModule(model, cfg, digest=digest, spec=cfg.spec, start_epoch=next_epoch if ckpt_path else 0)
         if ckpt_path is not None:
             log.info("%s fold %d: resuming at epoch %d from %s", dataset, fold, next_epoch, ckpt_path)
             for logger in trainer.loggers:

@@ -49,7 +49,7 @@ INPUT_OPTIONS = ("manifest", *KINDS, "failures")
 
 @dataclass(frozen=True)
 class Needs:
-    """Which upstream artifacts the model reads (from the model config's levels)."""
+    """Which upstream artifacts beyond the frames a model reads (its method decides)."""
 
     parsing: bool = False
     landmarks: bool = False
@@ -57,17 +57,20 @@ class Needs:
 
 
 def needs_for(model_cfg: Any) -> Needs:
-    """The levels a model config reads: a ``ModelConfig`` or a run's raw ``model`` block.
+    """The artifacts a model reads, as its method declares (``MethodSpec.needs``): from a
+    run's raw ``model`` block (``method`` picks the method, default FineCLIPER) or a parsed
+    method config. A DFER-CLIP or CLIPER model reads frames only; FineCLIPER the levels its
+    config enables.
 
-    A raw block is parsed with the model config's own defaults, so the rule file and the
+    A raw block is parsed with the method config's own defaults, so the rule file and the
     trainer cannot disagree about a level that is left unset.
     """
-    if isinstance(model_cfg, Mapping) or model_cfg is None:
-        from dfer.model.config import ModelConfig
+    from dfer.methods.registry import spec_of_config, split_model_block
 
-        model_cfg = ModelConfig.from_dict(dict(model_cfg or {}))
-    return Needs(parsing=bool(model_cfg.use_parsing), landmarks=bool(model_cfg.use_landmarks),
-                 captions=bool(model_cfg.use_captions))
+    if isinstance(model_cfg, Mapping) or model_cfg is None:
+        spec, rest = split_model_block(model_cfg)
+        return spec.needs(rest)
+    return spec_of_config(model_cfg).needs(model_cfg.to_dict())
 
 
 def kinds_read(needs: Needs) -> list[str]:

@@ -1,16 +1,22 @@
-"""Lightning wrappers: the FineCLIPER training module and the per-fold data module.
+"""Lightning wrappers: one training module for every method, and the per-fold data module.
+
+:class:`DFERModule` trains any registered method (dfer.methods.registry): it needs only what
+every model core has (``out.logits``, ``out.probabilities()``, ``losses(out, y)["loss"]``) and
+what the method's spec declares (the batch keys its forward takes, its parameter groups and
+stage schedule, its checkpoint policy; dfer.methods.api). It logs whatever losses and extras the
+method returns.
 
 Both run alike in one process and in several (DDP): the data module hands each process its
-rows of every global batch (dfer.train.distributed), the module passes the model a
-:class:`BatchShare` when there is more than one process, gathers the validation predictions of
-all processes before computing UAR / WAR, and keeps only the tunable state in Lightning's
-checkpoints (the resume file, dfer.train.resume).
+rows of every global batch (dfer.train.distributed), the module passes the method a
+:class:`BatchShare` (or gathers the per-clip outputs its loss reads) when there is more than
+one process, gathers the validation predictions of all processes before computing UAR / WAR,
+and keeps only the method's checkpoint state (tunable weights, or the whole model for a method
+that tunes its backbone) in Lightning's checkpoints (the resume file, dfer.train.resume).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,20 +25,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from dfer.methods import api
+from dfer.methods.checkpoint import method_state
+from dfer.methods.registry import MethodSpec, spec_of_model
 from dfer.model.batch_share import BatchShare
-from dfer.model.fineclip import FineCLIPER
 from dfer.train.config import RunConfig
 from dfer.train.data import ClipDataset, ClipTable, Renderer, fold_split
 from dfer.train.distributed import EpochOrder, MarkedRows, RankBatches, RankSlices, collate_rows
 from dfer.train.inputs import needs_for
 from dfer.train.metrics import confusion_matrix, uar, war
+from dfer.train.optim import build_stage
 from dfer.train.resume import CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of :meth:`FineCLIPER.forward` found in a collated batch."""
+    """FineCLIPER's forward keyword arguments found in a collated batch (kept for callers of
+    the FineCLIPER-only module; :func:`dfer.methods.api.model_inputs` reads any method's)."""
     return {k: batch[k] for k in ("frames", "parsing", "landmarks", "captions") if k in batch}
 
 
@@ -54,7 +64,7 @@ class FoldDataModule(L.LightningDataModule):
         self.dataset = table.inputs.dataset
         self.image_size = image_size
         self.renderers = renderers
-        self.needs = needs_for(cfg.model)
+        self.needs = needs_for(cfg.model)  # the run's method config
         self.train_set: ClipDataset | None = None
         self.test_set: ClipDataset | None = None
 
@@ -99,23 +109,36 @@ class FoldDataModule(L.LightningDataModule):
         return self._loader(self.test_set, RankSlices(order, size, *self._rank_world()))
 
 
-class FineCLIPERModule(L.LightningModule):
-    """Optimises the tunable parts of :class:`FineCLIPER`; validation logs UAR / WAR;
-    ``predict_step`` serves evaluation (``cfg`` is needed for training only)."""
+class DFERModule(L.LightningModule):
+    """Trains any method's model (its spec says how); validation logs UAR / WAR;
+    ``predict_step`` serves evaluation (``cfg`` is needed for training only).
 
-    def __init__(self, model: FineCLIPER, cfg: RunConfig | None = None, digest: str | None = None) -> None:
+    ``start_epoch``: the epoch a resumed run continues at, so that :meth:`configure_optimizers`
+    builds that epoch's stage (whose optimiser state the resume file holds).
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: RunConfig | None = None, digest: str | None = None,
+                 spec: MethodSpec | None = None, start_epoch: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.spec = spec or spec_of_model(model)
         self.cfg = cfg
         #: what the fold computes (dfer.train.resume.run_digest), stored in every resume file
         self.digest = digest
-        # the resume file holds the tunable state only; on_load_checkpoint checks its keys
+        self.start_epoch = int(start_epoch)
+        #: the epoch whose stage configure_optimizers builds
+        self._optim_epoch = int(start_epoch)
+        #: the index of the optimiser stage being trained (None before the first)
+        self.stage: int | None = None
+        # the resume file holds the method's checkpoint state only; on_load_checkpoint checks its keys
         self.strict_loading = False
         self._val_preds: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
         self._val_loss: list[torch.Tensor] = []
         #: the logged values of the epoch a resumed run started from (on_load_checkpoint)
         self.resumed_metrics: dict[str, float] = {}
+        #: test-time views averaged by predict_step (evaluation sets them from the data block)
+        self.test_views: tuple[str, ...] = tuple(cfg.data.test_views) if cfg is not None else ("identity",)
 
     def _share(self, batch: dict[str, Any]) -> BatchShare | None:
         """This process's share of the global batch when several processes train; None alone
@@ -131,12 +154,34 @@ class FineCLIPERModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and getattr(dm, "train_set", None) is not None:
             dm.train_set.epoch = self.current_epoch
+        self._enter_stage(self.current_epoch)
+
+    def _groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        return api.parameter_groups(self.model, self.spec)
+
+    def _enter_stage(self, epoch: int) -> None:
+        """At the first epoch of a new optimiser stage: a new optimiser and scheduler
+        (dfer.train.optim), replacing the previous stage's in the trainer (the strategy calls
+        :meth:`configure_optimizers` again, for this epoch)."""
+        from dfer.train.optim import stage_at
+
+        assert self.cfg is not None
+        if self.stage is None or stage_at(self.cfg.optim.resolved_stages(), epoch) == self.stage:
+            return
+        self._optim_epoch = epoch
+        self.trainer.strategy.setup_optimizers(self.trainer)
+        log.info("epoch %d: optimiser stage %d (groups %s)", epoch, self.stage + 1 if self.stage is not None else 0,
+                 self.cfg.optim.resolved_stages()[self.stage or 0].groups or "all")
+
+    def _total_steps(self) -> int:
+        return max(1, int(self.trainer.estimated_stepping_batches))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         share = self._share(batch)
-        out = self.model(**model_inputs(batch), share=share)
-        losses = self.model.losses(out, batch["label"], share=share)
-        # with several processes each logs its share; their mean (sync_dist) is the batch's value
+        out = api.forward(self.model, self.spec, batch, share)
+        losses = api.losses(self.model, self.spec, out, batch["label"], share)
+        # with several processes each logs its share (or the global value); their mean
+        # (sync_dist) is the batch's value
         sync = share is not None
         bs = share.n_global if share is not None else len(batch["label"])
         for name, value in losses.items():
@@ -145,18 +190,16 @@ class FineCLIPERModule(L.LightningModule):
         correct = (out.logits.argmax(-1) == batch["label"]).float()
         acc = correct.mean() if share is None else share.mean_share(correct)
         self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=bs, prog_bar=True, sync_dist=sync)
-        self.log("train/logit_scale", self.model.log_logit_scale.exp(), on_step=False, on_epoch=True,
-                 batch_size=bs)
-        for level, w in zip(self.model.fused_levels, out.modality_weights, strict=True):
-            self.log(f"train/weight_{level}", w, on_step=False, on_epoch=True, batch_size=bs)
+        for name, value in api.extras(self.model, self.spec, out).items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=bs)
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Keep every row's prediction, label (-1 for padding) and class loss; the metrics are
         computed once per epoch from all processes' rows."""
-        out = self.model(**model_inputs(batch))
+        out = api.forward(self.model, self.spec, batch)
         valid = batch["valid"].to(self.device)
-        ce = self.model.class_loss_terms(out, batch["label"])["ce"].detach().float()
+        ce = api.clip_loss(self.model, self.spec, out, batch["label"]).detach().float()
         self._val_preds.append(out.logits.argmax(-1))
         self._val_targets.append(torch.where(valid, batch["label"], torch.full_like(batch["label"], -1)))
         self._val_loss.append(torch.where(valid, ce, torch.zeros_like(ce)))
@@ -185,11 +228,14 @@ class FineCLIPERModule(L.LightningModule):
         self.log("val/war", war(cm), prog_bar=True, **same)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Lightning's checkpoint (the resume file) keeps the tunable state only: the frozen
-        backbone (600 MB on ViT-B/16) is re-created from its source, and torch's random
-        states and this fold's digest are added."""
-        keep = {f"model.{name}" for name in self.model.tunable_state()}
-        keep |= {f"model.{name}" for name, _ in self.model.feature_norms.named_buffers(prefix="feature_norms")}
+        """Lightning's checkpoint (the resume file) keeps the method's checkpoint state only
+        (FineCLIPER: the tunable state; the frozen backbone, 600 MB on ViT-B/16, is re-created
+        from its source), and torch's random states and this fold's digest are added."""
+        names = set(method_state(self.model, self.spec))
+        # BatchNorm counters sit beside the running statistics a tunable state keeps
+        names |= {n for n, _ in self.model.named_buffers() if n.endswith("num_batches_tracked")
+                  and n.rsplit(".", 1)[0] + ".running_mean" in names}
+        keep = {f"model.{name}" for name in names}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -203,7 +249,8 @@ class FineCLIPERModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint that does not hold exactly this model's tunable state (the
         frozen backbone is not in it, so Lightning loads non-strictly); restore random states."""
-        expected = {f"model.{name}" for name in self.model.tunable_state()}
+        expected = {f"model.{name}" for name in method_state(self.model, self.spec)
+                    if not name.endswith("num_batches_tracked")}
         found = {k for k in checkpoint.get("state_dict", {}) if not k.endswith("num_batches_tracked")}
         if found != expected:
             missing, extra = sorted(expected - found), sorted(found - expected)
@@ -222,36 +269,29 @@ class FineCLIPERModule(L.LightningModule):
         ``trainer.predict`` (evaluation) collects these; device, precision and no-grad come
         from the trainer.
         """
-        out = self.model(**model_inputs(batch))
-        probs = out.probabilities().cpu()
+        probs, out = api.view_outputs(self.model, self.spec, batch, self.test_views)
+        probs = probs.cpu()
         scores = getattr(out, "level_scores", None)
         return {"clip_id": list(batch["clip_id"]), "label": batch["label"].cpu(), "probs": probs,
                 "explained": explanations(out, len(probs)),
                 "score_levels": list(scores) if isinstance(scores, Mapping) else []}
 
     def configure_optimizers(self) -> dict[str, Any]:
+        """The optimiser and scheduler of the stage of the epoch training starts at (a resumed
+        run: the epoch it continues at); later stages are entered by :meth:`_enter_stage`."""
         if self.cfg is None:
-            raise ValueError("training needs the run config: FineCLIPERModule(model, cfg)")
-        params = list(self.model.tunable_parameters().values())
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.cfg.optim.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.cfg.optim.lr,
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.cfg.optim.warmup_fraction * total)
-        floor = self.cfg.optim.min_lr_ratio
+            raise ValueError("training needs the run config: DFERModule(model, cfg)")
+        world = self.trainer.world_size if self._trainer is not None else 1
+        built = build_stage(self.cfg.optim, self._groups(), self._optim_epoch, self.cfg.trainer.max_epochs,
+                            self._total_steps(), alone=world == 1)
+        self.stage = built.index
+        if built.scheduler is None:
+            return {"optimizer": built.optimizer}
+        return {"optimizer": built.optimizer, "lr_scheduler": built.scheduler}
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+#: the name the training module had while FineCLIPER was the only method
+FineCLIPERModule = DFERModule
 
 
 def explanations(out: Any, batch_size: int) -> dict[str, np.ndarray]:

@@ -2,8 +2,10 @@
 
 ``{fold}/resume.ckpt`` (:data:`dfer.core.paths.RESUME`) is Lightning's checkpoint of the last
 finished epoch, written by :func:`epoch_checkpoint` (Lightning's ``ModelCheckpoint``) at the end
-of every epoch: the tunable weights and feature statistics (never the frozen backbone, which is
-re-created from its source: :meth:`FineCLIPERModule.on_save_checkpoint`), the optimizer and
+of every epoch: the method's checkpoint state (FineCLIPER: the tunable weights and feature
+statistics, never the frozen backbone, which is re-created from its source; a method that tunes
+its backbone: the whole model; :meth:`DFERModule.on_save_checkpoint`), the optimizer (of the
+current optimiser stage) and
 learning-rate scheduler states, the epoch and step counters, torch's random states, and
 :func:`run_digest` of what the fold computes. It is
 
@@ -46,18 +48,24 @@ log = logging.getLogger(__name__)
 #: where the module's entry sits in a Lightning checkpoint
 CHECKPOINT_KEY = "dfer"
 #: bump when the resume file's content changes meaning: older files are then not resumed from
-RESUME_SCHEMA = 1
+#: (2: the method is part of the digest; a method's checkpoint state, not always the tunable one)
+RESUME_SCHEMA = 2
 
 
 def run_digest(cfg: RunConfig, *, dataset: str, fold: int, labels: Sequence[str], precision: str,
                train_clips: Sequence[str], test_clips: Sequence[str],
                preprocessing: Mapping[str, Any]) -> str:
-    """SHA-256 of everything a fold's training result depends on: the run's params without
-    its where-keys, the resolved precision, the dataset, fold and labels, the training and test
-    clips, and the preprocessing settings its inputs were made with."""
+    """SHA-256 of everything a fold's training result depends on: the method (named even when
+    the run leaves ``model.method`` at its default), the run's params without its where-keys,
+    the resolved precision, the dataset, fold and labels, the training and test clips, and the
+    preprocessing settings its inputs were made with."""
+    params = result_params({k: v for k, v in cfg.raw.items() if k not in ("dataset", "description")})
+    if isinstance(params.get("model"), Mapping):  # named once, below, whether written or not
+        params["model"] = {k: v for k, v in params["model"].items() if k != "method"}
     what = {
         "schema": RESUME_SCHEMA,
-        "params": result_params({k: v for k, v in cfg.raw.items() if k not in ("dataset", "description")}),
+        "method": cfg.method,
+        "params": params,
         "precision": precision,
         "dataset": dataset, "fold": int(fold), "labels": list(labels),
         "train_clips": sorted(map(str, train_clips)), "test_clips": sorted(map(str, test_clips)),
