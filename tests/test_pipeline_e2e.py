@@ -40,7 +40,9 @@ OVERLAY = {
 }
 
 
-def snakemake(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(project: Path, *args: str, timeout: int = 2400) -> subprocess.CompletedProcess:
+    """Run Snakemake in ``project``. The time limit only stops a hung run: the full pipeline takes
+    about 3 minutes on 2 idle cores and took over 10 on a machine shared with other jobs."""
     return subprocess.run([sys.executable, "-m", "snakemake", "--nocolor", *args], cwd=project,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
