@@ -89,7 +89,9 @@ def _display_stats(stats: pd.DataFrame) -> pd.DataFrame:
     shown = stats.copy()
     shown["face_rate"] = [_pct(v) for v in stats["face_rate"]]
     shown["frames"] = ["" if pd.isna(v) else str(int(v)) for v in stats["frames"]]
-    for key in ("centre_crops", "one_frame_clips", "still_images", "captions_cut_at_77"):
+    # counts: whole numbers, empty where a stage did not run (its row has no counts)
+    for key in ("shards", "clips_ok", "clips_failed", "centre_crops", "one_frame_clips",
+                "still_images", "captions_cut_at_77"):
         shown[key] = ["" if pd.isna(v) else str(int(v)) for v in stats[key]]
     return shown.rename(columns={"face_rate": "face_rate_%"})
 
