@@ -451,11 +451,15 @@ def train_targets():
 
 def report_gallery_args():
     """`dfer report` options of the configured gallery caps (`report.gallery_max`,
-    `report.embed_max`: N, or null for every clip); an unset key keeps the command's default."""
+    `report.embed_max`: N, or null for every clip) and of `report.reference` (the run the
+    methods comparison pairs the others against); an unset key keeps the command's default."""
     cfg = config.get("report", {}) or {}
     caps = {"gallery_max": "--gallery-max", "embed_max": "--embed-max"}
-    return " ".join(f"{flag} {'all' if cfg[key] is None else int(cfg[key])}"
-                    for key, flag in caps.items() if key in cfg)
+    args = [f"{flag} {'all' if cfg[key] is None else int(cfg[key])}"
+            for key, flag in caps.items() if key in cfg]
+    if cfg.get("reference"):
+        args.append(f"--reference {shlex.quote(str(cfg['reference']))}")
+    return " ".join(args)
 
 
 def dataset_stage_dirs(ds):
