@@ -109,8 +109,9 @@ def _train_info(run_dir: Path, folds: Sequence[int]) -> tuple[int | None, float 
 
 def load_runs(summaries: Sequence[str | Path]) -> list[RunResult]:
     """The in-domain runs among ``summaries`` (train/{run}/summary.json), in the given order;
-    zero-shot summaries are skipped. A summary without its per-fold figures is an error
-    naming it."""
+    zero-shot summaries are skipped. The run and dataset default to the summary's place
+    (``results/{dataset}/train/{run}/summary.json``) where it does not name them. A summary
+    without its per-fold figures is an error naming it."""
     runs = []
     for path in map(Path, summaries):
         s = json.loads(path.read_text())
@@ -122,7 +123,7 @@ def load_runs(summaries: Sequence[str | Path]) -> list[RunResult]:
         tunable, seconds = _train_info(path.parent, sorted(folds))
         runs.append(RunResult(
             run=str(s.get("run") or path.parent.name), method=str(s.get("method") or "fineclipper"),
-            dataset=str(s["dataset"]), labels=list(s.get("labels") or []), folds=folds,
+            dataset=str(s.get("dataset") or path.parent.parent.parent.name), labels=list(s.get("labels") or []), folds=folds,
             per_class=dict(s.get("per_class_accuracy") or {}), tunable=tunable,
             train_seconds=seconds, summary=path))
     return runs
