@@ -127,9 +127,10 @@ def test_presets_share_stages_and_run_so_results_are_reused() -> None:
 
 
 def dry_run(tmp_path: Path, preset: str, defs: dict[str, dict[str, Any]],
-            extra: list[Path] = ()) -> str:
+            extra: list[Path] = (), preset_file: Path | None = None) -> str:
     """``snakemake -n -p --configfile <preset> <overlay>`` in a project holding the real base
-    config; the overlay only points the results and the datasets at ``tmp_path``."""
+    config; the overlay only points the results and the datasets at ``tmp_path``.
+    ``preset_file``: another preset than config/paper/<preset>.yaml (the method presets)."""
     project = tmp_path / "project"
     (project / "config").mkdir(parents=True)
     shutil.copy2(REPO / "config" / "config.yaml", project / "config" / "config.yaml")
@@ -137,7 +138,7 @@ def dry_run(tmp_path: Path, preset: str, defs: dict[str, dict[str, Any]],
     overlay.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "dataset_defs": defs}))
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(project), "--configfile", str(PRESETS / f"{preset}.yaml"), str(overlay),
+         "--directory", str(project), "--configfile", str(preset_file or PRESETS / f"{preset}.yaml"), str(overlay),
          *map(str, extra),
          "--cores", "2", "-n", "-p"],
         capture_output=True, text=True, timeout=300,

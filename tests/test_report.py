@@ -216,3 +216,29 @@ def test_stage_table_counts_one_frame_clips_and_captions_cut_at_77(tmp_path: Pat
     assert rows["decode"]["one_frame_clips"] == 2
     assert rows["captions"]["captions_cut_at_77"] == 3 + 1
     assert rows["captions"]["one_frame_clips"] is None
+
+
+def test_stage_table_says_not_run_for_stages_a_frames_only_study_skips(tmp_path: Path) -> None:
+    """A DFER-CLIP / CLIPER study decodes only: the report's stage table has a "not run" row
+    with empty counts for landmarks, parsing and captions (a 0 would claim they ran and lost
+    nothing), and the report, its figure included, is built without their artifacts."""
+    from dfer.report.stage_stats import stage_stats
+
+    res = tmp_path / "results"
+    ds = res / "toy"
+    write_parquet(ds / "frames" / "shard-000.parquet", pd.DataFrame({
+        "clip_id": ["c1", "c2"], "face_found_frac": [1.0, 0.0], "num_source_frames": [8, 8]}), META)
+    rows = {r["stage"]: r for r in stage_stats(ds)}
+    assert rows["decode"]["status"] == "ok" and rows["decode"]["clips_ok"] == 2
+    assert rows["decode"]["centre_crops"] == 1
+    for stage in ("landmarks", "parsing", "captions"):
+        assert rows[stage]["status"] == "not run", stage
+        assert rows[stage]["clips_ok"] is None and rows[stage]["shards"] is None, stage
+    assert "landmark_features" not in rows  # opt-in stage: a row only when it ran
+    _metrics(res / "toy" / "train" / "r" / "fold-1" / "metrics.json", dataset="toy", fold=1, uar=0.5, war=0.5)
+    tables = build_report(res, ["toy"], tmp_path / "report")
+    assert list(tables["stages"]["status"]) == ["ok", "not run", "not run", "not run"]
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| toy | decode | ok | 1 | 2 | 0 |" in md
+    assert "| toy | landmarks | not run |  |  |  |" in md
+    assert (tmp_path / "report" / "stages.png").stat().st_size > 0

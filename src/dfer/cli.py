@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("dfer.stages.evaluate", "evaluate a trained fold (or zero-shot) and write metrics"),
     "predict": ("dfer.stages.predict", "predict expressions of video files with a trained checkpoint"),
     "report": ("dfer.stages.report", "one table and plots across folds and datasets"),
+    "compare": ("dfer.stages.compare", "methods side by side: UAR/WAR, paired tests across folds, "
+                "per-class recall, cost, published figures"),
     "inspect": ("dfer.stages.inspect", "print a readable summary of any artifact"),
 }
 

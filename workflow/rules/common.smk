@@ -40,7 +40,7 @@ from dfer.parsing.config import EXECUTION_KEYS as PARSING_EXECUTION_KEYS  # noqa
 from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
 from dfer.core.sharding import SHARD_REGEX  # noqa: E402
 from dfer.train import execution as run_execution  # noqa: E402
-from dfer.train.inputs import INPUT_OPTIONS, declared_files, needs_for  # noqa: E402
+from dfer.train.inputs import INPUT_OPTIONS, KINDS, declared_files, kinds_read, needs_for  # noqa: E402
 from dfer.methods.registry import split_model_block  # noqa: E402
 
 RESULTS = config["results"]
@@ -426,39 +426,63 @@ def captions_targets():
     return shard_targets(CAPTIONS_DIR)
 
 
-def train_targets():
-    """summary.json of every (run, dataset), and of every configured zero-shot evaluation.
+def evaluations():
+    """(run, dataset evaluated, source dataset or None) of every summary the workflow makes:
+    each run on each of its datasets, and every configured zero-shot evaluation.
 
     A zero-shot entry that names its run trains that run on its `train` dataset even when the
     run's `datasets` leave it out (the zero-shot preset switches model variants with that one
     key); an entry without `run` applies to the runs that train on `train` anyway."""
-    targets = [run_summary_path(ds, run) for run in TRAIN_RUNS for ds in run_datasets(run)]
+    found = [(run, ds, None) for run in TRAIN_RUNS for ds in run_datasets(run)]
     for zs in TRAIN.get("zero_shot", []) or []:
         # an entry without `run`: the runs whose method can score unseen classes (the config
         # check refuses an entry naming a run whose method cannot)
         for run in [zs["run"]] if zs.get("run") else [r for r in TRAIN_RUNS if run_method(r).zero_shot]:
             trains = zs.get("run") or zs["train"] in run_datasets(run)
             if trains and zs["train"] in DATASETS and zs["eval"] in DATASETS:
-                targets.append(run_summary_path(zs["eval"], run, source=zs["train"]))
-    return targets
+                found.append((run, zs["eval"], zs["train"]))
+    return found
+
+
+def train_targets():
+    """summary.json of every (run, dataset), and of every configured zero-shot evaluation."""
+    return [run_summary_path(ds, run, source=source) for run, ds, source in evaluations()]
 
 
 def report_gallery_args():
     """`dfer report` options of the configured gallery caps (`report.gallery_max`,
-    `report.embed_max`: N, or null for every clip); an unset key keeps the command's default."""
+    `report.embed_max`: N, or null for every clip) and of `report.reference` (the run the
+    methods comparison pairs the others against); an unset key keeps the command's default."""
     cfg = config.get("report", {}) or {}
     caps = {"gallery_max": "--gallery-max", "embed_max": "--embed-max"}
-    return " ".join(f"{flag} {'all' if cfg[key] is None else int(cfg[key])}"
-                    for key, flag in caps.items() if key in cfg)
+    args = [f"{flag} {'all' if cfg[key] is None else int(cfg[key])}"
+            for key, flag in caps.items() if key in cfg]
+    if cfg.get("reference"):
+        args.append(f"--reference {shlex.quote(str(cfg['reference']))}")
+    return " ".join(args)
+
+
+def dataset_stage_dirs(ds):
+    """The stage folders of dataset `ds` the workflow's final targets ask for: decode plus
+    what the runs that train or evaluate on `ds` read (their methods' needs, dfer.train.inputs),
+    so that a DFER-CLIP-only study decodes and nothing else. A dataset no run reads is being
+    preprocessed for its own sake: every stage."""
+    readers = {run for run, evaluated, source in evaluations() if ds in (evaluated, source)}
+    if not readers:
+        return [FRAMES_DIR, LANDMARKS_DIR, PARSING_DIR, CAPTIONS_DIR]
+    kinds = {kind for run in readers for kind in kinds_read(needs_for(run_model(run)))}
+    return [paths.STAGE_DIRS[KINDS[kind][0]] for kind in KINDS if kind in kinds]
 
 
 def stage_targets():
-    """Every preprocessing stage's final outputs (the report's statistics read them)."""
-    return decode_targets() + landmarks_targets() + parsing_targets() + captions_targets()
+    """The final outputs of the stages the report and the final target ask for, per dataset
+    (dataset_stage_dirs); the report says "not run" for the others."""
+    return [shard_path(stage, paths.PARQUET, ds, s)
+            for ds in DATASETS for stage in dataset_stage_dirs(ds) for s in SHARDS[ds]]
 
 
 def report_inputs():
-    """Every stage's final outputs: the report reads them all."""
+    """The stages' outputs the configured runs read, and every run summary."""
     return stage_targets() + train_targets()
 
 

@@ -3,8 +3,10 @@
 # outputs are flagged for `snakemake --report report.html`. The gallery folder scales to large
 # folds; `snakemake --report` embeds single files only, so it gets gallery.html, the same page
 # in one file with `report.embed_max` cards a fold (docs/report.md).
-# Its inputs are every stage's final outputs; it reports exactly the folds of the run summaries
-# it declares (each summary lists its folds, whose metrics.json sit beside it).
+# Its inputs are decode's outputs plus those of the stages the configured runs read (a
+# DFER-CLIP-only study schedules no landmarks, parsing or captions; the stage table says
+# "not run" for them); it reports exactly the folds of the run summaries it declares (each
+# summary lists its folds, whose metrics.json sit beside it).
 
 
 rule report:

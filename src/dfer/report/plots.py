@@ -57,7 +57,10 @@ def plot_metrics(summary: pd.DataFrame, path: Path) -> None:
 
 
 def plot_stage_stats(stats: pd.DataFrame, path: Path) -> None:
-    """Stacked bars of processed vs failed clips per dataset and stage."""
+    """Stacked bars of processed vs failed clips per dataset and stage (stages that did not
+    run have no bar; the stage table names them)."""
+    if "status" in stats.columns:
+        stats = stats[stats["status"] != "not run"].reset_index(drop=True)
     if stats.empty:
         _empty(path, "no stage artifacts yet")
         return

@@ -24,10 +24,25 @@ from dfer.core.paths import (
 from dfer.core.sharding import shards_in
 
 STATS_COLUMNS = [
-    "dataset", "stage", "shards", "clips_ok", "clips_failed", "failure_types",
+    "dataset", "stage", "status", "shards", "clips_ok", "clips_failed", "failure_types",
     "frames", "face_rate", "centre_crops", "lost_by_class", "one_frame_clips",
     "still_images", "captions_cut_at_77",
 ]
+
+
+#: The workflow's preprocessing stages: the stage table has a row for each, "not run" where the
+#: stage left no artifacts (the configured runs read none of it, or it has not run yet).
+#: Opt-in stages (``landmark_features``) get a row only when they ran.
+WORKFLOW_STAGES = ("decode", "landmarks", "parsing", "captions")
+#: ``status`` of a stage with no output tables
+NOT_RUN = "not run"
+
+
+def _not_run(dataset: str, stage: str) -> dict[str, object]:
+    """The row of a stage without artifacts: nothing counted, so every count is empty (a 0
+    would claim the stage ran and processed no clip)."""
+    return {**dict.fromkeys(STATS_COLUMNS), "dataset": dataset, "stage": stage, "status": NOT_RUN,
+            "failure_types": "", "lost_by_class": ""}
 
 
 def _shard_tables(folder: Path) -> list[Path]:
@@ -66,7 +81,9 @@ def _lost_by_class(fails: pd.DataFrame, labels: pd.Series) -> str:
 
 
 def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
-    """One row per stage that has artifacts in ``dataset_dir`` (``results/{dataset}``).
+    """One row per stage of ``dataset_dir`` (``results/{dataset}``): the manifest when it
+    exists, every stage with artifacts (``status`` ok), and a ``status`` "not run" row with empty
+    counts for each of :data:`WORKFLOW_STAGES` that has none.
 
     ``lost_by_class`` counts the clips the stage recorded as failed per class;
     ``centre_crops`` (decode) the clips kept with no face found, which later stages lose;
@@ -83,7 +100,7 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
     if manifest.exists():
         fails = _failures([manifest_failures_file(dataset_dir.parent, dataset)])
         rows.append({
-            "dataset": dataset, "stage": "manifest", "shards": len(_shard_tables(manifest.parent)),
+            "dataset": dataset, "stage": "manifest", "status": "ok", "shards": len(_shard_tables(manifest.parent)),
             "clips_ok": pq.read_metadata(manifest).num_rows, "clips_failed": len(fails),
             "failure_types": _failure_types(fails), "frames": None, "face_rate": None,
             "centre_crops": None, "lost_by_class": "", "one_frame_clips": None,
@@ -93,6 +110,8 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
         folder = stage_dir(dataset_dir.parent, dataset, sub)
         shards = _shard_tables(folder) if folder.is_dir() else []
         if not shards:
+            if stage in WORKFLOW_STAGES:
+                rows.append(_not_run(dataset, stage))
             continue
         parts = [_read_columns(p, ["clip_id", "has_face", "face_found_frac", "frame",
                                    "num_source_frames", "source_kind"]) for p in shards]
@@ -110,7 +129,7 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
         elif "frame" in table.columns:  # parsing stats: one row per frame
             frames = len(table)
         rows.append({
-            "dataset": dataset, "stage": stage, "shards": len(shards),
+            "dataset": dataset, "stage": stage, "status": "ok", "shards": len(shards),
             "clips_ok": int(table["clip_id"].nunique()) if "clip_id" in table else len(table),
             "clips_failed": int(fails["clip_id"].nunique()) if len(fails) else 0,
             "failure_types": _failure_types(fails), "frames": frames, "face_rate": face_rate,

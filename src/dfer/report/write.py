@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from dfer.core.artifacts import write_bytes_atomic
+from dfer.report.compare import compare_html, compare_markdown, find_summaries, load_runs
 from dfer.report.gallery import (
     DEFAULT_EMBED_MAX,
     DEFAULT_GALLERY_MAX,
@@ -47,7 +48,8 @@ def _pct(x: object) -> str:
     return "" if x is None or pd.isna(x) else f"{100 * float(x):.2f}"
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table (empty cells for missing values)."""
     if frame.empty:
         return "_none_\n"
     head = "| " + " | ".join(frame.columns) + " |"
@@ -89,7 +91,9 @@ def _display_stats(stats: pd.DataFrame) -> pd.DataFrame:
     shown = stats.copy()
     shown["face_rate"] = [_pct(v) for v in stats["face_rate"]]
     shown["frames"] = ["" if pd.isna(v) else str(int(v)) for v in stats["frames"]]
-    for key in ("centre_crops", "one_frame_clips", "still_images", "captions_cut_at_77"):
+    # counts: whole numbers, empty where a stage did not run (its row has no counts)
+    for key in ("shards", "clips_ok", "clips_failed", "centre_crops", "one_frame_clips",
+                "still_images", "captions_cut_at_77"):
         shown[key] = ["" if pd.isna(v) else str(int(v)) for v in stats[key]]
     return shown.rename(columns={"face_rate": "face_rate_%"})
 
@@ -131,7 +135,8 @@ def missing_images_lines(no_images: Sequence[tuple[str, str, str]], cards: int) 
 def build_report(results: Path, datasets: list[str], out: Path,
                  gallery_max: int | None = DEFAULT_GALLERY_MAX,
                  embed_max: int | None = DEFAULT_EMBED_MAX,
-                 summaries: Sequence[Path] | None = None) -> dict[str, pd.DataFrame]:
+                 summaries: Sequence[Path] | None = None,
+                 reference: str | None = None) -> dict[str, pd.DataFrame]:
     """Write every file of :data:`REPORT_FILES` into ``out``; returns the three tables.
 
     ``gallery_max`` / ``embed_max``: cards per fold in ``gallery/`` and in the single-file
@@ -139,11 +144,14 @@ def build_report(results: Path, datasets: list[str], out: Path,
     gallery folder is redrawn only for folds whose inputs changed.
     ``summaries``: the run summaries whose folds to report (the report job's declared
     inputs); None finds every evaluation under the datasets' ``train`` folders.
+    ``reference``: the run the "Methods side by side" section pairs every other run against
+    (None: the first run summary, i.e. the config's first run).
     """
     paths = find_metrics(results, datasets) if summaries is None else metrics_of_summaries(summaries)
     per_fold = read_metrics(paths)
     summary = summarize(per_fold)
     stats = collect_stage_stats(results, datasets)
+    runs = load_runs(find_summaries(results, datasets) if summaries is None else summaries)
 
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "metrics.csv", per_fold.to_csv(index=False).encode())
@@ -173,9 +181,9 @@ def build_report(results: Path, datasets: list[str], out: Path,
         static_md = ["## Results: still-image datasets", "",
                      "UAR / accuracy in %, mean ± std over folds (accuracy: the share of test "
                      "images predicted right, which WAR is); `coverage`: test images evaluated "
-                     "of those the label files list.", "", _markdown_table(shown_static)]
+                     "of those the label files list.", "", markdown_table(shown_static)]
         static_folds_md = ["## Per fold: still-image datasets", "",
-                           _markdown_table(shown_static_folds)]
+                           markdown_table(shown_static_folds)]
         static_html = ["<h2>Results: still-image datasets (UAR / accuracy %, mean ± std over "
                        "folds)</h2>", shown_static.to_html(index=False, na_rep="", escape=True),
                        "<h3>Per fold: still-image datasets</h3>",
@@ -190,11 +198,12 @@ def build_report(results: Path, datasets: list[str], out: Path,
         f"Datasets: {', '.join(datasets)}. UAR / WAR in %, mean ± std over folds; `coverage`: "
         "test clips evaluated of those the split files list."
         + (" Still-image datasets: UAR / accuracy." if len(static_summary) else ""), "",
-        *(["## Results", "", _markdown_table(shown_summary)] if video else []),
+        *(["## Results", "", markdown_table(shown_summary)] if video else []),
         *static_md, *flag,
-        *(["## Per fold", "", _markdown_table(_display_folds(video_folds))] if video else []),
+        *(["## Per fold", "", markdown_table(_display_folds(video_folds))] if video else []),
         *static_folds_md,
-        "## Stages", "", _markdown_table(shown_stats),
+        *compare_markdown(runs, reference, markdown_table),
+        "## Stages", "", markdown_table(shown_stats),
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
         "## Gallery", "",
         f"[Every test clip of {gallery['folds']} evaluation(s)]({GALLERY_DIR}/index.html): face crops,"
@@ -215,6 +224,7 @@ def build_report(results: Path, datasets: list[str], out: Path,
         *(["<h2>Per fold</h2>", _display_folds(video_folds).to_html(index=False, na_rep="")]
           if video else []),
         *static_html[2:],
+        *compare_html(runs, reference),
         "<h2>Stages</h2>", shown_stats.to_html(index=False, na_rep=""),
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
         f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"

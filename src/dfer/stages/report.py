@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-max", type=_cap, default=DEFAULT_EMBED_MAX, metavar="N",
                         help="cards per fold in the single-file gallery.html that snakemake --report "
                              f"embeds (default {DEFAULT_EMBED_MAX})")
+    parser.add_argument("--reference", default=None, metavar="RUN",
+                        help="the run the 'Methods side by side' section pairs every other run "
+                             "against (default: the first run summary)")
 
 
 def check_tables(results: Path, datasets: list[str]) -> None:
@@ -63,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         tables = build_report(args.results, list(args.datasets), out,
                               gallery_max=args.gallery_max, embed_max=args.embed_max,
-                              summaries=args.summaries)
+                              summaries=args.summaries, reference=args.reference)
+    except ValueError as exc:  # an unknown --reference: name the runs there are
+        print(f"dfer report: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # a full disk: name the file, no traceback (nothing half-written)
         where = f" {exc.filename}" if exc.filename else f" into {out}"
         print(f"dfer report: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
