@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar, Union
+from typing import Any, ClassVar, Self, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -114,3 +114,24 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, noun: str) -> T:
         raise ValueError(f"unknown {noun}(s) {unknown}; known: {sorted(known)}")
     check_types(cls, data, noun)
     return cls(**data)
+
+
+class StrictConfig:
+    """Mixin of a dataclass config read from a user's mapping: ``from_dict`` refuses unknown
+    keys and wrong types (:func:`from_mapping`, naming keys as ``{CONFIG_NOUN} 'key'``) and then
+    runs the class's ``validate``; ``to_dict`` is the plain mapping written into checkpoints.
+    One place, so every method's config reports a bad key the same way."""
+
+    CONFIG_NOUN: ClassVar[str] = "config key"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Self:
+        cfg = from_mapping(cls, data, cls.CONFIG_NOUN)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def validate(self) -> None:
+        """Cross-key checks of the subclass (nothing by default)."""

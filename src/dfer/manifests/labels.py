@@ -143,6 +143,17 @@ def label_order_note(layout: str, labels: Sequence[str]) -> str:
     return f"{layout}: the configured order ({', '.join(labels)})"
 
 
+def class_labels(labels: Sequence[str], method: str) -> list[str]:
+    """``labels`` as canonical names, in order, for a model of ``method`` (named in the errors):
+    a model scores at least one class and each class once, or its logits would be ambiguous."""
+    if not labels:
+        raise ValueError(f"{method} needs at least one class label")
+    names = [canonical_label(x) for x in labels]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate class labels {names}")
+    return names
+
+
 def canonical_label(name: str) -> str:
     """Return the canonical class name for ``name`` (any case, alias or canonical spelling).
 

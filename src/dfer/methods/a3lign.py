@@ -27,17 +27,16 @@ copied); the prompts go through the shared embedding-input text encoder
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dfer.core.strict_config import from_mapping
-from dfer.manifests.labels import canonical_label
+from dfer.core.strict_config import StrictConfig
+from dfer.manifests.labels import class_labels
 from dfer.model.backbone import Tokenizer, build_open_clip, image_mean_std
 from dfer.model.pixels import frames_to_images
 from dfer.model.temporal import ClsTemporalTransformer
@@ -72,11 +71,13 @@ BAP_STAGES: tuple[BAPStage, ...] = (
 
 
 @dataclass
-class A3lignConfig:
+class A3lignConfig(StrictConfig):
     """Everything that defines an A3lign-DFER model; unknown keys are refused (:meth:`from_dict`).
 
     Every default is UNVERIFIED (no public code); ``docs/methods.md`` says where each comes from.
     """
+
+    CONFIG_NOUN: ClassVar[str] = "a3lign config key"
 
     #: open_clip architecture: B/32 (default) or ``ViT-L-14-quickgelu`` (the notes name both)
     backbone: str = "ViT-B-32-quickgelu"
@@ -100,15 +101,6 @@ class A3lignConfig:
     tune_image_tower: bool = False
     #: epochs of BAP stages 1, 2, 3 (a stage of 0 epochs is skipped)
     stage_epochs: list[int] = field(default_factory=lambda: [40, 30, 30])
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> A3lignConfig:
-        cfg = from_mapping(cls, data, "a3lign config key")
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         if min(self.sentences, self.mat_tokens, self.max_frames) < 1:
@@ -172,12 +164,8 @@ class A3lign(nn.Module):
     ) -> None:
         super().__init__()
         cfg.validate()
-        if not labels:
-            raise ValueError("A3lign-DFER needs at least one class label")
         self.cfg = cfg
-        self.labels = [canonical_label(x) for x in labels]
-        if len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"duplicate class labels {self.labels}")
+        self.labels = class_labels(labels, "A3lign-DFER")
         if clip is None or tokenizer is None:
             clip, tokenizer = build_open_clip(cfg.backbone, cfg.pretrained, cfg.model_cfg, cfg.init_seed)
         self.clip = clip

@@ -26,16 +26,15 @@ AdamW on the image tower only, the descriptors frozen (:meth:`CLIPER.parameter_g
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dfer.core.strict_config import from_mapping
+from dfer.core.strict_config import StrictConfig
 from dfer.manifests.labels import canonical_label
 from dfer.model.backbone import Tokenizer, build_open_clip, image_mean_std
 from dfer.model.pixels import frames_to_images
@@ -49,8 +48,10 @@ ZERO_COUNT = -1.0 / 99.0
 
 
 @dataclass
-class CLIPERConfig:
+class CLIPERConfig(StrictConfig):
     """Everything that defines a CLIPER model; unknown keys are refused (:meth:`from_dict`)."""
+
+    CONFIG_NOUN: ClassVar[str] = "cliper config key"
 
     #: open_clip architecture; the public script loads OpenAI's ViT-B/16 (QuickGELU)
     backbone: str = "ViT-B-16-quickgelu"
@@ -70,15 +71,6 @@ class CLIPERConfig:
     temporal_head_dim: int = 64
     temporal_mlp_dim: int = 1024
     max_frames: int = 16
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> CLIPERConfig:
-        cfg = from_mapping(cls, data, "cliper config key")
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         if self.aggregation not in AGGREGATIONS:

@@ -21,18 +21,17 @@ class name.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dfer.core.strict_config import from_mapping
-from dfer.manifests.labels import canonical_label
+from dfer.core.strict_config import StrictConfig
+from dfer.manifests.labels import canonical_label, class_labels
 from dfer.model.backbone import Tokenizer, build_open_clip
 from dfer.model.pixels import frames_to_images
 from dfer.model.temporal import ClsTemporalTransformer
@@ -62,8 +61,10 @@ TEXT_TYPES = ("descriptor", "class_name", "class_name_with_context")
 
 
 @dataclass
-class DFERCLIPConfig:
+class DFERCLIPConfig(StrictConfig):
     """Everything that defines a DFER-CLIP model; unknown keys are refused (:meth:`from_dict`)."""
+
+    CONFIG_NOUN: ClassVar[str] = "dferclip config key"
 
     #: open_clip architecture of the CLIP backbone; the public code loads OpenAI's ViT-B/32
     #: (QuickGELU), which is open_clip's ``ViT-B-32-quickgelu`` with ``pretrained: openai``
@@ -87,15 +88,6 @@ class DFERCLIPConfig:
     temporal_mlp_dim: int = 1024
     max_frames: int = 16  #: rows of the temporal position table minus the class token's
     temperature: float = 0.01  #: fixed: logits = cos / temperature
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> DFERCLIPConfig:
-        cfg = from_mapping(cls, data, "dferclip config key")
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         if self.text not in TEXT_TYPES:
@@ -149,12 +141,8 @@ class DFERCLIP(nn.Module):
     ) -> None:
         super().__init__()
         cfg.validate()
-        if not labels:
-            raise ValueError("DFER-CLIP needs at least one class label")
         self.cfg = cfg
-        self.labels = [canonical_label(x) for x in labels]
-        if len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"duplicate class labels {self.labels}")
+        self.labels = class_labels(labels, "DFER-CLIP")
         if clip is None or tokenizer is None:
             clip, tokenizer = build_open_clip(cfg.backbone, cfg.pretrained, cfg.model_cfg, cfg.init_seed)
         self.clip = clip

@@ -32,7 +32,6 @@ default. Public checkpoints (the AffectNet static model, fine-tuned video models
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -40,13 +39,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dfer.core.strict_config import from_mapping
+from dfer.core.strict_config import StrictConfig
 from dfer.model.pixels import frames_to_images
 
 log = logging.getLogger(__name__)
@@ -59,9 +58,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
-class S2DConfig:
+class S2DConfig(StrictConfig):
     """Everything that defines an S2D model; unknown keys are refused (:meth:`from_dict`).
     Defaults are the public ``s2d_base_patch16_224`` as the scripts build it."""
+
+    CONFIG_NOUN: ClassVar[str] = "s2d config key"
 
     img_size: int = 224
     patch_size: int = 16
@@ -87,15 +88,6 @@ class S2DConfig:
     sdl_queue_size: int = 16
     #: ``[first epoch, weight]`` pairs: an epoch takes the weight of the last pair it reached
     sdl_schedule: list[list[float]] = field(default_factory=lambda: [list(p) for p in SDL_SCHEDULE])
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> S2DConfig:
-        cfg = from_mapping(cls, data, "s2d config key")
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @property
     def grid(self) -> int:
