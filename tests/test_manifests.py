@@ -376,3 +376,13 @@ def test_frames_stat_deep_sums_images(tmp_path):
     with pytest.raises(ManifestError, match="holds no images"):
         build_manifest("g", {"layout": "generic", "root": str(tmp_path / "root"),
                              "num_shards": 1, "frames_stat": "deep", "split_files": [csv]})
+
+
+def test_class_labels_of_a_model_are_canonical_once_each_and_never_empty() -> None:
+    from dfer.manifests.labels import class_labels
+
+    assert class_labels(["Happy", "sad", "anger"], "DFER-CLIP") == ["happiness", "sadness", "anger"]
+    with pytest.raises(ValueError, match="^A3lign-DFER needs at least one class label$"):
+        class_labels([], "A3lign-DFER")
+    with pytest.raises(ValueError, match=r"duplicate class labels \['happiness', 'happiness'\]"):
+        class_labels(["happy", "happiness"], "DFER-CLIP")
