@@ -116,19 +116,24 @@ def test_cliper_trains_descriptors_then_the_image_tower(results: Path, cliper_ru
     assert torch.equal(state["descriptors"], d3)
 
 
-def test_cliper_killed_in_stage_2_resumes_into_stage_2(results: Path, cliper_run) -> None:
-    """Killed as epoch 3 starts (the resume file holds stage 2's optimiser), the fold continues
-    with stage 2's optimiser and ends with the uninterrupted run's weights, bit for bit."""
-    out = results / "cliper_killed"
+@pytest.mark.parametrize("kill_at", [2, 3])
+def test_cliper_killed_in_stage_2_resumes_into_stage_2(results: Path, cliper_run, kill_at: int) -> None:
+    """Killed as epoch 3 starts (the resume file holds stage 2's optimiser) or as epoch 2 starts
+    (the first of stage 2: the file holds stage 1's optimiser, the descriptors' group), the fold
+    continues with stage 2's optimiser and ends with the uninterrupted run's weights, bit for
+    bit."""
+    out = results / f"cliper_killed_{kill_at}"
     proc = subprocess.run(
         [sys.executable, str(REPO / "tests" / "support" / "kill_training.py"), str(results), "syn", str(out),
-         json.dumps(run_params("cliper")), "3"],
+         json.dumps(run_params("cliper")), str(kill_at)],
         env=env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr[-3000:]
     saved = torch.load(out / RESUME, weights_only=True)
-    assert saved["epoch"] == 2 and len(saved["optimizer_states"][0]["param_groups"]) == 1
+    [group] = saved["optimizer_states"][0]["param_groups"]
+    assert saved["epoch"] == kill_at - 1 and group["lr"] == pytest.approx(
+        1e-2 if kill_at == 2 else 5e-6 * (1 + np.cos(np.pi / 10)) / 2)  # stage 1 / stage 2 after one epoch
     train_fold(results, "syn", 1, "cliper", run_params("cliper"), out)
-    assert json.loads((out / "train.json").read_text())["resumed_at_epoch"] == 3
+    assert json.loads((out / "train.json").read_text())["resumed_at_epoch"] == kill_at
     a, b = read_checkpoint(out / "checkpoint.safetensors")[0], read_checkpoint(cliper_run[0] / "checkpoint.safetensors")[0]
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 

@@ -222,8 +222,11 @@ def train_fold(
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
         trainer = fit_trainer(cfg, out, device, precision, has_val, callbacks)
         ckpt_path, next_epoch = resume.usable_resume(out, digest)
-        # a resumed run builds the optimiser stage of the epoch it continues at
-        module = DFERModule(model, cfg, digest=digest, spec=cfg.spec, start_epoch=next_epoch if ckpt_path else 0)
+        # a resumed run first builds the optimiser stage of the epoch the resume file was saved
+        # at (its optimiser state fits only that stage's groups); when the epoch it continues at
+        # opens a new stage, on_train_epoch_start then enters it, as the uninterrupted run did
+        module = DFERModule(model, cfg, digest=digest, spec=cfg.spec,
+                            start_epoch=next_epoch - 1 if ckpt_path else 0)
         if ckpt_path is not None:
             log.info("%s fold %d: resuming at epoch %d from %s", dataset, fold, next_epoch, ckpt_path)
             for logger in trainer.loggers:

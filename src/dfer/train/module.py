@@ -113,8 +113,11 @@ class DFERModule(L.LightningModule):
     """Trains any method's model (its spec says how); validation logs UAR / WAR;
     ``predict_step`` serves evaluation (``cfg`` is needed for training only).
 
-    ``start_epoch``: the epoch a resumed run continues at, so that :meth:`configure_optimizers`
-    builds that epoch's stage (whose optimiser state the resume file holds).
+    ``start_epoch``: for a resumed run, the epoch its resume file was saved at, so that
+    :meth:`configure_optimizers` builds that epoch's stage, whose optimiser state the file holds
+    (a fold killed at a stage boundary would otherwise load one stage's state into the next
+    stage's optimiser); the epoch it continues at enters its own stage in
+    :meth:`on_train_epoch_start`.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig | None = None, digest: str | None = None,
@@ -278,7 +281,8 @@ class DFERModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The optimiser and scheduler of the stage of the epoch training starts at (a resumed
-        run: the epoch it continues at); later stages are entered by :meth:`_enter_stage`."""
+        run: the epoch its resume file was saved at); later stages are entered by
+        :meth:`_enter_stage`."""
         if self.cfg is None:
             raise ValueError("training needs the run config: DFERModule(model, cfg)")
         world = self.trainer.world_size if self._trainer is not None else 1
