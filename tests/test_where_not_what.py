@@ -182,7 +182,33 @@ def test_threads_decide_the_dataloader_workers():
     assert execution.eval_devices(two) == 1 and execution.eval_devices(cpu) == 0
     assert execution.job_threads(two, processes=1) == 4
     assert execution.eval_settings(two, 4)["data"]["num_workers"] == 3
-    assert execution.eval_settings(RUN, 4) == {"device": "auto", "data": {"num_workers": 3}}
+    assert execution.eval_settings(RUN, 4) == {"device": "auto",
+                                               "data": {"num_workers": 3, "unscored_clips": "wrong"}}
+
+
+def test_a_block_holding_only_where_keys_changes_no_result_and_no_resume_digest():
+    """A run that gains a block with where-keys only (``trainer: {devices: 4}`` where it had no
+    ``trainer`` block) keeps its params and its resume digest (empty blocks count as absent)."""
+    from dfer.train.config import result_params
+
+    base = {"model": {"backbone": "tiny"}, "optim": {"lr": 0.1}}
+    for moved in ({**base, "trainer": {"devices": 4}}, {**base, "data": {"num_workers": 8}},
+                  {**base, "model": {"backbone": "tiny", "batch_levels": False}, "trainer": {}},
+                  {**base, "data": {"unscored_clips": "exclude"}}):
+        assert execution.result_settings(moved) == execution.result_settings(base) == base, moved
+        assert result_params(moved) == result_params(base) == base, moved
+    assert execution.result_settings({**base, "trainer": {"max_epochs": 3}}) != execution.result_settings(base)
+
+
+def test_evaluation_is_always_given_its_scoring_policy():
+    """The run's unscored_clips, or the default when the run leaves it out (the checkpoint's
+    stored data block must not decide: a run that dropped ``exclude`` scores with ``wrong``)."""
+    from dfer.train.config import DataConfig
+
+    assert execution.SCORING_DEFAULTS == {"data.unscored_clips": DataConfig.unscored_clips}
+    assert execution.eval_settings(RUN, 4)["data"]["unscored_clips"] == "wrong"
+    excluded = merge(RUN, {"data": {"unscored_clips": "exclude"}})
+    assert execution.eval_settings(excluded, 4)["data"]["unscored_clips"] == "exclude"
 
 
 def test_rules_declare_threads_and_jobs_get_workers_from_them(finished):

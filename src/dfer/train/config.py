@@ -261,7 +261,7 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1  # 0 = never validate during training
     limit_train_batches: int | float | None = None
     deterministic: bool = True
-    #: where the run trains, not what it computes (WHERE_KEYS): processes per node (one per
+    #: where the run trains, not what it computes (RUN_EXECUTION_KEYS): processes per node (one per
     #: GPU, or CPU processes with ``accelerator: cpu``), the strategy, and nodes. Batches are
     #: global: ``data.batch_size`` clips per optimizer step however many processes share them.
     devices: int = 1
@@ -368,23 +368,15 @@ def lightning_devices(device: str, devices: int = 1) -> tuple[str, int | list[in
     return ("gpu" if device.startswith("cuda") else "cpu"), devices
 
 
-#: Keys of a run that decide where or how fast it trains, not what it computes, by block
-#: ("" = the run's top level). Changing one must not change the result beyond floating-point
-#: reduction order: ``devices`` / ``num_nodes`` split each global batch over processes and
-#: gather what is computed over the batch (dfer.train.distributed); workers, open shards and the
-#: validation batch size only change speed and memory. The workflow keeps them out of a job's
-#: params (docs/cluster.md), and a resume file (dfer.train.resume) is valid across them.
-WHERE_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("device",),
-    "trainer": ("devices", "strategy", "num_nodes", "accelerator"),
-    "data": ("num_workers", "max_open_shards", "eval_batch_size"),
-}
-
-
 def result_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's params without its :data:`WHERE_KEYS`: what its result depends on."""
-    out = {k: v for k, v in params.items() if k not in WHERE_KEYS[""]}
-    for block, keys in WHERE_KEYS.items():
-        if block and isinstance(out.get(block), Mapping):
-            out[block] = {k: v for k, v in out[block].items() if k not in keys}
-    return out
+    """A run's params without the keys that decide where or how fast it trains or how its
+    folds are scored (:data:`dfer.train.execution.RUN_EXECUTION_KEYS` and ``RUN_SCORING_KEYS``):
+    what a fold's training result depends on. Changing one must not change the result beyond
+    floating-point reduction order: ``devices`` / ``num_nodes`` split each global batch over
+    processes and gather what is computed over the batch (dfer.train.distributed); workers, open
+    shards and the validation batch size only change speed and memory. One list serves the
+    workflow's params (docs/cluster.md) and the resume digest (dfer.train.resume), so a fold
+    resumes across exactly the changes that re-run nothing."""
+    from dfer.train.execution import without_execution_keys
+
+    return without_execution_keys(params)

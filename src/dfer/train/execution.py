@@ -32,6 +32,11 @@ RUN_EXECUTION_KEYS: tuple[str, ...] = (
 #: counts as wrong, or is left out).
 RUN_SCORING_KEYS: tuple[str, ...] = ("data.unscored_clips",)
 
+#: The value of each scoring key a run leaves unset (DataConfig's default; a test checks they
+#: agree). An evaluate job is always given one, since the checkpoint's stored data block would
+#: otherwise decide: a run that dropped ``unscored_clips: exclude`` would still exclude.
+SCORING_DEFAULTS: dict[str, Any] = {"data.unscored_clips": "wrong"}
+
 #: The keys of a run that a fold's job reads; ``datasets``, ``folds`` and ``description``
 #: only say which jobs exist.
 RUN_KEYS: tuple[str, ...] = ("model", "data", "optim", "trainer", "device")
@@ -97,13 +102,20 @@ def _with_workers(data: Mapping[str, Any] | None, run: Mapping[str, Any], thread
     return data
 
 
-def result_settings(run: Mapping[str, Any]) -> dict[str, Any]:
-    """What changes a fold's result: the run's keys a job reads, less ``RUN_EXECUTION_KEYS``
-    (the train rule's ``params``)."""
+def without_execution_keys(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` less :data:`RUN_EXECUTION_KEYS` and :data:`RUN_SCORING_KEYS`, and less the
+    blocks of :data:`RUN_KEYS` this leaves empty: a run that gains ``trainer: {devices: 4}``
+    where it had no ``trainer`` block computes what it computed before."""
     from dfer.core.execution_keys import result_part
 
-    return result_part({k: run[k] for k in RUN_KEYS if k in run},
-                       (*RUN_EXECUTION_KEYS, *RUN_SCORING_KEYS))
+    settled = result_part(params, (*RUN_EXECUTION_KEYS, *RUN_SCORING_KEYS))
+    return {k: v for k, v in settled.items() if not (k in RUN_KEYS and v == {})}
+
+
+def result_settings(run: Mapping[str, Any]) -> dict[str, Any]:
+    """What changes a fold's result: the run's keys a job reads, less the execution and
+    scoring keys (the train rule's ``params``)."""
+    return without_execution_keys({k: run[k] for k in RUN_KEYS if k in run})
 
 
 def scoring_settings(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +141,8 @@ def eval_settings(run: Mapping[str, Any], threads: int) -> dict[str, Any]:
     from dfer.core.execution_keys import split
 
     _, execution = split({k: run[k] for k in RUN_KEYS if k in run}, RUN_EXECUTION_KEYS)
-    data = {**(execution.get("data") or {}), **(scoring_settings(run).get("data") or {})}
+    scoring = {key.split(".", 1)[1]: value for key, value in SCORING_DEFAULTS.items()}
+    data = {**(execution.get("data") or {}), **scoring, **(scoring_settings(run).get("data") or {})}
     if data.get("num_workers") is None:
         data["num_workers"] = workers_for_threads(threads, 1)  # one process scores the clips
     return {"device": run.get("device", "auto"), "data": data}

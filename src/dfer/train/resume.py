@@ -15,8 +15,8 @@ learning-rate scheduler states, the epoch and step counters, torch's random stat
   over the old one), so a kill while saving leaves the previous epoch's file;
 - used only when its digest equals the new run's (:func:`usable_resume`): another config, other
   clips or other preprocessing start from epoch 0 with a warning. Where-keys
-  (:data:`dfer.train.config.WHERE_KEYS`: devices, nodes, workers, ...) are not in the digest: a
-  fold may resume on another number of GPUs;
+  (:data:`dfer.train.execution.RUN_EXECUTION_KEYS`: devices, nodes, workers, ...) are not in the
+  digest: a fold may resume on another number of GPUs;
 - removed once the fold's checkpoint and train.json are written (:func:`finish`).
 
 Each epoch's data order depends on ``(seed, epoch)`` only (dfer.train.distributed), so a run
