@@ -224,3 +224,11 @@ def test_a_server_that_fails_to_start_stops_the_others(fake_vllm, tmp_path):
     assert f"vllm serve on GPU(s) 1 (port {port + 1}) exited with status 1 before it was healthy" in done.stderr
     assert "Address already in use" in done.stderr  # the log's last lines
     assert not (tmp_path / "u.yaml").exists()
+
+
+def test_cuda_visible_devices_minus_one_is_no_gpu(monkeypatch):
+    """``CUDA_VISIBLE_DEVICES=-1`` hides every GPU: no server is started on "GPU -1"."""
+    monkeypatch.setattr(serve.shutil, "which", lambda name: None)  # no nvidia-smi to fall back on
+    with pytest.raises(ValueError):
+        serve.visible_gpus(None, {"CUDA_VISIBLE_DEVICES": "-1"})
+    assert serve.visible_gpus(None, {"CUDA_VISIBLE_DEVICES": "-1,2"}) == ["2"]

@@ -411,3 +411,26 @@ def test_fineclipper_names_still_import_from_their_old_places() -> None:
         (fine.FineCLIPER, ModelConfig, fine.FineCLIPEROutput, fine.count_parameters)
     assert (old.load_checkpoint, old.read_checkpoint, old.save_checkpoint) == \
         (ckpt.load_checkpoint, ckpt.read_checkpoint, ckpt.save_checkpoint)
+
+
+def test_view_outputs_averages_views_and_explains_with_the_identity_view() -> None:
+    """Probabilities are the mean over the views; the output kept for the explanation columns is
+    the identity view's even when hflip comes first (frames [B, T, H, W, 3], W mirrored)."""
+    from types import SimpleNamespace
+
+    from dfer.methods import api
+
+    class Out(SimpleNamespace):
+        def probabilities(self) -> torch.Tensor:
+            return self.p
+
+    def model(frames: torch.Tensor) -> Out:  # class 0's probability: the first column's mean
+        left = frames[..., 0, :].float().mean().reshape(1, 1) / 10
+        return Out(p=torch.cat([left, 1 - left], dim=1), first_column=left)
+
+    frames = torch.zeros(1, 1, 2, 2, 3)
+    frames[..., 0, :] = 4.0  # the first column bright, the second dark
+    spec = SimpleNamespace(inputs=("frames",), shares_batch=False)
+    probs, out = api.view_outputs(model, spec, {"frames": frames}, ("hflip", "identity"))
+    assert torch.allclose(probs, torch.tensor([[0.2, 0.8]]))  # (0.4 + 0.0) / 2, (0.6 + 1.0) / 2
+    assert out.first_column.item() == pytest.approx(0.4)  # the identity view's, not the flipped 0.0

@@ -205,7 +205,7 @@ def test_evaluation_is_always_given_its_scoring_policy():
     stored data block must not decide: a run that dropped ``exclude`` scores with ``wrong``)."""
     from dfer.train.config import DataConfig
 
-    assert execution.SCORING_DEFAULTS == {"data.unscored_clips": DataConfig.unscored_clips}
+    assert {"data.unscored_clips": DataConfig.unscored_clips} == execution.SCORING_DEFAULTS
     assert execution.eval_settings(RUN, 4)["data"]["unscored_clips"] == "wrong"
     excluded = merge(RUN, {"data": {"unscored_clips": "exclude"}})
     assert execution.eval_settings(excluded, 4)["data"]["unscored_clips"] == "exclude"

@@ -71,7 +71,7 @@ EXECUTION_KEYS: tuple[str, ...] = (
     "batch_size", "device",
     "vllm.gpu_memory_utilization", "vllm.tensor_parallel_size", "vllm.python",
     "openai.base_url", "openai.api_key_env", "openai.max_concurrency", "openai.timeout_s",
-    "openai.max_retries", "openai.backoff_s",
+    "openai.max_retries", "openai.backoff_s", "openai.dead_after",
 )
 
 

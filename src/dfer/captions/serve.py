@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dfer.captions.config import CaptionsConfig
+from dfer.core.gpu_placement import listed_devices
 
 #: The module ``vllm serve`` runs as (the ``vllm`` console script may be absent in a venv
 #: whose vllm package is the CPU build; the module is always there).
@@ -45,7 +46,7 @@ def visible_gpus(explicit: str | None = None, env: Mapping[str, str] | None = No
     env = os.environ if env is None else env
     text = explicit if explicit is not None else env.get("CUDA_VISIBLE_DEVICES")
     if text is not None:
-        ids = [g.strip() for g in text.split(",") if g.strip()]
+        ids = listed_devices(text)  # "-1" hides every GPU: it is not one
         if ids:
             return ids
     smi = shutil.which("nvidia-smi")

@@ -56,7 +56,7 @@ class GpuPlacementError(RuntimeError):
     """A job cannot get the GPUs it asked for (more than the machine has, or a time-out)."""
 
 
-def _listed(value: str) -> list[str]:
+def listed_devices(value: str) -> list[str]:
     """Entries of a ``CUDA_VISIBLE_DEVICES`` value; ``-1`` and blanks are not devices."""
     return [d.strip() for d in value.split(",") if d.strip() and d.strip() != "-1"]
 
@@ -71,7 +71,7 @@ def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
     """
     env = os.environ if environ is None else environ
     visible = env.get("CUDA_VISIBLE_DEVICES")
-    listed = _listed(visible) if visible is not None else None
+    listed = listed_devices(visible) if visible is not None else None
     pinned = env.get(LOCAL_GPUS_ENV, "").strip()
     if pinned:
         try:

@@ -106,12 +106,15 @@ def flip_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
 
 def view_outputs(model: nn.Module, spec: MethodSpec, batch: Mapping[str, Any],
                  views: Sequence[str] = ("identity",)) -> tuple[torch.Tensor, Any]:
-    """``(probabilities [B, C], the identity view's output)`` averaged over the test views."""
-    probs, first = None, None
+    """``(probabilities [B, C] averaged over the test views, the identity view's output)``;
+    the output (whose similarities and weights explain a prediction) is the first view's when
+    ``identity`` is not among the views."""
+    probs, explained = None, None
     for view in views:
         out = forward(model, spec, flip_batch(batch) if view == "hflip" else batch)
         p = out.probabilities()
         probs = p if probs is None else probs + p
-        first = out if first is None else first
+        if explained is None or view == "identity":
+            explained = out
     assert probs is not None
-    return probs / len(views), first
+    return probs / len(views), explained
