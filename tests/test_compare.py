@@ -177,3 +177,17 @@ def test_report_has_the_methods_section(tmp_path: Path) -> None:
     assert "| dfew | dc | fc | UAR | 3 | 1: +5.00, 2: +2.00, 3: +8.00 | +5.00 | 2.887 | 0.102 |" in section
     html = (tmp_path / "report" / "report.html").read_text()
     assert "Methods side by side" in html and "59.61 / 71.25 [2]" in html
+
+
+def test_a_fold_with_nothing_scored_is_left_out_of_the_means(tmp_path: Path) -> None:
+    """A fold whose UAR / WAR is null (no clip could be scored) does not turn the run's figures
+    into NaN: the means and stds are over the other folds, as summary.json's are."""
+    folder = tmp_path / "dfew" / "train" / "fc"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({
+        "run": "fc", "method": "fineclipper", "dataset": "dfew", "zero_shot": False, "labels": ["happiness"],
+        "per_fold": [{"fold": 1, "uar": 0.5, "war": 0.6}, {"fold": 2, "uar": None, "war": None},
+                     {"fold": 3, "uar": 0.7, "war": 0.8}]}))
+    [run] = load_runs([folder / "summary.json"])
+    row = compare_tables([run], "fc")["scores"].iloc[0]
+    assert (row["uar"], row["uar_std"], row["war"], row["war_std"]) == pytest.approx((0.6, 0.1, 0.7, 0.1))

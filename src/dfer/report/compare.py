@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -119,7 +120,7 @@ def load_runs(summaries: Sequence[str | Path]) -> list[RunResult]:
             continue
         if not s.get("per_fold"):
             raise ValueError(f"{path}: no per_fold figures (written by an older dfer?)")
-        folds = {int(row["fold"]): (float(row["uar"]), float(row["war"])) for row in s["per_fold"]}
+        folds = {int(row["fold"]): (_metric(row.get("uar")), _metric(row.get("war"))) for row in s["per_fold"]}
         tunable, seconds = _train_info(path.parent, sorted(folds))
         runs.append(RunResult(
             run=str(s.get("run") or path.parent.name), method=str(s.get("method") or "fineclipper"),
@@ -141,15 +142,21 @@ def _pct(x: float | None) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
 
 
+def _metric(value: Any) -> float:
+    """A fold's UAR or WAR; ``null`` (a fold with nothing scored) is NaN."""
+    return math.nan if value is None else float(value)
+
+
 def _mean_std(values: np.ndarray) -> str:
-    return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=0):.2f}"
+    # NaN folds (nothing scored) are left out, as summary.json's and the results table's means do
+    return f"{100 * np.nanmean(values):.2f} ± {100 * np.nanstd(values):.2f}"
 
 
 def scores(runs: Sequence[RunResult]) -> pd.DataFrame:
     """One row per (run, dataset): folds, UAR / WAR mean and std over folds (fractions)."""
     rows = [{"run": r.run, "method": r.method, "dataset": r.dataset, "folds": len(r.folds),
-             "uar": float(r.values("uar").mean()), "uar_std": float(r.values("uar").std(ddof=0)),
-             "war": float(r.values("war").mean()), "war_std": float(r.values("war").std(ddof=0))}
+             "uar": float(np.nanmean(r.values("uar"))), "uar_std": float(np.nanstd(r.values("uar"))),
+             "war": float(np.nanmean(r.values("war"))), "war_std": float(np.nanstd(r.values("war")))}
             for r in runs]
     return pd.DataFrame(rows, columns=["run", "method", "dataset", "folds", "uar", "uar_std",
                                        "war", "war_std"])
