@@ -419,10 +419,29 @@ def mutmut_bin() -> str:
     return str(exe) if exe.exists() else "mutmut"
 
 
+#: Imported at start-up by every Python process of a run (sitecustomize): mutmut forks one
+#: worker per mutant from a process that has already run the tests, and tqdm's monitor thread,
+#: started there by the first progress bar, may hold tqdm's lock at the moment of the fork; the
+#: worker's first progress bar then waits for it forever, and the mutant is counted as a
+#: time-out (it happened to a quarter of the shard runner's run_batches mutants). Without the
+#: monitor thread (it only tightens a bar's refresh interval) no lock is held across the fork.
+SITECUSTOMIZE = """\
+try:
+    import tqdm
+    tqdm.tqdm.monitor_interval = 0
+except ImportError:
+    pass
+"""
+SITE = WORK / "_site"
+
+
 def _env() -> dict[str, str]:
     # one thread per worker: forked workers must not inherit a busy OpenMP pool (torch), and
     # the run should not take more cores than --max-children
-    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+    SITE.mkdir(parents=True, exist_ok=True)
+    (SITE / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join(p for p in (str(SITE), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "PYTHONPATH": path,
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
