@@ -93,9 +93,11 @@ def results_section(json_path: Path) -> list[str]:
 NO_GPU_SECTION = [
     "## gpu (not measured)",
     "",
-    "No GPU machine was lent to the sessions that produced these results, so there are no GPU "
-    "figures (FineCLIPER training-step clips/s, peak GPU memory and TFLOP/s at 1 and 3 visual "
-    "levels, FAN / FaRL frames/s, DataLoader vs GPU). `benchmarks/gpu/run.py` ran only as its CPU "
+    "No GPU machine was lent to the sessions that produced these results (nor in the round of "
+    "issue 23: eight GPUs, SLURM, shared caption servers), so there are no GPU figures "
+    "(FineCLIPER training-step time and share of bf16 peak at batch 32 on ViT-B/16, 3 levels x 16 "
+    "frames, peak GPU memory, DataLoader keeping up or not, FAN / FaRL frames/s, vLLM captions "
+    "clips/s). Every GPU path ran only on the CPU. `benchmarks/gpu/run.py` ran only as its CPU "
     "`--smoke` check (`tests/test_gpu_bench_smoke.py`). On a GPU machine it writes "
     "`benchmarks/results/gpu.json` (how: [benchmarks/gpu/README.md](../gpu/README.md)); this "
     "index then shows that file in place of this note.",

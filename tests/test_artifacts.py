@@ -117,3 +117,71 @@ def test_inspect_prints_schema_rows_and_provenance(tmp_path):
     text = out.getvalue()
     assert "rows: 3" in text and "score: double" in text and '"backend": "dlib"' in text
     assert "a: uint8 [16, 8, 8, 3]" in text and "tensors: 1" in text
+
+
+def test_inspect_of_a_truncated_or_garbled_file_is_one_line(tmp_path, capsys):
+    """`dfer inspect` on a cut-short artifact printed a traceback (SafetensorError:
+    incomplete metadata); each bad file is one line naming it, the others are still shown."""
+    from dfer.cli import main
+
+    meta = artifacts.provenance("decode", 1)
+    frames = tmp_path / "frames"
+    st = artifacts.write_safetensors(frames / "shard-000.safetensors",
+                                     {"a": np.zeros((4, 8, 8, 3), np.uint8)}, meta)
+    pq_path = artifacts.write_parquet(frames / "shard-000.parquet",
+                                      pd.DataFrame({"clip_id": ["a"]}), meta)
+    good = artifacts.write_parquet(tmp_path / "good.parquet", pd.DataFrame({"x": [1]}), meta)
+    for path in (st, pq_path):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    garbled = tmp_path / "g.safetensors"
+    garbled.write_bytes((20).to_bytes(8, "little") + b"{not json at all!!!}")
+    assert main(["inspect", str(st), str(pq_path), str(garbled), str(good)]) == 1
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err
+    lines = cap.err.strip().splitlines()
+    rebuild = f"rebuild it with `snakemake --cores all --forcerun {frames / 'shard-000.parquet'}`"
+    assert lines[0].startswith(f"{st}: cannot inspect: truncated: its tensors need ")
+    assert lines[0].endswith(rebuild)
+    assert lines[1].startswith(f"{pq_path}: cannot inspect: truncated: no Parquet footer at its end")
+    assert lines[1].endswith(rebuild)
+    assert lines[2] == (f"{garbled}: cannot inspect: damaged: its header is not a safetensors "
+                        "header; re-run the stage that wrote it")
+    assert len(lines) == 3
+    assert f"== {good}" in cap.out  # the whole file after them is still shown
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
+    (lambda p: p.write_bytes(b"PAR1" + b"\0" * 20), "truncated: no Parquet footer at its end (24 bytes)"),
+    (lambda p: p.write_bytes(b"PAR1" + b"\0" * 4 + (999).to_bytes(4, "little") + b"PAR1"),
+     "damaged: its footer claims 999 bytes of a 16-byte file"),
+    (lambda p: p.write_bytes(b"NOPE" * 4), "not a Parquet file (no PAR1 at its start)"),
+])
+def test_integrity_problem_of_parquet_files(tmp_path, make, expected):
+    from dfer.core.integrity import problem
+
+    path = tmp_path / "x.parquet"
+    make(path)
+    assert problem(path) == expected
+    assert problem(tmp_path / "gone.parquet") == "missing"
+
+
+def test_integrity_problem_of_safetensors_files(tmp_path):
+    from dfer.core.integrity import problem
+
+    path = artifacts.write_safetensors(tmp_path / "x.safetensors",
+                                       {"a": np.zeros((2, 3), np.uint8),
+                                        "b": np.ones(5, np.float32)}, {})
+    assert problem(path) is None
+    data = path.read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    # the tensors need 6 + 20 bytes after the header: one byte short is truncated
+    path.write_bytes(data[:-1])
+    assert problem(path) == f"truncated: its tensors need {8 + header + 26} bytes, the file has {8 + header + 25}"
+    path.write_bytes(data + b"\0")
+    assert problem(path) == "damaged: 1 bytes after its last tensor"
+    path.write_bytes(data[:8 + header - 1])
+    assert problem(path) == f"truncated: its header needs {8 + header} bytes, the file has {7 + header}"
+    empty = artifacts.write_safetensors(tmp_path / "e.safetensors", {}, {"k": "v"})
+    assert problem(empty) is None  # an all-failed shard is whole

@@ -1,11 +1,14 @@
-"""The OpenAI-compatible client against a real HTTP server on 127.0.0.1.
+"""The OpenAI-compatible client against real HTTP servers on 127.0.0.1.
 
 The server implements ``POST /v1/chat/completions`` with a behaviour chosen per test (answer,
 sleep past the timeout, empty answer, 503 once per request, a fixed error status on every
-request, 400), records every request body and the peak number of requests in flight, and can
-hold requests until several are in flight at once. Failures must end up as per-clip failure
-rows with the shard written, never as an exception. Nothing here bounds elapsed time: tests
-count requests and record the client's backoff sleeps (injected, so no real backoff is spent).
+request, 400, an answer trickled byte by byte, an oversized answer, an error that echoes the
+request's credentials), records every request body and the peak number of requests in flight,
+and can hold requests until several are in flight at once. Several servers at once test the
+spread over a ``base_url`` list and fail-over, one of them a separate process that dies
+mid-run. Failures must end up as per-clip failure rows with the shard written, never as an
+exception. Nothing here bounds elapsed time: tests count requests and record the client's
+backoff sleeps (injected, so no real backoff is spent).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -40,9 +44,14 @@ ANSWER = ("The mouth opens slowly and the lip corners rise, suggesting happiness
 
 @dataclass
 class Behaviour:
-    mode: str = "ok"            # ok | sleep | empty | flaky | bad_request | status
+    mode: str = "ok"            # ok | sleep | empty | flaky | bad_request | status | trickle | echo
     sleep_s: float = 0.0        # latency of every answer (mode ok/flaky) or the stall (sleep)
-    status: int = 503           # what mode "status" answers to every request
+    status: int = 503           # what mode "status" / "echo" answers to every request
+    tag: str = ""               # appended to the answer ("Served by {tag}."): who answered
+    answer: str | None = None   # the answer text (default ANSWER)
+    length: bool = True         # send Content-Length (False: close the connection to end)
+    trickle_s: float = 0.05     # mode trickle: the pause between single bytes of the reply
+    sent: int = 0               # mode trickle: bytes written before the client went away
     gate: int = 0               # hold requests until this many have been in flight at once
     gate_timeout_s: float = 10.0  # ... or until this long has passed (a client that never gets there)
     bodies: list[dict] = field(default_factory=list)
@@ -61,10 +70,21 @@ def _handler(state: Behaviour) -> type[BaseHTTPRequestHandler]:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            if state.length:
+                self.send_header("Content-Length", str(len(data)))
+            else:
+                self.close_connection = True
             self.end_headers()
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(data)
+                if state.mode != "trickle":
+                    self.wfile.write(data)
+                    return
+                self.wfile.flush()
+                for k in range(len(data)):  # one byte at a time: never a long gap
+                    self.wfile.write(data[k:k + 1])
+                    self.wfile.flush()
+                    state.sent = k + 1
+                    time.sleep(state.trickle_s)
 
         def do_POST(self) -> None:  # noqa: N802 - http.server API
             raw = self.rfile.read(int(self.headers["Content-Length"]))
@@ -92,7 +112,16 @@ def _handler(state: Behaviour) -> type[BaseHTTPRequestHandler]:
                     return self._send(400, {"error": {"message": "too many images"}})
                 if state.mode == "flaky" and first:
                     return self._send(503, {"error": "overloaded"})
-                text = "" if state.mode == "empty" else ANSWER
+                if state.mode == "echo":  # what a careless server or proxy does with a bad key
+                    auth = self.headers.get("Authorization", "")
+                    key = auth.removeprefix("Bearer ")
+                    return self._send(state.status, {"error": {
+                        "message": f"invalid key {key}; you sent Authorization: {auth} "
+                                   f"(api_key={key}, password: {key}) via http://user:{key}@proxy/v1",
+                        "request_headers": {k.lower(): v for k, v in self.headers.items()}}})
+                text = "" if state.mode == "empty" else (state.answer or ANSWER)
+                if state.tag:
+                    text = f"{text} Served by {state.tag}."
                 self._send(200, {
                     "id": "x", "object": "chat.completion", "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
@@ -107,16 +136,25 @@ def _handler(state: Behaviour) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[str, Behaviour]]:
-    state = Behaviour()
+@contextlib.contextmanager
+def _serving(state: Behaviour) -> Iterator[str]:
+    """A stand-in server with ``state``'s behaviour on a free port, for the ``with`` block."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", state
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Behaviour]]:
+    state = Behaviour()
+    with _serving(state) as url:
+        yield url, state
 
 
 def _free_port() -> int:
@@ -330,3 +368,260 @@ def test_parse_completion_rejects_bad_replies(body, error):
 
 def test_parse_completion_falls_back_to_word_count():
     assert parse_completion({"choices": [{"message": {"content": " a b c "}}]}) == ("a b c", 3)
+
+
+# ----------------------------------------------------------------------------- client limits
+
+
+def _clip(cid: str = "a", value: int = 0) -> ClipInput:
+    return ClipInput(cid, frames=np.full((4, 16, 16, 3), value, np.uint8))
+
+
+def test_deadline_bounds_the_whole_request_not_the_gap_between_bytes(server):
+    """A server that trickles its reply one byte every 50 ms never leaves a 0.5 s gap, so
+    httpx's own timeouts never fire; the request must still end at the 0.5 s deadline,
+    long before the ~300-byte reply (about 15 s) is complete."""
+    url, state = server
+    state.mode = "trickle"
+    cfg = CaptionsConfig.from_params(_params(url, timeout_s=0.5, max_retries=0))
+    (out,) = OpenAIDescriber(cfg.raw["openai"], cfg.sampling()).describe([_clip()], "q")
+    assert out.error_type == "timeout"
+    assert out.message == "clip a: no complete reply within 0.5 s (TimeoutError) (after 1 attempts)"
+    assert len(state.bodies) == 1
+    time.sleep(0.3)  # let the server notice the closed connection
+    full = len(json.dumps({"choices": [{"message": {"content": ANSWER}}]}))
+    assert 0 < state.sent < full / 2  # it was cut off early, not waited out
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "read-to-close"])
+def test_oversized_reply_is_a_failure_and_counted_not_stored(server, tmp_path, length):
+    """A 5 MB answer (the server ignores max_tokens) is dropped: a failure row naming the cap,
+    no captions row, and ``answers_over_cap`` in the summary and the provenance. With a
+    Content-Length it is refused unread; without one, reading stops at the byte cap."""
+    url, state = server
+    state.answer, state.length = "The mouth opens. " * 300_000, length  # 5.1 MB
+    paths = _shard(tmp_path, n=2)
+    summary = run_shard(paths["frames"], paths["index"], paths["landmarks"], paths["out"],
+                        paths["failures"], _params(url, max_retries=0))
+    cap = 32 * 64  # 32 characters per token x max_tokens 64: the default cap
+    assert summary["clips"] == 0 and summary["answers_over_cap"] == 2
+    assert read_meta(paths["out"])["answers_over_cap"] == 2
+    fails = read_parquet(paths["failures"])
+    assert list(fails["clip_id"]) == ["c0", "c1"] and set(fails["error_type"]) == {"backend_error"}
+    reply_cap = 12 * cap + 65536
+    for msg in fails["message"]:
+        assert "(AnswerTooLarge)" in msg and f"max_answer_chars={cap}" in msg and len(msg) < 400
+        assert (f"reply of {len(json.dumps(_reply(state)))} bytes is over the cap of {reply_cap} bytes"
+                in msg) if length else (f"reply over the cap of {reply_cap} bytes" in msg)
+    assert len(read_parquet(paths["out"])) == 0
+    assert len(state.bodies) == 2  # final: not retried
+
+
+def _reply(state: Behaviour) -> dict:
+    """The JSON the stand-in sends in mode ok (to know its exact size)."""
+    return {"id": "x", "object": "chat.completion", "model": "tiny-vl",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": state.answer or ANSWER}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 23, "total_tokens": 123}}
+
+
+def test_answer_over_the_character_cap_fails_under_it_is_kept(server):
+    url, state = server
+    cfg = CaptionsConfig.from_params(_params(url, max_answer_chars=len(ANSWER)))
+    client = OpenAIDescriber(cfg.raw["openai"], cfg.sampling())
+    (ok,) = client.describe([_clip()], "q")
+    assert ok.ok and ok.text == ANSWER  # exactly at the cap: kept whole
+    state.answer = ANSWER + "x"
+    (over,) = client.describe([_clip()], "q")
+    assert over.error_type == "backend_error"
+    assert over.message == (f"clip a: answer of {len(ANSWER) + 1} characters is over captions.openai."
+                            f"max_answer_chars={len(ANSWER)}: not stored (AnswerTooLarge)")
+    assert client.summary() == {"answers_over_cap": 1}
+
+
+@pytest.mark.parametrize("status", [400, 503])
+def test_error_bodies_are_stored_with_credentials_masked(server, tmp_path, monkeypatch, caplog, status):
+    """A server that echoes the request's credentials in its error body (the key bare, as a
+    Bearer value, as api_key=..., in a URL, in a header dump): the failures table and the log
+    keep the error's text but never the key."""
+    url, state = server
+    key = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("DFER_TEST_KEY", key)
+    state.mode, state.status = "echo", status
+    paths = _shard(tmp_path, n=2)
+    with caplog.at_level("DEBUG"):
+        run_shard(paths["frames"], paths["index"], paths["landmarks"], paths["out"],
+                  paths["failures"], _params(url, api_key_env="DFER_TEST_KEY", max_retries=1,
+                                              backoff_s=0.0))
+    assert len(state.bodies) == (2 if status == 400 else 4)  # 503 is retried once, 400 not
+    fails = read_parquet(paths["failures"])
+    assert list(fails["clip_id"]) == ["c0", "c1"] and set(fails["error_type"]) == {"backend_error"}
+    stored = fails.to_csv() + json.dumps(read_meta(paths["failures"])) + caplog.text
+    assert key not in stored and key[:12] not in stored
+    msg = fails["message"].iloc[0]
+    assert msg.startswith(f"clip c0: HTTP {status}: ")
+    assert "invalid key ***" in msg and "Authorization: ***" in msg and "api_key=***" in msg
+    assert "password: ***" in msg and "http://***@proxy" in msg
+
+
+def test_masking_covers_header_dumps_and_keeps_plain_text():
+    from dfer.captions.base import redact
+
+    dump = json.dumps({"authorization": "Bearer abc.def-ghi", "x-api-key": "k3y-value",
+                       "proxy-authorization": "Basic dXNlcjpwYXNz", "host": "127.0.0.1"})
+    masked = redact(dump)
+    assert json.loads(masked) == {"authorization": "***", "x-api-key": "***",
+                                  "proxy-authorization": "***", "host": "127.0.0.1"}
+    plain = "token limit exceeded: basic check failed for 9000 tokens"
+    assert redact(plain) == plain
+    assert redact("key=abcd1234; secret: s3cr3t", ["abcd1234"]) == "key=***; secret: ***"
+
+
+def test_failure_table_in_docs_is_the_code_table():
+    """docs/captions.md lists the failures exactly as ``dfer.captions.base.FAILURES`` maps
+    them, every value is in the shared vocabulary that docs/architecture.md lists, and no
+    error_type outside the table reaches the rows (the client's codes map through it)."""
+    from dfer.captions.base import FAILURES, failure_table, vocabulary_error
+    from dfer.core.shard_runner import ErrorType
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    assert failure_table() in (docs / "captions.md").read_text()
+    arch = (docs / "architecture.md").read_text()
+    for f in FAILURES:
+        assert f"| `{f.error_type.value}` |" in arch
+    # every code the client raises, and every HTTP status, maps to the documented type
+    expected = {"Timeout": "timeout", "ConnectionError": "connection_error", "HTTP503": "backend_error",
+                "HTTP400": "backend_error", "BadResponse": "backend_error",
+                "AnswerTooLarge": "backend_error", "EmptyAnswer": "empty_answer",
+                "MissingFrames": "missing_frames", "BadFrames": "bad_input", "RuntimeError": "backend_error"}
+    for code, error_type in expected.items():
+        assert vocabulary_error(code, "m")[0] == error_type
+        assert error_type in {e.value for e in ErrorType}
+
+
+# ----------------------------------------------------------------------------- many servers
+
+
+@pytest.mark.parametrize("value, message", [
+    ([], "captions.openai.base_url is an empty list"),
+    (["http://a:1/v1", "http://a:1/v1/"], "captions.openai.base_url[1] repeats 'http://a:1/v1'"),
+    (["http://a:1/v1", "a:2"], "captions.openai.base_url[1] must be an http:// or https:// URL"),
+    ("ftp://x", "captions.openai.base_url must be an http:// or https:// URL"),
+])
+def test_base_url_list_is_validated(value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CaptionsConfig.from_params(_params(value))
+
+
+def test_a_list_of_urls_spreads_clips_round_robin(tmp_path):
+    """Three live servers, 9 clips in batches of 4: clip p (its position in the shard, counted
+    across batches) is answered by server p mod 3; the single URL form still works."""
+    states = [Behaviour(tag=t) for t in "ABC"]
+    with _serving(states[0]) as a, _serving(states[1]) as b, _serving(states[2]) as c:
+        paths = _shard(tmp_path, n=9)
+        params = {**_params([a, b, c]), "batch_size": 4}
+        summary = run_shard(paths["frames"], paths["index"], paths["landmarks"], paths["out"],
+                            paths["failures"], params)
+        assert summary["clips"] == 9
+        df = read_parquet(paths["out"])
+        served = [raw.rsplit(" ", 1)[-1].rstrip(".") for raw in df["raw_text"]]
+        assert served == ["A", "B", "C"] * 3
+        assert [len(s.bodies) for s in states] == [3, 3, 3]
+        assert all(cap.endswith("Served by " + t + ".") for cap, t in zip(df["caption"], served, strict=True))
+
+
+def test_server_that_stops_answering_is_marked_dead_and_its_clips_move(tmp_path, caplog):
+    """Server A accepts connections but never answers: its clips time out, after 2 timeouts
+    in a row it is dead, and every clip is captioned by B; A sees no request after that."""
+    hung, live = Behaviour(mode="sleep", sleep_s=5.0), Behaviour(tag="B")
+    with _serving(hung) as a, _serving(live) as b:
+        paths = _shard(tmp_path, n=6)
+        with caplog.at_level("WARNING"):
+            summary = run_shard(paths["frames"], paths["index"], paths["landmarks"], paths["out"],
+                                paths["failures"], _params([a, b], timeout_s=0.3, dead_after=2,
+                                                           max_retries=1))
+    assert summary["clips"] == 6 and summary["failed_clips"] == 0
+    assert all(raw.endswith("Served by B.") for raw in read_parquet(paths["out"])["raw_text"])
+    assert len(hung.bodies) == 3  # the three clips sent to it at once; none after it died
+    assert len(live.bodies) == 6
+    assert f"server {a} stopped answering (Timeout 2 times in a row): marked dead" in caplog.text
+
+
+KILLABLE = r'''
+import json, os, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ANSWERS = int(sys.argv[1])
+state = {"received": 0, "done": 0}
+cond = threading.Condition()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with cond:
+            state["received"] += 1
+            n = state["received"]
+        if n > ANSWERS:  # the server dies here, once every answer it gave is on the wire
+            with cond:
+                cond.wait_for(lambda: state["done"] >= ANSWERS, 10)
+            os._exit(0)
+        data = json.dumps({"choices": [{"finish_reason": "stop", "message": {
+            "content": "The mouth opens slowly. Served by A."}}],
+            "usage": {"completion_tokens": 5}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+        with cond:
+            state["done"] += 1
+            cond.notify_all()
+
+
+httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(httpd.server_address[1], flush=True)
+httpd.serve_forever()
+'''
+
+
+def test_server_killed_mid_run_loses_nothing(tmp_path, caplog):
+    """Two servers; A is a separate process that answers 3 requests and then dies (exits
+    while the next requests are in flight: their connections drop; later ones are refused).
+    Every clip is captioned: A's 3 answers are kept, every other clip, including the ones in
+    flight on A when it died, is answered by B, and A is marked dead."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE)
+    proc = subprocess.Popen([sys.executable, str(script), "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        a = f"http://127.0.0.1:{int(proc.stdout.readline())}/v1"
+        live = Behaviour(tag="B")
+        with _serving(live) as b:
+            paths = _shard(tmp_path, n=12)
+            with caplog.at_level("WARNING"):
+                summary = run_shard(paths["frames"], paths["index"], paths["landmarks"],
+                                    paths["out"], paths["failures"],
+                                    _params([a, b], max_concurrency=2, max_retries=1))
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0  # it died by its own os._exit, mid-run
+    assert summary["clips"] == 12 and summary["failed_clips"] == 0
+    df = read_parquet(paths["out"])
+    assert list(df["clip_id"]) == [f"c{i}" for i in range(12)]
+    by = df["raw_text"].str.extract(r"Served by (\w)\.$")[0]
+    assert (by == "A").sum() == 3 and (by == "B").sum() == 9
+    # A got the even positions: its 3 answers are 3 of them, every other even clip moved to B
+    assert set(df["clip_id"][by == "A"]) < {f"c{i}" for i in range(0, 12, 2)}
+    assert len(live.bodies) == 9
+    assert f"server {a} stopped answering (ConnectionError 3 times in a row): marked dead" in caplog.text
+    assert len(read_parquet(paths["failures"])) == 0

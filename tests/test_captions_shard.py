@@ -40,7 +40,8 @@ def test_offline_shard_writes_one_row_per_clip(tmp_path):
     assert set(df["prompt_version"]) == {"v1"}
     assert (df["num_tokens"] > 3).all() and (df["seconds"] >= 0).all()
     assert summary == {"clips": 3, "failed_clips": 0, "skipped_upstream": 1,
-                       "tokens": int(df["num_tokens"].sum()), "failure_types": {}}
+                       "tokens": int(df["num_tokens"].sum()), "failure_types": {},
+                       "captions_cut_at_77": 0}
     meta = read_meta(paths["out"])
     assert meta["stage"] == "captions" and meta["backend"] == "offline"
     assert meta["prompt_hash"] == CaptionsConfig.from_params({}).prompt_hash()
@@ -180,3 +181,26 @@ def test_vllm_describer_isolates_a_failing_clip_without_vllm():
     out = d.describe([clips[0], clips[3]], "q")
     assert d.llm.calls == [2, 1, 1]
     assert out[0].ok and out[1].error_type == "backend_error" and "ValueError" in out[1].message and "prompt too long" in out[1].message
+
+
+class Wordy(EmotionOnly):
+    """Answers clip ``long`` with 75 words CLIP tokenizes one token each and a full stop (78
+    positions with the start and end tokens: the text encoder's 77 cut it), ``edge`` with 74
+    (77 positions: it fits exactly)."""
+
+    def describe(self, clips, prompt):
+        words = {"long": 75, "edge": 74}
+        return [Description(c.clip_id, text=" ".join(["eye"] * words.get(c.clip_id, 3)) + ".",
+                            num_tokens=9) for c in clips]
+
+
+def test_captions_cut_at_77_clip_tokens_are_counted_per_shard(tmp_path):
+    from dfer.captions.clip_tokens import clip_token_count
+
+    assert clip_token_count("eye eye eye") == 5  # one token a word, plus start and end
+    paths = write_shard(tmp_path, {i: None for i in ("long", "edge", "short")})
+    summary = _run(paths, describer=Wordy())
+    assert clip_token_count(" ".join(["eye"] * 75) + ".") == 78  # cut
+    assert clip_token_count(" ".join(["eye"] * 74) + ".") == 77  # fits
+    assert summary["captions_cut_at_77"] == 1
+    assert read_meta(paths["out"])["captions_cut_at_77"] == 1

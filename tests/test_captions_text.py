@@ -169,6 +169,140 @@ def test_refine_mllm_answers_exactly(raw, want):
     assert not mentions_emotion(out)
 
 
+# A corpus of MLLM answers written for the issue-22 refinement check: lists, negations,
+# "the person appears ..." clauses, pronouns, "indicating ..." clauses, emotion noun phrases
+# ("a calm face"), judgements joined to observations ("appears nervous and keeps glancing").
+# Each expected output was decided by hand: the observations kept word for word, every
+# judgement gone, and no fragment without a verb ("Face and steady gaze.", "Her mouth stays
+# closed and her face looks." were what refinement left before).
+CORPUS = [
+    ('The person appears calm, with a neutral face and steady gaze.',
+     ''),
+    ('Her mouth stays closed and her face looks calm.',
+     'Her mouth stays closed.'),
+    ("The man's eyebrows are raised and his eyes widen, suggesting surprise.",
+     "The man's eyebrows are raised and his eyes widen."),
+    ('She is smiling broadly, showing her teeth, and her eyes crinkle at the corners, which indicates happiness.',
+     'She is smiling broadly, showing her teeth, and her eyes crinkle at the corners.'),
+    ('He does not smile; his lips stay pressed together.',
+     'He does not smile, his lips stay pressed together.'),
+    ('There is no sign of anger on his face.',
+     ''),
+    ('Her brows are not furrowed, and she does not appear angry.',
+     'Her brows are not furrowed.'),
+    ('The woman frowns slightly without any sign of disgust.',
+     'The woman frowns slightly.'),
+    ('1. Eyes: wide open, blinking rapidly.\n2. Mouth: slightly open.\n3. Overall: the person seems frightened.',
+     'Eyes: wide open, blinking rapidly. Mouth: slightly open.'),
+    ('- **Eyebrows:** drawn together and lowered.\n- **Mouth:** the corners turn down.\n- **Gaze:** directed at the floor, indicating sadness.',
+     'Eyebrows: drawn together and lowered. Mouth: the corners turn down. Gaze: directed at the floor.'),
+    ('The person appears to be talking, and their lips move quickly.',
+     'The person appears to be talking, and their lips move quickly.'),
+    ('The person appears nervous and keeps glancing to the side.',
+     'The person keeps glancing to the side.'),
+    ('He looks up, then his gaze drops and he sighs, as if disappointed.',
+     'He looks up, then his gaze drops and he sighs.'),
+    ('Her expression is neutral and her eyes blink slowly.',
+     'Her eyes blink slowly.'),
+    ('The man clenches his jaw and narrows his eyes, indicating that he is angry.',
+     'The man clenches his jaw and narrows his eyes.'),
+    ('His nostrils flare and his upper lip curls, a clear sign of disgust.',
+     'His nostrils flare and his upper lip curls.'),
+    ('She covers her mouth with her hand; her eyes are wide with fear.',
+     'She covers her mouth with her hand, her eyes are wide.'),
+    ("The woman's lips tremble and tears form in her eyes, indicating deep sorrow.",
+     "The woman's lips tremble and tears form in her eyes."),
+    ('He raises one eyebrow and smirks, conveying contempt.',
+     'He raises one eyebrow and smirks.'),
+    ("The person's face remains relaxed throughout the video.",
+     ''),
+    ('Her cheeks lift as she laughs, and she seems genuinely delighted.',
+     'Her cheeks lift as she laughs.'),
+    ("The subject's breathing is rapid and shallow, which may indicate anxiety or panic.",
+     "The subject's breathing is rapid and shallow."),
+    ('His head tilts slightly to the left while he listens.',
+     'His head tilts slightly to the left while he listens.'),
+    ('They nod several times, smiling happily.',
+     'They nod several times, smiling.'),
+    ('The person looks sad.',
+     ''),
+    ('She appears surprised: her mouth falls open and her eyebrows shoot up.',
+     'Her mouth falls open and her eyebrows shoot up.'),
+    ("The woman's face shows no emotion; her gaze is fixed on the camera.",
+     'Her gaze is fixed on the camera.'),
+    ('The man keeps a calm face and a steady gaze.',
+     'The man keeps a steady gaze.'),
+    ('His brow furrows in concentration and he bites his lower lip.',
+     'His brow furrows in concentration and he bites his lower lip.'),
+    ('The girl pouts, suggesting she is upset, and crosses her arms.',
+     'The girl pouts, and crosses her arms.'),
+    ('Her eyes dart around the room, indicating that she feels uneasy, and she swallows hard.',
+     'Her eyes dart around the room, and she swallows hard.'),
+    ('The person is speaking, and their eyebrows move up and down as they talk.',
+     'The person is speaking, and their eyebrows move up and down as they talk.'),
+    ('He smiles, but the smile does not reach his eyes, suggesting he is not truly happy.',
+     'He smiles, but the smile does not reach his eyes.'),
+    ('In the first frames she looks at the camera; later she turns her head away.',
+     'In the first frames she looks at the camera, later she turns her head away.'),
+    ('Overall, the facial movements suggest a mix of frustration and helplessness.',
+     ''),
+    ("The man's mouth is wide open in a scream of terror.",
+     "The man's mouth is wide open in a scream."),
+    ('In the video, a woman is seen talking. She appears to be happy, as she is smiling and her eyes are bright.',
+     'In the video, a woman is seen talking. She is smiling and her eyes are bright.'),
+    ("The man's face turns red and his jaw tightens, showing irritation.",
+     "The man's face turns red and his jaw tightens."),
+    ('Her lips part slightly, possibly indicating surprise or confusion.',
+     'Her lips part slightly.'),
+    ('He is not smiling and looks rather bored.',
+     'He is not smiling.'),
+    ("She doesn't seem upset; she simply blinks and looks down.",
+     'She simply blinks and looks down.'),
+    ('His eyes are half closed, indicating fatigue.',
+     'His eyes are half closed.'),
+    ('They appear frustrated. Their brows knit together and they exhale sharply.',
+     'Their brows knit together and they exhale sharply.'),
+    ("The woman's eyebrows lift briefly, which suggests she is curious.",
+     "The woman's eyebrows lift briefly."),
+    ("The person's eyes look sad and their mouth droops at the corners.",
+     'Their mouth droops at the corners.'),
+    ('He glances at someone off-screen and grins, suggesting he finds something funny.',
+     'He glances at someone off-screen and grins.'),
+]
+
+#: Verbs of the expected outputs above, listed by hand: every sentence must hold one.
+CORPUS_VERBS = frozenset([
+    "are", "appears", "bites", "blink", "blinking", "blinks", "clenches", "closed", "covers",
+    "crinkle", "crosses", "curls", "dart", "directed", "does", "drawn", "droops", "drops",
+    "exhale", "falls", "fixed", "flare", "form", "frowns", "furrowed", "furrows", "glances",
+    "glancing", "grins", "is", "keeps", "laughs", "lift", "listens", "looks", "lowered", "move",
+    "narrows", "nod", "open", "part", "pouts", "pressed", "raised", "raises", "reach", "seen",
+    "shoot", "showing", "sighs", "smile", "smiles", "smiling", "smirks", "speaking", "stay",
+    "stays", "swallows", "talk", "talking", "tightens", "tilts", "tremble", "turn", "turns",
+    "widen"])
+
+
+def test_refinement_corpus_has_thirty_realistic_answers() -> None:
+    assert len(CORPUS) >= 30 and len({raw for raw, _ in CORPUS}) == len(CORPUS)
+    assert sum(1 for raw, want in CORPUS if want and want != raw) >= 25  # most are rewritten
+
+
+@pytest.mark.parametrize("raw, want", CORPUS)
+def test_refinement_corpus_exactly(raw, want):
+    out = refine_caption(raw)
+    assert out == want
+    assert not mentions_emotion(out)
+    for sentence in filter(None, (t.strip(" .") for t in out.split(". "))):
+        words = {w.strip(",:;'").lower() for w in sentence.split()}
+        assert words & CORPUS_VERBS, f"no verb in {sentence!r}"
+
+
+def test_the_two_fragments_of_the_issue_are_gone():
+    assert refine_caption("The person appears calm, with a neutral face and steady gaze.") == ""
+    assert refine_caption("Her mouth stays closed and her face looks calm.") == \
+        "Her mouth stays closed."
+
+
 def test_muscle_states_are_evidence_only_next_to_a_feature():
     # "relaxed" / "tense" describe a feature in a clause that names one, a mood otherwise
     assert not mentions_emotion("relaxed eyebrows") and mentions_emotion("she seems relaxed")

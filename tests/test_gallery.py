@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,16 @@ from support.dataset import simple_renderers, write_synthetic_dataset
 from dfer.cli import main
 from dfer.core.artifacts import provenance, read_meta, write_parquet
 from dfer.core.paths import shard_file
-from dfer.report.gallery import EMBED_FILE, GALLERY_DIR, select_cards
+from dfer.report.gallery import (
+    DEFAULT_GALLERY_MAX,
+    EMBED_FILE,
+    GALLERY_DIR,
+    MAX_CARD_TEXT,
+    ClipArtifacts,
+    build_gallery,
+    card_record,
+    select_cards,
+)
 from dfer.report.write import build_report
 from dfer.train.evaluate import PREDICTIONS_SCHEMA, evaluate_checkpoint
 from dfer.train.fit import train_fold
@@ -33,23 +43,24 @@ LABELS = ["class0", "class1", "class2"]
 RAW_CLIP = "gal_01_000"  # its raw MLLM text differs from the refined caption
 
 
-def _fake_fold(results: Path, clip_ids: list[str], truth: dict[str, int]) -> pd.DataFrame:
-    """Fold 2 of run ``r`` with hand-set probabilities: clip k predicts class (k % 3) with
-    confidence 0.40 + 0.05 * k, so which cards are wrong and how confident is known."""
+def _fake_fold(results: Path, clip_ids: list[str], truth: dict[str, int], run: str = "r",
+               fold: int = 2, dataset: str = DS, step: float = 0.05) -> pd.DataFrame:
+    """Fold ``fold`` of run ``run`` with hand-set probabilities: clip k predicts class (k % 3)
+    with confidence 0.40 + step * (k % 10), so which cards are wrong and how confident is known."""
     rows = []
     for k, cid in enumerate(sorted(clip_ids)):
-        pred, conf = k % 3, 0.40 + 0.05 * k
+        pred, conf = k % 3, 0.40 + step * (k % 10)
         probs = np.full(3, (1 - conf) / 2, np.float32)
         probs[pred] = conf
         rows.append({"clip_id": cid, "label": LABELS[truth[cid]], "label_idx": truth[cid], "pred_idx": pred,
                      "pred_label": LABELS[pred], "prob": np.float32(conf), "correct": pred == truth[cid],
                      "probs": probs})
     frame = pd.DataFrame(rows)
-    out = results / DS / "train" / "r" / "fold-2"
+    out = results / dataset / "train" / run / f"fold-{fold}"
     write_parquet(out / "predictions.parquet", frame, provenance("evaluate", 1, labels=LABELS),
                   schema=PREDICTIONS_SCHEMA)
     metrics = compute_metrics(frame["label_idx"], frame["pred_idx"], LABELS)
-    metrics.update(dataset=DS, fold=2, run="r", trained_on=DS, zero_shot=False)
+    metrics.update(dataset=dataset, fold=fold, run=run, trained_on=dataset, zero_shot=False)
     (out / "metrics.json").write_text(json.dumps(metrics))
     return frame
 
@@ -124,6 +135,10 @@ def test_gallery_files(results: Path, tmp_path: Path) -> None:
     folds = json.loads(re.fullmatch(r"window\.DFER_FOLDS=(.*);\n", (gallery / "folds.js").read_text(), re.S).group(1))
     assert [f["key"] for f in folds] == ["gal.r.fold-1", "gal.r.fold-2"]
     assert [(f["clips"], f["shown"]) for f in folds] == [(6, 4), (6, 4)]
+    # the header's count is metrics.json's (issue 22): the same words as the log and the report
+    evaluated = json.loads((results / DS / "train" / "r" / "fold-1" / "metrics.json").read_text())
+    assert folds[0]["coverage"] == evaluated["test_clips"]["text"] == "evaluated 6 of 6 test clips"
+    assert folds[1]["coverage"] is None  # a hand-written fold without the count
     assert folds[0]["levels"] == ["video", "parsing", "landmarks"] and folds[1]["levels"] == []
     fake = pd.read_parquet(results / DS / "train" / "r" / "fold-2" / "predictions.parquet")
     assert folds[1]["cm"] == compute_metrics(fake["label_idx"], fake["pred_idx"], LABELS)["confusion_matrix"]
@@ -165,6 +180,110 @@ def test_cli_gallery_max(results: Path, tmp_path: Path) -> None:
     assert [len(_cards(out, k)) for k in ("gal.r.fold-1", "gal.r.fold-2")] == [6, 6]
     with pytest.raises(SystemExit):
         main(["report", "--results", str(results), "--datasets", DS, "--gallery-max", "-1"])
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    """relative path -> (inode, mtime_ns, bytes) of every file under ``folder``."""
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_gallery_redraws_only_the_folds_whose_inputs_changed(results: Path, tmp_path: Path) -> None:
+    """A new run's fold is added without touching the others (same inode, mtime and bytes);
+    a fold whose predictions changed is redrawn alone; an upstream artifact's change redraws
+    every fold of its dataset; a fold no longer evaluated loses its folder. After each step
+    the gallery equals one drawn from scratch."""
+    root = tmp_path / "results"
+    shutil.copytree(results, root, ignore=shutil.ignore_patterns("report"))
+    out = tmp_path / "report"
+    metrics = sorted(root.glob(f"{DS}/train/r/fold-*/metrics.json"))
+    gallery = out / GALLERY_DIR
+
+    def build(paths: list[Path]) -> dict:
+        return build_gallery(root, paths, out, max_cards=4, embed_max=2)
+
+    def fresh(paths: list[Path]) -> dict[str, bytes]:
+        other = tmp_path / f"fresh{len(list(tmp_path.iterdir()))}"
+        build_gallery(root, paths, other, max_cards=4, embed_max=2)
+        assert (other / EMBED_FILE).read_bytes() == (out / EMBED_FILE).read_bytes()
+        return {k: v[2] for k, v in _files(other / GALLERY_DIR).items()}
+
+    first = build(metrics)
+    assert (first["built"], first["kept"], first["folds"]) == (2, 0, 2)
+    before = _files(gallery)
+    # a second run, evaluated on fold 1: added, the others untouched
+    manifest = pd.read_parquet(root / DS / "manifest" / "manifest.parquet")
+    truth = dict(zip(manifest["clip_id"], manifest["label_idx"], strict=True))
+    _fake_fold(root, manifest[manifest["test_fold"] == 1]["clip_id"].tolist(), truth, run="r2", fold=1)
+    with_r2 = [*metrics, root / DS / "train" / "r2" / "fold-1" / "metrics.json"]
+    second = build(with_r2)
+    assert (second["built"], second["kept"], second["folds"]) == (1, 2, 3)
+    after = _files(gallery)
+    kept = {k: v for k, v in before.items() if k.startswith(("gal.r.fold-1/", "gal.r.fold-2/"))}
+    assert kept and all(after[k] == v for k, v in kept.items())  # same inode, mtime, bytes
+    assert len(_cards(out, "gal.r2.fold-1")) == 4
+    assert {k: v[2] for k, v in after.items()} == fresh(with_r2)
+    assert (out / EMBED_FILE).read_text().count("data:image/jpeg;base64,") == 6
+    # fold 2's predictions change: only it is redrawn
+    _fake_fold(root, manifest[manifest["test_fold"] == 2]["clip_id"].tolist(), truth, step=0.07)
+    third = build(with_r2)
+    assert (third["built"], third["kept"]) == (1, 2)
+    now = _files(gallery)
+    assert all(now[k] == after[k] for k in after if k.startswith(("gal.r.fold-1/", "gal.r2.fold-1/")))
+    assert now["gal.r.fold-2/cards.js"] != after["gal.r.fold-2/cards.js"]
+    assert {k: v[2] for k, v in now.items()} == fresh(with_r2)
+    # nothing changed: nothing written at all (same inode and mtime of every file)
+    assert build(with_r2)["built"] == 0 and _files(gallery) == now
+    # an upstream artifact rewritten (a captions shard): every fold of the dataset is redrawn
+    cap = shard_file(root, DS, "captions", "000", ".parquet")
+    write_parquet(cap, pd.read_parquet(cap).assign(caption=lambda d: d["caption"] + " Again."), read_meta(cap))
+    assert build(with_r2)["built"] == 3
+    assert any("Again." in c["cap"] for c in _cards(out, "gal.r.fold-1"))
+    # run r2 is gone from the report: its folder goes; a half-drawn folder of a killed run too
+    (gallery / ".gal.r.fold-1.tmp").mkdir()
+    last = build(metrics)
+    assert (last["built"], last["kept"]) == (0, 2)
+    assert sorted(p.name for p in gallery.iterdir()) == ["folds.js", "gal.r.fold-1", "gal.r.fold-2", "index.html"]
+
+
+def test_default_card_limit_and_how_many_clips_are_not_shown(tmp_path: Path) -> None:
+    """An evaluation of 2,600 clips (none with frames: cards without images, so it stays
+    quick) gets the default limit: 2,500 cards, the 100 most confident correct clips left
+    out, and the count said in the fold record and the report."""
+    root = tmp_path / "results"
+    ids = [f"big_{k:05d}" for k in range(2600)]
+    truth = {cid: k % 3 for k, cid in enumerate(sorted(ids))}
+    truth.update({cid: (k + 1) % 3 for k, cid in enumerate(sorted(ids)) if k % 7 == 0})  # some wrong
+    preds = _fake_fold(root, ids, truth, run="z", fold=1, dataset="big")
+    metrics = root / "big" / "train" / "z" / "fold-1" / "metrics.json"
+    summary = build_gallery(root, [metrics], tmp_path / "report")
+    assert DEFAULT_GALLERY_MAX == 2500
+    assert (summary["cards"], summary["clips"], summary["not_shown"]) == (2500, 2600, 100)
+    folds = json.loads(re.fullmatch(r"window\.DFER_FOLDS=(.*);\n",
+                                    (tmp_path / "report" / GALLERY_DIR / "folds.js").read_text(), re.S).group(1))
+    assert [(f["clips"], f["shown"], f["embedded"], f["cap"]) for f in folds] == [(2600, 2500, 100, 2500)]
+    cards = _cards(tmp_path / "report", "big.z.fold-1")
+    left_out = set(preds["clip_id"]) - {c["id"] for c in cards}
+    want = preds.sort_values(["correct", "prob", "clip_id"])["clip_id"].tolist()[2500:]
+    assert left_out == set(want) and preds.set_index("clip_id").loc[want, "correct"].all()
+    assert all("img" not in c for c in cards[:3])
+    # the report says it, and `all` lifts the limit
+    out = tmp_path / "o"
+    assert main(["report", "--results", str(root), "--datasets", "big", "--out", str(out)]) == 0
+    assert "100 of 2600 test clips are not shown as cards (at most 2500 per evaluation" in (out / "report.md").read_text()
+    assert main(["report", "--results", str(root), "--datasets", "big", "--out", str(out),
+                 "--gallery-max", "all"]) == 0
+    assert len(_cards(out, "big.z.fold-1")) == 2600 and "not shown" not in (out / "report.md").read_text()
+
+
+def test_card_text_is_capped() -> None:
+    row = pd.DataFrame({"clip_id": ["a"], "label_idx": [0], "pred_idx": [1], "prob": [0.6],
+                        "correct": [False], "probs": [[0.3, 0.6, 0.1]]}).itertuples(index=False).__next__()
+    huge = "The mouth opens. " * 300_000  # a runaway 5 MB answer stored by an older client
+    card = card_record(row, ClipArtifacts(caption="The mouth opens.", raw_text=huge), {})
+    assert card["cap"] == "The mouth opens."
+    assert card["raw"] == huge[:MAX_CARD_TEXT] + f" ... [{len(huge) - MAX_CARD_TEXT:,} more characters not shown]"
+    assert len(json.dumps(card)) < 3000
 
 
 # ----------------------------------------------------------------------------- in a browser
@@ -238,6 +357,16 @@ def test_gallery_in_chromium(results: Path, browser_binary: str) -> None:
         b.open((report / EMBED_FILE).as_uri())
         b.wait_for("document.querySelectorAll('#cards .card').length === 6")
         assert b.js("document.querySelector('#cards img.face').src.startsWith('data:image/jpeg')")
+        assert b.js("document.getElementById('limit-note').textContent") == ""  # all 6 shown
+        # capped at 4 cards: the page says how many clips it leaves out
+        capped = results / "report-capped"
+        build_report(results, [DS], capped, gallery_max=4)
+        b.open((capped / GALLERY_DIR / "index.html").as_uri())
+        b.wait_for("document.querySelectorAll('#cards .card').length === 4")
+        assert b.js("document.getElementById('limit-note').getAttribute('data-not-shown')") == "2"
+        assert b.js("document.getElementById('limit-note').textContent").startswith(
+            "2 of 6 clips are not shown: this page shows at most 4 cards per evaluation")
+        assert b.js("getComputedStyle(document.getElementById('limit-note')).display") != "none"
         assert b.console == []
     for name in ("gallery-screenshot.png", "confusion-screenshot.png"):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,10 +15,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dfer"
 
 #: package -> the dfer packages it must not import (its own layer and those below are fine)
 FORBIDDEN: dict[str, set[str]] = {
-    "core": {"manifests", "video", "landmarks", "parsing", "captions", "model", "train", "report",
+    "core": {"manifests", "video", "landmarks", "parsing", "captions", "landmark_features", "model", "train", "report",
              "inference", "stages", "cli", "demo", "pipeline", "config_check"},
     **{stage: {"model", "train", "report", "inference", "stages", "cli"}
-       for stage in ("manifests", "video", "landmarks", "parsing", "captions")},
+       for stage in ("manifests", "video", "landmarks", "parsing", "captions", "landmark_features")},
     "model": {"train", "report", "inference", "stages", "cli"},
     "train": {"report", "inference", "stages", "cli"},
     "report": {"inference", "stages", "cli"},

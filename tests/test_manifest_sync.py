@@ -183,3 +183,77 @@ def test_sync_is_fast_at_dataset_scale(tmp_path):
     print(f"40k clips: first sync {first:.2f}s, unchanged re-sync {second:.2f}s")
     assert report.build.table.num_rows == n and again.changed == []
     assert second < 10
+
+
+# --- `dfer manifest --config A --config B`: merged exactly as `snakemake --configfile A B` ---
+
+#: The base config and two overlays, with the cases where merging in the wrong order or the
+#: wrong way shows: a list replaced (not appended), a mapping merged key by key, a scalar
+#: replaced by a mapping and a mapping by a scalar, and overlay A's scalar that overlay B turns
+#: into a mapping (Snakemake merges the overlays first, then applies them over the base: the
+#: base's mapping survives under B's keys).
+MERGE_BASE = {"results": "r0", "datasets": ["base"], "keep": {"a": 1, "b": [1, 2]},
+              "scalar": 1, "mapping": {"x": 1}, "flip": {"w": 0}}
+MERGE_A = {"datasets": ["a"], "keep": {"b": [3]}, "scalar": {"now": "map"}, "flip": 3}
+MERGE_B = {"keep": {"c": 4}, "mapping": 7, "flip": {"z": 1}}
+
+
+def _snakemake_config(project: Path, overlays: list[Path]) -> dict:
+    """The config a Snakefile with ``configfile: "config/config.yaml"`` sees under
+    ``snakemake --configfile A B``: Snakemake's own merge, written out by the Snakefile."""
+    import json
+    import subprocess
+    import sys
+
+    (project / "Snakefile").write_text(
+        'import json\nconfigfile: "config/config.yaml"\n'
+        'open("seen.json", "w").write(json.dumps(config, sort_keys=True))\n'
+        "rule all:\n    input: []\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", "Snakefile", "--cores", "1",
+                           "-n", "--configfile", *map(str, overlays)],
+                          cwd=project, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads((project / "seen.json").read_text())
+
+
+def test_cli_overlays_merge_exactly_as_snakemake_configfile(tmp_path, monkeypatch, capsys):
+    from dfer.stages.manifest import merge_configs
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(MERGE_BASE))
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump(MERGE_A))
+    b.write_text(yaml.safe_dump(MERGE_B))
+    monkeypatch.chdir(tmp_path)
+    expected = {"results": "r0", "datasets": ["a"], "keep": {"a": 1, "b": [3], "c": 4},
+                "scalar": {"now": "map"}, "mapping": 7, "flip": {"w": 0, "z": 1}}
+    assert merge_configs([a, b]) == expected
+    assert _snakemake_config(tmp_path, [a, b]) == expected  # what Snakemake itself does
+
+
+def test_cli_two_overlays_without_results_use_the_base_config(tmp_path, monkeypatch, capsys):
+    """Two overlays, neither with `results`: merged over config/config.yaml like one overlay
+    (this crashed with KeyError: 'results'), and the schema's defaults filled in as the
+    Snakefile does."""
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)  # config/config.yaml is the base, as for `snakemake --configfile`
+    definition = make_dataset(tmp_path, [f"c{i}" for i in range(3)], num_shards=2)
+    first = tmp_path / "first.yaml"
+    first.write_text(yaml.safe_dump({"dataset_defs": {"toy": dict(definition, num_shards=9)}}))
+    second = tmp_path / "second.yaml"
+    second.write_text(yaml.safe_dump({"dataset_defs": {"toy": {"num_shards": 2}}}))
+    code = cli_main(["manifest", "--check", "--config", str(first), "--config", str(second),
+                     "--dataset", "toy", "--results", str(tmp_path / "results")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "dataset toy (layout demo): 3 clips, 3 fold(s), 2 shard(s)" in out.out
+    assert not (tmp_path / "results").exists()
+    # an overlay that is not a config: one line naming it, no traceback
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n- not a mapping\n")
+    assert cli_main(["manifest", "--config", str(bad), "--dataset", "toy"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dfer manifest: {bad}: Config file must be given as JSON or YAML")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert cli_main(["manifest", "--config", str(tmp_path / "nope.yaml"), "--dataset", "toy"]) == 2
+    assert capsys.readouterr().err == f"dfer manifest: {tmp_path / 'nope.yaml'}: config file not found\n"

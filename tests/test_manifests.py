@@ -255,7 +255,7 @@ def test_dfew_bad_lines(tmp_path):
     bad_fold = write(split / "test(single-labeled)" / "set_6.csv", "video_name,label\n3,2\n")
     with pytest.raises(ManifestError) as exc:
         build_manifest("dfew", {"layout": "dfew", "root": str(root), "num_shards": 1,
-                                "split_files": [str(split)]})
+                                "numbering": "dfew_official", "split_files": [str(split)]})
     problems = error_lines(exc)
     assert any(p.startswith(f"{test1}:3: label number 9 is out of range") for p in problems)
     assert f"{test2}:2: duplicate clip id 00001 (also at {test1}:2)" in problems
@@ -265,13 +265,70 @@ def test_dfew_bad_lines(tmp_path):
     assert f"{bad_fold}: fold 6 out of range 1..5" in problems
 
 
+def test_reserved_and_unsafe_ids_are_refused_at_their_line(tmp_path):
+    """Ids a storage format or the file system reserves stop the manifest, each at its line.
+
+    ``__metadata__`` as a safetensors key makes the whole frames shard unreadable (every later
+    stage failed on it with ``duplicate field __metadata__``); ``.`` and ``..`` name a folder
+    itself or its parent; an id longer than a file name (255 bytes) cannot be looked up.
+    """
+    root = tmp_path / "root"
+    touch(root / "a.mp4")
+    long_id = "é" * 128  # 256 bytes in UTF-8, 128 characters
+    csv = write(tmp_path / "clips.csv",
+                "clip_id,path,label,test_fold\n"      # 1
+                "a,a.mp4,happy,1\n"                   # 2 fine
+                "__metadata__,a.mp4,happy,1\n"        # 3 safetensors' header key
+                ".,a.mp4,happy,1\n"                   # 4 the folder itself
+                "..,a.mp4,happy,1\n"                  # 5 its parent
+                f"{long_id},a.mp4,happy,1\n"          # 6 longer than a file name
+                f"{'x' * 255},a.mp4,happy,1\n")        # 7 255 bytes: still fine
+    with pytest.raises(ManifestError) as exc:
+        build_manifest("g", {"layout": "generic", "root": str(root), "num_shards": 1,
+                             "split_files": [csv]})
+    problems = error_lines(exc)
+    assert problems[:3] == [
+        f"{csv}:3: malformed line: clip id '__metadata__' is reserved (safetensors keeps it for "
+        "a shard's metadata); rename the clip",
+        f"{csv}:4: malformed line: clip id '.' is reserved (it names a folder itself or its "
+        "parent); rename the clip",
+        f"{csv}:5: malformed line: clip id '..' is reserved (it names a folder itself or its "
+        "parent); rename the clip"]
+    assert problems[3].startswith(f"{csv}:6: malformed line: clip id '{'é' * 40}'... is 256 "
+                                  "bytes long, more than a file name may be (255)")
+    assert len(problems) == 4
+    # DFEW / MAFW ids come from file names: `__metadata__.mp4` is the same reserved id
+    touch(root / "00001.mp4")
+    test1 = write(tmp_path / "dfew" / "test" / "set_1.csv",
+                  "video_name,label\n1,1\n__metadata__.mp4,2\n")
+    with pytest.raises(ManifestError) as exc:
+        build_manifest("dfew", {"layout": "dfew", "root": str(root), "num_shards": 1,
+                                "num_folds": 1, "split_files": [test1],
+                                "numbering": "dfew_official"})  # labels 1, 2 alone prove none
+    assert error_lines(exc) == [f"{test1}:3: malformed line: clip id '__metadata__' is reserved "
+                                "(safetensors keeps it for a shard's metadata); rename the clip"]
+
+
+def test_reserved_key_is_refused_by_the_safetensors_writer(tmp_path):
+    """A shard manifest written by hand bypasses the manifest check: the writer refuses the key
+    instead of writing a shard that no reader can open."""
+    import numpy as np
+
+    from dfer.core.artifacts import write_safetensors
+
+    with pytest.raises(ValueError, match="'__metadata__' is reserved by safetensors"):
+        write_safetensors(tmp_path / "s.safetensors",
+                          {"__metadata__": np.zeros(2, np.uint8), "a": np.ones(2, np.uint8)}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_label_disagreement_between_train_and_test(tmp_path):
     touch(tmp_path / "root" / "00001.mp4")
     test1 = write(tmp_path / "s" / "test" / "set_1.csv", "video_name,label\n1,1\n")
     train2 = write(tmp_path / "s" / "train" / "set_2.csv", "video_name,label\n1,2\n")
     with pytest.raises(ManifestError) as exc:
         build_manifest("dfew", {"layout": "dfew", "root": str(tmp_path / "root"), "num_shards": 1,
-                                "split_files": [test1, train2]})
+                                "numbering": "dfew_official", "split_files": [test1, train2]})
     assert error_lines(exc) == [f"{train2}:2: label sadness of clip 00001 disagrees with "
                                 f"happiness at {test1}:2"]
 
@@ -282,7 +339,8 @@ def test_missing_split_file_and_ambiguous_media(tmp_path):
     test1 = write(tmp_path / "test" / "set_1.csv", "video_name,label\n1,1\n")
     with pytest.raises(ManifestError) as exc:
         build_manifest("dfew", {"layout": "dfew", "root": str(tmp_path / "root"), "num_shards": 1,
-                                "num_folds": 1, "split_files": [test1]})
+                                "num_folds": 1, "numbering": "dfew_official",
+                                "split_files": [test1]})
     (problem,) = error_lines(exc)
     assert problem.startswith(f"{test1}:2: clip 00001 found more than once under")
     with pytest.raises(ManifestError, match="nope.csv: split file or directory does not exist"):

@@ -660,8 +660,14 @@ def test_plain_mean_fusion_and_caption_in_fusion_by_hand(clip: torch.nn.Module) 
     torch.testing.assert_close(out.fused, torch.tensor([[h, h]]))
     torch.testing.assert_close(out.caption, torch.tensor([[0.0, 1.0]]))
     torch.testing.assert_close(out.level_scores["caption"], torch.tensor([[-1.0, 1.0]]))
-    with pytest.raises(ValueError, match="^caption_in_fusion is on but no captions were given$"):
-        m(frames=dummy)
+    # no captions at all (issue 22: a clip is scored on its video): the caption level is a zero
+    # row, so the fused feature is the video's alone, and the caption level scores 0 everywhere
+    m.embed_dim = 2  # the stand-in features above are 2-d
+    out = m(frames=dummy)
+    assert out.caption is None
+    torch.testing.assert_close(out.fused, torch.tensor([[1.0, 0.0]]))
+    torch.testing.assert_close(out.level_scores["caption"], torch.tensor([[0.0, 0.0]]))
+    torch.testing.assert_close(out.level_scores["video"], torch.tensor([[1.0, -1.0]]))
 
 
 def _ce(logits: list[float], target: int, smoothing: float = 0.0) -> float:

@@ -37,6 +37,8 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 NAMES = ("dfew", "ferv39k", "mafw", "zeroshot_mafw_to_dfew")
 STAGES = ("decode", "landmarks", "parsing", "captions")
 RUN = "fineclipper"
+#: the paper's zero-shot row is FineCLIPER-dagger: video + captions, no middle level
+ZERO_SHOT_RUN = "fineclipper_dagger"
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -93,7 +95,9 @@ def test_nothing_of_the_base_config_leaks_into_a_preset(name: str) -> None:
     assert runs[RUN] == preset["train"]["runs"][RUN]
     training = {r for r, cfg in runs.items() if cfg.get("datasets") is None
                 or set(cfg["datasets"]) & set(config["datasets"])}
-    assert training == {RUN}  # the base config's runs (demo_tiny, ...) train nothing here
+    training |= {zs["run"] for zs in config["train"]["zero_shot"]}  # a zero-shot entry trains its run
+    # the base config's runs (demo_tiny, ...) train nothing here
+    assert training == ({ZERO_SHOT_RUN} if name == "zeroshot_mafw_to_dfew" else {RUN})
 
 
 def test_presets_share_stages_and_run_so_results_are_reused() -> None:
@@ -109,13 +113,21 @@ def test_presets_share_stages_and_run_so_results_are_reused() -> None:
         assert run == {k: v for k, v in first["train"]["runs"][RUN].items() if k != "datasets"}
         for ds, definition in preset["dataset_defs"].items():
             assert definition == next(p["dataset_defs"][ds] for p in presets.values() if ds in p["dataset_defs"])
-    assert presets["zeroshot_mafw_to_dfew"]["train"]["zero_shot"] == [{"run": RUN, "train": "mafw", "eval": "dfew"}]
+    zero_shot = presets["zeroshot_mafw_to_dfew"]["train"]
+    assert zero_shot["zero_shot"] == [{"run": ZERO_SHOT_RUN, "train": "mafw", "eval": "dfew"}]
+    # the dagger variant is the full run without the middle level, nothing else changed
+    dagger = zero_shot["runs"][ZERO_SHOT_RUN]
+    full = zero_shot["runs"][RUN]
+    assert dagger["model"] == {**full["model"], "use_parsing": False, "use_landmarks": False}
+    assert {k: v for k, v in dagger.items() if k not in ("model", "description")} == \
+        {k: v for k, v in full.items() if k not in ("model", "description")}
 
 
 # -- dry runs on placeholder dataset trees ------------------------------------------------------
 
 
-def dry_run(tmp_path: Path, preset: str, defs: dict[str, dict[str, Any]]) -> str:
+def dry_run(tmp_path: Path, preset: str, defs: dict[str, dict[str, Any]],
+            extra: list[Path] = ()) -> str:
     """``snakemake -n -p --configfile <preset> <overlay>`` in a project holding the real base
     config; the overlay only points the results and the datasets at ``tmp_path``."""
     project = tmp_path / "project"
@@ -126,6 +138,7 @@ def dry_run(tmp_path: Path, preset: str, defs: dict[str, dict[str, Any]]) -> str
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
          "--directory", str(project), "--configfile", str(PRESETS / f"{preset}.yaml"), str(overlay),
+         *map(str, extra),
          "--cores", "2", "-n", "-p"],
         capture_output=True, text=True, timeout=300,
         # no GPU on this machine, as far as the workflow knows: gpu=1 must come from the preset
@@ -200,3 +213,19 @@ def test_zero_shot_preset_trains_on_mafw_and_scores_dfew(tmp_path: Path) -> None
     assert {(j["wildcards"]["dataset"], j["wildcards"]["source"]) for j in listed["zero_shot"]} == {("dfew", "mafw")}
     assert {j["resources"].get("gpu") for j in listed["zero_shot"]} == {"1"}
     assert {j["wildcards"]["dataset"] for j in listed["landmarks"]} == {"dfew", "mafw"}
+    # FineCLIPER-dagger by default: the trained model reads no parsing maps or landmarks
+    assert {j["wildcards"]["run"] for j in listed["train"] + listed["zero_shot"]} == {ZERO_SHOT_RUN}
+    assert all(j["params"]["model"]["use_parsing"] is False for j in listed["train"])
+    assert "evaluate" not in listed  # no in-domain MAFW evaluation: the transfer is the target
+
+
+def test_zero_shot_preset_full_model_is_one_key_away(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    preset = load(PRESETS / "zeroshot_mafw_to_dfew.yaml")
+    overlay = {"dfew": placeholder_dfew(data), "mafw": placeholder_mafw(data)}
+    switched = tmp_path / "switched.yaml"
+    switched.write_text(yaml.safe_dump({"train": {"zero_shot": [
+        {**preset["train"]["zero_shot"][0], "run": RUN}]}}))
+    listed = by_rule(jobs(dry_run(tmp_path, "zeroshot_mafw_to_dfew", overlay, extra=[switched])))
+    assert {j["wildcards"]["run"] for j in listed["train"] + listed["zero_shot"]} == {RUN}
+    assert len(listed["train"]) == 5 and len(listed["zero_shot"]) == 5

@@ -172,6 +172,25 @@ def test_sources_rule_files_frame_folders_folders_of_clips_globs(tmp_path):
     assert errors["empty"].startswith("empty folder: no video files")
 
 
+def test_a_folder_of_videos_and_an_image_is_a_folder_of_clips_with_a_note(tmp_path):
+    """Videos and a loose image in one folder: each video is a clip and the image is named in a
+    note (the folder was taken for ONE frame folder, its videos silently ignored)."""
+    mixed = tmp_path / "mixed"
+    v1, v2 = _touch(mixed / "v1.mp4"), _touch(mixed / "v2.avi")
+    _touch(mixed / "cover.jpg")
+    frames = _touch(mixed / "f" / "00001.png").parent
+    only_images = _touch(tmp_path / "stills" / "a.jpg").parent
+    _touch(only_images / "b.jpg")
+    notes: list[str] = []
+    got = expand_sources([str(mixed), str(only_images)], notes)
+    assert [(s.path, s.kind) for s in got] == [(str(frames), "frames"), (str(v1), "video"),
+                                               (str(v2), "video"), (str(only_images), "frames")]
+    assert notes == [f"{mixed}: 1 image file(s) not predicted (cover.jpg): a folder holding "
+                     "videos or frame folders is a folder of clips, and its 3 clip(s) were "
+                     "predicted; to predict the images as one clip, move them into a folder of "
+                     "their own (a frame folder)"]
+
+
 def test_overlay_names_are_unique_and_follow_the_clip():
     names = overlay_names(["x/a.mp4", "y/a.mp4", "x/b c.mp4", "frames/clip_7"])
     assert names["x/b c.mp4"] == "b_c.mp4.png" and names["frames/clip_7"] == "clip_7.png"
@@ -222,6 +241,24 @@ def test_folder_and_glob_inputs_json_lines_match_predictor(checkpoint, clip_dir,
         assert r["prob"] == pytest.approx(float(p.probs.max()), abs=2e-6)
         assert [t[1] for t in r["top"]] == sorted((t[1] for t in r["top"]), reverse=True)
     assert err[-1].startswith("dfer predict: 4 clip(s), 4 predicted, 0 failed; start-up ")
+
+
+def test_cli_predicts_each_video_of_a_mixed_folder_and_notes_the_image(checkpoint, clip_dir,
+                                                                       tmp_path, capsys):
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("c1.mkv", "c2.mkv"):
+        shutil.copy2(clip_dir[name], mixed / name)
+    shutil.copy2(next(clip_dir["one"].iterdir()), mixed / "still.png")
+    code, out, err = _run(capsys, "--checkpoint", str(checkpoint), "--json",
+                          "--preprocessing", json.dumps(PRE), str(mixed))
+    assert code == 0
+    assert [r["path"] for r in _json_lines(out)] == [str(mixed / "c1.mkv"), str(mixed / "c2.mkv")]
+    assert err[0].startswith(f"dfer predict: note: {mixed}: 1 image file(s) not predicted "
+                             "(still.png)")
+    assert err[-1].startswith("dfer predict: 2 clip(s), 2 predicted, 0 failed")
 
 
 def test_predictor_forward_is_lightning_predict_step(checkpoint, clip_dir):

@@ -99,7 +99,9 @@ def test_report_files_and_stage_statistics(results: Path, tmp_path: Path) -> Non
     assert stats.loc["landmarks", "face_rate"] == pytest.approx(0.75)
     assert stats.loc["landmarks", "failure_types"] == "no_face: 1"
     md = (out / "report.md").read_text()
-    assert "| r | toy | toy | False | 2 | 60.00 ± 10.00 | 70.00 ± 10.00 |" in md
+    # evaluations written before the count of listed clips existed: "of ?", and flagged
+    assert "| r | toy | toy | False | 2 | 20 of ? | 60.00 ± 10.00 | 70.00 ± 10.00 |" in md
+    assert "- r on toy fold 1: evaluated 10 clips; how many the split lists was not recorded" in md
     # the gallery is linked; without predictions.parquet it lists no evaluation (tests/test_gallery.py)
     assert "[Every test clip of 0 evaluation(s)](gallery/index.html)" in md
     assert (out / "gallery" / "folds.js").read_text() == "window.DFER_FOLDS=[];\n"
@@ -124,8 +126,10 @@ def test_unreadable_metrics_file_is_named(results: Path) -> None:
 def test_cli_prints_summary(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--results", str(results), "--datasets", "toy", "--out", str(tmp_path / "o")]) == 0
     text = capsys.readouterr().out
-    assert "r toy: UAR 60.00 WAR 70.00 (2 folds)" in text
-    assert "zs other->toy: UAR 30.00 WAR 40.00 (1 fold)" in text
+    assert "r toy: UAR 60.00 WAR 70.00 (2 folds, evaluated 20 of ?)" in text
+    assert "zs other->toy: UAR 30.00 WAR 40.00 (1 fold, evaluated 10 of ?)" in text
+    assert "  below 100 %: r on toy fold 1: evaluated 10 clips; how many the split lists was not " \
+           "recorded" in text
 
 
 def test_on_missing_skip_clips_are_absent_downstream_and_counted(tmp_path: Path) -> None:
@@ -160,3 +164,55 @@ def test_on_missing_skip_clips_are_absent_downstream_and_counted(tmp_path: Path)
 
     with pytest.raises(ManifestError, match="c.mp4"):
         sync_dataset("toy", {**definition, "on_missing": "error"}, tmp_path / "strict")
+
+
+def test_report_states_evaluated_n_of_m_and_flags_folds_below_100_percent(tmp_path: Path) -> None:
+    """Issue 22: every row says how much of its test split it scored, in the numbers of
+    metrics.json's ``test_clips`` (the evaluation log line and the gallery header use them too)."""
+    res = tmp_path / "results"
+    run = res / "toy" / "train" / "r"
+    counts = {1: {"listed": 15, "evaluated": 13, "not_scored": 2, "unscored_clips": "wrong",
+                  "lost": {"decode corrupt": 1, "landmarks no_face": 1},
+                  "text": "evaluated 13 of 15 test clips (not scored: decode corrupt: 1, "
+                          "landmarks no_face: 1; counted as wrong)"},
+              2: {"listed": 14, "evaluated": 14, "not_scored": 0, "lost": {},
+                  "unscored_clips": "wrong", "text": "evaluated 14 of 14 test clips"}}
+    for fold, count in counts.items():
+        _metrics(run / f"fold-{fold}" / "metrics.json", dataset="toy", fold=fold, uar=0.5, war=0.5)
+        path = run / f"fold-{fold}" / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "test_clips": count,
+                                    "num_clips": count["listed"]}))
+    tables = build_report(res, ["toy"], tmp_path / "report")
+    per_fold = tables["metrics"].set_index("fold")
+    assert per_fold.loc[1, "coverage"] == "13 of 15 (86.7 %)"
+    assert per_fold.loc[2, "coverage"] == "14 of 14"
+    assert per_fold.loc[1, "not_scored"] == "decode corrupt: 1, landmarks no_face: 1 (counted as wrong)"
+    assert tables["summary"].loc[0, "coverage"] == "27 of 29 (93.1 %)"
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert ("- r on toy fold 1: evaluated 13 of 15 (86.7 %) test clips: not scored decode "
+            "corrupt: 1, landmarks no_face: 1 (counted as wrong)") in md
+    assert "fold 2:" not in md.split("## Per fold")[0]  # a complete fold is not flagged
+    assert "| r | toy | toy | False | 2 | 27 of 29 (93.1 %) | 50.00 ± 0.00 | 50.00 ± 0.00 |" in md
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Below 100 % of the test split" in html and "86.7 %" in html
+
+
+def test_stage_table_counts_one_frame_clips_and_captions_cut_at_77(tmp_path: Path) -> None:
+    from dfer.report.stage_stats import stage_stats
+
+    ds = tmp_path / "results" / "toy"
+    write_parquet(ds / "frames" / "shard-000.parquet", pd.DataFrame({
+        "clip_id": ["c1", "c2", "c3"], "face_found_frac": [1.0, 1.0, 1.0],
+        "num_source_frames": [1, 40, 1]}), META)
+    long = " ".join(["eye"] * 75) + "."  # 76 tokens + start and end = 78 > 77
+    # one shard whose stage counted (the main env), one the vLLM env could not count
+    write_parquet(ds / "captions" / "shard-000.parquet",
+                  pd.DataFrame({"clip_id": ["c1"], "caption": ["The lips part."]}),
+                  {**provenance("captions", 1), "captions_cut_at_77": 3})
+    write_parquet(ds / "captions" / "shard-001.parquet",
+                  pd.DataFrame({"clip_id": ["c2", "c3"], "caption": [long, "The eyes blink."]}),
+                  {**provenance("captions", 1), "captions_cut_at_77": None})
+    rows = {r["stage"]: r for r in stage_stats(ds)}
+    assert rows["decode"]["one_frame_clips"] == 2
+    assert rows["captions"]["captions_cut_at_77"] == 3 + 1
+    assert rows["captions"]["one_frame_clips"] is None

@@ -79,17 +79,21 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def hand_metrics(truth: list[int], pred: list[int], num_classes: int) -> tuple[float, float, list[list[int]]]:
-    """(UAR, WAR, confusion matrix) by their definitions, in plain Python."""
+def hand_metrics(truth: list[int], pred: list[int], num_classes: int, missed: list[int] = ()
+                 ) -> tuple[float, float, list[list[int]]]:
+    """(UAR, WAR, confusion matrix) by their definitions, in plain Python; ``missed``: true
+    classes of clips that could not be scored, each a wrong prediction (not in the matrix)."""
     cm = [[0] * num_classes for _ in range(num_classes)]
     for t, p in zip(truth, pred, strict=True):
         cm[t][p] += 1
-    recalls = [cm[c][c] / sum(cm[c]) for c in range(num_classes) if sum(cm[c])]
-    return sum(recalls) / len(recalls), sum(t == p for t, p in zip(truth, pred, strict=True)) / len(truth), cm
+    support = [sum(cm[c]) + list(missed).count(c) for c in range(num_classes)]
+    recalls = [cm[c][c] / support[c] for c in range(num_classes) if support[c]]
+    correct = sum(t == p for t, p in zip(truth, pred, strict=True))
+    return sum(recalls) / len(recalls), correct / (len(truth) + len(missed)), cm
 
 
 def check_predictions(preds: pd.DataFrame, expected: dict[str, np.ndarray], truth: dict[str, int],
-                      labels: list[str], metrics: dict) -> None:
+                      labels: list[str], metrics: dict, missed: list[int] = ()) -> None:
     """Every row against the reference probabilities, and the metrics against hand-computed ones."""
     assert sorted(preds["clip_id"]) == sorted(expected)
     ref_pred = []
@@ -107,11 +111,15 @@ def check_predictions(preds: pd.DataFrame, expected: dict[str, np.ndarray], trut
         assert row.prob == pytest.approx(want[best], abs=1e-4)
         assert row.label_idx == truth[row.clip_id] and row.label == labels[truth[row.clip_id]]
         assert bool(row.correct) is (best == truth[row.clip_id])
-    uar, war, cm = hand_metrics([truth[c] for c in preds["clip_id"]], ref_pred, len(labels))
+    uar, war, cm = hand_metrics([truth[c] for c in preds["clip_id"]], ref_pred, len(labels), missed)
     assert metrics["uar"] == pytest.approx(uar, abs=1e-12)
     assert metrics["war"] == pytest.approx(war, abs=1e-12)
-    assert metrics["confusion_matrix"] == cm and metrics["num_clips"] == len(preds)
+    assert metrics["confusion_matrix"] == cm and metrics["num_clips"] == len(preds) + len(missed)
     assert metrics["labels"] == labels
+    scored_uar, scored_war, _ = hand_metrics([truth[c] for c in preds["clip_id"]], ref_pred, len(labels))
+    assert metrics["scored_only"] == {"uar": pytest.approx(scored_uar, abs=1e-12),
+                                      "war": pytest.approx(scored_war, abs=1e-12),
+                                      "num_clips": len(preds)}
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +141,24 @@ def test_clip_table_skips_clips_that_failed_upstream(results: Path) -> None:
     ids = set(table.clips["clip_id"])
     assert len(table.clips) == 30 - 4
     assert not ids & {c for v in FAILED.values() for c in v}
-    assert table.skipped == {"landmarks": 2, "parsing": 1}  # decode failures are absent upstream
+    # every lost clip counted once, at the stage that lost it (the decode failure too: issue 22)
+    assert table.skipped == {"decode": 1, "landmarks": 2, "parsing": 1}
+    assert table.lost.sort_values("clip_id").to_dict("records") == [
+        {"clip_id": "syn_00_000", "label": "class0", "test_fold": 1, "stage": "landmarks", "error_type": "unexpected"},
+        {"clip_id": "syn_01_001", "label": "class1", "test_fold": 2, "stage": "parsing", "error_type": "unexpected"},
+        {"clip_id": "syn_02_003", "label": "class2", "test_fold": 2, "stage": "landmarks", "error_type": "unexpected"},
+        {"clip_id": "syn_03_002", "label": "class3", "test_fold": 1, "stage": "decode", "error_type": "unexpected"},
+    ]
+    account = table.account(1, "test")
+    assert (account.listed, account.evaluated) == (15, 13)
+    assert account.lost == {"decode unexpected": 1, "landmarks unexpected": 1}
+    assert account.text() == ("evaluated 13 of 15 test clips (not scored: decode unexpected: 1, "
+                              "landmarks unexpected: 1)")
     assert table.has_captions and table.labels == [f"class{c}" for c in range(5)]
     assert table.num_folds == 2
     # a model without the middle level does not lose the clips that failed there
     video_only = load_clip_table(results, "syn", Needs())
-    assert len(video_only.clips) == 29 and video_only.skipped == {}
+    assert len(video_only.clips) == 29 and video_only.skipped == {"decode": 1}
 
 
 def test_dataset_items_and_collate(results: Path) -> None:
@@ -208,11 +228,22 @@ def test_evaluate_writes_metrics_predictions_and_plot(results: Path, trained: Pa
     assert len(test) == 13 and set(preds["clip_id"]) == set(truth)
     labels = [f"class{c}" for c in range(5)]
     expected = {cid: softmax(lg) for cid, lg in reference_logits(ckpt, results, "syn").items()}
-    check_predictions(preds, expected, truth, labels, metrics)
+    # fold 1 lists 15 test clips: syn_00_000 (landmarks failed) and syn_03_002 (decode failed)
+    # cannot be scored and count as wrong predictions of class0 and class3
+    check_predictions(preds, expected, truth, labels, metrics, missed=[0, 3])
+    assert metrics["test_clips"] == {
+        "listed": 15, "evaluated": 13, "not_scored": 2, "one_frame": 0, "unscored_clips": "wrong",
+        "lost": {"decode unexpected": 1, "landmarks unexpected": 1},
+        "text": "evaluated 13 of 15 test clips (not scored: decode unexpected: 1, landmarks "
+                "unexpected: 1; counted as wrong)"}
+    assert metrics["not_scored_per_class"] == {"class0": 1, "class1": 0, "class2": 0, "class3": 1,
+                                               "class4": 0}
+    assert metrics["support"]["class0"] == 3 and metrics["support"]["class3"] == 3
     # the reloaded checkpoint (adapters + re-created backbone) reproduces the last validation
+    # (over the clips it could score)
     final = json.loads((trained / "train.json").read_text())["final_metrics"]
-    assert metrics["uar"] == pytest.approx(final["val/uar"], abs=1e-6)
-    assert metrics["war"] == pytest.approx(final["val/war"], abs=1e-6)
+    assert metrics["scored_only"]["uar"] == pytest.approx(final["val/uar"], abs=1e-6)
+    assert metrics["scored_only"]["war"] == pytest.approx(final["val/war"], abs=1e-6)
     assert not metrics["zero_shot"] and metrics["run"] == "t"
     assert read_meta(trained / "predictions.parquet")["stage"] == "evaluate"
     assert (trained / "confusion.png").read_bytes()[:4] == b"\x89PNG"

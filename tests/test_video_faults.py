@@ -29,7 +29,14 @@ from support.videos import (
 from dfer.core.artifacts import read_meta
 from dfer.core.sharding import shard_of
 from dfer.manifests import ManifestError, build_manifest, sync_dataset
-from dfer.video import DecodeConfig, DecodeError, decode_clip, decode_shard, sample_indices
+from dfer.video import (
+    DecodeConfig,
+    DecodeError,
+    decode_clip,
+    decode_shard,
+    read_frame_folder,
+    sample_indices,
+)
 
 CFG = DecodeConfig(num_frames=8, size=32)
 #: A VFR timeline (ms): bursts and gaps, 12 frames over 1.3 s.
@@ -166,16 +173,127 @@ def test_missing_file_and_folder(tmp_path):
     assert info.value.error_type == "no_frames"
 
 
-def test_frame_folder_with_a_corrupt_or_odd_image(tmp_path):
-    folder = write_frame_folder(tmp_path / "clip", pattern_frames(10, 64, 64))
+def _damaged_folder(tmp_path: Path) -> Path:
+    """17 frames ``00000.jpg`` .. ``00016.jpg``: 00004 corrupt, 00009 truncated, 00012 empty."""
+    folder = write_frame_folder(tmp_path / "clip", pattern_frames(17, 64, 64), start=0)
     (folder / "00004.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(DecodeError, match="00004.jpg: not a decodable image") as info:
-        decode_clip(folder, "frames", CFG)
+    truncate_file(folder / "00009.jpg", 0.5)
+    (folder / "00012.jpg").write_bytes(b"")
+    return folder
+
+
+def test_frame_folder_keeps_its_good_images_and_names_every_bad_one(tmp_path, caplog):
+    """Unreadable images cost a clip nothing while at least num_frames good ones remain (the
+    default), are all named at once, and are counted in the frames index."""
+    folder = _damaged_folder(tmp_path)
+    clip = decode_clip(folder, "frames", CFG)  # T = 8 of 14 good images
+    # sampled over the 14 good files: floor((2k + 1) * 14 / 16) -> 0 2 4 6 7 9 11 13 of
+    # [0 1 2 3 5 6 7 8 10 11 13 14 15 16]
+    expected = [0, 2, 5, 7, 8, 11, 14, 16]
+    assert clip.frame_indices.tolist() == expected
+    assert [frame_number(f) for f in clip.frames] == expected
+    assert clip.num_source_frames == 17
+    assert [b.split(" ")[0] for b in clip.bad_frames] == ["00004.jpg", "00009.jpg", "00012.jpg"]
+    assert clip.info()["bad_frames"] == 3 and clip.info()["resized_frames"] == 0
+
+    # more frames wanted than good images: refused, every bad image in ONE message, with the fix
+    with pytest.raises(DecodeError) as info:
+        decode_clip(folder, "frames", DecodeConfig(num_frames=16, size=32))
+    message = str(info.value)
+    assert message.startswith(f"{folder}: 3 of 17 image(s) unreadable: 00004.jpg (not a "
+                              "decodable image (corrupt or truncated)), 00009.jpg (not a "
+                              "decodable image (corrupt or truncated)), 00012.jpg (empty image "
+                              "file (0 bytes)); the 14 good one(s) are fewer than "
+                              "decode.num_frames (16); set decode.max_bad_frames")
+    assert "(e.g. 0.18)" in message and "replace or remove the unreadable file(s)" in message
     assert info.value.error_type == "corrupt"
-    write_frame_folder(folder, pattern_frames(10, 48, 64))  # every frame a different size now
-    write_frame_folder(folder, pattern_frames(1, 64, 64), start=4)
-    with pytest.raises(DecodeError, match="frames differ in size"):
+    # a share allows it: 3 of 17 = 0.176 <= 0.2; floor((2k + 1) * 14 / 32) over the good files
+    kept = decode_clip(folder, "frames", DecodeConfig(num_frames=16, size=32, max_bad_frames=0.2))
+    assert kept.frame_indices.tolist() == [0, 1, 2, 3, 3, 5, 6, 7, 8, 10, 11, 13, 13, 14, 15, 16]
+    # ... a smaller one does not
+    with pytest.raises(DecodeError, match=r"more than decode.max_bad_frames \(0.1\) of its"):
+        decode_clip(folder, "frames", DecodeConfig(num_frames=8, size=32, max_bad_frames=0.1))
+
+
+def test_frame_folder_of_one_kind_of_damage_keeps_its_error_type(tmp_path):
+    folder = write_frame_folder(tmp_path / "clip", pattern_frames(3, 64, 64), start=0)
+    for name in ("00000.jpg", "00002.jpg"):
+        (folder / name).write_bytes(b"")
+    with pytest.raises(DecodeError, match="2 of 3 image") as info:
         decode_clip(folder, "frames", CFG)
+    assert info.value.error_type == "empty_file"
+    for image in folder.iterdir():
+        image.write_bytes(b"")
+    with pytest.raises(DecodeError, match="3 of 3 image.*; no image is readable"):
+        decode_clip(folder, "frames", CFG)
+
+
+def test_frame_folder_of_mixed_sizes_is_resized_to_its_first_frame(tmp_path):
+    """Images of another size than the first sampled one are resized to it, and counted."""
+    import cv2
+
+    frames = pattern_frames(10, 64, 64)
+    folder = write_frame_folder(tmp_path / "clip", frames, start=0)
+    for i in (3, 8):  # sampled (T = 8 of 10: 0 1 3 4 5 6 8 9), 48 px wide
+        write_frame_folder(folder, [frames[i][:, 8:56]], start=i)
+    sampled = read_frame_folder(folder, 8)
+    assert sampled.frame_indices.tolist() == [0, 1, 3, 4, 5, 6, 8, 9]
+    assert sampled.frames.shape == (8, 64, 64, 3) and sampled.resized_frames == 2
+    assert (sampled.width, sampled.height) == (64, 64)
+    narrow = cv2.cvtColor(cv2.imread(str(folder / "00003.jpg")), cv2.COLOR_BGR2RGB)
+    assert narrow.shape == (64, 48, 3)
+    assert np.array_equal(sampled.frames[2], cv2.resize(narrow, (64, 64),
+                                                        interpolation=cv2.INTER_LINEAR))
+    clip = decode_clip(folder, "frames", CFG)
+    assert clip.info()["resized_frames"] == 2 and clip.frames.shape == (8, 32, 32, 3)
+
+
+def test_tiny_frames_fail_as_too_small(tmp_path):
+    """A 1x1 image failed as `unexpected` with dlib's internal message (and dlib's CNN can
+    crash the process after such an error): it is `too_small`, before any detector runs."""
+    folder = write_frame_folder(tmp_path / "tiny", [np.zeros((1, 1, 3), np.uint8)] * 3)
+    with pytest.raises(DecodeError) as info:
+        decode_clip(folder, "frames", CFG)
+    assert info.value.error_type == "too_small"
+    assert str(info.value) == (f"{folder}: frames of 1x1 px are too small to find a face in "
+                               "(at least 16 px a side)")
+    video = write_video(tmp_path / "sliver.mkv", pattern_frames(4, 200, 8), codec="ffv1")
+    with pytest.raises(DecodeError, match="frames of 200x8 px are too small") as info:
+        decode_clip(video, "video", CFG)
+    assert info.value.error_type == "too_small"
+    from dfer.video import decode_array
+
+    with pytest.raises(DecodeError, match="frames of 12x12 px are too small"):
+        decode_array(np.zeros((2, 12, 12, 3), np.uint8), CFG)
+    # the smallest accepted size decodes (a centre crop: no face fits in 16 px)
+    assert decode_array(np.zeros((2, 16, 16, 3), np.uint8), CFG).frames.shape == (8, 32, 32, 3)
+
+
+def test_large_frames_are_kept_shrunk_and_the_box_is_in_source_pixels(tmp_path):
+    """A frame above decode.max_frame_pixels is shrunk as it is read; the crop box stays in
+    source pixels, and a frame at most that size decodes exactly as before."""
+    frames = pattern_frames(4, 200, 100)
+    folder = write_frame_folder(tmp_path / "big", frames, ext=".png")
+    video = write_video(tmp_path / "big.mkv", frames, codec="ffv1")
+    base = {"num_frames": 4, "size": 32, "escalate": []}  # no face here: no CNN escalation
+    small = DecodeConfig(**base, max_frame_pixels=100 * 50)  # kept at 100 x 50
+    for source, kind in ((folder, "frames"), (video, "video")):
+        clip = decode_clip(source, kind, small)
+        assert (clip.orig_width, clip.orig_height) == (200, 100)
+        assert clip.crop_box.tolist() == [50.0, 0.0, 150.0, 100.0]  # the centre square
+        assert [frame_number(f) for f in clip.frames] == [0, 1, 2, 3]
+        full = decode_clip(source, kind, DecodeConfig(**base))
+        assert full.crop_box.tolist() == [50.0, 0.0, 150.0, 100.0]
+        unlimited = decode_clip(source, kind, DecodeConfig(**base, max_frame_pixels=0))
+        assert np.array_equal(full.frames, unlimited.frames)  # under the limit: as before
+    # the kept frames themselves are shrunk (memory follows the bound, not the source)
+    assert read_frame_folder(folder, 4, max_pixels=100 * 50).frames.shape == (4, 50, 100, 3)
+    from dfer.video.reader import kept_size, read_video
+
+    assert read_video(video, 4, max_pixels=100 * 50).frames.shape == (4, 50, 100, 3)
+    assert kept_size(200, 100, 50 * 25) == (50, 25)
+    assert kept_size(8000, 8000, 3840 * 2160) == (2880, 2880)  # 0.36 = sqrt(8294400 / 8000²)
+    assert kept_size(1920, 1080, 3840 * 2160) == (1920, 1080)
 
 
 # --- a shard of faults: failure rows, the rest completes -----------------------------------

@@ -156,22 +156,28 @@ def test_detection_runs_on_downscaled_frames_and_boxes_come_back_in_source_pixel
     seen.clear()
     detect_boxes(frames[:1], "hog", gray=True)
     assert seen == [((360, 640), "hog", 0, True)]
-    # max_side 1: shrunk to a single pixel (not left at full size)
+    # max_side 40: 100 x 200 -> 20 x 40 (above the smallest side the detector is shown)
     seen.clear()
-    detect_all(small, max_side=1)
-    assert seen[0][0] == (1, 1, 3)
+    detect_all(small, max_side=40)
+    assert seen[0][0] == (20, 40, 3)
+    # max_side 1: shrunk to a 1 x 1 sliver, which is not shown to the detector at all (dlib
+    # raises under 10 px): no face, rather than a detection on the full-size frame
+    seen.clear()
+    assert detect_all(small, max_side=1) == [[]] and seen == []
     # the shrink averages (INTER_AREA): one 90 per 3 x 3 block comes out as 10 everywhere
     images: list[np.ndarray] = []
     monkeypatch.setattr(crop, "detect_faces", lambda image, kind="hog", upsample=1: images.append(image) or [])
-    dots = np.zeros((1, 12, 12, 3), np.uint8)
+    dots = np.zeros((1, 48, 48, 3), np.uint8)
     dots[0, 1::3, 1::3] = 90
-    assert detect_boxes(dots, max_side=4) == [None]
-    assert images[0].shape == (4, 4, 3) and (images[0] == 10).all()
-    # a 1-pixel-high frame shrunk 1000 x keeps one row
+    assert detect_boxes(dots, max_side=16) == [None]
+    assert images[0].shape == (16, 16, 3) and (images[0] == 10).all()
+    # a 20-pixel-high frame shrunk 100 x keeps its rows (rounded, at least 1): a 1 x 20 sliver,
+    # not shown to the detector, while 2000 x 2000 -> 20 x 20 is
     seen.clear()
     monkeypatch.setattr(crop, "detect_faces", fake)
-    detect_all(np.zeros((1, 1, 2000, 3), np.uint8), max_side=2)
-    assert seen[0][0] == (1, 2, 3)
+    assert detect_all(np.zeros((1, 20, 2000, 3), np.uint8), max_side=20) == [[]] and seen == []
+    detect_all(np.zeros((1, 2000, 2000, 3), np.uint8), max_side=20)
+    assert seen[0][0] == (20, 20, 3)
 
 
 # ---------------------------------------------------------------------------------- tracker

@@ -232,6 +232,28 @@ def test_manifest_check_writes_nothing_and_names_the_shards_a_run_would_rewrite(
     assert sync_report("dfew", definition, results).changed == report.changed
 
 
+def test_manifest_check_after_a_dry_run_sees_no_change(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``--check`` reads the config as the Snakefile does (schema defaults filled in), so after
+    the pipeline synced a dataset it reports no change: it said ``none (whole manifest would be
+    rewritten)`` (seen first on a FERV39k split file saved with a BOM), because the manifest's
+    metadata records the dataset section the Snakefile saw, defaults and all."""
+    overlay = worked_overlay(tmp_path, "ferv39k")
+    definition = load(overlay)["dataset_defs"]["ferv39k"]
+    for name in definition["split_files"]:  # saved by a spreadsheet: a BOM before line 1
+        split = Path(name)
+        split.write_text("\ufeff" + split.read_text(encoding="utf-8"), encoding="utf-8")
+    proc = snakemake(tmp_path, "decode_all", "-n", "--configfile", str(overlay))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifests = tmp_path / "results" / "ferv39k" / "manifest"
+    before = tree(manifests)
+    assert cli_main(["manifest", "--check", "--config", str(overlay), "--dataset", "ferv39k"]) == 0
+    out = capsys.readouterr().out
+    assert ("shard manifests that a run would rewrite (their shards re-run): none (whole "
+            "manifest unchanged); nothing was written (--check)") in out
+    assert tree(manifests) == before
+
+
 def test_dry_run_writes_only_changed_shards_and_says_so(tmp_path: Path) -> None:
     overlay = worked_overlay(tmp_path, "dfew")
     first = snakemake(tmp_path, "decode_all", "-n", "--configfile", str(overlay))

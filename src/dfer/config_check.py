@@ -71,6 +71,10 @@ def _schema_line(error: Any) -> tuple[KeyPath, str]:
         return path, f"must be of type {want}, got {value!r}"
     if kind == "required":
         return path, error.message
+    if kind == "pattern" and schema.get("description"):
+        if "propertyNames" in error.schema_path:  # a key of a mapping (a run name)
+            return (*path, value), f"the name {value!r} is not allowed: {schema['description']}"
+        return path, f"{value!r} is not allowed: {schema['description']}"
     return path, error.message
 
 
@@ -86,6 +90,7 @@ def schema_problem(config: Mapping[str, Any], schema_file: str | Path) -> tuple[
 
 def _section_builders() -> dict[str, Callable[[Any], Any]]:
     from dfer.captions.config import CaptionsConfig
+    from dfer.landmark_features.config import LandmarkFeaturesConfig
     from dfer.landmarks.config import LandmarksConfig
     from dfer.parsing.config import ParsingConfig
     from dfer.video.config import DecodeConfig
@@ -94,6 +99,7 @@ def _section_builders() -> dict[str, Callable[[Any], Any]]:
         "decode": DecodeConfig.from_params,
         "landmarks": LandmarksConfig.from_dict,
         "parsing": ParsingConfig.from_dict,
+        "landmark_features": LandmarkFeaturesConfig.from_dict,
         "captions": CaptionsConfig.from_params,
     }
 

@@ -15,21 +15,23 @@ rule captions:
         captions=shard_path(CAPTIONS_DIR, paths.PARQUET),
         failures=shard_path(CAPTIONS_DIR, paths.FAILURES),
     params:
-        cfg=section_json("captions"),
+        result=stage_result("captions"),  # tracked: what changes the text (not servers, batch size, device)
         prompt_hash=CAPTIONS.prompt_hash(),
+        settings=stage_settings("captions"),  # the section as the job reads it
         # the interpreter is not a tracked param: moving the repo or the venv must not re-run captions
         dfer=captions_command(),
     resources:
         gpu=captions_gpu,
+    threads: captions_threads
     log:
         shard_log("captions"),
     conda:
         "../../envs/vllm.yaml" if CAPTIONS.backend == "vllm" else "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} captions --frames {input.frames} --index {input.index}"
-        " --landmarks {input.landmarks}"
-        " --out {output.captions} --out-failures {output.failures}"
-        " --params {params.cfg:q} 2> >(tee {log} >&2)"
+        "{params.dfer} captions --frames {input.frames:q} --index {input.index:q}"
+        " --landmarks {input.landmarks:q}"
+        " --out {output.captions:q} --out-failures {output.failures:q}"
+        " --params {params.settings:q} 2> >(tee {log:q} >&2)"
 
 
 rule captions_all:

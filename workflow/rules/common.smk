@@ -1,10 +1,17 @@
 # Shared helpers for every rule file (rule files hold rules only). Parsing this file prepares
 # the datasets: it writes the demo data when configured and missing, and syncs each dataset's
 # shard manifests, rewriting a shard manifest only when its clips changed, so Snakemake re-runs
-# exactly the changed shards.
+# exactly the changed shards. A job on a cluster node reads the synced manifests instead, and
+# nothing is written while another run holds this directory's lock (dfer.pipeline).
+#
+# Every value put into a shell command is quoted (`:q`, shlex.quote) or built from names that
+# the config schema restricts to [A-Za-z0-9_.-] (datasets, runs). A job's `params` hold only
+# what changes its output: each section's execution keys (device, batch sizes for speed,
+# servers, workers; EXECUTION_KEYS beside each stage's config) reach the job untracked.
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -24,9 +31,15 @@ os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{_path}"
 
 from dfer.core import paths  # noqa: E402 - after src/ is on sys.path
 from dfer.core.artifacts import read_meta  # noqa: E402
+from dfer.core.integrity import repair_damaged_shards  # noqa: E402
+from dfer.core.execution_keys import result_part  # noqa: E402
+from dfer.core.gpu_placement import JOB_GPUS_ENV  # noqa: E402
 from dfer.captions.config import CaptionsConfig, vllm_python  # noqa: E402
+from dfer.landmarks.config import EXECUTION_KEYS as LANDMARKS_EXECUTION_KEYS  # noqa: E402
+from dfer.parsing.config import EXECUTION_KEYS as PARSING_EXECUTION_KEYS  # noqa: E402
 from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
 from dfer.core.sharding import SHARD_REGEX  # noqa: E402
+from dfer.train import execution as run_execution  # noqa: E402
 from dfer.train.inputs import INPUT_OPTIONS, declared_files, needs_for  # noqa: E402
 
 RESULTS = config["results"]
@@ -35,17 +48,25 @@ MANIFEST_DIR = paths.MANIFEST_DIR
 FRAMES_DIR, LANDMARKS_DIR, PARSING_DIR, CAPTIONS_DIR = (
     paths.STAGE_DIRS[stage] for stage in ("decode", "landmarks", "parsing", "captions"))
 DATASETS = list(config["datasets"])
-SHARDS = prepare_datasets(config, dryrun=workflow.dryrun)  # dataset -> ["000", "001", ...] (dfer.core.sharding names)
+# PARSE (the Snakefile: -n, a job on a cluster node, or a run already going here) decides
+# whether the manifests are synced, read as they are, or read as the submitting run left them.
+SHARDS = prepare_datasets(config, context=PARSE)  # dataset -> ["000", "001", ...] (dfer.core.sharding names)
+# Shard outputs deleted or damaged since their job ran: the job's remaining outputs are removed
+# so that Snakemake runs it again (dfer.core.integrity), as the manifest sync writes what changed
+# (a dry run too, so that it lists those jobs). Never in a job on a cluster node (other jobs are
+# writing) nor while another run holds the lock.
+if workflow.is_main_process and not PARSE.cluster_job and not PARSE.locked:
+    repair_damaged_shards(RESULTS, SHARDS)
 TRAIN = config.get("train", {}) or {}
 TRAIN_RUNS = TRAIN.get("runs", {}) or {}
 CAPTIONS = CaptionsConfig.from_params(config.get("captions", {}))
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS) if DATASETS else "NONE",
-    source="|".join(DATASETS) if DATASETS else "NONE",
+    dataset="|".join(map(re.escape, DATASETS)) if DATASETS else "NONE",
+    source="|".join(map(re.escape, DATASETS)) if DATASETS else "NONE",
     shard=SHARD_REGEX,
-    run=r"[A-Za-z0-9_.-]+",
+    run="|".join(map(re.escape, TRAIN_RUNS)) if TRAIN_RUNS else "NONE",
     fold=r"\d+",
 
 
@@ -102,8 +123,8 @@ class UntrackedParam:
 
     Snakemake records only params of builtin types (str, int, list, ...) to decide whether a
     job must re-run; this object formats as its text in a shell command but is not recorded.
-    Used for the interpreter that runs a job: moving the checkout or the venv changes its
-    path, and must not re-run finished jobs.
+    Used for the interpreter that runs a job (moving the checkout or the venv changes its
+    path) and for the settings that decide only where or how fast a job runs.
     """
 
     def __init__(self, text):
@@ -116,14 +137,37 @@ class UntrackedParam:
         return f"UntrackedParam({self.text!r})"
 
 
-def dfer_command():
-    """`python -m dfer` with this checkout's src/ on PYTHONPATH.
+def places_gpus():
+    """Whether this Snakemake runs jobs itself on this machine (a local executor, not a job
+    on a cluster node): only then does a GPU job take GPUs of its own
+    (dfer.core.gpu_placement); a cluster scheduler's assignment stands."""
+    return workflow.local_exec and not PARSE.cluster_job
+
+
+def job_gpus_prefix(resources):
+    """`DFER_JOB_GPUS=N ` for a GPU job run on this machine, else nothing."""
+    gpus = getattr(resources, "gpu", 0)
+    return f"{JOB_GPUS_ENV}={int(gpus)} " if isinstance(gpus, int) and gpus > 0 and places_gpus() else ""
+
+
+def command(python):
+    """A params function: `[DFER_JOB_GPUS=N] PYTHONPATH=<src> <python> -m dfer` for the job.
 
     Jobs import dfer from this checkout's src/: the per-rule conda envs (envs/*.yaml) hold
     only its dependencies, as a copied env file cannot name this checkout (envs/dfer.yaml).
+    Derived from the job's resources, so it is not part of the rerun check.
     """
     src = shlex.quote(str(Path(workflow.basedir) / "src"))
-    return UntrackedParam(f"PYTHONPATH={src} python -m dfer")
+
+    def text(wildcards, resources):
+        return UntrackedParam(f"{job_gpus_prefix(resources)}PYTHONPATH={src} {python} -m dfer")
+
+    return text
+
+
+def dfer_command():
+    """`python -m dfer` of the project venv (or of the rule's activated conda env)."""
+    return command("python")
 
 
 def captions_command():
@@ -135,11 +179,10 @@ def captions_command():
     """
     if CAPTIONS.backend != "vllm":
         return dfer_command()
-    src = shlex.quote(str(Path(workflow.basedir) / "src"))
-    python = vllm_python(config.get("captions", {})) or "python"
+    python = shlex.quote(vllm_python(config.get("captions", {})) or "python")
     if any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method):
         python = "python"  # envs/vllm.yaml is active
-    return UntrackedParam(f"PYTHONPATH={src} {python} -m dfer")
+    return command(python)
 
 
 def results_dir(depth):
@@ -156,8 +199,28 @@ def results_dir(depth):
 
 
 def section_json(section):
-    """A config section as canonical JSON: the `params` that re-trigger a stage when edited."""
+    """A config section as canonical JSON (every key changes the stage's result)."""
     return json.dumps(config.get(section, {}), sort_keys=True)
+
+
+# --- what a job computes vs where it runs ---------------------------------------------------
+# Each stage's config module lists its EXECUTION_KEYS (dfer.core.execution_keys): the rule's
+# tracked `result` param holds the other keys, the job gets its whole section untracked.
+
+STAGE_EXECUTION_KEYS = {"landmarks": LANDMARKS_EXECUTION_KEYS, "parsing": PARSING_EXECUTION_KEYS}
+
+
+def stage_result(section):
+    """The keys of a stage's section that change its outputs, as canonical JSON (tracked)."""
+    cfg = config.get(section, {}) or {}
+    if section == "captions":
+        return json.dumps(CAPTIONS.result_section(cfg), sort_keys=True)
+    return json.dumps(result_part(cfg, STAGE_EXECUTION_KEYS.get(section, ())), sort_keys=True)
+
+
+def stage_settings(section):
+    """A stage's whole section as the job reads it (`--params`), not tracked."""
+    return UntrackedParam(section_json(section))
 
 
 # --- GPUs ------------------------------------------------------------------------------
@@ -190,24 +253,51 @@ def parsing_gpu(wildcards):
 
 
 def captions_gpu(wildcards):
-    """gpu=1 only for the in-process vLLM backend on a GPU (`device` not cpu)."""
+    """The in-process vLLM backend on a GPU (`device` not cpu): one GPU per tensor-parallel
+    rank (`vllm.tensor_parallel_size`); 0 for the other backends."""
     if CAPTIONS.backend != "vllm" or CAPTIONS.raw["device"] == "cpu":
         return 0
-    return 1 if CAPTIONS.raw["device"] == "cuda" or gpu_may_be_used() else 0
+    on_gpu = CAPTIONS.raw["device"] == "cuda" or gpu_may_be_used()
+    return int(CAPTIONS.raw["vllm"]["tensor_parallel_size"]) if on_gpu else 0
 
 
 def train_gpu(wildcards):
-    """1 GPU unless the run is pinned to the CPU."""
-    cfg = TRAIN_RUNS[wildcards.run]
-    cpu = cfg.get("device", "auto") == "cpu" or (cfg.get("trainer", {}) or {}).get("accelerator") == "cpu"
-    return 0 if cpu else 1
+    """GPUs of one fold's job: `trainer.devices` (default 1); 0 when the run is pinned to
+    the CPU (dfer.train.execution.run_devices)."""
+    return run_execution.run_devices(TRAIN_RUNS[wildcards.run])
+
+
+def eval_gpu(wildcards):
+    """GPUs of an evaluate / zero-shot job: one (one process scores the clips), 0 on the CPU."""
+    return run_execution.eval_devices(TRAIN_RUNS[wildcards.run])
+
+
+# --- threads ----------------------------------------------------------------------------
+# What each job uses; Snakemake hands them to the job as OMP_NUM_THREADS and, on SLURM, as
+# --cpus-per-task. The stages' loops run on one thread (dlib, cv2, the GPU's feeder).
+
+
+def captions_threads(wildcards):
+    """offline: one thread; openai: the event loop and JPEG encoding in worker threads; the
+    in-process vLLM engine pre-processes frames and tokens beside its engine process."""
+    return {"vllm": 4, "openai": 2}.get(CAPTIONS.backend, 1)
+
+
+def train_threads(wildcards):
+    """The fold's processes and their DataLoader workers (dfer.train.execution.job_threads);
+    the workers follow the job's threads (train_settings) unless data.num_workers is set."""
+    return run_execution.job_threads(TRAIN_RUNS[wildcards.run])
+
+
+def eval_threads(wildcards):
+    """The evaluating process and its DataLoader workers (workers follow the threads)."""
+    return run_execution.job_threads(TRAIN_RUNS[wildcards.run], processes=1)
 
 
 # --- training runs -----------------------------------------------------------------------
-
-#: Keys of a run that change a fold's result (its `params`); `datasets`, `folds` and
-#: `description` only say which jobs exist, so editing them re-runs nothing already done.
-RUN_RESULT_KEYS = ("model", "data", "optim", "trainer", "device")
+# A run's `datasets`, `folds` and `description` only say which jobs exist, and its execution
+# keys (dfer.train.execution.RUN_EXECUTION_KEYS) where they run: editing either re-runs
+# nothing already done.
 
 
 def num_folds(dataset):
@@ -274,21 +364,36 @@ def zero_shot_fold_metrics(wildcards):
 
 
 def run_json(wildcards):
-    """What changes a fold's result (RUN_RESULT_KEYS of the run) as canonical JSON."""
-    run = TRAIN_RUNS[wildcards.run]
-    return json.dumps({k: run[k] for k in RUN_RESULT_KEYS if k in run}, sort_keys=True)
+    """What changes a fold's result (the run less its execution keys), as canonical JSON."""
+    return json.dumps(run_execution.result_settings(TRAIN_RUNS[wildcards.run]), sort_keys=True)
+
+
+def train_settings(wildcards, threads):
+    """The run as a fold's train job reads it (`--params`), DataLoader workers following the
+    job's threads; derived from `threads`, so not tracked."""
+    return json.dumps(run_execution.job_settings(TRAIN_RUNS[wildcards.run], threads), sort_keys=True)
 
 
 def eval_json(wildcards):
-    """In-domain evaluation: the trained class names as they are."""
-    return json.dumps({"device": TRAIN_RUNS[wildcards.run].get("device", "auto")}, sort_keys=True)
+    """In-domain evaluation: beyond the checkpoint, only how unscored clips count
+    (run_execution.RUN_SCORING_KEYS) changes the scores."""
+    return json.dumps(run_execution.scoring_settings(TRAIN_RUNS[wildcards.run]), sort_keys=True)
 
 
 def zero_shot_json(wildcards):
-    """Zero-shot: the target's class names, re-worded by `train.label_prompts` where given."""
-    cfg = TRAIN_RUNS[wildcards.run]
-    return json.dumps({"device": cfg.get("device", "auto"), "label_prompts": TRAIN.get("label_prompts", {})},
-                      sort_keys=True)
+    """Zero-shot: the target's class names, re-worded by `train.label_prompts` where given,
+    and how unscored clips count."""
+    return json.dumps({**run_execution.scoring_settings(TRAIN_RUNS[wildcards.run]),
+                       "label_prompts": TRAIN.get("label_prompts", {})}, sort_keys=True)
+
+
+def eval_settings(wildcards, threads):
+    """Where and how fast an evaluate / zero-shot job runs (device, data loading), merged with
+    its tracked params into `--params`; derived from `threads`, so not tracked."""
+    settings = run_execution.eval_settings(TRAIN_RUNS[wildcards.run], threads)
+    if wildcards.get("source"):
+        settings["label_prompts"] = TRAIN.get("label_prompts", {})
+    return json.dumps(settings, sort_keys=True)
 
 
 # --- final targets -----------------------------------------------------------------------
@@ -316,11 +421,16 @@ def captions_targets():
 
 
 def train_targets():
-    """summary.json of every (run, dataset), and of every configured zero-shot evaluation."""
+    """summary.json of every (run, dataset), and of every configured zero-shot evaluation.
+
+    A zero-shot entry that names its run trains that run on its `train` dataset even when the
+    run's `datasets` leave it out (the zero-shot preset switches model variants with that one
+    key); an entry without `run` applies to the runs that train on `train` anyway."""
     targets = [run_summary_path(ds, run) for run in TRAIN_RUNS for ds in run_datasets(run)]
     for zs in TRAIN.get("zero_shot", []) or []:
         for run in [zs["run"]] if zs.get("run") else list(TRAIN_RUNS):
-            if zs["train"] in run_datasets(run) and zs["eval"] in DATASETS:
+            trains = zs.get("run") or zs["train"] in run_datasets(run)
+            if trains and zs["train"] in DATASETS and zs["eval"] in DATASETS:
                 targets.append(run_summary_path(zs["eval"], run, source=zs["train"]))
     return targets
 

@@ -10,7 +10,7 @@ rule decode:
         index=shard_path(FRAMES_DIR, paths.PARQUET),
         failures=shard_path(FRAMES_DIR, paths.FAILURES),
     params:
-        cfg=section_json("decode"),
+        cfg=section_json("decode"),  # every decode key changes the frames
         dfer=dfer_command(),
     log:
         shard_log("decode"),
@@ -23,9 +23,9 @@ rule decode:
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} decode --manifest {input.manifest} --out-frames {output.frames}"
-        " --out-index {output.index} --out-failures {output.failures}"
-        " --params {params.cfg:q} 2> >(tee {log} >&2)"
+        "{params.dfer} decode --manifest {input.manifest:q} --out-frames {output.frames:q}"
+        " --out-index {output.index:q} --out-failures {output.failures:q}"
+        " --params {params.cfg:q} 2> >(tee {log:q} >&2)"
 
 
 rule decode_all:

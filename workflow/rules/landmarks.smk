@@ -11,18 +11,21 @@ rule landmarks:
         landmarks=shard_path(LANDMARKS_DIR, paths.PARQUET),
         failures=shard_path(LANDMARKS_DIR, paths.FAILURES),
     params:
-        cfg=section_json("landmarks"),
+        result=stage_result("landmarks"),  # tracked: what changes the points
+        settings=stage_settings("landmarks"),  # the section as the job reads it (device, batch size too)
         dfer=dfer_command(),
     resources:
         gpu=landmarks_gpu,
+    # dlib's detector and shape predictor, cv2's crops and the FAN feeder run on one thread
+    threads: 1
     log:
         shard_log("landmarks"),
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} landmarks --frames {input.frames} --index {input.index}"
-        " --out {output.landmarks} --out-failures {output.failures}"
-        " --params {params.cfg:q} 2> >(tee {log} >&2)"
+        "{params.dfer} landmarks --frames {input.frames:q} --index {input.index:q}"
+        " --out {output.landmarks:q} --out-failures {output.failures:q}"
+        " --params {params.settings:q} 2> >(tee {log:q} >&2)"
 
 
 rule landmarks_all:

@@ -13,18 +13,21 @@ rule parsing:
         index=shard_path(PARSING_DIR, paths.PARQUET),
         failures=shard_path(PARSING_DIR, paths.FAILURES),
     params:
-        cfg=section_json("parsing"),
+        result=stage_result("parsing"),  # tracked: what changes the label maps
+        settings=stage_settings("parsing"),  # the section as the job reads it (device, batch size too)
         dfer=dfer_command(),
     resources:
         gpu=parsing_gpu,
+    # polygon rasterisation (cv2) and the facer feeder run on one thread
+    threads: 1
     log:
         shard_log("parsing"),
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} parsing --frames {input.frames} --index {input.index}"
-        " --landmarks {input.landmarks} --out-maps {output.maps} --out-index {output.index}"
-        " --out-failures {output.failures} --params {params.cfg:q} 2> >(tee {log} >&2)"
+        "{params.dfer} parsing --frames {input.frames:q} --index {input.index:q}"
+        " --landmarks {input.landmarks:q} --out-maps {output.maps:q} --out-index {output.index:q}"
+        " --out-failures {output.failures:q} --params {params.settings:q} 2> >(tee {log:q} >&2)"
 
 
 rule parsing_all:

@@ -28,10 +28,11 @@ rule report:
         out=lambda wc, output: os.path.dirname(output.md),
         gallery=report_gallery_args(),
         dfer=dfer_command(),
+    threads: 1
     log:
         report_log(),
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} report --results {params.results} --datasets {params.datasets} --out {params.out}"
-        " --summaries {input.summaries} {params.gallery} 2> >(tee {log} >&2)"
+        "{params.dfer} report --results {params.results:q} --datasets {params.datasets:q} --out {params.out:q}"
+        " --summaries {input.summaries:q} {params.gallery} 2> >(tee {log:q} >&2)"

@@ -6,7 +6,10 @@
 # Each job is given exactly the files it declares (data_inputs / data_args in common.smk, from
 # dfer.train.inputs) and reads nothing else.
 # A fold's params are only what changes its result (run_json in common.smk): editing a run's
-# `datasets` or `folds` schedules the new (dataset, fold) jobs and re-runs nothing else.
+# `datasets` or `folds` schedules the new (dataset, fold) jobs and re-runs nothing else, and
+# its execution keys (device, workers, eval batch size, GPUs per fold: dfer.train.execution)
+# re-run nothing. A fold asks for `trainer.devices` GPUs; its DataLoader workers follow its
+# threads (train_threads / train_settings in common.smk).
 
 
 rule train:
@@ -16,19 +19,21 @@ rule train:
         checkpoint=fold_path(paths.CHECKPOINT),
         summary=fold_path(paths.TRAIN_SUMMARY),
     params:
-        cfg=run_json,
+        result=run_json,  # tracked: what changes the fold's result
+        settings=train_settings,  # the run as the job reads it (untracked: derived from threads)
         data=data_args,
         out=lambda wc, output: os.path.dirname(output.checkpoint),
         dfer=dfer_command(),
     resources:
         gpu=train_gpu,
+    threads: train_threads
     log:
         job_log("train"),
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} train --dataset {wildcards.dataset} --fold {wildcards.fold} --run {wildcards.run}"
-        " --out {params.out} --params {params.cfg:q} {params.data} 2> >(tee {log} >&2)"
+        "{params.dfer} train --dataset {wildcards.dataset:q} --fold {wildcards.fold:q} --run {wildcards.run:q}"
+        " --out {params.out:q} --params {params.settings:q} {params.data} 2> >(tee {log:q} >&2)"
 
 
 rule evaluate:
@@ -39,20 +44,22 @@ rule evaluate:
         predictions=fold_path(paths.PREDICTIONS),
         confusion=fold_path(paths.CONFUSION),
     params:
-        cfg=eval_json,
+        result=eval_json,  # tracked (the checkpoint is an input)
+        settings=eval_settings,  # device and data loading (untracked: derived from threads)
         data=data_args,
         out=lambda wc, output: os.path.dirname(output.metrics),
         dfer=dfer_command(),
     resources:
-        gpu=train_gpu,
+        gpu=eval_gpu,
+    threads: eval_threads
     log:
         job_log("evaluate"),
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} evaluate --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
-        " --fold {wildcards.fold} --out {params.out} --params {params.cfg:q} {params.data}"
-        " 2> >(tee {log} >&2)"
+        "{params.dfer} evaluate --checkpoint {input.checkpoint:q} --dataset {wildcards.dataset:q}"
+        " --fold {wildcards.fold:q} --out {params.out:q} --params {params.settings:q} {params.data}"
+        " 2> >(tee {log:q} >&2)"
 
 
 rule train_summary:
@@ -62,12 +69,13 @@ rule train_summary:
         run_summary_path(),
     params:
         dfer=dfer_command(),
+    threads: 1
     log:
         job_log("evaluate", fold=None),
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} evaluate --summarize {input} --out {output} 2> >(tee {log} >&2)"
+        "{params.dfer} evaluate --summarize {input:q} --out {output:q} 2> >(tee {log:q} >&2)"
 
 
 rule zero_shot:
@@ -78,20 +86,22 @@ rule zero_shot:
         predictions=fold_path(paths.PREDICTIONS, source=paths.SOURCE),
         confusion=fold_path(paths.CONFUSION, source=paths.SOURCE),
     params:
-        cfg=zero_shot_json,
+        result=zero_shot_json,  # tracked: label prompts (the checkpoint is an input)
+        settings=eval_settings,  # label prompts, device and data loading (untracked)
         data=data_args,
         out=lambda wc, output: os.path.dirname(output.metrics),
         dfer=dfer_command(),
     resources:
-        gpu=train_gpu,
+        gpu=eval_gpu,
+    threads: eval_threads
     log:
         job_log("evaluate", source=paths.SOURCE),
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} evaluate --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
-        " --fold {wildcards.fold} --split all --out {params.out} --params {params.cfg:q} {params.data}"
-        " 2> >(tee {log} >&2)"
+        "{params.dfer} evaluate --checkpoint {input.checkpoint:q} --dataset {wildcards.dataset:q}"
+        " --fold {wildcards.fold:q} --split all --out {params.out:q} --params {params.settings:q} {params.data}"
+        " 2> >(tee {log:q} >&2)"
 
 
 rule zero_shot_summary:
@@ -101,12 +111,13 @@ rule zero_shot_summary:
         run_summary_path(source=paths.SOURCE),
     params:
         dfer=dfer_command(),
+    threads: 1
     log:
         job_log("evaluate", fold=None, source=paths.SOURCE),
     conda:
         "../../envs/dfer.yaml"
     shell:
-        "{params.dfer} evaluate --summarize {input} --out {output} 2> >(tee {log} >&2)"
+        "{params.dfer} evaluate --summarize {input:q} --out {output:q} 2> >(tee {log:q} >&2)"
 
 
 rule train_all:

@@ -44,17 +44,35 @@ DEFAULTS: dict[str, Any] = {
         "engine_args": {},        # passed to vllm.LLM(**engine_args) as is
     },
     "openai": {
-        "base_url": "http://127.0.0.1:8000/v1",
+        "base_url": "http://127.0.0.1:8000/v1",  # one URL, or a list: clips spread, fail-over
         "model": DEFAULT_MODEL,
         "input": "images",        # images | video (vLLM's video/jpeg data URL)
         "api_key_env": "DFER_OPENAI_API_KEY",
-        "max_concurrency": 8,
-        "timeout_s": 120.0,
-        "max_retries": 3,
+        "max_concurrency": 8,     # requests in flight per server
+        "timeout_s": 120.0,       # deadline of one whole request (connect to last byte)
+        "max_retries": 3,         # retries of a clip per server
         "backoff_s": 1.0,
+        "dead_after": 3,          # transport failures in a row that mark a server dead
+        "max_answer_chars": None,  # answers longer fail as AnswerTooLarge (None: 32 x max_tokens)
         "jpeg_quality": 90,
     },
 }
+
+#: Characters per token an answer may average before it counts as too large when
+#: ``openai.max_answer_chars`` is unset: far above any tokenizer's average (~4 for English
+#: BPE), so only a server that ignored ``max_tokens`` (or is not the model asked for) hits it.
+CHARS_PER_TOKEN_CAP = 32
+
+
+#: Keys that only decide where or how fast captions are made, not their text
+#: (``dfer.core.execution_keys``): changing them re-runs no captions job. What changes the text
+#: is the prompt, the model and the sampling (``prompt_hash``) and the frames shown.
+EXECUTION_KEYS: tuple[str, ...] = (
+    "batch_size", "device",
+    "vllm.gpu_memory_utilization", "vllm.tensor_parallel_size", "vllm.python",
+    "openai.base_url", "openai.api_key_env", "openai.max_concurrency", "openai.timeout_s",
+    "openai.max_retries", "openai.backoff_s",
+)
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -92,7 +110,24 @@ class CaptionsConfig:
         for mode in ("vllm", "openai"):
             if merged[mode]["input"] not in ("video", "images"):
                 raise ValueError(f"captions.{mode}.input must be 'video' or 'images'")
+        server_urls(merged["openai"]["base_url"])  # raises on a bad URL list
+        openai = merged["openai"]
+        for key, low in (("max_concurrency", 1), ("dead_after", 1), ("max_retries", 0)):
+            if not isinstance(openai[key], int) or isinstance(openai[key], bool) or openai[key] < low:
+                raise ValueError(f"captions.openai.{key} must be an integer >= {low}, got {openai[key]!r}")
+        if float(openai["timeout_s"]) <= 0:
+            raise ValueError(f"captions.openai.timeout_s must be > 0, got {openai['timeout_s']!r}")
+        cap = openai["max_answer_chars"]
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+            raise ValueError(f"captions.openai.max_answer_chars must be an integer >= 1 or null, got {cap!r}")
         return cls(merged)
+
+    @property
+    def max_answer_chars(self) -> int:
+        """The answer size cap of the openai backend (``openai.max_answer_chars``, else
+        :data:`CHARS_PER_TOKEN_CAP` x ``max_tokens``)."""
+        cap = self.raw["openai"]["max_answer_chars"]
+        return int(cap) if cap is not None else CHARS_PER_TOKEN_CAP * int(self.raw["max_tokens"])
 
     @property
     def backend(self) -> str:
@@ -129,6 +164,42 @@ class CaptionsConfig:
 
     def prompt_hash(self) -> str:
         return prompt_hash(self.prompt_version, self.model, self.sampling(), self.num_frames)
+
+    def result_section(self, section: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The keys of a captions ``section`` (as configured) that change what it writes.
+
+        ``EXECUTION_KEYS`` are left out, and so are the sub-sections of the backends not in
+        use: the ``openai`` settings cannot change captions made with ``vllm``.
+        """
+        from dfer.core.execution_keys import result_part
+
+        result = result_part(section, EXECUTION_KEYS)
+        for mode in ("vllm", "openai"):
+            if mode != self.backend:
+                result.pop(mode, None)
+        return result
+
+
+def server_urls(base_url: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``captions.openai.base_url`` as a list of URLs without trailing slashes.
+
+    One string is one server (the form every config so far uses); a list spreads the clips
+    over several servers with fail-over (docs/captions.md, "Many servers"). Raises a one-line
+    ``ValueError`` naming the key for an empty list, a duplicate or a URL that is not http(s).
+    """
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+    if not urls:
+        raise ValueError("captions.openai.base_url is an empty list: give at least one URL")
+    out: list[str] = []
+    for i, url in enumerate(urls):
+        where = "captions.openai.base_url" + ("" if isinstance(base_url, str) else f"[{i}]")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"{where} must be an http:// or https:// URL, got {url!r}")
+        url = url.rstrip("/")
+        if url in out:
+            raise ValueError(f"{where} repeats {url!r}: list each server once")
+        out.append(url)
+    return out
 
 
 #: Where scripts/setup_vllm_env.sh builds the vLLM environment by default.

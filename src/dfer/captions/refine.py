@@ -16,8 +16,18 @@ that says "the person looks happy" hands the classifier the answer instead of th
   tense") they are an inferred emotion like any other;
 * a clause that is only connectives ("suggesting" before "that he is upset") goes with the
   clause after it, so the inference is judged, and dropped, as one;
-* what is left is re-joined with its own separators (clause punctuation becomes a comma),
-  leading connectives are removed and sentences re-capitalised.
+* an emotion said of someone through a linking verb ("her face looks calm", "he does not
+  appear angry") is a judgement, even next to a feature word: the clause goes whole. A new
+  subject after "and" ("... closed and her face looks calm") starts a clause of its own, and
+  a judgement joined to an action ("appears nervous and keeps glancing") leaves the action;
+* an emotion noun phrase ("a calm face", "a neutral expression") goes with its "and";
+  "without any sign of fear" goes whole;
+* an inference clause ("indicating fatigue", "suggesting he is thinking") that names no facial
+  evidence goes even without an emotion word: it is a reading, not an observation;
+* what is left is re-joined with its own separators (clause punctuation becomes a comma, a
+  list item's colon stays), leading connectives are removed and sentences re-capitalised;
+* a sentence that refinement changed and that no longer has a verb ("Face and steady gaze.")
+  is dropped: a caption is a list of observations, not of fragments.
 
 FineCLIPER's own example: "..., with a slight upturned mouth, and relaxed eyebrows, indicating
 a sense of joy or amusement." loses its last clause and keeps the rest word for word.
@@ -64,10 +74,19 @@ _CONNECTIVES = (
 )
 
 _CONNECTIVE_RE = "|".join(re.escape(c) for c in _CONNECTIVES)
-# Split before a connective (kept with the following clause) or at clause punctuation; the
-# separator is captured so that the kept clauses can be re-joined the way they were written.
-_CLAUSE_SPLIT = re.compile(rf"(\s*[,;:]\s*|\s+[-\u2013\u2014]\s+|\s+(?=(?:{_CONNECTIVE_RE})\b))",
-                           re.IGNORECASE)
+#: Who a clause is about: after "and", one of these starts a new clause ("and her face ...").
+_SUBJECTS = r"(?:her|his|their|its|the|she|he|they|it|this|that)"
+# Split before a connective (kept with the following clause), before "and" + a new subject,
+# or at clause punctuation; the separator is captured so that the kept clauses can be
+# re-joined the way they were written.
+_CLAUSE_SPLIT = re.compile(rf"(\s*[,;:]\s*|\s+[-\u2013\u2014]\s+|\s+(?=(?:{_CONNECTIVE_RE})\b)"
+                           rf"|\s+(?=and\s+{_SUBJECTS}\b))", re.IGNORECASE)
+#: Connectives that introduce a reading of the face rather than an observation of it.
+_INFERENCE_START = re.compile(
+    r"^(?:(?:possibly|perhaps|probably|likely|maybe|thus|thereby)\s+)?(?:suggesting|indicating|"
+    r"implying|conveying|signaling|signalling|hinting|reflecting|revealing|expressing|"
+    r"which\s+(?:(?:may|might|could|can|would)\s+)?(?:indicates?|suggests?|implies|imply|"
+    r"conveys?|signals?|reflects?|reveals?|expresses|express))\b", re.IGNORECASE)
 #: Hedges MLLMs put before an inference ("possibly reflecting sadness", "perhaps as if ...").
 _HEDGES = r"possibly|perhaps|probably|likely|maybe|potentially|presumably|seemingly|thus|thereby"
 _ONLY_CONNECTIVES = re.compile(rf"^(?:(?:{_CONNECTIVE_RE}|{_HEDGES})\b\s*)+$", re.IGNORECASE)
@@ -77,12 +96,43 @@ _LEADING_CONNECTIVE = re.compile(rf"^(?:and|but|or|{_CONNECTIVE_RE})\b\s*", re.I
 _INTENSIFIERS = r"(?:very|quite|rather|slightly|somewhat|extremely|deeply|a\s+bit|a\s+little|mildly|clearly|visibly|genuinely|possibly|perhaps|seemingly)"
 
 
+#: Linking verbs: "<subject> <linking verb> <emotion>" is a judgement of the person.
+_LINKING = (r"(?:(?:does|do|did)\s+not\s+|doesn't\s+|don't\s+|didn't\s+)?"
+            r"(?:appears?|appeared|seems?|seemed|looks?|looked|feels?|felt|becomes?|became|"
+            r"remains?|remained|is|are|was|were|be|being|stays?|stayed|grows?|grew)"
+            r"(?:\s+not)?(?:\s+to\s+be)?(?:\s+to\s+feel)?")
+_EMO_LIST = rf"(?:{_INTENSIFIERS}\s+)?(?:{{emo}})(?:\s*(?:,|or|and)\s*(?:{_INTENSIFIERS}\s+)?(?:{{emo}}))*"
+
+
 def _emotion_alternation() -> str:
     words = sorted(EMOTION_WORDS | EMOTION_ADVERBS, key=len, reverse=True)
     return "|".join(re.escape(w) for w in words)
 
 
 _EMO = _emotion_alternation()
+_EMO_STATE = "|".join(re.escape(w) for w in sorted(
+    EMOTION_WORDS | FEATURE_STATE_WORDS, key=len, reverse=True))
+# "appears nervous and keeps glancing": the judgement and its "and" go, the action stays.
+_JUDGEMENT_AND = re.compile(rf"\b{_LINKING}\s+{_EMO_LIST.format(emo=_EMO)}\s+and\s+(?=[a-z])",
+                            re.IGNORECASE)
+# "... and looks rather bored": a judgement joined to the end of an observation
+_JUDGEMENT_TAIL = re.compile(rf"\s*,?\s*\b(?:and|but)\s+{_LINKING}\s+{_EMO_LIST.format(emo=_EMO_STATE)}\b",
+                             re.IGNORECASE)
+# "her face looks calm", "he does not appear angry", "she seems genuinely relaxed"
+_JUDGEMENT = re.compile(rf"\b{_LINKING}\s+{_EMO_LIST.format(emo=_EMO_STATE)}\b", re.IGNORECASE)
+# "a calm face", "a neutral expression" (with its "and"): the emotion names the whole phrase
+_EMO_NOUNS = r"(?:face|expression|look|demeanou?r|appearance|countenance|manner|mood|air)"
+_EMO_NP = re.compile(
+    rf"\b(?:(?:a|an|the)\s+)?{_EMO_LIST.format(emo=_EMO)}\s+{_EMO_NOUNS}\b(?:\s*,?\s*(?:and|or)\b)?",
+    re.IGNORECASE)
+_EMO_NP_LEADING = re.compile(
+    rf"\s*,?\s*\b(?:and|or)\s+(?:(?:a|an|the)\s+)?{_EMO_LIST.format(emo=_EMO)}\s+{_EMO_NOUNS}\b",
+    re.IGNORECASE)
+# "without any sign of disgust", "with no hint of fear", "no trace of anger"
+_EMO_ABSENT = re.compile(
+    rf"\b(?:without|with\s+no|no)\s+(?:(?:any|a|an|the)\s+)?(?:(?:visible|obvious|clear)\s+)?"
+    rf"(?:(?:sign|signs|trace|traces|hint|hints|indication|look|expression)\s+of\s+)?"
+    rf"{_EMO_LIST.format(emo=_EMO)}\b", re.IGNORECASE)
 # "in an expression of astonishment", "with a look of fear", "a sense of joy or amusement".
 _EMO_FRAME = re.compile(
     rf"\b(?:(?:in|with|of|out\s+of|from|due\s+to)\s+)?(?:(?:a|an|the)\s+)?(?:{_INTENSIFIERS}\s+)?"
@@ -119,6 +169,62 @@ def mentions_emotion(text: str) -> bool:
     return bool(words & FEATURE_STATE_WORDS) and not words & EVIDENCE_WORDS
 
 
+#: Verbs of MLLM face descriptions, base forms: a word counts as a verb in one of its
+#: inflected forms (3rd person -s, -ed, -ing), or in a base form after a modal, "to", "not"
+#: or a plural pronoun. Base forms alone ("steady gaze", "a smile") are taken as nouns.
+VERB_BASES: frozenset[str] = frozenset(
+    ["appear", "arch", "begin", "bite", "blink", "blush", "bow", "breathe", "chew", "clench",
+     "close", "come", "compress", "continue", "cover", "crease", "crinkle", "cross", "cry",
+     "curl", "curve", "dart", "deepen", "dilate", "direct", "draw", "drift", "droop", "drop",
+     "exhale", "face", "fall", "fill", "fix", "flare", "flicker", "flush", "flutter", "focus",
+     "follow", "form", "frown", "furrow", "gaze", "gesture", "glance", "go", "grimace", "grin",
+     "hold", "inhale", "jerk", "keep", "knit", "laugh", "lean", "lick", "lift", "listen", "look",
+     "lower", "meet", "move", "narrow", "nod", "open", "part", "pinch", "point", "pout", "press",
+     "pucker", "pull", "purse", "puff", "quicken", "quiver", "raise", "reach", "redden", "relax",
+     "remain", "rest", "return", "rise", "roll", "rub", "sag", "say", "scream", "scrunch", "seem",
+     "settle", "shake", "shift", "shoot", "shout", "show", "shrug", "shut", "sigh", "slow",
+     "smile", "smirk", "sneer", "soften", "speak", "squeeze", "squint", "stare", "start", "stay",
+     "stiffen", "stretch", "suck", "swallow", "sweep", "swing", "talk", "tense", "tighten",
+     "tilt", "touch", "tremble", "turn", "twitch", "watch", "widen", "wipe", "wrinkle", "yawn"])
+#: Verb forms no suffix rule finds: be, have, do, modals and irregular pasts / participles.
+VERB_FORMS: frozenset[str] = frozenset(
+    ["is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "does",
+     "did", "can", "could", "may", "might", "will", "would", "should", "must", "isn't",
+     "aren't", "doesn't", "don't", "didn't", "began", "begun", "bit", "bitten", "came", "drawn",
+     "drew", "fell", "fallen", "held", "kept", "rose", "risen", "said", "seen", "shook",
+     "shaken", "shot", "shut", "spoke", "spoken", "swung", "went", "gone", "made", "gave",
+     "given", "took", "taken", "open"])
+_BASE_CUES = frozenset(["to", "not", "they", "we", "you", "i", "can", "could", "may", "might",
+                        "will", "would", "should", "must", "does", "do", "did"])
+
+
+def _verb_form(word: str) -> bool:
+    if word in VERB_FORMS:
+        return True
+    for suffix, cuts in (("ing", ("ing",)), ("ed", ("ed", "d")), ("es", ("es", "s")), ("s", ("s",))):
+        if word.endswith(suffix):
+            for cut in cuts:
+                stem = word[: -len(cut)]
+                if stem in VERB_BASES or stem + "e" in VERB_BASES or (
+                        len(stem) > 2 and stem[-1] == stem[-2] and stem[:-1] in VERB_BASES):
+                    return True
+    return False
+
+
+def has_verb(text: str) -> bool:
+    """Whether ``text`` holds a verb (:data:`VERB_BASES`, :data:`VERB_FORMS`): an inflected
+    form, or a base form after a modal, "to", "not", a plural pronoun or a plural noun
+    ("the lips part")."""
+    words = [w.lower().strip("'") for w in _WORD.findall(text)]
+
+    def base_cue(prev: str) -> bool:
+        return prev in _BASE_CUES or (prev.endswith("s") and not prev.endswith(("ss", "'s"))
+                                      and not _verb_form(prev))
+
+    return any(_verb_form(w) or (w in VERB_BASES and i > 0 and base_cue(words[i - 1]))
+               for i, w in enumerate(words))
+
+
 def mentions_evidence(text: str) -> bool:
     """True when ``text`` names a facial feature or an observable facial action."""
     return bool(_words(text) & EVIDENCE_WORDS)
@@ -137,7 +243,9 @@ def _fix_articles(text: str) -> str:
 
 def _strip_emotion_words(clause: str) -> str:
     """Remove emotion words from a clause that also carries facial evidence."""
-    out = _EMO_FRAME.sub("", clause)
+    out = _EMO_ABSENT.sub("", clause)
+    out = _EMO_NP_LEADING.sub("", _EMO_NP.sub("", out)) if _EMO_NP.search(out) else out
+    out = _EMO_FRAME.sub("", out)
     out = _EMO_PHRASE.sub("", out)
     out = _EMO_WORD.sub("", out)
     out = re.sub(r"\s{2,}", " ", out).strip()
@@ -147,10 +255,19 @@ def _strip_emotion_words(clause: str) -> str:
 
 def _refine_clause(clause: str) -> str:
     clause = clause.strip()
-    if not clause or not mentions_emotion(clause):
+    if not clause:
+        return clause
+    if _INFERENCE_START.match(clause) and not mentions_evidence(clause):
+        return ""  # a reading of the face ("indicating fatigue"), emotion word or not
+    if not mentions_emotion(clause):
         return clause
     if not mentions_evidence(clause):
         return ""
+    clause = _JUDGEMENT_TAIL.sub("", _JUDGEMENT_AND.sub("", clause))
+    if not mentions_emotion(clause):
+        return clause
+    if _JUDGEMENT.search(clause) and not _EMO_NP.search(clause):
+        return ""  # "her eyes look sad": a judgement about the person, feature or not
     return _strip_emotion_words(clause)
 
 
@@ -185,11 +302,15 @@ def _refine_sentence(sentence: str) -> str:
         return ""
     text = kept[0][1]
     for sep, clause in kept[1:]:
-        # Written separators survive: punctuation as a comma, a space before a connective.
-        text += (" " if not sep.strip() else ", ") + clause
+        # Written separators survive: punctuation as a comma (a list item's colon as a colon),
+        # a space before a connective.
+        text += (" " if not sep.strip() else ": " if sep.strip() == ":" else ", ") + clause
     text = text.strip(" ,;:")
     if not text:
         return ""
+    changed = len(kept) < len(original) or [c for _, c in kept] != [c for _, c in original]
+    if changed and not has_verb(text):
+        return ""  # "Face and steady gaze.": what refinement left is not a sentence
     return text[0].upper() + text[1:] + ("." if end == "!" else end)
 
 

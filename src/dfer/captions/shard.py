@@ -140,12 +140,23 @@ def run_shard(
     finally:
         if owned:
             describer.close()
-    write_outputs(run, cfg, skipped, backend_name, model, out_path, failures_path)
-    return run_summary(run, skipped)
+    # a backend's own counts (openai: answers dropped over the size cap)
+    backend_counts = dict(describer.summary()) if hasattr(describer, "summary") else {}
+    write_outputs(run, cfg, skipped, backend_name, model, out_path, failures_path, backend_counts)
+    return run_summary(run, skipped, backend_counts)
 
 
-def run_summary(run: ShardRun[dict[str, Any]], skipped: int) -> dict[str, Any]:
-    """The counts a captions shard records in its provenance (and returns)."""
+def run_summary(run: ShardRun[dict[str, Any]], skipped: int,
+                backend_counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The counts a captions shard records in its provenance (and returns).
+
+    ``captions_cut_at_77``: captions longer than CLIP's 77-token context, whose tail the text
+    encoder never reads (None where open_clip's tokenizer is not importable, as in the vLLM
+    environment; the report then counts from the table). ``backend_counts``: a backend's own
+    counts (openai: answers dropped over the size cap).
+    """
+    from dfer.captions.clip_tokens import captions_cut
+
     rows = list(run.results.values())
     return {
         "clips": len(rows),
@@ -153,18 +164,21 @@ def run_summary(run: ShardRun[dict[str, Any]], skipped: int) -> dict[str, Any]:
         "skipped_upstream": skipped,
         "tokens": int(sum(r["num_tokens"] for r in rows)),
         "failure_types": run.failure_counts(),
+        **(backend_counts or {}),
+        "captions_cut_at_77": captions_cut(r["caption"] for r in rows),
     }
 
 
 def write_outputs(run: ShardRun[dict[str, Any]], cfg: CaptionsConfig, skipped: int,
                   backend_name: str, model: str, out_path: str | os.PathLike[str],
-                  failures_path: str | os.PathLike[str]) -> None:
+                  failures_path: str | os.PathLike[str],
+                  backend_counts: Mapping[str, int] | None = None) -> None:
     """The captions table and the failures table, each with its provenance."""
     phash = cfg.prompt_hash()
     params_out = {**cfg.raw, "prompt_hash": phash}
     meta = provenance(STAGE, SCHEMA_VERSION, backend=backend_name, model=model,
                       prompt_version=cfg.prompt_version, prompt_hash=phash,
-                      params=params_out, **run_summary(run, skipped))
+                      params=params_out, **run_summary(run, skipped, backend_counts))
     rows = list(run.results.values())
     table = pa.Table.from_pylist(rows, schema=SCHEMA) if rows else SCHEMA.empty_table()
     finish_shard(run, [

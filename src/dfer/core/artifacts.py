@@ -28,6 +28,9 @@ from dfer import __version__
 #: Key under which dfer stores its provenance JSON in Parquet / safetensors metadata.
 META_KEY = "dfer"
 
+#: The header entry safetensors keeps for a file's metadata: never a tensor key (clip id).
+SAFETENSORS_RESERVED = "__metadata__"
+
 #: Columns of every stage's per-clip failures table.
 FAILURE_COLUMNS = ("clip_id", "stage", "source", "error_type", "message")
 
@@ -160,12 +163,19 @@ def parquet_bytes(data: pd.DataFrame | pa.Table, meta: Mapping[str, Any],
 
 
 def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a Parquet artifact into pandas."""
+    """Read a Parquet artifact into pandas (``DamagedArtifact`` when missing or damaged)."""
+    from dfer.core.integrity import require
+
+    require(path)
     return pq.read_table(path).to_pandas()
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Return the dfer provenance block of a Parquet or safetensors artifact ({} if none)."""
+    """Return the dfer provenance block of a Parquet or safetensors artifact ({} if none);
+    ``DamagedArtifact`` when it is missing or damaged."""
+    from dfer.core.integrity import require
+
+    require(path)
     p = Path(path)
     if p.suffix == ".safetensors":
         from safetensors import safe_open
@@ -188,6 +198,9 @@ def write_safetensors(
     """
     from safetensors.numpy import save_file
 
+    if SAFETENSORS_RESERVED in tensors:  # the file would hold the key twice: no reader opens it
+        raise ValueError(f"{path}: the key {SAFETENSORS_RESERVED!r} is reserved by safetensors "
+                         "for the file's metadata; no tensor may be stored under it")
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     metadata = {META_KEY: json.dumps(meta, sort_keys=True, default=str)}
     with atomic_path(path) as tmp:
@@ -200,7 +213,7 @@ def write_safetensors(
 
 def _write_empty_safetensors(path: Path, metadata: Mapping[str, str]) -> None:
     """safetensors refuses an empty dict; an all-failed shard still needs a valid file."""
-    header = json.dumps({"__metadata__": dict(metadata)}).encode()
+    header = json.dumps({SAFETENSORS_RESERVED: dict(metadata)}).encode()
     header += b" " * (-len(header) % 8)
     path.write_bytes(len(header).to_bytes(8, "little") + header)
 

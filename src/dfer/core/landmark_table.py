@@ -19,6 +19,9 @@ LANDMARK_POINTS = 68
 
 def read_sorted(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
     """The shard's rows (``columns``, or all) sorted by ``(clip_id, frame)``; stable."""
+    from dfer.core.integrity import require
+
+    require(path)
     table = pq.read_table(path, columns=list(columns) if columns is not None else None)
     return table.sort_by([("clip_id", "ascending"), ("frame", "ascending")])
 

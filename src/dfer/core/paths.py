@@ -11,8 +11,11 @@ Layout (``results/{dataset}/...``)::
     parsing/shard-{s}.safetensors      label maps, key clip_id -> uint8 [T, S, S]
     parsing/shard-{s}.parquet          per-frame region areas
     captions/shard-{s}.parquet         one caption per clip
+    landmark_features/shard-{s}.safetensors  landmark feature maps, key clip_id -> [T, C, 14, 14]
+    landmark_features/shard-{s}.parquet      their index, one row per clip
     logs/{stage}/shard-{s}.log         a shard job's log
     train/{run}/fold-{k}/...           checkpoint, train.json, metrics, predictions, confusion
+                                       (resume.ckpt while a fold trains)
     train/{run}/summary.json           the run's folds averaged
     train/{run}/zeroshot-from-{src}/   the same for a run trained on dataset {src}
     logs/{train|evaluate}/{run}/...    the training / evaluation jobs' logs
@@ -38,11 +41,14 @@ from dfer.core.sharding import SHARD_PREFIX, shards_in
 
 #: The preprocessing stages in pipeline order -> their artifact folder under
 #: ``results/{dataset}/`` (decode writes ``frames/``; the others are named after the stage).
+#: ``landmark_features`` (only for methods that read feature maps) comes last, so a clip that
+#: an earlier stage lost is attributed to that stage.
 STAGE_DIRS: dict[str, str] = {
     "decode": "frames",
     "landmarks": "landmarks",
     "parsing": "parsing",
     "captions": "captions",
+    "landmark_features": "landmark_features",
 }
 
 #: the manifest stage's folder under ``results/{dataset}/``
@@ -66,6 +72,9 @@ TRAIN_SUMMARY = "train.json"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
 CONFUSION = "confusion.png"
+#: training's full-state file of the last finished epoch (dfer.train.resume): in the fold folder
+#: but not a rule output, so that a killed fold resumes; removed when training finishes
+RESUME = "resume.ckpt"
 #: a run's folds averaged (train/{run}/ and train/{run}/zeroshot-from-{src}/)
 RUN_SUMMARY = "summary.json"
 

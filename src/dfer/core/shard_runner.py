@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from dfer.core.artifacts import FAILURES_SCHEMA, failures_frame, write_parquet, write_safetensors
+from dfer.core.integrity import require
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class ErrorType(StrEnum):
     TRUNCATED = "truncated"
     NO_VIDEO_STREAM = "no_video_stream"
     NO_FRAMES = "no_frames"
+    TOO_SMALL = "too_small"
     DECODE_ERROR = "decode_error"
     NO_FACE = "no_face"
     MISSING_FRAMES = "missing_frames"
@@ -72,6 +74,7 @@ ERROR_MEANINGS: dict[ErrorType, str] = {
     ErrorType.TRUNCATED: "the container promises more frames than can be decoded",
     ErrorType.NO_VIDEO_STREAM: "the file opens but holds no video stream (e.g. audio only)",
     ErrorType.NO_FRAMES: "a frame folder without images, or a video stream without frames",
+    ErrorType.TOO_SMALL: "the frames are too small to find a face in (under 16 px a side)",
     ErrorType.DECODE_ERROR: "the source cannot be decoded for another reason the message names",
     ErrorType.NO_FACE: "no face detected on (enough of) the clip's frames",
     ErrorType.MISSING_FRAMES: "the clip is in the index but not in the frames tensor shard",
@@ -284,6 +287,7 @@ def index_clip_ids(index_path: str | os.PathLike[str]) -> list[str]:
     """Clip ids of a decode index, in index order (the order every shard output follows)."""
     import pyarrow.parquet as pq
 
+    require(index_path)  # a missing or damaged index: one line naming it and its rebuild
     return [str(c) for c in pq.read_table(index_path, columns=["clip_id"]).column("clip_id").to_pylist()]
 
 
@@ -315,6 +319,7 @@ def open_frames(path: str | os.PathLike[str]) -> Iterator[FrameShard]:
     """Open a frames shard for the duration of a clip loop."""
     from safetensors import safe_open
 
+    require(path)
     with safe_open(str(path), framework="numpy") as handle:
         yield FrameShard(handle, path)
 

@@ -7,12 +7,15 @@ The rule, applied to each argument in order:
   every match is taken as if it had been named on its own;
 * a **file** is one video clip, whatever its extension (a file that is not a video is reported
   as unreadable for that clip, not skipped);
-* a **folder that directly holds image files** (``.jpg .jpeg .png .bmp .webp``) is one clip, a
-  frame folder, its images in natural order (``frame2`` before ``frame10``);
+* a **folder that directly holds image files** (``.jpg .jpeg .png .bmp .webp``) and no clips
+  (no video files, no subfolders of images) is one clip, a frame folder, its images in natural
+  order (``frame2`` before ``frame10``);
 * any **other folder is a folder of clips**: each video file in it (by extension: ``.mp4 .avi
   .mkv .mov .webm .m4v .flv .mpg .mpeg .wmv``) and each subfolder that directly holds images is
   one clip, in natural order of their names; deeper folders are not searched, other files are
-  ignored.
+  ignored. Image files lying directly in a folder of clips (a cover picture beside the videos)
+  are not a clip: they are not predicted, and a note names them (``notes``), since taking the
+  whole folder for one frame folder would silently ignore its videos.
 
 A path named twice (also through two globs, or a folder and a file in it) is predicted once, at
 its first position. An argument that yields no clip (a missing path, a glob that matches
@@ -63,8 +66,14 @@ def _is_glob(arg: str) -> bool:
     return glob.has_magic(arg) and not os.path.exists(arg)
 
 
-def _folder_sources(folder: Path) -> list[Source]:
-    """The clips of a folder of clips (see the module docstring), or one error source."""
+def _is_image(entry: os.DirEntry) -> bool:
+    return entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _folder_sources(folder: Path, notes: list[str]) -> list[Source]:
+    """The clips of a folder (see the module docstring): itself when it is a frame folder,
+    else its videos and frame folders, or one error source; a note for loose images beside
+    clips."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: natural_key(e.name))
@@ -78,6 +87,15 @@ def _folder_sources(folder: Path) -> list[Source]:
             out.append(Source(str(path), "video"))
         elif entry.is_dir() and _has_images(path):
             out.append(Source(str(path), "frames"))
+    images = [e.name for e in entries if _is_image(e)]
+    if images and not out:
+        return [Source(str(folder), "frames")]
+    if images:
+        shown = ", ".join(images[:5]) + (f", ... ({len(images)} in all)" if len(images) > 5 else "")
+        notes.append(f"{folder}: {len(images)} image file(s) not predicted ({shown}): a folder "
+                     f"holding videos or frame folders is a folder of clips, and its "
+                     f"{len(out)} clip(s) were predicted; to predict the images as one clip, "
+                     "move them into a folder of their own (a frame folder)")
     if not out:
         return [Source(str(folder), error_type="no_frames", error=(
             "empty folder: no video files (" + " ".join(sorted(VIDEO_EXTENSIONS)) + ") and no "
@@ -85,17 +103,20 @@ def _folder_sources(folder: Path) -> list[Source]:
     return out
 
 
-def _one(path: Path) -> list[Source]:
+def _one(path: Path, notes: list[str]) -> list[Source]:
     if path.is_dir():
-        return [Source(str(path), "frames")] if _has_images(path) else _folder_sources(path)
+        return _folder_sources(path, notes)
     if path.exists() or path.is_symlink():
         return [Source(str(path), "video")]
     return [Source(str(path), error_type="missing_file", error="no such file or folder")]
 
 
-def expand_sources(args: Iterable[str | os.PathLike[str]]) -> list[Source]:
+def expand_sources(args: Iterable[str | os.PathLike[str]],
+                   notes: list[str] | None = None) -> list[Source]:
     """The clips named by ``args`` (files, frame folders, folders of clips, globs), in order,
-    each path once; arguments that name no clip give error sources (module docstring)."""
+    each path once; arguments that name no clip give error sources (module docstring).
+    ``notes`` (when given) receives one line per folder whose loose images were not taken."""
+    notes = [] if notes is None else notes
     out: list[Source] = []
     seen: set[str] = set()
 
@@ -114,7 +135,7 @@ def expand_sources(args: Iterable[str | os.PathLike[str]]) -> list[Source]:
                 add([Source(text, error_type="missing_file", error="the pattern matches no file "
                             "or folder")])
             for m in matches:
-                add(_one(Path(m)))
+                add(_one(Path(m), notes))
         else:
-            add(_one(Path(text)))
+            add(_one(Path(text), notes))
     return out

@@ -2,20 +2,36 @@
 
 Public API: :func:`detect_landmarks` (one clip, arrays in and out), :class:`LandmarkResult`,
 :class:`LandmarksConfig`, :func:`run_shard` (one shard, files in and out), :func:`read_landmarks`.
+
+The names are imported on first use: the Snakefile reads ``dfer.landmarks.config`` while it
+is parsed (every cluster job parses it again) and must not pay for dlib and numpy there.
 """
 
-from dfer.landmarks.api import LandmarkResult, NoFaceError, detect_landmarks, resolve_backend
-from dfer.landmarks.config import LandmarksConfig
-from dfer.landmarks.shard import run_shard
-from dfer.landmarks.table import SCHEMA, read_landmarks
+from __future__ import annotations
 
-__all__ = [
-    "SCHEMA",
-    "LandmarkResult",
-    "LandmarksConfig",
-    "NoFaceError",
-    "detect_landmarks",
-    "read_landmarks",
-    "resolve_backend",
-    "run_shard",
-]
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "LandmarkResult": "dfer.landmarks.api",
+    "NoFaceError": "dfer.landmarks.api",
+    "detect_landmarks": "dfer.landmarks.api",
+    "resolve_backend": "dfer.landmarks.api",
+    "LandmarksConfig": "dfer.landmarks.config",
+    "run_shard": "dfer.landmarks.shard",
+    "SCHEMA": "dfer.landmarks.table",
+    "read_landmarks": "dfer.landmarks.table",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

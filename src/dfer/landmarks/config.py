@@ -12,6 +12,11 @@ Backend = Literal["auto", "face_alignment", "dlib"]
 FillRule = Literal["nearest", "missing"]
 Detector = Literal["hog", "mmod", "crop"]
 
+#: Keys that only decide where or how fast the stage runs, not its landmarks
+#: (``dfer.core.execution_keys``): changing them re-runs no landmarks job. FAN runs in eval mode
+#: frame by frame, so the frames per forward pass change speed and memory, not the points.
+EXECUTION_KEYS: tuple[str, ...] = ("device", "batch_size")
+
 
 @dataclass(frozen=True)
 class LandmarksConfig:

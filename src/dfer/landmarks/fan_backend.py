@@ -43,13 +43,21 @@ def weights_filename() -> str:
     return os.path.basename(urlparse(models_urls[NETWORK]).path)
 
 
-def resolve_weights(weights: str | os.PathLike[str] | None) -> Path:
-    """Locate the FAN checkpoint; raise a FileNotFoundError that says how to supply it."""
+def resolve_weights(
+    weights: str | os.PathLike[str] | None,
+    config_key: str = "landmarks.weights",
+    offline_backend: str = "landmarks.backend: dlib",
+) -> Path:
+    """Locate the FAN checkpoint; raise a FileNotFoundError that says how to supply it.
+
+    ``config_key`` / ``offline_backend`` name the setting of the stage that asks (the landmark
+    stage by default; the landmark-feature stage reads FAN too).
+    """
     from face_alignment.api import models_urls
 
     return find_checkpoint(
-        weights_filename(), weights, what="face-alignment FAN", config_key="landmarks.weights",
-        url=models_urls[NETWORK], offline_backend="landmarks.backend: dlib",
+        weights_filename(), weights, what="face-alignment FAN", config_key=config_key,
+        url=models_urls[NETWORK], offline_backend=offline_backend,
     )
 
 
@@ -126,6 +134,45 @@ def _last_stack(out):  # noqa: ANN001, ANN202 - torch tensors
     return out[-1] if isinstance(out, list | tuple) else out
 
 
+def predict_heatmaps(
+    net,  # noqa: ANN001 - torch module
+    frames: np.ndarray,
+    boxes: list[FaceBox],
+    device: str,
+    batch_size: int = 64,
+    flip_input: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FAN's heat maps of ``frames`` [N, H, W, 3] in the crops around ``boxes`` (one per frame).
+
+    Returns ``(heat [N, 68, R, R] float32, centers [N, 2], scales [N])``: the last hourglass's
+    maps (with ``flip_input``, the mean of the crop's and the flipped crop's maps, the latter
+    flipped back with face-alignment's landmark mirroring) and each crop's geometry, cell
+    ``(x, y)`` of a map covering the image square of side ``200 * scale / R`` whose corner is
+    ``center - 100 * scale + (x, y) * 200 * scale / R`` (the transform :func:`decode_heatmaps`
+    inverts). ``batch_size`` crops per forward pass.
+    """
+    import torch
+    from face_alignment.utils import crop, flip
+
+    geoms = [center_scale(b) for b in boxes]
+    centers = np.array([c for c, _ in geoms], dtype=np.float64).reshape(len(boxes), 2)
+    scales = np.array([s for _, s in geoms], dtype=np.float64)
+    parts: list[np.ndarray] = []
+    for start in range(0, len(boxes), batch_size):
+        idx = range(start, min(start + batch_size, len(boxes)))
+        crops = np.stack(
+            [crop(frames[t], centers[t], scales[t], CROP_RESOLUTION).transpose(2, 0, 1) for t in idx]
+        ).astype(np.float32) / 255.0
+        with torch.inference_mode():
+            inp = torch.from_numpy(crops).to(device)
+            heat = _last_stack(net(inp))
+            if flip_input:
+                heat = (heat + flip(_last_stack(net(flip(inp))), is_label=True)) / 2.0
+            parts.append(heat.float().cpu().numpy())
+    heat = np.concatenate(parts) if parts else np.zeros((0, 68, HEATMAP_RESOLUTION, HEATMAP_RESOLUTION), np.float32)
+    return heat, centers, scales
+
+
 def predict_points(
     net,  # noqa: ANN001 - torch module
     frames: np.ndarray,
@@ -136,27 +183,13 @@ def predict_points(
 ) -> np.ndarray:
     """Points [T, 68, 2] (float32, crop pixels; NaN where ``boxes[t]`` is None).
 
-    Only frames with a box go through the network, ``batch_size`` crops per forward pass.
+    Only frames with a box go through the network, ``batch_size`` crops per forward pass
+    (:func:`predict_heatmaps`; the flip mean decodes to the same points as the flip sum).
     """
-    import torch
-    from face_alignment.utils import crop, flip
-
     out = np.full((len(frames), 68, 2), np.nan, dtype=np.float32)
     todo = [t for t, b in enumerate(boxes) if b is not None]
-    for start in range(0, len(todo), batch_size):
-        idx = todo[start:start + batch_size]
-        geoms = [center_scale(boxes[t]) for t in idx]  # type: ignore[arg-type]
-        crops = np.stack(
-            [crop(frames[t], c, s, CROP_RESOLUTION).transpose(2, 0, 1)
-             for t, (c, s) in zip(idx, geoms, strict=True)]
-        ).astype(np.float32) / 255.0
-        with torch.inference_mode():
-            inp = torch.from_numpy(crops).to(device)
-            heat = _last_stack(net(inp))
-            if flip_input:
-                heat = heat + flip(_last_stack(net(flip(inp))), is_label=True)
-            heat = heat.float().cpu().numpy()
-        centers = np.stack([c for c, _ in geoms])
-        scales = np.array([s for _, s in geoms])
-        out[idx] = decode_heatmaps(heat, centers, scales)
+    if todo:
+        heat, centers, scales = predict_heatmaps(net, frames[todo], [boxes[t] for t in todo],  # type: ignore[misc]
+                                                 device, batch_size, flip_input)
+        out[todo] = decode_heatmaps(heat, centers, scales)
     return out

@@ -16,8 +16,23 @@ from typing import Any
 import pyarrow as pa
 
 from dfer.core.sharding import shard_of
-from dfer.manifests.labels import CANONICAL_LABELS, label_from_token, resolve_label_order
+from dfer.manifests.labels import (
+    CANONICAL_LABELS,
+    label_from_name,
+    label_order_note,
+    resolve_label_order,
+)
 from dfer.manifests.media import FRAMES_STAT_MODES, Media, find_by_name, stat_media
+from dfer.manifests.numbering import (
+    AUTO,
+    Decision,
+    NumberedLine,
+    Numbering,
+    decide_all,
+    get_numbering,
+    numbering_setting,
+    parse_number,
+)
 from dfer.manifests.problems import Location, Problems
 from dfer.manifests.readers import (
     ROLE_ASSIGNED,
@@ -55,6 +70,10 @@ class Skipped:
     clip_id: str
     where: str
     message: str
+    #: the clip's class and test fold: a skipped test clip still counts in the test split
+    #: it was listed in ("evaluated N of M")
+    label: str | None = None
+    test_fold: int = 0
 
 
 @dataclass
@@ -68,6 +87,14 @@ class ManifestBuild:
     num_shards: int
     table: pa.Table
     skipped: list[Skipped] = field(default_factory=list)
+    #: per split file with numeric labels: the numbering they were read with and why
+    #: (``{file: "dfew_official (…)"}``), recorded in the manifest's metadata
+    numberings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label_order(self) -> str:
+        """Whose class order ``label_idx`` follows (dfer.manifests.labels.LABEL_ORDERS)."""
+        return label_order_note(self.layout, self.labels)
 
 
 @dataclass
@@ -97,7 +124,7 @@ def _options(name: str, definition: Mapping[str, Any]) -> dict[str, Any]:
         "num_shards": int(definition["num_shards"]),
         "on_missing": definition.get("on_missing", "error"),
         "frames_stat": definition.get("frames_stat", "dir"),
-        "label_base": int(definition.get("label_base", 1)),
+        "numbering": numbering_setting(definition, name),
         "search_depth": int(definition.get("search_depth", 3)),
         "num_folds": definition.get("num_folds"),
     }
@@ -146,21 +173,76 @@ def _merge(entries: list[SplitEntry], problems: Problems) -> dict[str, _Clip]:
     return clips
 
 
-def _assign_labels(clips: dict[str, _Clip], order: tuple[str, ...] | None, label_base: int,
-                   problems: Problems) -> None:
-    """Map every entry's label field to a canonical name; entries of one clip must agree."""
-    pool = order if order is not None else CANONICAL_LABELS
-    cache: dict[str, str | Exception] = {}
+def _numbered_groups(clips: dict[str, _Clip]) -> dict[tuple[str, str], list[NumberedLine]]:
+    """Numeric label lines grouped by (file, form): the unit a numbering is decided for."""
+    groups: dict[tuple[str, str], list[NumberedLine]] = {}
     for clip in clips.values():
         for e in clip.entries:
-            if e.label not in cache:
-                try:
-                    cache[e.label] = label_from_token(e.label, pool, label_base)
-                except ValueError as exc:
-                    cache[e.label] = exc
-            result = cache[e.label]
-            if isinstance(result, Exception):
-                problems.add(e.where, str(result))
+            number = parse_number(e.label)
+            if number is not None:
+                groups.setdefault((e.where.file, e.form), []).append(
+                    NumberedLine(e.where, number, e.folder, e.folder_path))
+    for lines in groups.values():
+        lines.sort(key=lambda ln: ln.where.line or 0)
+    return dict(sorted(groups.items()))
+
+
+def _numberings(clips: dict[str, _Clip], setting: str, order: tuple[str, ...], dataset: str,
+                problems: Problems) -> dict[tuple[str, str], Decision]:
+    """The numbering of every (file, form) group holding numeric labels."""
+    groups = _numbered_groups(clips)
+    if setting != AUTO:
+        numbering = get_numbering(setting, order)
+        return {key: Decision(numbering, f"dataset_defs.{dataset}.numbering") for key in groups}
+    return decide_all(groups, order, dataset, problems)
+
+
+def _entry_label(e: SplitEntry, pool: tuple[str, ...], numbering: Numbering | None) -> str:
+    """One entry's class: a name, or its number read through ``numbering``; then checked
+    against the emotion its path names. Raises ``ValueError`` with the line's problem."""
+    number = parse_number(e.label)
+    if number is None:
+        label = label_from_name(e.label, pool)
+        what = f"label {e.label.strip()!r} ({label})"
+    else:
+        assert numbering is not None
+        mapped = numbering.label(number)
+        if mapped is None:
+            raise ValueError(f"label number {number} is out of range (numbering {numbering.name}: "
+                             f"{numbering.describe()})")
+        if mapped not in pool:
+            raise ValueError(f"label number {number} is {mapped} in numbering {numbering.name}, "
+                             f"not a class of this dataset (classes: {', '.join(pool)})")
+        label = mapped
+        what = f"label {number} ({label} in numbering {numbering.name})"
+    if e.folder is not None and label != e.folder:
+        folder = (e.folder_path or "").replace("\\", "/").rstrip("/").split("/")[-2:-1]
+        raise ValueError(f"{what} contradicts the emotion folder {'/'.join(folder)!s} "
+                         f"({e.folder}) of its path {e.folder_path}; fix the label"
+                         + (" or the numbering" if number is not None else ""))
+    return label
+
+
+def _assign_labels(clips: dict[str, _Clip], order: tuple[str, ...] | None, setting: str,
+                   dataset: str, problems: Problems) -> dict[str, str]:
+    """Map every entry's label field to a canonical name; entries of one clip must agree.
+
+    Numeric fields are read by the numbering of their (file, form) (:mod:`numbering`); a
+    group whose numbering is uncertain is one problem, and its lines are not read at all.
+    Returns ``{file: "numbering (why)"}`` for the manifest's metadata.
+    """
+    pool = order if order is not None else CANONICAL_LABELS
+    decisions = _numberings(clips, setting, pool, dataset, problems)
+    for clip in clips.values():
+        for e in clip.entries:
+            key = (e.where.file, e.form)
+            if parse_number(e.label) is not None and key not in decisions:
+                continue  # the file's numbering is uncertain: reported once, above
+            decision = decisions.get(key)
+            try:
+                result = _entry_label(e, pool, decision.numbering if decision else None)
+            except ValueError as exc:
+                problems.add(e.where, str(exc))
                 continue
             if clip.label is None:
                 clip.label = result
@@ -168,6 +250,8 @@ def _assign_labels(clips: dict[str, _Clip], order: tuple[str, ...] | None, label
                 first = next(x for x in clip.entries if x is not e)
                 problems.add(e.where, f"label {result} of clip {clip.clip_id} disagrees with "
                                       f"{clip.label} at {first.where}")
+    return {file: f"{d.numbering.name} ({d.reason})" for (file, _), d in decisions.items()
+            if d.numbering is not None}
 
 
 def _check_folds(clips: dict[str, _Clip], num_folds: int | None, problems: Problems) -> int:
@@ -253,7 +337,8 @@ def _resolve_media(clips: dict[str, _Clip], root: str, opts: Mapping[str, Any],
         if isinstance(result, Media):
             media[clip.clip_id] = result
         elif opts["on_missing"] == "skip" and result.startswith("missing"):
-            skipped.append(Skipped(clip.clip_id, str(clip.where), result))
+            skipped.append(Skipped(clip.clip_id, str(clip.where), result, clip.label,
+                                   clip.test_fold))
         else:
             problems.add(clip.where, result)
     return media, skipped
@@ -269,7 +354,9 @@ def build_manifest(name: str, definition: Mapping[str, Any]) -> ManifestBuild:
     clips = _merge(entries, problems)
     if not clips and not problems:
         problems.add(Location(", ".join(opts["split_files"])), "no clips listed")
-    _assign_labels(clips, order, opts["label_base"], problems)
+    numberings = _assign_labels(clips, order, opts["numbering"], name, problems)
+    for file, how in numberings.items():
+        log.info("dataset %s: numeric labels of %s read with numbering %s", name, file, how)
     num_folds = _check_folds(clips, opts["num_folds"], problems)
     if not problems:  # a file that failed to read would only show up again as empty folds
         _check_test_folds(name, clips, num_folds, opts, definition.get("num_folds") is not None,
@@ -300,5 +387,6 @@ def build_manifest(name: str, definition: Mapping[str, Any]) -> ManifestBuild:
         "size_bytes": [m.size_bytes for _, m in rows],
         "mtime_ns": [m.mtime_ns for _, m in rows],
     }, schema=MANIFEST_SCHEMA)
-    return ManifestBuild(name, layout, tuple(order), num_folds, num_shards, table, skipped)
+    return ManifestBuild(name, layout, tuple(order), num_folds, num_shards, table, skipped,
+                         numberings)
 

@@ -3,8 +3,10 @@
 Public DFER repositories disagree on class orders (FERV39k loaders alone use at least two), so
 nothing in dfer relies on an index coming from someone else's code: every label is mapped to a
 canonical *name* first, and the index (``label_idx``) is its position in the dataset's fixed
-order below. Numeric labels in split files are read through the dataset's official numbering
-(DFEW: 1 happy .. 7 fear; MAFW: 1 anger .. 11 disappointment), which is the same tuple.
+order below (:data:`DATASET_LABELS`; :data:`LABEL_ORDERS` says where each order comes from,
+and every output that holds indices, probabilities or a confusion matrix records it). What a
+*number* in a split file means is a separate question, answered per annotation form by
+:mod:`dfer.manifests.numbering`: the order of ``label_idx`` is not the numbering of any file.
 """
 
 from __future__ import annotations
@@ -53,16 +55,20 @@ LABEL_ALIASES: dict[str, str] = {
     "disappointed": "disappointment",
 }
 
-_SEVEN = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+#: DFEW's classes in its official order (README: 1 Happy, 2 Sad, 3 Neutral, 4 Angry,
+#: 5 Surprise, 6 Disgust, 7 Fear).
+SEVEN = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+_SEVEN = SEVEN
 
-#: The fixed class order of each dataset layout; ``label_idx`` is the position in this tuple and
-#: numeric labels ``n`` in split files mean ``labels[n - label_base]`` (label_base 1 by default).
+#: The fixed class order of each dataset layout: ``label_idx`` is the position in this tuple,
+#: and so are the rows / columns of confusion matrices and the entries of ``probs``. Numeric
+#: labels in split files are read by their own numbering (dfer.manifests.numbering), never
+#: through this order (except the numberings ``order_from_0`` / ``order_from_1``).
 DATASET_LABELS: dict[str, tuple[str, ...]] = {
-    # DFEW README: 1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise, 6 Disgust, 7 Fear.
     "dfew": _SEVEN,
-    # FERV39k split files carry names; numbered annotation files (DFER-CLIP style) use this order.
+    # NOT FERV39k's label_index.txt order (alphabetical: Angry 0 ... Surprise 6): DFEW's, so
+    # that DFEW <-> FERV39k transfers and tables line up class by class (LABEL_ORDERS).
     "ferv39k": _SEVEN,
-    # MAFW single-expression set, official numbering.
     "mafw": (
         "anger",
         "disgust",
@@ -80,6 +86,28 @@ DATASET_LABELS: dict[str, tuple[str, ...]] = {
     "demo": ("happiness", "sadness", "neutral", "anger", "surprise"),
 }
 
+#: Where each layout's class order comes from: recorded as ``label_order`` in the manifest
+#: metadata, metrics.json and predictions.parquet, so that a reader of indices, ``probs`` or a
+#: confusion matrix knows whose order it is (docs: data_manifests/README.md).
+LABEL_ORDERS: dict[str, str] = {
+    "dfew": "dfew: DFEW's official order (happiness, sadness, neutral, anger, surprise, disgust, "
+            "fear)",
+    "ferv39k": "ferv39k: DFEW's order (happiness first), not FERV39k's alphabetical "
+               "label_index.txt order",
+    "mafw": "mafw: MAFW's order as dfer lists it (the seven basic classes anger ... surprise, "
+            "then contempt, anxiety, helplessness, disappointment); not S2D's alphabetical "
+            "id_to_calss.txt order nor DFER-CLIP's",
+    "demo": "demo: the demo generator's order",
+}
+
+
+def label_order_note(layout: str, labels: Sequence[str]) -> str:
+    """The ``label_order`` text of a dataset: its layout's note, or the configured / derived
+    order of a generic dataset spelled out."""
+    if layout in LABEL_ORDERS:
+        return LABEL_ORDERS[layout]
+    return f"{layout}: the configured order ({', '.join(labels)})"
+
 
 def canonical_label(name: str) -> str:
     """Return the canonical class name for ``name`` (any case, alias or canonical spelling).
@@ -96,11 +124,39 @@ def canonical_label(name: str) -> str:
     )
 
 
-def label_from_token(token: str, labels: Sequence[str], label_base: int = 1) -> str:
-    """Map one split-file label field to a canonical name of a dataset with class order ``labels``.
+def label_from_name(text: str, labels: Sequence[str]) -> str:
+    """The canonical name of a *named* label field, which must be one of ``labels``.
 
-    An integer field is read through the dataset's numbering (``labels[n - label_base]``); any
-    other field is mapped by name. Raises ``ValueError`` when the number is out of range or the
+    An unknown spelling is an error listing this dataset's classes and their accepted
+    spellings (not every class dfer knows: a 7-class dataset's typo lists 7 classes); a MAFW
+    compound label (``anger_disgust``) says that the compound set is a separate task.
+    """
+    text = str(text).strip()
+    try:
+        name = canonical_label(text)
+    except ValueError:
+        parts = [p for p in text.replace("-", "_").split("_") if p]
+        if len(parts) > 1 and all(p.lower() in LABEL_ALIASES for p in parts):
+            raise ValueError(
+                f"compound label {text!r}: MAFW's compound-expression set is a separate task; "
+                "use the single-expression split files (single/no_caption)") from None
+        spellings = sorted(a for a, c in LABEL_ALIASES.items() if c in labels and a not in labels)
+        raise ValueError(
+            f"unknown expression label {text!r}; classes of this dataset: {', '.join(labels)}"
+            + (f" (also accepted: {', '.join(spellings)})" if spellings else "")) from None
+    if name not in labels:
+        raise ValueError(
+            f"label {text!r} ({name}) is not a class of this dataset (classes: {', '.join(labels)})"
+        )
+    return name
+
+
+def label_from_token(token: str, labels: Sequence[str], label_base: int = 1) -> str:
+    """One label field of a dataset with class order ``labels``: a name, or a number counted
+    along ``labels`` from ``label_base`` (the numbering ``order_from_<base>``).
+
+    Split files are read per annotation form instead (:mod:`dfer.manifests.numbering`); this is
+    the plain rule for one field. Raises ``ValueError`` when the number is out of range or the
     name is unknown or not a class of this dataset.
     """
     text = str(token).strip()
@@ -111,12 +167,7 @@ def label_from_token(token: str, labels: Sequence[str], label_base: int = 1) -> 
             numbering = ", ".join(f"{i + label_base} {n}" for i, n in enumerate(labels))
             raise ValueError(f"label number {number} is out of range (numbering: {numbering})")
         return labels[index]
-    name = canonical_label(text)
-    if name not in labels:
-        raise ValueError(
-            f"label {text!r} ({name}) is not a class of this dataset (classes: {', '.join(labels)})"
-        )
-    return name
+    return label_from_name(text, labels)
 
 
 def resolve_label_order(layout: str, configured: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -8,15 +8,22 @@ duplicate detection and media lookup happen afterwards, on all entries together
 Accepted forms (see data_manifests/README.md for examples):
 
 * ``dfew``: the official ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_K.csv``
-  (``video_name,label``, numeric labels 1..7), or DFER-CLIP-style annotation text files
-  (``path num_frames label`` per line, fold and train/test in the file name, e.g.
-  ``DFEW_set_1_test.txt``).
+  (``video_name,label``; numbers 1-based, or 0-based in S2D's copy), or DFER-CLIP annotation
+  text files (``path num_frames label`` per line, 0-based, fold and train/test in the file
+  name, e.g. ``DFEW_set_1_test.txt``).
 * ``mafw``: the official single-expression split ``set_K/{train,test}.txt`` (``00025.mp4 anger``;
-  extra caption fields are ignored), or annotation text files as for DFEW.
+  the ``with_caption`` files' tab-separated caption fields are ignored, and their GBK encoding
+  is read), S2D's ``set_K/{train,test}.csv`` (header ``video_name,labels``, 0-based ids), or
+  annotation text files as for DFEW.
 * ``ferv39k``: ``train_All.csv`` / ``test_All.csv`` (``Scene/Emotion/NNNN Label``, space separated,
-  no header; comma separated accepted), or annotation text files; test clips get fold 1.
+  no header), the ``Annotation/{train,test}.csv`` form ``Scene/Emotion/NNNN,id`` (alphabetical
+  ids), or annotation text files; test clips get fold 1. Every line's path names its emotion
+  (``SplitEntry.folder``), which the manifest build checks the label against.
 * ``demo`` / ``generic``: one csv with a header ``clip_id,path,label,test_fold`` (``fold`` accepted
   for ``test_fold``); paths relative to the dataset root.
+
+Each entry carries its line's *form* (``SplitEntry.form``, the ``FORM_*`` names of
+:mod:`dfer.manifests.numbering`): what a numeric label means depends on it, not on the dataset.
 """
 
 from __future__ import annotations
@@ -24,9 +31,20 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from dfer.manifests.numbering import (
+    FORM_ANNOTATION,
+    FORM_DFEW_CSV,
+    FORM_FERV39K_CSV,
+    FORM_FERV39K_TXT,
+    FORM_MAFW_CAPTION,
+    FORM_MAFW_TXT,
+    FORM_S2D_MAFW_CSV,
+    FORM_TABLE,
+    folder_emotion,
+)
 from dfer.manifests.problems import Location, Problems
 
 #: Extensions of video files; other files are not considered when clips are looked up by name.
@@ -43,6 +61,18 @@ ROLE_TEST, ROLE_TRAIN, ROLE_ASSIGNED = "test", "train", "assigned"
 
 _SET_RE = re.compile(r"set[_\-]?(\d+)", re.IGNORECASE)
 _UNSAFE_ID_RE = re.compile(r"[\s/\\\x00-\x1f]")
+#: a comma-separated line: its first field ends at a comma, with no whitespace before it
+_COMMA_FIRST = re.compile(r"^[^\s,]+\s*,")
+
+#: Ids a storage format or the file system gives a meaning of their own: safetensors keeps the
+#: header entry ``__metadata__`` for its metadata (a clip of that id makes its shard's file
+#: unreadable), and ``.`` / ``..`` name a folder itself or its parent (a clip looked up by id
+#: would resolve to the dataset root or above it).
+RESERVED_IDS = frozenset({"__metadata__", ".", ".."})
+
+#: Longest id in UTF-8 bytes: one file-name component (NAME_MAX on Linux and macOS), since
+#: DFEW / MAFW clips are looked up as ``{id}.mp4`` or ``{id}/``.
+MAX_ID_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,13 @@ class SplitEntry:
     #: Path of the video / frame folder as the file gives it (relative to the dataset root or
     #: absolute); None when the clip is found by its id under the root.
     path: str | None = None
+    #: the line's annotation form (``FORM_*`` of dfer.manifests.numbering): decides what a
+    #: numeric label means. Not part of equality: the same clip listed in two forms is one.
+    form: str = field(default="", compare=False)
+    #: the canonical emotion the line's path names (FERV39k ``Scene/Emotion/NNNN``), or None;
+    #: with the path as written, for messages
+    folder: str | None = field(default=None, compare=False)
+    folder_path: str | None = field(default=None, compare=False)
 
 
 def expand_split_files(paths: Sequence[str], problems: Problems) -> list[Path]:
@@ -119,16 +156,49 @@ def check_clip_id(clip_id: str) -> str | None:
         return "empty clip id"
     if _UNSAFE_ID_RE.search(clip_id):
         return f"clip id {clip_id!r} contains whitespace, a slash or a control character"
+    if clip_id in RESERVED_IDS:
+        why = ("safetensors keeps it for a shard's metadata" if clip_id == "__metadata__"
+               else "it names a folder itself or its parent")
+        return f"clip id {clip_id!r} is reserved ({why}); rename the clip"
+    size = len(clip_id.encode("utf-8"))
+    if size > MAX_ID_BYTES:
+        return (f"clip id {clip_id[:40]!r}... is {size} bytes long, more than a file name may "
+                f"be ({MAX_ID_BYTES}); shorten it")
     return None
+
+
+#: Encodings tried in order: UTF-8 (with or without BOM), then GB18030, a superset of the GBK
+#: that MAFW's ``with_caption`` files are written in (their Chinese caption column).
+SPLIT_FILE_ENCODINGS = ("utf-8-sig", "gb18030")
+
+
+def read_split_text(path: Path) -> str:
+    """A split file's text, decoded as UTF-8 or else as GBK (GB18030); ``ValueError`` naming the
+    file when neither decodes it. Split files are small (a few thousand lines)."""
+    data = path.read_bytes()
+    for encoding in SPLIT_FILE_ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ValueError(f"not UTF-8 or GBK text (tried {', '.join(SPLIT_FILE_ENCODINGS)})")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers (BOM and line endings stripped)."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        for number, line in enumerate(fh, start=1):
-            text = line.strip()
-            if text:
-                yield number, text
+    for number, line in enumerate(read_split_text(path).splitlines(), start=1):
+        text = line.strip()
+        if text:
+            yield number, text
+
+
+def _read_lines(path: Path, problems: Problems) -> list[tuple[int, str]]:
+    """:func:`_lines` as a list; an undecodable file is a problem of that file (and no lines)."""
+    try:
+        return list(_lines(path))
+    except ValueError as exc:
+        problems.add(Location(str(path)), str(exc))
+        return []
 
 
 def _fields(text: str) -> list[str]:
@@ -166,16 +236,22 @@ def read_kfold(layout: str, files: Sequence[Path], num_folds: int,
         fold = _kfold_file_fold(path, role, num_folds, problems)
         if fold is None or role is None:
             continue
-        for number, text in _lines(path):
+        s2d_csv = False
+        for number, text in _read_lines(path, problems):
             where = Location(str(path), number)
-            # MAFW lines may carry a free-text caption after the label: split on whitespace.
-            fields = text.split() if layout == "mafw" else _fields(text)
+            # MAFW lines may carry a free-text caption after the label (tab separated in the
+            # with_caption files): split on whitespace. S2D's MAFW csv is comma separated.
+            comma = _COMMA_FIRST.match(text) is not None
+            fields = _fields(text) if layout != "mafw" or comma else text.split()
             if number == 1 and fields[0].lower() in HEADER_WORDS:
+                # S2D's MAFW csv says `video_name,labels`; DFEW's official csv `video_name,label`
+                s2d_csv = layout == "mafw" and comma
                 continue
             if _is_annotation_line(fields):
-                name, label = fields[0], fields[2]
-            elif len(fields) == 2 or (layout == "mafw" and len(fields) > 2):
+                name, label, form = fields[0], fields[2], FORM_ANNOTATION
+            elif len(fields) == 2 or (layout == "mafw" and len(fields) > 2 and not comma):
                 name, label = fields[0], fields[1]
+                form = _kfold_form(layout, comma, s2d_csv, "\t" in text)
             else:
                 problems.add(where, f"malformed line: expected `clip label` or `path num_frames "
                                     f"label`, got {len(fields)} field(s): {text!r}")
@@ -185,8 +261,18 @@ def read_kfold(layout: str, files: Sequence[Path], num_folds: int,
             if bad:
                 problems.add(where, f"malformed line: {bad}")
                 continue
-            entries.append(SplitEntry(clip_id, label, role, fold, where))
+            entries.append(SplitEntry(clip_id, label, role, fold, where, form=form))
     return entries
+
+
+def _kfold_form(layout: str, comma: bool, s2d_csv: bool, tabs: bool) -> str:
+    """The form of a two-field DFEW / MAFW line (annotation lines are told apart earlier)."""
+    if layout != "mafw":
+        return FORM_DFEW_CSV
+    if comma:
+        # S2D's csv (its header names it); a headerless comma file is read the same way
+        return FORM_S2D_MAFW_CSV
+    return FORM_MAFW_CAPTION if tabs else FORM_MAFW_TXT
 
 
 def read_ferv39k(files: Sequence[Path], problems: Problems) -> list[SplitEntry]:
@@ -199,15 +285,16 @@ def read_ferv39k(files: Sequence[Path], problems: Problems) -> list[SplitEntry]:
                          "cannot tell whether this is a train or a test file from its name")
             continue
         fold = 1 if role == ROLE_TEST else 0
-        for number, text in _lines(path):
+        for number, text in _read_lines(path, problems):
             where = Location(str(path), number)
             fields = _fields(text)
             if number == 1 and fields[0].lower() in HEADER_WORDS:
                 continue
             if _is_annotation_line(fields):
-                raw_path, label = fields[0], fields[2]
+                raw_path, label, form = fields[0], fields[2], FORM_ANNOTATION
             elif len(fields) == 2:
                 raw_path, label = fields
+                form = FORM_FERV39K_CSV if "," in text else FORM_FERV39K_TXT
             else:
                 problems.add(where, f"malformed line: expected `Scene/Emotion/clip Label`, got "
                                     f"{len(fields)} field(s): {text!r}")
@@ -223,7 +310,8 @@ def read_ferv39k(files: Sequence[Path], problems: Problems) -> list[SplitEntry]:
             if bad:
                 problems.add(where, f"malformed line: {bad}")
                 continue
-            entries.append(SplitEntry(clip_id, label, ROLE_ASSIGNED, fold, where, rel))
+            entries.append(SplitEntry(clip_id, label, ROLE_ASSIGNED, fold, where, rel, form=form,
+                                      folder=folder_emotion(rel), folder_path=rel))
     return entries
 
 
@@ -265,7 +353,7 @@ def read_table_csv(files: Sequence[Path], problems: Problems) -> list[SplitEntry
                                         "an integer")
                     continue
                 entries.append(SplitEntry(clip_id, values["label"], ROLE_ASSIGNED, fold, where,
-                                          values["path"]))
+                                          values["path"], form=FORM_TABLE))
     return entries
 
 

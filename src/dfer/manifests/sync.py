@@ -91,8 +91,12 @@ def sync_report(name: str, definition: Mapping[str, Any], results: str | Path,
     meta.update(
         params=dict(definition),
         num_clips=build.table.num_rows,
-        skipped=[{"clip_id": s.clip_id, "where": s.where, "message": s.message}
-                 for s in build.skipped],
+        # whose class order label_idx follows, and how each file's numeric labels were read:
+        # in the whole-dataset manifest only (shard manifests hold what defines their clips)
+        label_order=build.label_order,
+        numbering=build.numberings,
+        skipped=[{"clip_id": s.clip_id, "where": s.where, "message": s.message,
+                  "label": s.label, "test_fold": s.test_fold} for s in build.skipped],
     )
     report.manifest_changed = _put(
         manifest_file(results, name), parquet_bytes(build.table, meta, schema=MANIFEST_SCHEMA),

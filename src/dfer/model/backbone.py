@@ -35,6 +35,21 @@ def build_clip(cfg: ModelConfig) -> tuple[nn.Module, Tokenizer]:
         return _build_clip(cfg)
 
 
+def build_open_clip(
+    backbone: str, pretrained: str | None, model_cfg: dict[str, Any] | None = None, init_seed: int = 0
+) -> tuple[nn.Module, Tokenizer]:
+    """:func:`build_clip` from the four backbone keys every CLIP-based method's config has.
+
+    The keys mean what they mean in :class:`ModelConfig` (and are checked by its rules: a
+    ``model_cfg`` with a named backbone and no weights file is refused, and so on), so DFER-CLIP
+    and CLIPER load weights exactly as FineCLIPER does. Frozen and in eval mode, like
+    :func:`build_clip`: a method that tunes a tower switches it on itself.
+    """
+    cfg = ModelConfig(backbone=backbone, pretrained=pretrained, model_cfg=model_cfg, init_seed=init_seed)
+    cfg.validate()
+    return build_clip(cfg)
+
+
 def _build_clip(cfg: ModelConfig) -> tuple[nn.Module, Tokenizer]:
     import open_clip
 
@@ -160,7 +175,7 @@ def check_supported(model: nn.Module) -> None:
     visual = getattr(model, "visual", None)
     if not isinstance(visual, VisionTransformer):
         raise ValueError(
-            f"FineCLIPER needs an open_clip VisionTransformer image tower, got {type(visual).__name__}"
+            f"the CLIP-based methods need an open_clip VisionTransformer image tower, got {type(visual).__name__}"
         )
     if visual.attn_pool is not None:
         raise ValueError("image towers with attentional pooling are not supported")

@@ -117,7 +117,12 @@ class ModelConfig:
     #: add the paper's ~6 M (docs/paper_fidelity.md).
     mid_adapter_ratio: float = 0.104
     mid_temporal: str = "none"  # temporal adaptation in the middle-level encoders (aim | attention | none)
-    caption_in_fusion: bool = False  # also fuse the caption feature into the prediction
+    #: fuse the caption feature into the prediction as one more level (ablation; the paper's
+    #: default uses captions only through the alignment loss, so they never change a test
+    #: prediction). With every visual level off, captions are the only level: the paper's
+    #: Table 4 "High only" row. A clip without a caption is scored on its visual levels alone
+    #: (the caption's weight drops out); a high-only model cannot score it.
+    caption_in_fusion: bool = False
 
     # --- label side (PN descriptors) ---------------------------------------------------------
     positive_template: str = "A person with an expression of {label}."
@@ -193,8 +198,10 @@ class ModelConfig:
             )
         if self.max_frames < 1:
             raise ValueError("model.max_frames must be >= 1")
-        if not (self.use_video or self.use_parsing or self.use_landmarks):
-            raise ValueError("at least one visual level (use_video/use_parsing/use_landmarks) is needed")
+        if not (self.use_video or self.use_parsing or self.use_landmarks) and not self.high_only:
+            raise ValueError("at least one visual level (use_video/use_parsing/use_landmarks) is needed, "
+                             "or captions as the only level (use_captions and caption_in_fusion: the "
+                             "paper's \"High only\" ablation)")
         if min(self.adapter_ratio, self.mid_adapter_ratio, self.text_adapter_ratio) <= 0:
             raise ValueError("adapter ratios (adapter_ratio, mid_adapter_ratio, text_adapter_ratio) must be > 0")
         if "{label}" not in self.positive_template or "{label}" not in self.negative_template:
@@ -207,6 +214,21 @@ class ModelConfig:
         if self.backbone == "tiny":
             return TINY_CLIP_CFG
         return None
+
+    @property
+    def high_only(self) -> bool:
+        """Captions are the only level (every visual level off, captions fused)."""
+        return (self.use_captions and self.caption_in_fusion
+                and not (self.use_video or self.use_parsing or self.use_landmarks))
+
+    @property
+    def captions_at_prediction(self) -> str:
+        """What a prediction needs of a clip's caption: ``unused`` (the default: captions feed
+        only the training alignment loss), ``optional`` (fused when present) or ``required``
+        (high only)."""
+        if not (self.use_captions and self.caption_in_fusion):
+            return "unused"
+        return "required" if self.high_only else "optional"
 
     @property
     def visual_levels(self) -> list[str]:

@@ -11,7 +11,11 @@ Negative adapters (inside the frozen text transformer, ``text_adapter: inner``):
     logits = scale * (cos(v, P(t_pos)) - negative_weight * cos(v, N(t_neg)))
 
 Captions go through the frozen text encoder with the caption adapters and are aligned with the
-video feature by a symmetric InfoNCE loss (and optionally fused into the prediction).
+video feature by a symmetric InfoNCE loss. By default that is all they do: they never change a
+test prediction. ``caption_in_fusion`` fuses them as one more level (a clip without a caption,
+``None`` in ``captions``, is scored on its visual levels: its caption feature is zero, so its
+weight drops out of the normalised sum); with every visual level off they are the only level
+(the paper's "High only" ablation), and every clip needs one.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from torch.nn import functional as F
 
 from dfer.model.adapters import TextAdapter, TextAdapterStack
 from dfer.model.backbone import Tokenizer, build_clip, image_mean_std
+from dfer.model.batch_share import BatchShare
 from dfer.model.config import ModelConfig
+from dfer.model.pixels import frames_to_images
 from dfer.model.text import check_text_supported, encode_text, text_width_layers
 from dfer.model.vision import AdapterStack, Stream, encode_frames, encode_streams
 
@@ -78,6 +84,7 @@ class FineCLIPER(nn.Module):
         layers = len(visual.transformer.resblocks)
         self.image_size = int(visual.image_size[0])
         embed_dim = int(visual.output_dim)
+        self.embed_dim = embed_dim
 
         def stack(ratio: float, temporal: str) -> AdapterStack:
             return AdapterStack(
@@ -185,14 +192,7 @@ class FineCLIPER(nn.Module):
     # ----------------------------------------------------------------------------- encoders
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, H, W, 3]`` 0..255 -> normalised ``[B*T, 3, S, S]`` at the backbone size."""
-        if x.ndim != 5 or x.shape[-1] != 3:
-            raise ValueError(f"expected images [B, T, H, W, 3], got {tuple(x.shape)}")
-        b, t, h, w, _ = x.shape
-        x = x.reshape(b * t, h, w, 3).permute(0, 3, 1, 2).float()
-        if (h, w) != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              antialias=True, align_corners=False)
-        return (x - self.pixel_mean) / self.pixel_std
+        return (frames_to_images(x, self.image_size) - self.pixel_mean) / self.pixel_std
 
     def adapter_set(self, level: str) -> AdapterStack | None:
         if level in self.vision_adapters:
@@ -293,26 +293,30 @@ class FineCLIPER(nn.Module):
         frames: torch.Tensor | None = None,
         parsing: torch.Tensor | None = None,
         landmarks: torch.Tensor | None = None,
-        captions: Sequence[str] | None = None,
+        captions: Sequence[str | None] | None = None,
+        share: BatchShare | None = None,
     ) -> FineCLIPEROutput:
+        """Score a batch. ``share``: this process's part of a global batch split over several
+        training processes (the batch statistics of ``standardize_features`` are then those of
+        the global batch); None = the batch is all there is."""
         inputs = {"video": frames, "parsing": parsing, "landmarks": landmarks}
         for level in self.cfg.visual_levels:
             if inputs[level] is None:
                 raise ValueError(f"the model config enables the {level!r} level but no {level} input was given")
-        per_frame = self.encode_levels({lv: inputs[lv] for lv in self.cfg.visual_levels})
         level_feats: dict[str, torch.Tensor] = {}
-        for level in self.cfg.visual_levels:
-            feats = per_frame[level].float().mean(1)
-            if level in self.feature_norms:
-                feats = self._standardize(level, feats)
-            level_feats[level] = F.normalize(feats, dim=-1)
-        caption = None
-        if self.cfg.use_captions and captions is not None:
-            caption = self.encode_captions(captions)
-        elif self.cfg.use_captions and self.cfg.caption_in_fusion:
-            raise ValueError("caption_in_fusion is on but no captions were given")
-
-        stacked = [level_feats[lv] if lv != "caption" else caption for lv in self.fused_levels]
+        if self.cfg.visual_levels:
+            per_frame = self.encode_levels({lv: inputs[lv] for lv in self.cfg.visual_levels})
+            for level in self.cfg.visual_levels:
+                feats = per_frame[level].float().mean(1)
+                if level in self.feature_norms:
+                    feats = self._standardize(level, feats, share)
+                level_feats[level] = F.normalize(feats, dim=-1)
+        caption = self._caption_features(captions)
+        fused_caption = caption
+        if "caption" in self.fused_levels and fused_caption is None:  # no captions given at all
+            batch = next(iter(level_feats.values())).shape[0]
+            fused_caption = torch.zeros(batch, self.embed_dim, device=self.log_logit_scale.device)
+        stacked = [level_feats[lv] if lv != "caption" else fused_caption for lv in self.fused_levels]
         weights = torch.softmax(self.fusion_logits.float(), dim=0)
         fused = F.normalize(sum(w * f for w, f in zip(weights, stacked, strict=True)), dim=-1)
 
@@ -329,6 +333,28 @@ class FineCLIPER(nn.Module):
             level_scores=level_scores,
         )
 
+    def _caption_features(self, captions: Sequence[str | None] | None) -> torch.Tensor | None:
+        """Normalised caption features ``[B, E]``; a clip without a caption (``None`` or blank)
+        gets a zero row, which the fused sum ignores. None when the model reads no captions or
+        none are given."""
+        if not self.cfg.use_captions or captions is None:
+            if self.cfg.high_only:
+                raise ValueError("a high-only model (captions as the only level) needs captions")
+            return None
+        present = [i for i, c in enumerate(captions) if c is not None and str(c).strip()]
+        if self.cfg.high_only and len(present) < len(captions):
+            raise ValueError(f"a high-only model cannot score a clip without a caption "
+                             f"({len(captions) - len(present)} in this batch); evaluation counts "
+                             "such clips as not scored")
+        if len(present) == len(captions):
+            return self.encode_captions([str(c) for c in captions])
+        out = torch.zeros(len(captions), self.embed_dim, device=self.log_logit_scale.device)
+        if present:
+            feats = self.encode_captions([str(captions[i]) for i in present])
+            out = out.to(feats.dtype)
+            out[present] = feats
+        return out
+
     def _pn_score(self, feats: torch.Tensor, t_pos: torch.Tensor, t_neg: torch.Tensor | None
                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """(positive, negative similarities, combined score) of features against the
@@ -340,21 +366,64 @@ class FineCLIPER(nn.Module):
         sim_neg = feats @ t_neg.T
         return sim_pos, sim_neg, sim_pos - self.cfg.negative_weight * sim_neg
 
-    def _standardize(self, level: str, feats: torch.Tensor) -> torch.Tensor:
-        """BatchNorm of one level's clip features; a 1-clip training batch uses running stats."""
-        norm = self.feature_norms[level]
-        if self.training and feats.shape[0] < 2:  # no batch variance to normalise with
-            return F.batch_norm(feats, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
-        return norm(feats)
+    def _standardize(self, level: str, feats: torch.Tensor, share: BatchShare | None = None) -> torch.Tensor:
+        """BatchNorm of one level's clip features; a 1-clip training batch uses running stats.
 
-    def losses(self, out: FineCLIPEROutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        With a ``share`` (training on several processes) the batch statistics are the global
+        batch's, padding rows left out, and the running statistics are updated with them as
+        BatchNorm would on the whole batch (biased variance to normalise, unbiased to track).
+        """
+        norm = self.feature_norms[level]
+        n = feats.shape[0] if share is None else share.n_global
+        if self.training and n < 2:  # no batch variance to normalise with
+            return F.batch_norm(feats, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+        if share is None or not self.training:
+            return norm(feats)
+        rows = feats[share.valid]
+        mean = share.total(rows.sum(0)) / n
+        var = share.total(((rows - mean) ** 2).sum(0)) / n  # two passes: features share one direction
+        assert norm.running_mean is not None and norm.running_var is not None
+        with torch.no_grad():
+            assert norm.num_batches_tracked is not None
+            norm.num_batches_tracked.add_(1)
+            factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+            norm.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+            norm.running_var.mul_(1 - factor).add_(var.detach() * (n / (n - 1)), alpha=factor)
+        return (feats - mean) / torch.sqrt(var + norm.eps)
+
+    def class_loss_terms(self, out: FineCLIPEROutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The PN classification loss of every clip ``[B]`` (``ce``; with ``two_term`` also
+        ``ce_pos`` / ``ce_neg``): the batch mean of each is what :meth:`losses` reports.
+
+        ``pn_loss: combined``: cross-entropy over the logits, i.e. ``scale * (sim_pos - lambda *
+        sim_neg)``. ``two_term``: ``CE(scale * sim_pos) + lambda * CE(-scale * sim_neg)``, one
+        term pulling the true class's positive descriptor closest, one pushing its negative
+        descriptor furthest.
+        """
+        smoothing = self.cfg.label_smoothing
+        if self.cfg.pn_loss == "two_term" and out.sim_neg is not None:
+            scale = out.scale if out.scale is not None else self.log_logit_scale.float().exp()[0]
+            ce_pos = F.cross_entropy(scale * out.sim_pos, targets, label_smoothing=smoothing, reduction="none")
+            ce_neg = F.cross_entropy(-scale * out.sim_neg, targets, label_smoothing=smoothing, reduction="none")
+            return {"ce": ce_pos + self.cfg.negative_weight * ce_neg, "ce_pos": ce_pos, "ce_neg": ce_neg}
+        return {"ce": F.cross_entropy(out.logits, targets, label_smoothing=smoothing, reduction="none")}
+
+    def losses(self, out: FineCLIPEROutput, targets: torch.Tensor,
+               share: BatchShare | None = None) -> dict[str, torch.Tensor]:
         """PN classification loss plus the caption-video alignment loss.
 
         ``pn_loss: combined``: cross-entropy over the logits, i.e. ``scale * (sim_pos - lambda *
         sim_neg)``. ``two_term``: ``CE(scale * sim_pos) + lambda * CE(-scale * sim_neg)``, one
         term pulling the true class's positive descriptor closest, one pushing its negative
         descriptor furthest; ``ce`` is then the sum, logged with ``ce_pos`` / ``ce_neg``.
+
+        With a ``share`` (one of several training processes) the per-clip terms are this
+        process's share of the global mean (:meth:`BatchShare.mean_share`) and the alignment
+        loss is computed over the global batch's clips on every process, so that the mean of
+        each value over processes, and DDP's gradient average, are the global batch's.
         """
+        if share is not None:
+            return self._shared_losses(out, targets, share)
         smoothing = self.cfg.label_smoothing
         result: dict[str, torch.Tensor] = {}
         if self.cfg.pn_loss == "two_term" and out.sim_neg is not None:
@@ -366,13 +435,38 @@ class FineCLIPER(nn.Module):
         else:
             ce = F.cross_entropy(out.logits, targets, label_smoothing=smoothing)
         result.update(ce=ce, loss=ce)
-        if out.caption is not None and self.cfg.align_weight > 0 and out.caption.shape[0] > 1:
+        # alignment: captioned clips only (a clip without one has a zero row), and not for a
+        # high-only model, whose fused feature is the caption itself
+        has = (out.caption.abs().sum(-1) > 0) if out.caption is not None else None
+        if (has is not None and self.cfg.align_weight > 0 and int(has.sum()) > 1
+                and not self.cfg.high_only):
             video = out.level_features.get("video", out.fused)
-            sims = video @ out.caption.T / self.cfg.align_temperature
-            idx = torch.arange(sims.shape[0], device=sims.device)
-            align = 0.5 * (F.cross_entropy(sims, idx) + F.cross_entropy(sims.T, idx))
+            align = self._align(video[has], out.caption[has])
             result["align"] = align
             result["loss"] = ce + self.cfg.align_weight * align
+        return result
+
+    def _align(self, video: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE between the clips' video and caption features (the batch's other
+        clips are each clip's negatives)."""
+        sims = video @ caption.T / self.cfg.align_temperature
+        idx = torch.arange(sims.shape[0], device=sims.device)
+        return 0.5 * (F.cross_entropy(sims, idx) + F.cross_entropy(sims.T, idx))
+
+    def _shared_losses(self, out: FineCLIPEROutput, targets: torch.Tensor,
+                       share: BatchShare) -> dict[str, torch.Tensor]:
+        """:meth:`losses` for one process's share of a global batch (see there)."""
+        result = {name: share.mean_share(per_clip) for name, per_clip in self.class_loss_terms(out, targets).items()}
+        result["loss"] = result["ce"]
+        if out.caption is not None and self.cfg.align_weight > 0 and not self.cfg.high_only:
+            video = share.gather(out.level_features.get("video", out.fused))
+            caption = share.gather(out.caption)
+            has = caption.abs().sum(-1) > 0  # captioned clips of the global batch, as in losses
+            if int(has.sum()) < 2:
+                return result
+            align = self._align(video[has], caption[has])
+            result["align"] = align
+            result["loss"] = result["ce"] + self.cfg.align_weight * align
         return result
 
     @torch.no_grad()

@@ -2,20 +2,36 @@
 
 Public API: :func:`parse_clip` (one clip, arrays), :class:`ParsingConfig`, :func:`run_shard`,
 and the canonical label set in :mod:`dfer.parsing.labels`.
+
+The names are imported on first use: the Snakefile reads ``dfer.parsing.config`` while it is
+parsed (every cluster job parses it again) and must not pay for cv2 and numpy there.
 """
 
-from dfer.parsing.api import parse_clip, resolve_backend
-from dfer.parsing.config import ParsingConfig
-from dfer.parsing.labels import LABEL_INDEX, LABELS, seg_to_canonical
-from dfer.parsing.shard import SCHEMA, run_shard
+from __future__ import annotations
 
-__all__ = [
-    "LABELS",
-    "LABEL_INDEX",
-    "SCHEMA",
-    "ParsingConfig",
-    "parse_clip",
-    "resolve_backend",
-    "run_shard",
-    "seg_to_canonical",
-]
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "parse_clip": "dfer.parsing.api",
+    "resolve_backend": "dfer.parsing.api",
+    "ParsingConfig": "dfer.parsing.config",
+    "LABELS": "dfer.parsing.labels",
+    "LABEL_INDEX": "dfer.parsing.labels",
+    "seg_to_canonical": "dfer.parsing.labels",
+    "SCHEMA": "dfer.parsing.shard",
+    "run_shard": "dfer.parsing.shard",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

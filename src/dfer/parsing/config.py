@@ -10,6 +10,11 @@ from dfer.core.strict_config import from_mapping
 
 Backend = Literal["auto", "facer", "landmarks"]
 
+#: Keys that only decide where or how fast the stage runs, not its label maps
+#: (``dfer.core.execution_keys``): changing them re-runs no parsing job. facer parses each
+#: frame on its own (eval mode), so the frames per forward pass change speed, not the maps.
+EXECUTION_KEYS: tuple[str, ...] = ("device", "batch_size")
+
 
 @dataclass(frozen=True)
 class ParsingConfig:

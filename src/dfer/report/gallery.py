@@ -19,6 +19,24 @@ network, opens from the file system):
   fold (``embed_max``), for ``snakemake --report report.html``, which embeds single files only
   (a directory result needs a ``.zip`` report).
 
+At any scale (FERV39k's 7,847 test clips, MAFW->DFEW zero-shot's 5 x 11,697):
+
+* **Memory is bounded by one shard, not by the cards.** Clips are read shard by shard (one
+  shard's landmark points and captions at a time), each clip's frames and label maps read
+  from its safetensors when its card is drawn and dropped after; a card keeps only its line
+  of JSON (about 0.5 KB). ``gallery.html``
+  is written fold by fold from the files already drawn. (It once held every card's frames in
+  one dict: 3.5 MB a card, ~28 GB for FERV39k's test set.)
+* **A fold is rebuilt only when its inputs changed.** Each fold's folder holds
+  ``inputs.json``: its predictions' and metrics' SHA-256, the size and mtime of every shard
+  artifact of its dataset it draws from, the caps and the drawing code's hash. A fold whose
+  inputs are unchanged is kept as it is; a new run or fold adds its folder; a fold no longer
+  evaluated loses its folder. A fold is drawn in ``.{key}.tmp`` and renamed into place, so a
+  killed report leaves either the old folder or the new one (and the next run removes the
+  leftover).
+* **Cards per evaluation are capped by default** (:data:`DEFAULT_GALLERY_MAX`); the page says
+  how many clips are not shown, and the confusion matrix still counts every clip.
+
 Overlays are separate transparent PNGs over the JPEG so that toggling them is pure CSS and
 both can be on at once; PNG because label colours and 1-px dots survive it (JPEG smears them
 and has no alpha). Cards are chosen, when capped, wrong clips first, then least confident.
@@ -28,6 +46,8 @@ Everything is written deterministically (same inputs, same bytes).
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import html
 import json
 import math
@@ -43,10 +63,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dfer.core.artifacts import read_meta, write_bytes_atomic
+from dfer.core.artifacts import atomic_path, read_meta, write_bytes_if_changed
 from dfer.core.frame_sampling import uniform_indices
+from dfer.core.integrity import problem
 from dfer.core.landmark_table import clip_bounds, clip_ids, points_array, read_sorted
 from dfer.core.paths import (
+    FAILURES,
     PARQUET,
     PREDICTIONS,
     SAFETENSORS,
@@ -68,6 +90,26 @@ JPEG_QUALITY = 70
 PARSING_ALPHA = 140
 #: default cap of cards per fold in the single-file gallery embedded by ``snakemake --report``
 DEFAULT_EMBED_MAX = 100
+#: default cap of cards per evaluation in ``gallery/``: every in-domain test fold of DFEW
+#: (about 2,340 clips) and MAFW (about 2,010) is shown whole, while FERV39k's test set (7,847)
+#: and zero-shot evaluations on a whole dataset (DFEW: 11,697 per source fold, 58,485 for
+#: MAFW->DFEW's 5 folds) show their 2,500 wrong and least confident clips. At ~13 KB a card
+#: that is ~33 MB and ~1.3 MB of ``cards.js`` per evaluation (details: docs/report.md).
+DEFAULT_GALLERY_MAX = 2500
+#: characters of a caption or raw MLLM text shown on a card (a runaway answer, e.g. 5 MB from
+#: a server that ignored max_tokens, stays a few KB of page); a 128-token caption is ~600
+MAX_CARD_TEXT = 2000
+#: a fold folder's files besides the images: its cards, the embedded subset, its record, and
+#: the fingerprint of its inputs (written last: a folder without it is incomplete)
+CARDS_FILE = "cards.js"
+EMBED_CARDS_FILE = "embed.json"
+FOLD_FILE = "fold.json"
+#: (clip id, why) of the fold's cards without images, for the report's count
+NO_IMAGES_FILE = "noimg.json"
+INPUTS_FILE = "inputs.json"
+#: the stages whose shard artifacts a card draws from (the manifest says which shard holds a clip)
+CARD_SOURCES = (("manifest", PARQUET), ("frames", SAFETENSORS), ("landmarks", PARQUET),
+                ("parsing", SAFETENSORS), ("captions", PARQUET))
 
 
 @dataclass
@@ -80,6 +122,7 @@ class Fold:
     predictions: Path
     metrics: dict[str, Any]
     labels: list[str] = field(default_factory=list)
+    metrics_path: Path | None = None
 
 
 def fold_key(metrics_path: Path, results: Path) -> str:
@@ -101,7 +144,7 @@ def find_folds(results: Path, metrics_paths: Sequence[Path]) -> list[Fold]:
         # the folder path: unique, and names a zero-shot source (a transfer between datasets
         # with the same labels is not flagged zero_shot in metrics.json)
         title = " / ".join(p for p in path.parent.relative_to(results).parts if p != "train")
-        folds.append(Fold(key, title, m["dataset"], preds, m, list(m.get("labels", []))))
+        folds.append(Fold(key, title, m["dataset"], preds, m, list(m.get("labels", [])), path))
     return folds
 
 
@@ -178,16 +221,32 @@ class ClipArtifacts:
     maps: np.ndarray | None = None
     caption: str | None = None
     raw_text: str | None = None
+    no_frames: str | None = None  # why ``frames`` is None: shown on the card, counted in report.md
 
 
-def _tensors(path: Path, ids: set[str]) -> dict[str, np.ndarray]:
-    if not path.exists():
-        return {}
+@contextlib.contextmanager
+def _tensor_shard(path: Path, damage: str | None) -> Iterator[Any]:
+    """``get(clip_id)`` over one safetensors shard: the clip's array (a copy), or None for an
+    absent clip, or for every clip of a missing or damaged file (``damage``: why, from
+    :func:`dfer.core.integrity.problem`). The file is opened (memory-mapped) for each clip and
+    closed again: the pages a kept-open map touched would stay in this process's resident set
+    until the shard is done (a 224-px frames shard of 300 clips: ~720 MB); reopening costs a
+    header parse, ~0.1 ms."""
+    if damage is not None:
+        yield lambda _cid: None
+        return
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as fh:
-        present = set(fh.keys()) & ids
-        return {k: fh.get_tensor(k) for k in sorted(present)}
+        keys = set(fh.keys())
+
+    def get(cid: str) -> np.ndarray | None:
+        if cid not in keys:
+            return None
+        with safe_open(str(path), framework="numpy") as fh:
+            return fh.get_tensor(cid)
+
+    yield get
 
 
 def _points(path: Path, ids: set[str]) -> dict[str, dict[int, np.ndarray]]:
@@ -214,33 +273,43 @@ def _captions(path: Path, ids: set[str]) -> dict[str, tuple[str, str | None]]:
 
 
 def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) -> Iterator[tuple[str, ClipArtifacts]]:
-    """(clip id, artifacts) of the wanted clips, read one shard at a time (memory bounded by
-    a shard, whatever the fold's size); clips not in the manifest come with nothing."""
+    """(clip id, artifacts) of the wanted clips, shard by shard and in clip order within a
+    shard; clips not in the manifest come last, with nothing. Memory: one shard's landmark
+    points and captions of the wanted clips, and one clip's frames and maps at a time (read
+    when its turn comes; the caller drops them with the card)."""
     # the shard manifests say which shard holds a clip (the ``shard`` column's spelling varies)
     folder = manifest_file(results, dataset).parent
-    shard_of = {str(cid): shard for shard in shards_in(folder, PARQUET)
-                for cid in pq.read_table(folder / shard_file_name(shard, PARQUET), columns=["clip_id"])
-                .column("clip_id").to_pylist()}
-    by_shard: dict[str | None, list[str]] = {}
-    for cid in clip_ids_wanted:
-        by_shard.setdefault(shard_of.get(str(cid)), []).append(str(cid))
-    for shard in sorted(by_shard, key=lambda s: (s is None, s or "")):
-        ids = set(by_shard[shard])
-        if shard is None:
-            for cid in sorted(ids):
-                yield cid, ClipArtifacts()
-            continue
+    wanted = {str(c) for c in clip_ids_wanted}
+    by_shard: dict[str, list[str]] = {}  # in shard order
+    for shard in shards_in(folder, PARQUET):
+        ids = pq.read_table(folder / shard_file_name(shard, PARQUET), columns=["clip_id"]).column("clip_id").to_pylist()
+        for cid in ids:
+            if str(cid) in wanted:
+                by_shard.setdefault(shard, []).append(str(cid))
+    placed = {c for ids in by_shard.values() for c in ids}
+    missing = sorted(wanted - placed)
+    for shard, shard_ids in by_shard.items():
+        ids = sorted(set(shard_ids))
 
         def path(stage: str, suffix: str, s: str = shard) -> Path:
             return shard_file(results, dataset, stage, s, suffix)
 
-        frames = _tensors(path("frames", SAFETENSORS), ids)
-        maps = _tensors(path("parsing", SAFETENSORS), ids)
-        points = _points(path("landmarks", PARQUET), ids)
-        captions = _captions(path("captions", PARQUET), ids)
-        for cid in sorted(ids):
-            caption, raw = captions.get(cid, (None, None))
-            yield cid, ClipArtifacts(frames.get(cid), points.get(cid), maps.get(cid), caption, raw)
+        # a missing or damaged tensor shard costs its cards' images, and each card says why
+        frames_path, maps_path = path("frames", SAFETENSORS), path("parsing", SAFETENSORS)
+        frames_problem = problem(frames_path)
+        absent = (f"frames shard {frames_path}: {frames_problem}" if frames_problem else
+                  f"not in {frames_path} (see {path('frames', FAILURES)})")
+        points = _points(path("landmarks", PARQUET), set(ids))
+        captions = _captions(path("captions", PARQUET), set(ids))
+        with _tensor_shard(frames_path, frames_problem) as frames, \
+                _tensor_shard(maps_path, problem(maps_path)) as maps:
+            for cid in ids:
+                caption, raw = captions.get(cid, (None, None))
+                clip_frames = frames(cid)
+                yield cid, ClipArtifacts(clip_frames, points.pop(cid, None), maps(cid), caption, raw,
+                                         None if clip_frames is not None else absent)
+    for cid in missing:
+        yield cid, ClipArtifacts(no_frames=f"not in the manifest of dataset {dataset}")
 
 
 # --------------------------------------------------------------------------- cards
@@ -258,6 +327,13 @@ def _floats(values: Any, digits: int = 4) -> list[Any]:
     return out
 
 
+def _card_text(text: str) -> str:
+    """At most :data:`MAX_CARD_TEXT` characters of a caption, saying how much was left out."""
+    if len(text) <= MAX_CARD_TEXT:
+        return text
+    return f"{text[:MAX_CARD_TEXT]} ... [{len(text) - MAX_CARD_TEXT:,} more characters not shown]"
+
+
 def card_record(row: Any, art: ClipArtifacts, images: Mapping[str, str]) -> dict[str, Any]:
     """The JSON of one card (short keys: a 10,000-clip fold's data stays a few MB)."""
     probs = np.asarray(row.probs, dtype=np.float64)
@@ -268,9 +344,9 @@ def card_record(row: Any, art: ClipArtifacts, images: Mapping[str, str]) -> dict
         "top": [[int(k), round(float(probs[k]), 4)] for k in top], **images,
     }
     if art.caption is not None:
-        card["cap"] = art.caption
+        card["cap"] = _card_text(art.caption)
         if art.raw_text and art.raw_text.strip() != art.caption.strip():
-            card["raw"] = art.raw_text
+            card["raw"] = _card_text(art.raw_text)
     for column, key in (("sim_pos", "sp"), ("sim_neg", "sn"), ("modality_weights", "w"), ("level_scores", "ls")):
         value = getattr(row, column, None)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
@@ -282,37 +358,72 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def fold_cards(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path | None,
-               rel: str = "") -> list[dict[str, Any]]:
-    """Cards of ``chosen`` in their order. ``image_dir``: write the strips there and refer to
-    them as ``{rel}{n}.jpg``; None: inline them as data URIs."""
-    arts = dict(clip_artifacts(results, fold.dataset, chosen["clip_id"].astype(str).tolist()))
-    cards = []
-    for n, row in enumerate(chosen.itertuples(index=False)):
-        art = arts.get(str(row.clip_id), ClipArtifacts())
-        images: dict[str, str] = {}
-        if art.frames is not None and len(art.frames):
-            blobs: dict[str, tuple[bytes, str, str]] = {}
-            jpeg, idx = face_strip(art.frames)
-            blobs["img"] = (jpeg, "jpg", "image/jpeg")
-            if art.points is not None:
-                blobs["lm"] = (landmark_strip(art.points, idx, art.frames.shape[1]), "lm.png", "image/png")
-            if art.maps is not None and len(art.maps):
-                blobs["ps"] = (parsing_strip(art.maps, idx), "ps.png", "image/png")
-            for key, (data, suffix, mime) in blobs.items():
-                if image_dir is None:
-                    images[key] = _data_uri(data, mime)
-                else:
-                    name = f"{n:06d}.{suffix}"
-                    (image_dir / name).write_bytes(data)
-                    images[key] = f"{rel}{name}"
-        cards.append(card_record(row, art, images))
-    return cards
+#: card key -> (file suffix, MIME type) of its image
+IMAGE_KINDS = {"img": ("jpg", "image/jpeg"), "lm": ("lm.png", "image/png"), "ps": ("ps.png", "image/png")}
 
 
-def fold_record(fold: Fold, preds: pd.DataFrame, shown: int) -> dict[str, Any]:
+def card_images(art: ClipArtifacts) -> dict[str, bytes]:
+    """The encoded strips of one clip (none when it has no frames)."""
+    if art.frames is None or not len(art.frames):
+        return {}
+    jpeg, idx = face_strip(art.frames)
+    blobs = {"img": jpeg}
+    if art.points is not None:
+        blobs["lm"] = landmark_strip(art.points, idx, art.frames.shape[1])
+    if art.maps is not None and len(art.maps):
+        blobs["ps"] = parsing_strip(art.maps, idx)
+    return blobs
+
+
+def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path, rel: str,
+               no_images: list[tuple[str, str]] | None = None) -> list[str]:
+    """The JSON of every card of ``chosen``, in its order; the strips are written to
+    ``image_dir`` as ``{n:06d}.jpg`` (``.lm.png``, ``.ps.png``) and referred to as ``{rel}...``.
+    ``no_images`` receives (clip id, why) of every card without images (its ``noimg`` says why
+    on the page: the gallery never drops a card's images silently).
+
+    Clips are drawn in shard order (:func:`clip_artifacts`), one at a time: what stays in
+    memory per card is its line of JSON, never its frames.
+    """
+    positions: dict[str, list[int]] = {}
+    for n, cid in enumerate(chosen["clip_id"].astype(str)):
+        positions.setdefault(cid, []).append(n)
+    rows = list(chosen.itertuples(index=False))
+    lines: list[str] = [""] * len(rows)
+    for cid, art in clip_artifacts(results, fold.dataset, list(positions)):
+        blobs = card_images(art)
+        for n in positions[cid]:
+            images = {}
+            for key, data in blobs.items():
+                name = f"{n:06d}.{IMAGE_KINDS[key][0]}"
+                _write(image_dir / name, data)
+                images[key] = f"{rel}{name}"
+            card = card_record(rows[n], art, images)
+            if not images:
+                card["noimg"] = art.no_frames or "no frames"
+                if no_images is not None:
+                    no_images.append((cid, card["noimg"]))
+            lines[n] = _script_json(card)
+        del art, blobs
+    return lines
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write one gallery file; an ``OSError`` names it (a full disk's ENOSPC names none)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
+
+
+def fold_record(fold: Fold, preds: pd.DataFrame, shown: int, embedded: int | None = None,
+                cap: int | None = None) -> dict[str, Any]:
     """What the page needs about a fold besides its cards: labels, the confusion matrix of
-    *all* its clips (not only the shown cards), metrics and the level names of the weights."""
+    *all* its clips (not only the shown cards), metrics, the level names of the weights, and
+    how many cards it shows (``shown`` in ``gallery/``, ``embedded`` in ``gallery.html``)
+    under which cap (``cap``: None for every clip)."""
     meta = read_meta(fold.predictions)
     m = fold.metrics
     return {
@@ -320,9 +431,141 @@ def fold_record(fold: Fold, preds: pd.DataFrame, shown: int) -> dict[str, Any]:
         "zero_shot": bool(m.get("zero_shot", False)), "labels": fold.labels,
         "cm": m.get("confusion_matrix", []), "uar": m.get("uar"), "war": m.get("war"),
         "clips": int(len(preds)), "shown": int(shown),
+        "embedded": int(shown if embedded is None else embedded), "cap": cap,
+        # "evaluated N of M test clips (not scored: ...)": metrics.json's count, the same
+        # numbers as the evaluation log and the report (None for an older evaluation)
+        "coverage": (m.get("test_clips") or {}).get("text"),
         "levels": list(meta.get("modality_levels") or []),
         "score_levels": list(meta.get("score_levels") or []),
     }
+
+
+# --------------------------------------------------------------------------- fold folders
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _code_hash() -> str:
+    """Hash of the code that draws a card (this module, the renderers, the landmark parts):
+    a new drawing rebuilds every fold, without a version number to remember to bump."""
+    import dfer.landmarks.points as points_mod
+    import dfer.train.render as render_mod
+
+    digest = hashlib.sha256()
+    for module_file in (__file__, render_mod.__file__, points_mod.__file__):
+        digest.update(Path(str(module_file)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fold_inputs(results: Path, fold: Fold, max_cards: int | None, embed_max: int | None,
+                code: str) -> dict[str, Any]:
+    """Everything a fold's folder depends on (its ``inputs.json``): equal inputs, equal folder.
+
+    Predictions and metrics by content (small); the dataset's shard artifacts by size and
+    mtime (as Snakemake and make judge them: hashing every frames shard would read the whole
+    dataset on each report). Every shard of the dataset counts, because the shards are a hash
+    of the clip id: each fold's test clips lie in all of them.
+    """
+    folder = manifest_file(results, fold.dataset).parent
+    stats: dict[str, list[int] | None] = {}
+    for shard in shards_in(folder, PARQUET):
+        for stage, suffix in CARD_SOURCES:
+            path = shard_file(results, fold.dataset, stage, shard, suffix)
+            try:
+                st = path.stat()
+                stats[str(path.relative_to(results))] = [st.st_size, st.st_mtime_ns]
+            except FileNotFoundError:
+                stats[str(path.relative_to(results))] = None
+    return {
+        "key": fold.key, "title": fold.title, "code": code,
+        "max_cards": max_cards, "embed_max": embed_max,
+        "predictions": _sha256(fold.predictions),
+        "metrics": _sha256(fold.metrics_path) if fold.metrics_path is not None else None,
+        "artifacts": stats,
+    }
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _embed_count(shown: int, embed_max: int | None) -> int:
+    return shown if embed_max is None else min(shown, max(0, int(embed_max)))
+
+
+def build_fold(results: Path, fold: Fold, gallery: Path, max_cards: int | None,
+               embed_max: int | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Draw one fold into ``gallery/.{key}.tmp`` and rename it to ``gallery/{key}``; return
+    its record. On any error the half-drawn folder is removed and the old one is kept."""
+    preds = pd.read_parquet(fold.predictions)
+    chosen = select_cards(preds, max_cards)
+    embedded = _embed_count(len(chosen), embed_max)
+    staging = gallery / f".{fold.key}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        no_images: list[tuple[str, str]] = []
+        lines = card_lines(results, fold, chosen, staging, rel=f"{fold.key}/", no_images=no_images)
+        key = json.dumps(fold.key)
+        cards_js = f"window.dferCards({key},[{','.join(lines)}]);\n"
+        _write(staging / CARDS_FILE, cards_js.encode("utf-8"))
+        _write(staging / EMBED_CARDS_FILE, f"[{','.join(lines[:embedded])}]\n".encode())
+        _write(staging / NO_IMAGES_FILE, (json.dumps(no_images) + "\n").encode("utf-8"))
+        record = fold_record(fold, preds, len(chosen), embedded, max_cards)
+        _write(staging / FOLD_FILE, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+        _write(staging / INPUTS_FILE,
+               (json.dumps(inputs, sort_keys=True, indent=1) + "\n").encode("utf-8"))
+        final = gallery / fold.key
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return record
+
+
+def _prune(gallery: Path, keys: set[str]) -> None:
+    """Remove what no current fold owns: folders of folds no longer evaluated, half-drawn
+    ``.{key}.tmp`` folders of a killed run, stray files."""
+    for entry in gallery.iterdir():
+        if entry.is_dir() and entry.name in keys:
+            continue
+        if entry.is_file() and entry.name in ("folds.js", "index.html"):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def write_embedded(path: Path, gallery: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """``gallery.html``: the page with each fold's first ``embedded`` cards, images inlined,
+    written fold by fold from the folders already drawn (one fold's inlined cards in memory
+    at a time), atomically."""
+    marker = "\x00dfer-data\x00"
+    head, tail = render_page("dfer gallery", marker).split(marker)
+    inline_records = [{**r, "shown": r["embedded"]} for r in records]
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        fh.write(head)
+        fh.write("<script>window.DFER_INLINE={};")
+        for rec in records:
+            cards = _read_json(gallery / rec["key"] / EMBED_CARDS_FILE) or []
+            for card in cards:
+                for key, (_suffix, mime) in IMAGE_KINDS.items():
+                    if key in card:
+                        card[key] = _data_uri((gallery / card[key]).read_bytes(), mime)
+            fh.write(f"window.DFER_INLINE[{_script_json(rec['key'])}]={_script_json(cards)};")
+        fh.write(f"window.DFER_FOLDS={_script_json(inline_records)};</script>")
+        fh.write(tail)
 
 
 # --------------------------------------------------------------------------- pages
@@ -348,42 +591,42 @@ def render_page(title: str, data_script: str) -> str:
 
 
 def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
-                  max_cards: int | None = None, embed_max: int | None = DEFAULT_EMBED_MAX) -> dict[str, Any]:
+                  max_cards: int | None = DEFAULT_GALLERY_MAX,
+                  embed_max: int | None = DEFAULT_EMBED_MAX) -> dict[str, Any]:
     """Write ``out/gallery/`` (every fold, ``max_cards`` cards each) and ``out/gallery.html``
-    (``embed_max`` cards each, images inlined). Returns ``{"folds": n, "cards": n,
-    "bytes": size of gallery/}``. The folder is built beside the old one and swapped in, so a
-    reader never sees half a gallery and cards of removed folds do not linger."""
+    (``embed_max`` cards each, images inlined). Returns ``{"folds", "cards", "clips",
+    "not_shown", "bytes" (size of gallery/), "built", "kept", "no_images"}``: ``built`` folds
+    were drawn, ``kept`` were already up to date (their ``inputs.json`` matched) and left
+    untouched; ``no_images``: (fold, clip id, why) of every card of ``gallery/`` without images
+    (kept folds included: each fold folder records its own)."""
     results, out = Path(results), Path(out)
     folds = find_folds(results, metrics_paths)
-    out.mkdir(parents=True, exist_ok=True)
-    final = out / GALLERY_DIR
-    staging = out / f".{GALLERY_DIR}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    records, inline_records, inline_cards = [], [], {}
-    total = 0
+    gallery = out / GALLERY_DIR
+    gallery.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / f".{GALLERY_DIR}.tmp", ignore_errors=True)  # an older layout's staging
+    _prune(gallery, {f.key for f in folds})
+    code = _code_hash()
+    records: list[dict[str, Any]] = []
+    no_images: list[tuple[str, str, str]] = []
+    built = kept = 0
     for fold in folds:
-        preds = pd.read_parquet(fold.predictions)
-        chosen = select_cards(preds, max_cards)
-        folder = staging / fold.key
-        folder.mkdir()
-        cards = fold_cards(results, fold, chosen, folder, rel=f"{fold.key}/")
-        (folder / "cards.js").write_text(
-            f"window.dferCards({json.dumps(fold.key)},{_script_json(cards)});\n", encoding="utf-8")
-        records.append(fold_record(fold, preds, len(cards)))
-        total += len(cards)
-        caps = [c for c in (max_cards, embed_max) if c is not None]
-        embedded = select_cards(preds, min(caps) if caps else None)
-        inline_cards[fold.key] = fold_cards(results, fold, embedded, None)
-        inline_records.append(fold_record(fold, preds, len(embedded)))
-    (staging / "folds.js").write_text(f"window.DFER_FOLDS={_script_json(records)};\n", encoding="utf-8")
-    (staging / "index.html").write_text(
-        render_page("dfer gallery", '<script src="folds.js"></script>'), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
-    inline = (f"<script>window.DFER_FOLDS={_script_json(inline_records)};"
-              f"window.DFER_INLINE={_script_json(inline_cards)};</script>")
-    write_bytes_atomic(out / EMBED_FILE, render_page("dfer gallery", inline).encode("utf-8"))
-    size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
-    return {"folds": len(folds), "cards": total, "bytes": size}
-
+        inputs = json.loads(json.dumps(fold_inputs(results, fold, max_cards, embed_max, code)))
+        folder = gallery / fold.key
+        record = _read_json(folder / FOLD_FILE)
+        if record is not None and _read_json(folder / INPUTS_FILE) == inputs:
+            kept += 1
+        else:
+            record = build_fold(results, fold, gallery, max_cards, embed_max, inputs)
+            built += 1
+        records.append(record)
+        no_images += [(fold.key, str(cid), str(why))
+                      for cid, why in _read_json(folder / NO_IMAGES_FILE) or []]
+    write_bytes_if_changed(gallery / "folds.js", f"window.DFER_FOLDS={_script_json(records)};\n".encode())
+    write_bytes_if_changed(gallery / "index.html",
+                           render_page("dfer gallery", '<script src="folds.js"></script>').encode())
+    write_embedded(out / EMBED_FILE, gallery, records)
+    size = sum(p.stat().st_size for p in gallery.rglob("*") if p.is_file())
+    cards = sum(int(r["shown"]) for r in records)
+    clips = sum(int(r["clips"]) for r in records)
+    return {"folds": len(folds), "cards": cards, "clips": clips, "not_shown": clips - cards,
+            "bytes": size, "built": built, "kept": kept, "no_images": no_images}

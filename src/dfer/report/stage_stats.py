@@ -25,7 +25,8 @@ from dfer.core.sharding import shards_in
 
 STATS_COLUMNS = [
     "dataset", "stage", "shards", "clips_ok", "clips_failed", "failure_types",
-    "frames", "face_rate", "centre_crops", "lost_by_class",
+    "frames", "face_rate", "centre_crops", "lost_by_class", "one_frame_clips",
+    "captions_cut_at_77",
 ]
 
 
@@ -83,14 +84,16 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
             "dataset": dataset, "stage": "manifest", "shards": len(_shard_tables(manifest.parent)),
             "clips_ok": pq.read_metadata(manifest).num_rows, "clips_failed": len(fails),
             "failure_types": _failure_types(fails), "frames": None, "face_rate": None,
-            "centre_crops": None, "lost_by_class": "",
+            "centre_crops": None, "lost_by_class": "", "one_frame_clips": None,
+            "captions_cut_at_77": None,
         })
     for stage, sub in STAGE_DIRS.items():
         folder = stage_dir(dataset_dir.parent, dataset, sub)
         shards = _shard_tables(folder) if folder.is_dir() else []
         if not shards:
             continue
-        parts = [_read_columns(p, ["clip_id", "has_face", "face_found_frac", "frame"]) for p in shards]
+        parts = [_read_columns(p, ["clip_id", "has_face", "face_found_frac", "frame",
+                                   "num_source_frames"]) for p in shards]
         table = pd.concat(parts, ignore_index=True)
         fails = _failures(failure_files(folder))
         frames: int | None = None
@@ -110,8 +113,37 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
             "clips_failed": int(fails["clip_id"].nunique()) if len(fails) else 0,
             "failure_types": _failure_types(fails), "frames": frames, "face_rate": face_rate,
             "centre_crops": centre_crops, "lost_by_class": _lost_by_class(fails, labels),
+            "one_frame_clips": _one_frame_clips(table) if stage == "decode" else None,
+            "captions_cut_at_77": _captions_cut(shards) if stage == "captions" else None,
         })
     return rows
+
+
+def _one_frame_clips(table: pd.DataFrame) -> int | None:
+    """decode: clips decoded from one source frame (repeated as the whole clip)."""
+    if "num_source_frames" not in table.columns:
+        return None
+    return int((table["num_source_frames"] == 1).sum())
+
+
+def _captions_cut(shards: list[Path]) -> int | None:
+    """captions: captions longer than CLIP's 77-token context, summed over the shards; from
+    each shard's provenance, counted from its captions where the stage could not (vLLM env)."""
+    from dfer.captions.clip_tokens import captions_cut
+    from dfer.core.artifacts import read_meta
+
+    total = 0
+    for path in shards:
+        cut = read_meta(path).get("captions_cut_at_77")
+        if cut is None:
+            names = set(pq.read_schema(path).names)
+            if "caption" not in names:
+                return None
+            cut = captions_cut(pq.read_table(path, columns=["caption"]).column("caption").to_pylist())
+            if cut is None:
+                return None
+        total += int(cut)
+    return total
 
 
 def _failure_types(fails: pd.DataFrame) -> str:

@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dfer.captions.shard import run_shard
+    from dfer.core.integrity import require
 
+    require([args.frames, args.index, args.landmarks])  # before any model loads
     summary = run_shard(args.frames, args.index, args.landmarks, args.out, args.out_failures,
                         json.loads(args.params))
     print(f"captions {args.out}: {json.dumps(summary, sort_keys=True)}", file=sys.stderr)

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
         summary = summarize_folds(args.summarize, args.out)
         print(f"summary {args.out}: UAR {summary['uar']:.4f} WAR {summary['war']:.4f} "
-              f"over {summary['num_folds']} fold(s)", file=sys.stderr)
+              f"over {summary['num_folds']} fold(s), {summary['test_clips']['text']}", file=sys.stderr)
         return 0
     missing = [name for name in ("checkpoint", "dataset") if getattr(args, name) is None]
     if missing:
@@ -57,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
         device=params.get("device", "auto"), data=params.get("data"),
         label_prompts=params.get("label_prompts"), inputs=inputs_from_args(args),
     )
-    print(f"evaluate {args.dataset} fold {args.fold}: UAR {metrics['uar']:.4f} WAR {metrics['war']:.4f} "
-          f"({metrics['num_clips']} clips) -> {args.out}", file=sys.stderr)
+    print(f"evaluate {args.dataset} fold {args.fold}: UAR {metrics['uar']:.4f} WAR {metrics['war']:.4f}, "
+          f"{metrics['test_clips']['text']} -> {args.out}", file=sys.stderr)
     return 0

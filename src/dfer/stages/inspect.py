@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from dfer.core.artifacts import read_meta
+from dfer.core.integrity import DamagedArtifact, rebuild_hint, require
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,16 +31,23 @@ def run(args: argparse.Namespace) -> int:
             # Output piped into `head` and closed: stop quietly, like other CLI tools do.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return status
-        except (OSError, ValueError) as exc:
-            print(f"{path}: cannot inspect: {exc}", file=sys.stderr)
+        except DamagedArtifact as exc:
+            print(f"{path}: cannot inspect: {exc.problem}; {rebuild_hint(path)}", file=sys.stderr)
+            status = 1
+        except Exception as exc:  # noqa: BLE001 - any reader's complaint: one line, no traceback
+            cause = str(exc) if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {exc}"
+            print(f"{path}: cannot inspect: {' '.join(cause.split())}", file=sys.stderr)
             status = 1
     return status
 
 
 def inspect_artifact(path: Path, rows: int = 5, out: TextIO = sys.stdout) -> None:
-    """Print a summary of one artifact to ``out``."""
+    """Print a summary of one artifact to ``out``; ``DamagedArtifact`` for a missing or
+    damaged one (checked first, so that no reader's traceback stands for it)."""
     if not path.exists():
         raise FileNotFoundError(f"no such artifact: {path}")
+    if path.suffix in (".parquet", ".safetensors"):
+        require(path)
     print(f"== {path} ({path.stat().st_size:,} bytes)", file=out)
     meta = read_meta(path)
     print("provenance:", file=out)

@@ -19,8 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dfer.core.integrity import require
     from dfer.landmarks import run_shard
 
+    require([args.frames, args.index])  # before any model loads: one line naming a bad input
     summary = run_shard(args.frames, args.index, args.out, args.out_failures, json.loads(args.params))
     print(f"landmarks {args.out}: {json.dumps(summary, sort_keys=True)}", file=sys.stderr)
     return 0

@@ -20,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dfer.core.integrity import require
     from dfer.parsing import run_shard
 
+    require([args.frames, args.index, args.landmarks])  # before any model loads
     summary = run_shard(args.frames, args.index, args.landmarks, args.out_maps, args.out_index,
                         args.out_failures, json.loads(args.params))
     print(f"parsing {args.out_maps}: {json.dumps(summary, sort_keys=True)}", file=sys.stderr)

@@ -8,8 +8,9 @@ clip goes through the preprocessing the checkpoint was trained with (decode crop
 Prints one line per clip on stdout (the path, then the top classes with probabilities), or one
 JSON object per line with ``--json``; ``--output FILE.parquet|FILE.csv`` also writes a table
 of all clips, ``--overlay DIR`` a PNG strip per clip (crops, landmarks, top classes). A clip
-that fails gets one line on stderr (``PATH: ERROR error_type: cause``); a progress bar and a
-closing summary with the times go to stderr too. Exit status 1 when any clip failed, 0 when
+that fails gets one line on stderr (``PATH: ERROR error_type: cause``); images lying beside
+videos in a folder of clips are not predicted and get one note line (``dfer predict: note:``);
+a progress bar and a closing summary with the times go to stderr too. Exit status 1 when any clip failed, 0 when
 all were predicted, 2 for a usage error (bad option, unloadable checkpoint).
 """
 
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
     from dfer.inference.sources import expand_sources
 
-    sources = expand_sources(args.videos)
+    notes: list[str] = []
+    sources = expand_sources(args.videos, notes)
+    for note in dict.fromkeys(notes):  # a folder named twice: one note
+        print(f"dfer predict: note: {note}", file=sys.stderr, flush=True)
     predictor = None
     if any(s.error is None for s in sources):  # nothing to load for arguments naming no clip
         from dfer.inference.predict import Predictor

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     params["dataset"] = args.dataset
     inputs = inputs_from_args(args)
     ckpt = train_fold(args.results, args.dataset, args.fold, args.run, params, args.out, inputs=inputs)
+    if ckpt is None:  # another process of a multi-process run: global rank 0 writes and reports
+        return 0
     summary = json.loads((args.out / TRAIN_SUMMARY).read_text())
     final = summary.get("final_metrics", {})
     print(

@@ -51,6 +51,14 @@ class DataConfig:
     #: to train (naming the classes and the stages that dropped them), ``warn`` trains anyway
     class_loss: Literal["error", "warn"] = "error"
     max_class_loss: float = 0.5
+    #: clips decoded from one source frame (the frame repeated ``T`` times): ``keep`` (trained
+    #: and scored, counted in the logs and the report) or ``drop`` (lost at decode, counted so)
+    one_frame_clips: Literal["keep", "drop"] = "keep"
+    #: evaluation: a test clip that cannot be scored (no frames after a failed decode, or
+    #: another artifact the model reads at prediction missing) counts as a wrong prediction
+    #: (``wrong``: metrics over the whole official test split, as published figures are) or is
+    #: left out (``exclude``: metrics over the scored clips). metrics.json holds both.
+    unscored_clips: Literal["wrong", "exclude"] = "wrong"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DataConfig:
@@ -59,6 +67,10 @@ class DataConfig:
             raise ValueError(f"data.class_loss must be 'error' or 'warn', got {cfg.class_loss!r}")
         if not 0 <= cfg.max_class_loss <= 1:
             raise ValueError(f"data.max_class_loss must be a share in 0..1, got {cfg.max_class_loss}")
+        if cfg.one_frame_clips not in ("keep", "drop"):
+            raise ValueError(f"data.one_frame_clips must be 'keep' or 'drop', got {cfg.one_frame_clips!r}")
+        if cfg.unscored_clips not in ("wrong", "exclude"):
+            raise ValueError(f"data.unscored_clips must be 'wrong' or 'exclude', got {cfg.unscored_clips!r}")
         if int(cfg.max_open_shards) < 1:
             raise ValueError(f"data.max_open_shards must be >= 1, got {cfg.max_open_shards}")
         return cfg
@@ -72,11 +84,18 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
 
 
+#: The strategies a run may name: ``auto`` (one process, or DDP when ``devices`` x ``num_nodes``
+#: is more than 1) and ``ddp`` (Lightning's DDP, one process per device, started by Lightning on
+#: one machine or by ``srun`` / ``torchrun`` across nodes). Spawn / fork variants are left out:
+#: they pickle the data module (memory-mapped shards, a side store on local disk).
+STRATEGIES = ("auto", "ddp")
+
+
 @dataclass
 class TrainerConfig:
     max_epochs: int = 10
     seed: int = 0
-    precision: str = "auto"  # auto: bf16-mixed / 16-mixed on GPU, 32-true on CPU
+    precision: str = "auto"  # auto: bf16-mixed / 16-mixed on any GPU, 32-true on CPU
     accelerator: str = "auto"  # auto | cpu | gpu
     gradient_clip_val: float | None = 1.0
     accumulate_grad_batches: int = 1
@@ -84,6 +103,27 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1  # 0 = never validate during training
     limit_train_batches: int | float | None = None
     deterministic: bool = True
+    #: where the run trains, not what it computes (WHERE_KEYS): processes per node (one per
+    #: GPU, or CPU processes with ``accelerator: cpu``), the strategy, and nodes. Batches are
+    #: global: ``data.batch_size`` clips per optimizer step however many processes share them.
+    devices: int = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("devices", "num_nodes"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"trainer.{key} must be a whole number >= 1, got {value!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"trainer.strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
+        if self.accelerator not in ("auto", "cpu", "gpu", "cuda"):
+            raise ValueError(f"trainer.accelerator must be auto, cpu or gpu, got {self.accelerator!r}")
+
+    @property
+    def world_size(self) -> int:
+        """Processes that train together: ``devices`` on each of ``num_nodes`` nodes."""
+        return self.devices * self.num_nodes
 
 
 @dataclass
@@ -111,18 +151,27 @@ class RunConfig:
             trainer=_strict(TrainerConfig, params.get("trainer"), "trainer"),
             device=str(params.get("device", "auto")),
             raw=params,
-        )
+        )._checked()
+
+    def _checked(self) -> RunConfig:
+        """Refuse a device setting that contradicts the process count (before any job runs)."""
+        if self.device.startswith("cuda:") and self.trainer.world_size > 1:
+            raise ValueError(
+                f"device {self.device!r} pins one GPU but trainer.devices x trainer.num_nodes is "
+                f"{self.trainer.world_size}; use device: cuda (or auto) and let the job's "
+                "CUDA_VISIBLE_DEVICES say which GPUs")
+        return self
 
     def resolved_device(self) -> str:
         return resolve_device(self.device if self.trainer.accelerator == "auto" else
                               {"gpu": "cuda", "cuda": "cuda"}.get(self.trainer.accelerator, "cpu"))
 
     def resolved_precision(self) -> str:
+        """``trainer.precision``, or for ``auto`` what evaluation uses on the same device: any
+        GPU (``cuda`` or ``cuda:N``) trains in mixed precision, the CPU in float32."""
         if self.trainer.precision != "auto":
             return self.trainer.precision
-        device = self.resolved_device()
-        # as before: mixed precision for plain `cuda` only (an indexed `cuda:N` trains in float32)
-        return auto_precision(device) if device == "cuda" else "32-true"
+        return auto_precision(self.resolved_device())
 
 
 def auto_precision(device: str) -> str:
@@ -131,3 +180,39 @@ def auto_precision(device: str) -> str:
     if device.startswith("cuda"):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def lightning_devices(device: str, devices: int = 1) -> tuple[str, int | list[int]]:
+    """Lightning's ``(accelerator, devices)`` for a resolved device and a process count.
+
+    ``cuda:N`` is the N-th visible GPU (Lightning reads ``devices=1`` as "the first GPU", so
+    the index must be passed as a list); ``cuda`` / ``cpu`` take ``devices`` processes, on the
+    GPUs the job can see (``CUDA_VISIBLE_DEVICES``, set per job by the workflow).
+    """
+    if device.startswith("cuda:"):
+        if devices != 1:
+            raise ValueError(f"device {device!r} pins one GPU; it cannot run {devices} processes")
+        return "gpu", [int(device.split(":", 1)[1])]
+    return ("gpu" if device.startswith("cuda") else "cpu"), devices
+
+
+#: Keys of a run that decide where or how fast it trains, not what it computes, by block
+#: ("" = the run's top level). Changing one must not change the result beyond floating-point
+#: reduction order: ``devices`` / ``num_nodes`` split each global batch over processes and
+#: gather what is computed over the batch (dfer.train.distributed); workers, open shards and the
+#: validation batch size only change speed and memory. The workflow keeps them out of a job's
+#: params (docs/cluster.md), and a resume file (dfer.train.resume) is valid across them.
+WHERE_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("device",),
+    "trainer": ("devices", "strategy", "num_nodes", "accelerator"),
+    "data": ("num_workers", "max_open_shards", "eval_batch_size"),
+}
+
+
+def result_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's params without its :data:`WHERE_KEYS`: what its result depends on."""
+    out = {k: v for k, v in params.items() if k not in WHERE_KEYS[""]}
+    for block, keys in WHERE_KEYS.items():
+        if block and isinstance(out.get(block), Mapping):
+            out[block] = {k: v for k, v in out[block].items() if k not in keys}
+    return out

@@ -7,9 +7,16 @@ copied a shard at a time into a temporary :class:`dfer.train.shard_reader.SideSt
 back per clip with one positioned read; frames and parsing maps are memory-mapped one clip at a
 time (``safe_open``) with at most ``DataConfig.max_open_shards`` shards of each kind open per
 process (:class:`dfer.train.shard_reader.ShardReader`, LRU). A clip that failed in any stage
-the model needs is absent from that stage's index; it is skipped here with a logged count (not
-an error: the failure is already recorded upstream). Landmark and parsing images are rendered
-on the fly by :mod:`dfer.train.render`.
+the model needs is absent from that stage's index; it is left out here (not an error: the
+failure is already recorded upstream) and *counted once, at the stage that lost it*: the
+table keeps every clip the split files list (``listed``) and every one it lost (``lost``,
+with the stage and error type of the first failures table naming it, so a clip that failed
+at decode is counted at decode, not nowhere). :meth:`ClipTable.account` turns them into the
+``evaluated N of M`` numbers that the evaluation log, metrics.json, the report and the gallery
+all print. Clips decoded from a single source frame (repeated ``T`` times) are flagged in
+``one_frame`` and, with ``data.one_frame_clips: drop``, lost at decode. Landmark and parsing
+images are rendered on the fly by :mod:`dfer.train.render`; a training flip mirrors the
+landmark points and parsing labels before rendering, so left and right keep their colours.
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from dfer.core.artifacts import read_meta, read_parquet
+from dfer.core.clip_losses import UNRECORDED, lost_clips, read_failures
 from dfer.core.frame_sampling import jittered_indices, uniform_indices
 from dfer.core.paths import PARQUET, SAFETENSORS, manifest_file
-from dfer.core.sharding import shards_in
+from dfer.core.sharding import shard_name, shard_of, shards_in
+from dfer.manifests.labels import label_order_note
 from dfer.train.config import DataConfig
 from dfer.train.inputs import KINDS, DataInputs, Needs, kinds_read, stages_read
 from dfer.train.shard_reader import ShardReader, SideStore
@@ -43,16 +52,61 @@ Renderer = Callable[[np.ndarray, int], np.ndarray]
 PREPROCESSING_SECTIONS = ("decode", "landmarks", "parsing")
 
 
+#: Columns of :attr:`ClipTable.lost`: a listed clip the table cannot use, with the stage that
+#: lost it and why (``error_type`` of its failure row; ``absent`` when the stage's output just
+#: lacks it, ``one_frame`` for a clip dropped by ``data.one_frame_clips: drop``).
+LOST_COLUMNS = ["clip_id", "label", "test_fold", "stage", "error_type"]
+
+
+@dataclass(frozen=True)
+class SplitAccount:
+    """Which clips of one split (a fold's test clips, or every clip) a table can score.
+
+    ``listed`` (M) counts every clip the split files put in the split, including those the
+    manifest skipped for missing media; ``evaluated`` (N) those with every artifact the model
+    reads; ``lost`` maps ``"stage error_type"`` to the count of the rest, each clip once at
+    the first stage that lost it. The same numbers go to the log, metrics.json, the report
+    and the gallery.
+    """
+
+    listed: int
+    evaluated: int
+    lost: dict[str, int]
+    one_frame: int
+    #: the lost clips themselves (LOST_COLUMNS)
+    lost_clips: pd.DataFrame
+
+    @property
+    def complete(self) -> bool:
+        return self.evaluated == self.listed
+
+    def lost_text(self) -> str:
+        """``decode corrupt: 1, landmarks no_face: 2`` (empty when nothing was lost)."""
+        return ", ".join(f"{k}: {v}" for k, v in sorted(self.lost.items()))
+
+    def text(self, what: str = "test clips", policy: str | None = None) -> str:
+        """``evaluated 12 of 14 test clips (not scored: decode corrupt: 1, ...; counted as
+        wrong)``; ``policy`` (``data.unscored_clips``) says what the metrics did with them."""
+        out = f"evaluated {self.evaluated} of {self.listed} {what}"
+        if self.lost:
+            done = {"wrong": "; counted as wrong", "exclude": "; left out of the metrics"}
+            out += f" (not scored: {self.lost_text()}{done.get(policy or '', '')})"
+        if self.one_frame:
+            out += f"; {self.one_frame} one-frame clip(s) among them"
+        return out
+
+
 @dataclass
 class ClipTable:
     """The usable clips of a dataset: per-clip metadata; landmark points / captions in ``side``."""
 
-    #: clip_id, label, label_idx, test_fold, shard; with landmarks also ``lm_start`` /
-    #: ``lm_stop`` (the clip's rows in ``side``), with captions ``cap_offset`` / ``cap_length``
+    #: clip_id, label, label_idx, test_fold, shard, one_frame; with landmarks also ``lm_start``
+    #: / ``lm_stop`` (the clip's rows in ``side``), with captions ``cap_offset`` /
+    #: ``cap_length`` (-1 / 0 for a clip without one, where captions are optional)
     clips: pd.DataFrame
     labels: list[str]
     num_folds: int
-    skipped: dict[str, int]  # reason -> number of clips skipped
+    skipped: dict[str, int]  # stage -> number of listed clips lost there (from ``lost``)
     #: captions are used: wanted by the model and every shard of the dataset has a captions file
     has_captions: bool = False
     #: landmark points / captions of the clips (None when the model reads neither)
@@ -63,6 +117,24 @@ class ClipTable:
     #: per stage read, the backend / model every shard shares (and what ``auto`` chose),
     #: from the provenance check the table was read after
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: every clip the split files list in the table's shards (clip_id, label, test_fold),
+    #: those the manifest skipped for missing media included
+    listed: pd.DataFrame | None = None
+    #: the listed clips not in ``clips`` (:data:`LOST_COLUMNS`)
+    lost: pd.DataFrame | None = None
+    #: whose class order ``label_idx`` follows (dfer.manifests.labels.LABEL_ORDERS)
+    label_order: str = ""
+
+    def account(self, fold: int, split: str) -> SplitAccount:
+        """:class:`SplitAccount` of ``split`` (:func:`fold_split`'s) of fold ``fold``."""
+        clips = fold_split(self.clips, fold, split)
+        listed = fold_split(self.listed, fold, split) if self.listed is not None else clips
+        lost = (fold_split(self.lost, fold, split) if self.lost is not None
+                else pd.DataFrame(columns=LOST_COLUMNS))
+        keys = [f"{s} {e}".strip() for s, e in zip(lost["stage"], lost["error_type"], strict=True)]
+        counts = {str(k): int(v) for k, v in pd.Series(keys, dtype=object).value_counts().items()}
+        one_frame = int(clips["one_frame"].sum()) if "one_frame" in clips else 0
+        return SplitAccount(len(listed), len(clips), counts, one_frame, lost.reset_index(drop=True))
 
 
 def dataset_shards(results: str | Path, dataset: str) -> list[str]:
@@ -98,84 +170,163 @@ def _safetensors_keys(path: Path) -> set[str]:
         return set(fh.keys())
 
 
-def _join(index: pd.DataFrame, extra: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Inner-join ``extra`` (keyed by clip_id) onto ``index`` keeping index order; dropped count."""
-    joined = index.merge(extra, on="clip_id", how="inner", sort=False)
-    return joined, len(index) - len(joined)
-
-
 def load_clip_table(
-    results: str | Path, dataset: str, needs: Needs, shards: Sequence[str] | None = None
+    results: str | Path, dataset: str, needs: Needs, shards: Sequence[str] | None = None,
+    **options: Any,
 ) -> ClipTable:
     """:func:`read_clip_table` of the files :meth:`DataInputs.from_results` names (library
     callers; jobs pass their declared files to :func:`read_clip_table` directly)."""
-    return read_clip_table(DataInputs.from_results(results, dataset, needs, shards), needs)
+    return read_clip_table(DataInputs.from_results(results, dataset, needs, shards), needs, **options)
 
 
-def _shard_clips(inputs: DataInputs, shard: str, needs: Needs, use_captions: bool,
-                 side: SideStore | None, skipped: dict[str, int]) -> pd.DataFrame | None:
-    """One shard's clips that every needed artifact has (None: an empty shard); the clips
-    an artifact lacks are counted in ``skipped`` under that artifact's name."""
-    def skip(reason: str, n: int) -> None:
-        if n:
-            skipped[reason] = skipped.get(reason, 0) + n
+def _shard_clips(inputs: DataInputs, shard: str, needs: Needs, captions: str,
+                 side: SideStore | None, dropped: dict[str, str]) -> pd.DataFrame | None:
+    """One shard's clips that every needed artifact has (None: an empty shard); a clip an
+    artifact lacks is recorded in ``dropped`` (clip -> that artifact's stage).
+
+    ``captions``: ``required`` (the clip needs one), ``optional`` (joined where present) or
+    ``unused`` (not read).
+    """
+    def drop(index: pd.DataFrame, keep: Any, stage: str) -> pd.DataFrame:
+        for clip_id in index.loc[~np.asarray(keep, dtype=bool), "clip_id"]:
+            dropped.setdefault(str(clip_id), stage)
+        return index[np.asarray(keep, dtype=bool)]
 
     index = read_parquet(inputs.path("frames", shard, PARQUET))
     if index.empty:
         return None
+    sources = index.get("num_source_frames")
     index = index[["clip_id", "label", "label_idx", "test_fold"]].copy()
     index["clip_id"] = index["clip_id"].astype(str)
     index["shard"] = shard
-    keep = index["clip_id"].isin(_safetensors_keys(inputs.path("frames", shard, SAFETENSORS)))
-    skip("frames", int((~keep).sum()))
-    index = index[keep]
+    index["one_frame"] = (np.asarray(sources) == 1) if sources is not None else False
+    index = drop(index, index["clip_id"].isin(_safetensors_keys(inputs.path("frames", shard, SAFETENSORS))),
+                 "decode")
     if needs.landmarks:
         assert side is not None
-        index, dropped = _join(index, side.add_landmarks(inputs.path("landmarks", shard, PARQUET)))
-        skip("landmarks", dropped)
+        points = side.add_landmarks(inputs.path("landmarks", shard, PARQUET))
+        index = drop(index, index["clip_id"].isin(points["clip_id"]), "landmarks")
+        index = index.merge(points, on="clip_id", how="inner", sort=False)
     if needs.parsing:
-        keep = index["clip_id"].isin(_safetensors_keys(inputs.path("parsing", shard, SAFETENSORS)))
-        skip("parsing", int((~keep).sum()))
-        index = index[keep]
-    if use_captions:
+        index = drop(index, index["clip_id"].isin(_safetensors_keys(inputs.path("parsing", shard, SAFETENSORS))),
+                     "parsing")
+    if captions != "unused":
         assert side is not None
-        index, dropped = _join(index, side.add_captions(inputs.path("captions", shard, PARQUET)))
-        skip("captions", dropped)
+        caps = side.add_captions(inputs.path("captions", shard, PARQUET))
+        if captions == "required":
+            index = drop(index, index["clip_id"].isin(caps["clip_id"]), "captions")
+        index = index.merge(caps, on="clip_id", how="left", sort=False)
+        index["cap_offset"] = index["cap_offset"].fillna(-1).astype(np.int64)
+        index["cap_length"] = index["cap_length"].fillna(0).astype(np.int64)
     return index
 
 
-def read_clip_table(inputs: DataInputs, needs: Needs) -> ClipTable:
-    """Join the frames index with every artifact the model needs; skip incomplete clips.
+def listed_clips(manifest: Path, shards: Sequence[str]) -> pd.DataFrame:
+    """``clip_id, label, test_fold`` of every clip the split files list in ``shards``: the
+    manifest's rows plus the clips it skipped for missing media (``on_missing: skip``), which
+    belong to their test split all the same."""
+    table = read_parquet(manifest)
+    meta = read_meta(manifest)
+    wanted = set(shards)
+    num_shards = int(meta.get("num_shards") or 0)
+    if "shard" in table and num_shards:
+        names = [shard_name(int(k), num_shards) for k in table["shard"]]
+        table = table[[n in wanted for n in names]]
+    rows = table[["clip_id", "label", "test_fold"]].copy()
+    rows["clip_id"] = rows["clip_id"].astype(str)
+    skipped = [s for s in meta.get("skipped") or [] if s.get("label") is not None
+               and (not num_shards or shard_name(shard_of(str(s["clip_id"]), num_shards), num_shards) in wanted)]
+    if skipped:
+        extra = pd.DataFrame({"clip_id": [str(s["clip_id"]) for s in skipped],
+                              "label": [s["label"] for s in skipped],
+                              "test_fold": [int(s.get("test_fold") or 0) for s in skipped]})
+        rows = pd.concat([rows, extra], ignore_index=True)
+    rows["test_fold"] = rows["test_fold"].astype(np.int64)
+    return rows.sort_values("clip_id", kind="stable").reset_index(drop=True)
+
+
+def lost_table(listed: pd.DataFrame, kept: Sequence[str], inputs: DataInputs,
+               dropped: dict[str, str], skipped_ids: set[str]) -> pd.DataFrame:
+    """Every listed clip not in ``kept``, once, with the first stage that lost it: the first
+    failures table listing it (pipeline order), else the manifest (missing media), else the
+    stage whose output lacks it (``absent``), else :data:`UNRECORDED`."""
+    lost = lost_clips(listed, kept, failures=read_failures(inputs.failures))
+    for i, clip_id in enumerate(lost["clip_id"]):
+        if lost.at[i, "stage"] != UNRECORDED:
+            continue
+        if clip_id in skipped_ids:
+            lost.at[i, "stage"], lost.at[i, "error_type"] = "manifest", "missing_file"
+        elif clip_id in dropped:
+            stage = dropped[clip_id]
+            lost.at[i, "stage"] = "decode" if stage == "one_frame" else stage
+            lost.at[i, "error_type"] = "one_frame" if stage == "one_frame" else "absent"
+    lost["test_fold"] = lost["test_fold"].astype(np.int64)
+    return lost[LOST_COLUMNS]
+
+
+def read_clip_table(inputs: DataInputs, needs: Needs, optional_captions: bool = False,
+                    one_frame_clips: str = "keep") -> ClipTable:
+    """Join the frames index with every artifact the model needs; leave out incomplete clips.
 
     Reads exactly ``inputs``. Captions are optional: when the model wants them and none were
-    declared, it trains without the high level (logged).
+    declared, it trains without the high level (logged). ``optional_captions``: a clip
+    without a caption is kept (its ``cap_offset`` is -1); evaluation of a model that fuses
+    captions uses this. ``one_frame_clips``: ``keep`` (flagged) or ``drop`` (lost at decode).
+    Every clip the manifest lists and the table cannot use is in ``lost``, once.
     """
+    if one_frame_clips not in ("keep", "drop"):
+        raise ValueError(f"data.one_frame_clips must be 'keep' or 'drop', got {one_frame_clips!r}")
     dataset, shards = inputs.dataset, inputs.shards
     labels, num_folds = manifest_labels(inputs.manifest)
     use_captions = needs.captions and inputs.has("captions")
     if needs.captions and not use_captions:
         log.warning("%s: no captions among the inputs; training without the caption level", dataset)
+    captions = "unused" if not use_captions else ("optional" if optional_captions else "required")
     # one setup per stage: shards made by different backends / models / params are refused
     from dfer.train.provenance import check_consistent
 
     backends = check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, use_captions))
     side = SideStore() if needs.landmarks or use_captions else None
-    skipped: dict[str, int] = {}
-    rows = [_shard_clips(inputs, s, needs, use_captions, side, skipped) for s in shards]
+    dropped: dict[str, str] = {}
+    rows = [_shard_clips(inputs, s, needs, captions, side, dropped) for s in shards]
     rows = [r for r in rows if r is not None]
     clips = (
         pd.concat(rows, ignore_index=True) if rows
-        else pd.DataFrame(columns=["clip_id", "label", "label_idx", "test_fold", "shard"])
+        else pd.DataFrame(columns=["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame"])
     )
     clips = clips.sort_values("clip_id", kind="stable").reset_index(drop=True)
     clips["label_idx"] = clips["label_idx"].astype(np.int64)
     clips["test_fold"] = clips["test_fold"].astype(np.int64)
-    if skipped:
-        log.warning(
-            "%s: skipped %d clip(s) missing from upstream artifacts (%s)", dataset,
-            sum(skipped.values()), ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())),
-        )
-    return ClipTable(clips, labels, num_folds, skipped, use_captions, side, inputs, backends)
+    clips["one_frame"] = clips["one_frame"].astype(bool)
+    if one_frame_clips == "drop" and clips["one_frame"].any():
+        for clip_id in clips.loc[clips["one_frame"], "clip_id"]:
+            dropped[str(clip_id)] = "one_frame"
+        clips = clips[~clips["one_frame"]].reset_index(drop=True)
+    listed = listed_clips(inputs.manifest, shards)
+    meta = read_meta(inputs.manifest)
+    skipped_ids = {str(s["clip_id"]) for s in meta.get("skipped") or []}
+    lost = lost_table(listed, clips["clip_id"], inputs, dropped, skipped_ids)
+    skipped = {str(k): int(v) for k, v in lost["stage"].value_counts().items()}
+    _log_losses(dataset, listed, lost, clips)
+    order = str(meta.get("label_order") or label_order_note(str(meta.get("layout", dataset)), labels))
+    return ClipTable(clips, labels, num_folds, skipped, use_captions, side, inputs, backends,
+                     listed, lost, order)
+
+
+def _log_losses(dataset: str, listed: pd.DataFrame, lost: pd.DataFrame, clips: pd.DataFrame) -> None:
+    """One warning with the lost clips by stage; one with the one-frame clips."""
+    if len(lost):
+        keys = [f"{s} {e}".strip() for s, e in zip(lost["stage"], lost["error_type"], strict=True)]
+        counts = pd.Series(keys, dtype=object).value_counts()
+        log.warning("%s: %d of %d listed clip(s) usable; %d lost, each at the first stage that "
+                    "lost it (%s)", dataset, len(clips), len(listed), len(lost),
+                    ", ".join(f"{k}: {int(v)}" for k, v in sorted(counts.items())))
+    one_frame = int(clips["one_frame"].sum()) if len(clips) else 0
+    if one_frame:
+        shown = ", ".join(clips.loc[clips["one_frame"], "clip_id"].head(10))
+        log.warning("%s: %d one-frame clip(s), their single frame repeated as a video (%s%s); "
+                    "data.one_frame_clips: drop leaves them out", dataset, one_frame, shown,
+                    " ..." if one_frame > 10 else "")
 
 
 def fold_split(clips: pd.DataFrame, fold: int, split: str) -> pd.DataFrame:
@@ -262,29 +413,37 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.clips.iloc[i]
         clip_id, shard = str(row["clip_id"]), str(row["shard"])
+        # flip deterministically per (seed, epoch, clip): runs repeat exactly, epochs differ
+        flip = bool(self.train and self.cfg.flip
+                    and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5)
         try:
-            item = self._load(row, clip_id, shard, i)
+            item = self._load(row, clip_id, shard, i, flip)
         except Exception as exc:
             raise RuntimeError(f"{self.dataset}/{clip_id} (shard {shard}): {type(exc).__name__}: {exc}") from exc
-        # flip deterministically per (seed, epoch, clip): runs repeat exactly, epochs differ
-        if self.train and self.cfg.flip and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5:
-            for key in ("frames", "landmarks", "parsing"):
-                if key in item:
-                    item[key] = item[key].flip(2)
         item["label"] = int(row["label_idx"])
         item["clip_id"] = clip_id
         return item
 
-    def _load(self, row: pd.Series, clip_id: str, shard: str, i: int) -> dict[str, Any]:
+    def _load(self, row: pd.Series, clip_id: str, shard: str, i: int, flip: bool = False) -> dict[str, Any]:
         frames = self.reader.tensor("frames", shard, clip_id)
         points = self._side().points(int(row["lm_start"]), int(row["lm_stop"])) if self.needs.landmarks else None
         maps = self.reader.tensor("parsing", shard, clip_id) if self.needs.parsing else None
+        if flip:
+            # mirror the inputs of the renderers, not their images: a flipped subject's left
+            # eye is then drawn as a left eye (render.mirror_*), as a mirrored face would be seen
+            from dfer.train.render import mirror_parsing, mirror_points
+
+            frames = np.ascontiguousarray(frames[:, :, ::-1])
+            points = mirror_points(points, frames.shape[2]) if points is not None else None
+            maps = mirror_parsing(maps) if maps is not None else None
         # temporal jitter per (seed, epoch, clip), a stream apart from the flip's
         rng = np.random.default_rng([self.seed, self.epoch, i, 1]) if self.train else None
         item = prepare_clip(frames, points, maps, self.cfg, self.size,
                             self.renderers() if self.needs.landmarks or self.needs.parsing else None, rng)
         if self.needs.captions and self.table.has_captions:
-            item["caption"] = self._side().caption(int(row["cap_offset"]), int(row["cap_length"]))
+            offset = int(row["cap_offset"])
+            # None: no caption for this clip (captions optional for this table)
+            item["caption"] = self._side().caption(offset, int(row["cap_length"])) if offset >= 0 else None
         return item
 
 

@@ -2,7 +2,17 @@
 
 Zero-shot works through the text side: the model scores the *target* dataset's class names
 (optionally re-worded via ``label_prompts``) with its Positive / Negative descriptors, so a
-model trained on MAFW's 11 classes predicts DFEW's 7 without any DFEW training.
+model trained on MAFW's 11 classes predicts DFEW's 7 without any DFEW training. Only the
+evaluation reads ``label_prompts``; training always scores the dataset's own class names.
+
+Published DFEW / FERV39k / MAFW figures are over every clip of the official test split, so the
+evaluation is too: a clip is scored whenever the artifacts the model reads *at prediction* are
+there (a missing caption does not matter to a model that uses captions only in its training
+loss, :attr:`ModelConfig.captions_at_prediction`), and a clip that cannot be scored at all (no
+frames after a failed decode, ...) counts as a wrong prediction (``data.unscored_clips:
+wrong``, default) or is left out (``exclude``). metrics.json states ``evaluated N of M test
+clips`` and why the rest were not scored (:class:`dfer.train.data.SplitAccount`), and holds the
+metrics of the scored clips alone as well (``scored_only``).
 """
 
 from __future__ import annotations
@@ -25,14 +35,23 @@ from dfer.core.artifacts import provenance, write_bytes_atomic, write_parquet
 from dfer.core.devices import resolve_device
 from dfer.core.paths import CONFUSION, METRICS, PREDICTIONS
 from dfer.model.checkpoint import load_checkpoint
-from dfer.train.config import DataConfig, auto_precision
-from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_split, read_clip_table
-from dfer.train.inputs import DataInputs, needs_for
+from dfer.train.config import DataConfig, auto_precision, lightning_devices
+from dfer.train.data import (
+    ClipDataset,
+    ClipTable,
+    Renderer,
+    SplitAccount,
+    collate,
+    fold_split,
+    read_clip_table,
+)
+from dfer.train.inputs import DataInputs, Needs, needs_for
 from dfer.train.label_mapping import is_zero_shot, label_prompts_for
 from dfer.train.metrics import compute_metrics, plot_confusion
 from dfer.train.module import FineCLIPERModule, explanations
 
-__all__ = ["EXPLAIN_FIELDS", "PREDICTIONS_SCHEMA", "evaluate_checkpoint", "explanations", "summarize_folds"]
+__all__ = ["EXPLAIN_FIELDS", "PREDICTIONS_SCHEMA", "evaluate_checkpoint", "explanations",
+           "prediction_needs", "summarize_folds"]
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +89,11 @@ class Predictions:
 def predict_split(model: torch.nn.Module, loader: DataLoader, device: str, out: str | Path,
                   num_labels: int) -> Predictions:
     """The model over every batch of ``loader``, through Lightning's ``trainer.predict``
-    (:meth:`FineCLIPERModule.predict_step`: device placement and autocast are Lightning's)."""
+    (:meth:`FineCLIPERModule.predict_step`: device placement and autocast are Lightning's).
+    One process on one device (``cuda:N`` is the N-th visible GPU), whatever the run trained on."""
+    accelerator, devices = lightning_devices(device, 1)
     trainer = L.Trainer(
-        accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1,
+        accelerator=accelerator, devices=devices,
         precision=auto_precision(device), logger=False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=True, default_root_dir=str(out),
     )
@@ -111,6 +132,31 @@ def predictions_frame(preds: Predictions, labels: Sequence[str]) -> tuple[pd.Dat
     return frame, schema
 
 
+def prediction_needs(model_cfg: Any) -> tuple[Needs, bool]:
+    """``(needs, optional_captions)``: what scoring a clip needs of its artifacts.
+
+    The visual levels the model reads, and captions only where they change a prediction
+    (``caption_in_fusion``): optional when visual levels are fused too, required for a
+    high-only model. A model that uses captions only in its training loss (the default) is
+    evaluated without reading them, so a clip whose caption is empty is scored.
+    """
+    needs = needs_for(model_cfg)
+    mode = model_cfg.captions_at_prediction
+    return (Needs(parsing=needs.parsing, landmarks=needs.landmarks, captions=mode != "unused"),
+            mode == "optional")
+
+
+def account_record(account: SplitAccount, policy: str, what: str) -> dict[str, Any]:
+    """The ``test_clips`` block of metrics.json: M, N, why the rest were not scored, and
+    what the metrics did with them (one source for the log line, report and gallery)."""
+    return {
+        "listed": account.listed, "evaluated": account.evaluated,
+        "not_scored": account.listed - account.evaluated, "lost": dict(sorted(account.lost.items())),
+        "one_frame": account.one_frame, "unscored_clips": policy,
+        "text": account.text(what, policy),
+    }
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     results: str | Path | None,
@@ -136,40 +182,57 @@ def evaluate_checkpoint(
     """
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, overrides=model_overrides)
-    needs = needs_for(model.cfg)
+    dcfg = DataConfig.from_dict({**((meta.get("params") or {}).get("data") or {}), **(data or {})})
+    needs, optional_captions = prediction_needs(model.cfg)
     if table is None:
         if inputs is None and results is None:
             raise ValueError("evaluate_checkpoint needs inputs, a table or a results folder")
         if inputs is None:
             inputs = DataInputs.from_results(results, dataset, needs)
-        table = read_clip_table(inputs, needs)
+        table = read_clip_table(inputs, needs, optional_captions=optional_captions,
+                                one_frame_clips=dcfg.one_frame_clips)
     labels = list(table.labels)
     model.set_labels(label_prompts_for(labels, label_prompts))
-    dcfg = DataConfig.from_dict({**((meta.get("params") or {}).get("data") or {}), **(data or {})})
     ds = ClipDataset(dataset, fold_split(table.clips, fold, split), table, needs, dcfg,
                      model.image_size, train=False, renderers=renderers)
     loader = DataLoader(ds, batch_size=dcfg.eval_batch_size or dcfg.batch_size, shuffle=False,
                         num_workers=dcfg.num_workers, collate_fn=collate)
-    preds = predict_split(model, loader, dev, out, len(labels))
-    metrics = compute_metrics(preds.target, preds.pred, labels)
+    preds = predict_split(model, loader, dev, out, len(labels)) if len(ds) else Predictions(
+        [], np.zeros((0, len(labels)), np.float32), np.zeros(0, np.int64), [], [])
+    account = table.account(fold, split)
+    what = "test clips" if split == "test" else "clips"
+    index = {lab: i for i, lab in enumerate(labels)}
+    missed = [index[lab] for lab in account.lost_clips["label"]]
+    policy = dcfg.unscored_clips
+    metrics = compute_metrics(preds.target, preds.pred, labels,
+                              missed=missed if policy == "wrong" else ())
+    scored = compute_metrics(preds.target, preds.pred, labels)
     metrics.update({
         "dataset": dataset, "fold": int(fold), "split": split,
         "zero_shot": bool(is_zero_shot(meta, dataset, labels)),
         "trained_on": meta.get("dataset"), "run": meta.get("run"),
         "checkpoint": str(checkpoint), "skipped_clips": table.skipped,
+        "label_order": table.label_order,
+        "test_clips": account_record(account, policy, what),
+        "not_scored_per_class": {lab: int(sum(1 for m in missed if m == i)) for i, lab in enumerate(labels)},
+        "not_scored_clips": account.lost_clips.to_dict("records"),
+        "scored_only": {"uar": scored["uar"], "war": scored["war"], "num_clips": scored["num_clips"]},
     })
     frame, schema = predictions_frame(preds, labels)
     pmeta = provenance("evaluate", EVAL_SCHEMA_VERSION, model=model.cfg.backbone,
                        params={"split": split, "label_prompts": dict(label_prompts or {})},
-                       checkpoint=str(checkpoint), labels=labels,
+                       checkpoint=str(checkpoint), labels=labels, label_order=table.label_order,
                        modality_levels=list(getattr(model, "fused_levels", [])),
-                       score_levels=preds.score_levels)
+                       score_levels=preds.score_levels,
+                       test_clips=metrics["test_clips"])
     out = Path(out)
     write_parquet(out / PREDICTIONS, frame, pmeta, schema=schema)
     write_bytes_atomic(out / METRICS, json.dumps(metrics, indent=2, sort_keys=True).encode())
-    title = f"{dataset} fold {fold}: UAR {metrics['uar']:.3f} WAR {metrics['war']:.3f}"
+    title = (f"{dataset} fold {fold}: UAR {metrics['uar']:.3f} WAR {metrics['war']:.3f}, "
+             f"{account.evaluated} of {account.listed} scored")
     plot_confusion(np.asarray(metrics["confusion_matrix"]), labels, out / CONFUSION, title)
-    log.info("%s", title)
+    log.info("%s fold %d: %s; UAR %.4f WAR %.4f", dataset, fold, metrics["test_clips"]["text"],
+             metrics["uar"], metrics["war"])
     return metrics
 
 
@@ -195,11 +258,28 @@ def summarize_folds(metrics_paths: Sequence[str | Path], out: str | Path) -> dic
             raise ValueError(f"cannot average folds with different {key!r}: {sorted(values)}")
     summary = mean_over_folds(folds)
     first = folds[0]
+    counts = [m.get("test_clips") or {} for m in folds]
+    listed = sum(int(c.get("listed", m.get("num_clips", 0))) for c, m in zip(counts, folds, strict=True))
+    evaluated = sum(int(c.get("evaluated", m.get("num_clips", 0))) for c, m in zip(counts, folds, strict=True))
+    lost: dict[str, int] = {}
+    for c in counts:
+        for key, n in (c.get("lost") or {}).items():
+            lost[key] = lost.get(key, 0) + int(n)
+    what = "test clips" if first.get("split", "test") == "test" else "clips (summed over folds)"
     summary.update({
         "run": first.get("run"), "dataset": first.get("dataset"), "trained_on": first.get("trained_on"),
         "zero_shot": bool(first.get("zero_shot", False)), "labels": first.get("labels"),
+        "label_order": first.get("label_order"),
         "num_clips": int(sum(int(m.get("num_clips", 0)) for m in folds)),
-        "per_fold": [{"fold": m.get("fold"), "uar": m["uar"], "war": m["war"]} for m in folds],
+        "test_clips": {"listed": listed, "evaluated": evaluated, "not_scored": listed - evaluated,
+                       "lost": dict(sorted(lost.items())),
+                       "text": f"evaluated {evaluated} of {listed} {what}"
+                               + (f" (not scored: {', '.join(f'{k}: {v}' for k, v in sorted(lost.items()))})"
+                                  if lost else "")},
+        "per_fold": [{"fold": m.get("fold"), "uar": m["uar"], "war": m["war"],
+                      "evaluated": int(c.get("evaluated", m.get("num_clips", 0))),
+                      "listed": int(c.get("listed", m.get("num_clips", 0)))}
+                     for m, c in zip(folds, counts, strict=True)],
         "sources": [str(p) for p in metrics_paths],
     })
     write_bytes_atomic(out, json.dumps(summary, indent=2, sort_keys=True).encode())

@@ -1,10 +1,17 @@
-"""Train one fold: build the model, fit with Lightning, save the tunable-weights checkpoint."""
+"""Train one fold: build the model, fit with Lightning, save the tunable-weights checkpoint.
+
+On one process or several (``trainer.devices`` x ``trainer.num_nodes``, Lightning's DDP): the
+same global batches and gathered metrics (dfer.train.distributed), only global rank 0 writes
+the fold's outputs. A fold killed or timed out resumes from its last finished epoch
+(dfer.train.resume) when it is run again with the same config.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,11 +28,13 @@ from dfer.core.clip_losses import (
     lost_per_class,
     read_failures,
 )
-from dfer.core.paths import CHECKPOINT, TRAIN_SUMMARY
+from dfer.core.paths import CHECKPOINT, RESUME, TRAIN_SUMMARY
 from dfer.model.checkpoint import save_checkpoint
 from dfer.model.fineclip import FineCLIPER, count_parameters
-from dfer.train.config import DataConfig, RunConfig
+from dfer.train import resume
+from dfer.train.config import DataConfig, RunConfig, lightning_devices
 from dfer.train.data import ClipTable, Renderer, fold_split, preprocessing_params, read_clip_table
+from dfer.train.distributed import cluster_environment
 from dfer.train.inputs import DataInputs, needs_for
 from dfer.train.module import FineCLIPERModule, FoldDataModule
 
@@ -63,8 +72,11 @@ def check_fold_classes(inputs: DataInputs, fold: int, labels: list[str],
     clip charged to the stage that recorded it failed. Returns the numbers for train.json.
     """
     dataset = inputs.dataset
-    manifest = pd.read_parquet(inputs.manifest, columns=["clip_id", "label", "test_fold"])
-    lost = lost_clips(manifest, table.clips["clip_id"], failures=read_failures(inputs.failures))
+    if table.listed is not None and table.lost is not None:  # the table's own count, as logged
+        manifest, lost = table.listed, table.lost
+    else:
+        manifest = pd.read_parquet(inputs.manifest, columns=["clip_id", "label", "test_fold"])
+        lost = lost_clips(manifest, table.clips["clip_id"], failures=read_failures(inputs.failures))
     problems = class_loss_problems(labels, manifest, lost, fold, data_cfg.max_class_loss)
     lost_train = lost[lost["test_fold"] != fold]
     if problems:
@@ -80,17 +92,37 @@ def check_fold_classes(inputs: DataInputs, fold: int, labels: list[str],
             "class_problems": problems}
 
 
-def fit_trainer(cfg: RunConfig, out: Path, device: str, precision: str, has_val: bool) -> L.Trainer:
-    """The Lightning trainer of one fold: tunable-weights checkpoints are saved by us (not
-    Lightning), validation on the test fold only when it has clips and is asked for."""
+def fit_trainer(cfg: RunConfig, out: Path, device: str, precision: str, has_val: bool,
+                callbacks: list[Any] | None = None) -> L.Trainer:
+    """The Lightning trainer of one fold: ``trainer.devices`` x ``num_nodes`` processes (DDP
+    when more than one), validation on the test fold only when it has clips and is asked for,
+    and the resume file of the last finished epoch (``{out}/resume.ckpt``); the fold's
+    tunable-weights checkpoint is written by :func:`train_fold`, not Lightning."""
+    from lightning.pytorch.strategies import DDPStrategy
+
     t = cfg.trainer
+    accelerator, devices = lightning_devices(device, t.devices)
+    environment = cluster_environment(t.devices, t.num_nodes)
+    checkpoint_io = resume.AtomicCheckpointIO()
+    if t.world_size > 1 or t.strategy == "ddp":
+        # unused parameters: a batch without captions leaves the caption adapters without a
+        # gradient, and DDP must then not wait for them
+        strategy: Any = DDPStrategy(cluster_environment=environment, checkpoint_io=checkpoint_io,
+                                    find_unused_parameters=True)
+        plugins: list[Any] = []
+    else:
+        strategy, plugins = "auto", [environment, checkpoint_io]
     return L.Trainer(
-        accelerator="gpu" if device.startswith("cuda") else "cpu",
-        devices=1,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=t.num_nodes,
+        strategy=strategy,
+        plugins=plugins,
         precision=precision,
         max_epochs=t.max_epochs,
         logger=_loggers(out),
-        enable_checkpointing=False,  # checkpoints hold only tunable weights: saved by train_fold
+        callbacks=[resume.epoch_checkpoint(out), *(callbacks or [])],
+        enable_checkpointing=True,  # the resume file; the fold's checkpoint is train_fold's
         enable_progress_bar=True,
         enable_model_summary=False,
         log_every_n_steps=t.log_every_n_steps,
@@ -101,16 +133,22 @@ def fit_trainer(cfg: RunConfig, out: Path, device: str, precision: str, has_val:
         accumulate_grad_batches=t.accumulate_grad_batches,
         limit_train_batches=t.limit_train_batches,
         deterministic="warn" if t.deterministic else False,
+        use_distributed_sampler=False,  # FoldDataModule splits the global batches itself
         default_root_dir=str(out),
     )
 
 
 def write_train_summary(path: Path, trainer: L.Trainer, model: FineCLIPER, info: Mapping[str, Any],
                         losses: Mapping[str, Any], seconds: float, num_train: int,
-                        backends: Mapping[str, Any]) -> None:
-    """``train.json``: clip counts, final metrics, tunable parameter counts, speed, and per
-    stage the backend / model the artifacts were made with (and what ``auto`` chose, why)."""
+                        backends: Mapping[str, Any], execution: Mapping[str, Any] | None = None) -> None:
+    """``train.json``: clip counts, final metrics, tunable parameter counts, speed, per
+    stage the backend / model the artifacts were made with (and what ``auto`` chose, why), and
+    how this job ran (``processes``; ``resumed_at_epoch``: the first epoch it trained, when it
+    continued an interrupted run)."""
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    module = trainer.lightning_module
+    final = {**getattr(module, "resumed_metrics", {}), **final}  # a run resumed after its last epoch
+    epochs_run = trainer.current_epoch - int((execution or {}).get("resumed_at_epoch") or 0)
     summary = {
         **info,
         **losses,
@@ -118,8 +156,9 @@ def write_train_summary(path: Path, trainer: L.Trainer, model: FineCLIPER, info:
         "final_metrics": dict(sorted(final.items())),
         "parameters": count_parameters(model),
         "seconds": seconds,
-        "clips_per_second": num_train * trainer.current_epoch / seconds if seconds else None,
+        "clips_per_second": num_train * epochs_run / seconds if seconds else None,
         "backends": backends,
+        **(execution or {}),
     }
     write_bytes_atomic(path, json.dumps(summary, indent=2, sort_keys=True).encode())
 
@@ -134,8 +173,10 @@ def train_fold(
     renderers: tuple[Renderer, Renderer] | None = None,
     table: ClipTable | None = None,
     inputs: DataInputs | None = None,
-) -> Path:
-    """Fit FineCLIPER on fold ``fold`` of ``dataset``; return the checkpoint path.
+    callbacks: list[Any] | None = None,
+) -> Path | None:
+    """Fit FineCLIPER on fold ``fold`` of ``dataset``; return the checkpoint path (None in
+    the other processes of a multi-process run: only global rank 0 writes).
 
     Reads exactly ``inputs`` (``dfer train`` passes the rule's declared files); without them,
     the files :meth:`DataInputs.from_results` names under ``results``. ``table``: a clip table
@@ -143,7 +184,9 @@ def train_fold(
 
     Writes ``{out}/checkpoint.safetensors`` (tunable weights + config), ``{out}/train.json``
     (clip counts, final metrics, tunable parameter counts, seconds, the preprocessing backends
-    and what ``auto`` chose for them) and ``{out}/logs/``.
+    and what ``auto`` chose for them) and ``{out}/logs/``; while training, ``{out}/resume.ckpt``
+    (the last finished epoch), from which a re-run with the same config continues.
+    ``callbacks``: more Lightning callbacks (monitoring; tests stop a run with one).
     """
     cfg = RunConfig.from_dict(params)
     out = Path(out)
@@ -156,30 +199,67 @@ def train_fold(
 
     needs = needs_for(cfg.model)
     if table is None:
-        table = read_clip_table(inputs or DataInputs.from_results(results, dataset, needs), needs)
+        table = read_clip_table(inputs or DataInputs.from_results(results, dataset, needs), needs,
+                                one_frame_clips=cfg.data.one_frame_clips)
     assert table.inputs is not None
     inputs = table.inputs
     labels = table.labels
     model = FineCLIPER(cfg.model, labels)
-    module = FineCLIPERModule(model, cfg)
     data = FoldDataModule(table, fold, cfg, model.image_size, renderers=renderers)
     losses = check_fold_classes(inputs, fold, labels, table, cfg.data)
-    num_test = len(fold_split(table.clips, fold, "test"))
+    train_clips = fold_split(table.clips, fold, "train")["clip_id"]
+    test_clips = fold_split(table.clips, fold, "test")["clip_id"]
+    num_test = len(test_clips)
+    preprocessing = preprocessing_params(inputs, needs)
+    digest = resume.run_digest(cfg, dataset=dataset, fold=fold, labels=labels, precision=precision,
+                               train_clips=train_clips, test_clips=test_clips, preprocessing=preprocessing)
+    module = FineCLIPERModule(model, cfg, digest=digest)
     has_val = cfg.trainer.check_val_every_n_epoch > 0 and num_test > 0
-    trainer = fit_trainer(cfg, out, device, precision, has_val)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - start
+    with warnings.catch_warnings():
+        # the fold folder holds logs and the resume file by design
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+        trainer = fit_trainer(cfg, out, device, precision, has_val, callbacks)
+        ckpt_path, next_epoch = resume.usable_resume(out, digest)
+        if ckpt_path is not None:
+            log.info("%s fold %d: resuming at epoch %d from %s", dataset, fold, next_epoch, ckpt_path)
+            for logger in trainer.loggers:
+                if type(logger).__name__ == "CSVLogger":
+                    resume.restore_csv_history(logger, out, next_epoch)
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        seconds = time.perf_counter() - start
+    if trainer.interrupted or trainer.current_epoch < cfg.trainer.max_epochs:
+        raise RuntimeError(f"{dataset} fold {fold}: training stopped at epoch {trainer.current_epoch} of "
+                           f"{cfg.trainer.max_epochs}; run it again to resume from {out / RESUME}")
+    if not trainer.is_global_zero:
+        return None
     assert data.train_set is not None
     info = {
         "dataset": dataset, "run": run, "fold": int(fold),
         "num_train_clips": len(data.train_set), "num_test_clips": num_test,
         "skipped_clips": table.skipped, "precision": precision, "device": device,
         "captions_used": table.has_captions,
+        "label_order": table.label_order,  # whose class order the checkpoint's labels follow
+        "training_clips": table.account(fold, "train").text("training clips").replace(
+            "evaluated", "trained on", 1).replace("not scored", "left out", 1),
     }
-    preprocessing = preprocessing_params(inputs, needs)
     ckpt = save_checkpoint(out / CHECKPOINT_NAME, model, labels=labels, params=cfg.raw,
                            preprocessing=preprocessing, **info)
     write_train_summary(out / SUMMARY_NAME, trainer, model, info, losses, seconds,
-                        len(data.train_set), table.backends)
+                        len(data.train_set), table.backends,
+                        {"processes": trainer.world_size, "resumed_at_epoch": next_epoch if ckpt_path else None})
+    resume.finish(out)
+    _wait_for_local_ranks(trainer)
     return ckpt
+
+
+def _wait_for_local_ranks(trainer: L.Trainer, timeout: float = 120.0) -> None:
+    """Let the processes Lightning started for the other local devices exit before the job
+    does (they write nothing; a job whose children outlive it confuses schedulers)."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    for proc in getattr(launcher, "procs", []):
+        try:
+            proc.wait(timeout=timeout)
+        except Exception as exc:  # a child that hangs must not fail a fold whose outputs are written
+            log.warning("local rank process %s did not exit: %s", getattr(proc, "pid", "?"), exc)

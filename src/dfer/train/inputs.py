@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dfer.core.integrity import require
 from dfer.core.paths import (
     FAILURES,
     PARQUET,
@@ -133,9 +134,7 @@ class DataInputs:
         """Group a job's declared files by kind and shard, checking that each exists and that
         every kind covers the shards of the frames with all its files."""
         every = [Path(manifest), *(Path(p) for ps in kinds.values() for p in ps), *(Path(p) for p in failures)]
-        missing = [str(p) for p in every if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"{dataset}: declared input(s) missing: {', '.join(missing)}")
+        require(every)  # missing or damaged: one line naming the file and its rebuild
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
             raise ValueError(f"unknown input kind(s) {unknown}; expected {sorted(KINDS)}")

@@ -49,20 +49,34 @@ def war(cm: np.ndarray) -> float:
 
 
 def compute_metrics(
-    targets: Sequence[int], preds: Sequence[int], labels: Sequence[str]
+    targets: Sequence[int], preds: Sequence[int], labels: Sequence[str],
+    missed: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """All metrics of one evaluation as a JSON-ready dict."""
+    """All metrics of one evaluation as a JSON-ready dict.
+
+    ``missed``: true classes of clips that could not be scored, counted as wrong predictions
+    (in ``support`` and every recall, never on the diagonal). The confusion matrix holds the
+    scored clips only: a row's sum plus that class's missed clips is its ``support``.
+    """
     cm = confusion_matrix(targets, preds, len(labels))
-    rec = per_class_recall(cm)
+    miss = np.asarray(list(missed), dtype=np.int64)
+    if miss.size and (miss.min() < 0 or miss.max() >= len(labels)):
+        raise ValueError(f"missed class index out of range [0, {len(labels)})")
+    not_scored = np.bincount(miss, minlength=len(labels)) if miss.size else np.zeros(len(labels), np.int64)
+    support = cm.sum(axis=1) + not_scored
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rec = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
+    present = ~np.isnan(rec)
+    total = int(support.sum())
     return {
-        "uar": uar(cm),
-        "war": war(cm),
-        "num_clips": int(cm.sum()),
+        "uar": float(rec[present].mean()) if present.any() else float("nan"),
+        "war": float(np.trace(cm) / total) if total else float("nan"),
+        "num_clips": total,
         "labels": list(labels),
         "per_class_accuracy": {
             lab: (None if math.isnan(r) else float(r)) for lab, r in zip(labels, rec, strict=True)
         },
-        "support": {lab: int(s) for lab, s in zip(labels, cm.sum(axis=1), strict=True)},
+        "support": {lab: int(s) for lab, s in zip(labels, support, strict=True)},
         "confusion_matrix": cm.tolist(),
     }
 

@@ -1,4 +1,11 @@
-"""Lightning wrappers: the FineCLIPER training module and the per-fold data module."""
+"""Lightning wrappers: the FineCLIPER training module and the per-fold data module.
+
+Both run alike in one process and in several (DDP): the data module hands each process its
+rows of every global batch (dfer.train.distributed), the module passes the model a
+:class:`BatchShare` when there is more than one process, gathers the validation predictions of
+all processes before computing UAR / WAR, and keeps only the tunable state in Lightning's
+checkpoints (the resume file, dfer.train.resume).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +19,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from dfer.model.batch_share import BatchShare
 from dfer.model.fineclip import FineCLIPER
 from dfer.train.config import RunConfig
-from dfer.train.data import ClipDataset, ClipTable, Renderer, collate, fold_split
+from dfer.train.data import ClipDataset, ClipTable, Renderer, fold_split
+from dfer.train.distributed import EpochOrder, MarkedRows, RankBatches, RankSlices, collate_rows
 from dfer.train.inputs import needs_for
 from dfer.train.metrics import confusion_matrix, uar, war
+from dfer.train.resume import CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -61,33 +71,58 @@ class FoldDataModule(L.LightningDataModule):
         self.train_set = ClipDataset(self.dataset, train, train=True, **common)
         self.test_set = ClipDataset(self.dataset, test, train=False, **common)
 
-    def _loader(self, ds: ClipDataset, batch_size: int, shuffle: bool) -> DataLoader:
-        workers = self.cfg.data.num_workers
-        gen = torch.Generator().manual_seed(self.cfg.trainer.seed)
+    def _rank_world(self) -> tuple[int, int]:
+        """(global rank, processes) of the trainer this module is attached to; (0, 1) alone."""
+        trainer = self.trainer
+        return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
+
+    def _loader(self, ds: ClipDataset, batches: RankBatches | RankSlices) -> DataLoader:
+        """Batches of :data:`dfer.train.distributed.Row` keys (rows marked valid or padding)."""
+        gen = torch.Generator().manual_seed(self.cfg.trainer.seed)  # worker seeds only
         return DataLoader(
-            ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
-            generator=gen, drop_last=False, pin_memory=torch.cuda.is_available(),
+            MarkedRows(ds), batch_sampler=batches, num_workers=self.cfg.data.num_workers,
+            collate_fn=collate_rows, generator=gen, pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
+        """This process's rows of every global batch of ``data.batch_size`` clips, in an order
+        drawn from (seed, epoch) alone."""
         assert self.train_set is not None
-        return self._loader(self.train_set, self.cfg.data.batch_size, shuffle=True)
+        order = EpochOrder(len(self.train_set), self.cfg.trainer.seed, shuffle=True)
+        return self._loader(self.train_set, RankBatches(order, self.cfg.data.batch_size, *self._rank_world()))
 
     def val_dataloader(self) -> DataLoader:
+        """This process's slice of the test clips, padded to the same length on every process."""
         assert self.test_set is not None
-        return self._loader(self.test_set, self.cfg.data.eval_batch_size or self.cfg.data.batch_size, False)
+        order = EpochOrder(len(self.test_set), self.cfg.trainer.seed, shuffle=False)
+        size = self.cfg.data.eval_batch_size or self.cfg.data.batch_size
+        return self._loader(self.test_set, RankSlices(order, size, *self._rank_world()))
 
 
 class FineCLIPERModule(L.LightningModule):
     """Optimises the tunable parts of :class:`FineCLIPER`; validation logs UAR / WAR;
     ``predict_step`` serves evaluation (``cfg`` is needed for training only)."""
 
-    def __init__(self, model: FineCLIPER, cfg: RunConfig | None = None) -> None:
+    def __init__(self, model: FineCLIPER, cfg: RunConfig | None = None, digest: str | None = None) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
-        self._val_preds: list[np.ndarray] = []
-        self._val_targets: list[np.ndarray] = []
+        #: what the fold computes (dfer.train.resume.run_digest), stored in every resume file
+        self.digest = digest
+        # the resume file holds the tunable state only; on_load_checkpoint checks its keys
+        self.strict_loading = False
+        self._val_preds: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+        self._val_loss: list[torch.Tensor] = []
+        #: the logged values of the epoch a resumed run started from (on_load_checkpoint)
+        self.resumed_metrics: dict[str, float] = {}
+
+    def _share(self, batch: dict[str, Any]) -> BatchShare | None:
+        """This process's share of the global batch when several processes train; None alone
+        (the model then computes exactly what it always did)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return None
+        return BatchShare(batch["valid"].to(self.device), int(batch["n_global"]))
 
     def on_train_epoch_start(self) -> None:
         # the one place the epoch reaches the dataset: the loader is built once, so random
@@ -98,14 +133,18 @@ class FineCLIPERModule(L.LightningModule):
             dm.train_set.epoch = self.current_epoch
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self.model(**model_inputs(batch))
-        losses = self.model.losses(out, batch["label"])
-        bs = len(batch["label"])
+        share = self._share(batch)
+        out = self.model(**model_inputs(batch), share=share)
+        losses = self.model.losses(out, batch["label"], share=share)
+        # with several processes each logs its share; their mean (sync_dist) is the batch's value
+        sync = share is not None
+        bs = share.n_global if share is not None else len(batch["label"])
         for name, value in losses.items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=bs,
-                     prog_bar=name == "loss")
-        acc = (out.logits.argmax(-1) == batch["label"]).float().mean()
-        self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=bs, prog_bar=True)
+                     prog_bar=name == "loss", sync_dist=sync)
+        correct = (out.logits.argmax(-1) == batch["label"]).float()
+        acc = correct.mean() if share is None else share.mean_share(correct)
+        self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=bs, prog_bar=True, sync_dist=sync)
         self.log("train/logit_scale", self.model.log_logit_scale.exp(), on_step=False, on_epoch=True,
                  batch_size=bs)
         for level, w in zip(self.model.fused_levels, out.modality_weights, strict=True):
@@ -113,21 +152,69 @@ class FineCLIPERModule(L.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Keep every row's prediction, label (-1 for padding) and class loss; the metrics are
+        computed once per epoch from all processes' rows."""
         out = self.model(**model_inputs(batch))
-        losses = self.model.losses(out, batch["label"])
-        self.log("val/loss", losses["ce"], on_epoch=True, batch_size=len(batch["label"]))
-        self._val_preds.append(out.logits.argmax(-1).cpu().numpy())
-        self._val_targets.append(batch["label"].cpu().numpy())
+        valid = batch["valid"].to(self.device)
+        ce = self.model.class_loss_terms(out, batch["label"])["ce"].detach().float()
+        self._val_preds.append(out.logits.argmax(-1))
+        self._val_targets.append(torch.where(valid, batch["label"], torch.full_like(batch["label"], -1)))
+        self._val_loss.append(torch.where(valid, ce, torch.zeros_like(ce)))
 
     def on_validation_epoch_end(self) -> None:
+        """UAR / WAR / mean class loss over the test clips of every process (padding dropped):
+        each process holds as many rows, so the gather needs no sizes."""
         if not self._val_preds:
             return
-        cm = confusion_matrix(np.concatenate(self._val_targets), np.concatenate(self._val_preds),
-                              len(self.model.labels))
-        self.log("val/uar", uar(cm), prog_bar=True)
-        self.log("val/war", war(cm), prog_bar=True)
+        preds, targets = torch.cat(self._val_preds), torch.cat(self._val_targets)
+        loss = torch.cat(self._val_loss)
         self._val_preds.clear()
         self._val_targets.clear()
+        self._val_loss.clear()
+        distributed = self.trainer.world_size > 1
+        if distributed:
+            preds, targets, loss = (self.all_gather(t).reshape(-1) for t in (preds, targets, loss))
+        keep = targets >= 0
+        y_true, y_pred = targets[keep].cpu().numpy(), preds[keep].cpu().numpy()
+        cm = confusion_matrix(y_true, y_pred, len(self.model.labels))
+        # every process computed the same numbers; syncing them with max keeps them exact (a
+        # mean over 3 processes may round) and keeps Lightning from warning
+        same = {"sync_dist": distributed, "reduce_fx": "max"}
+        self.log("val/loss", loss.sum() / keep.sum(), **same)
+        self.log("val/uar", uar(cm), prog_bar=True, **same)
+        self.log("val/war", war(cm), prog_bar=True, **same)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Lightning's checkpoint (the resume file) keeps the tunable state only: the frozen
+        backbone (600 MB on ViT-B/16) is re-created from its source, and torch's random
+        states and this fold's digest are added."""
+        keep = {f"model.{name}" for name in self.model.tunable_state()}
+        keep |= {f"model.{name}" for name, _ in self.model.feature_norms.named_buffers(prefix="feature_norms")}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        # the epoch's logged values: a run resumed after its last epoch trains nothing more,
+        # and its train.json still reports them
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                   if torch.is_tensor(v) and v.numel() == 1}
+        checkpoint[CHECKPOINT_KEY] = {"digest": self.digest, "rng": rng, "metrics": metrics}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint that does not hold exactly this model's tunable state (the
+        frozen backbone is not in it, so Lightning loads non-strictly); restore random states."""
+        expected = {f"model.{name}" for name in self.model.tunable_state()}
+        found = {k for k in checkpoint.get("state_dict", {}) if not k.endswith("num_batches_tracked")}
+        if found != expected:
+            missing, extra = sorted(expected - found), sorted(found - expected)
+            raise ValueError(f"resume checkpoint does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}")
+        entry = checkpoint.get(CHECKPOINT_KEY) or {}
+        self.resumed_metrics = dict(entry.get("metrics") or {})
+        rng = entry.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Class probabilities of a batch and what explains them, moved to the CPU.

@@ -6,6 +6,12 @@ the image encoders, while the two RGB images would take 6 bytes per pixel on dis
 label map's 1 byte and the landmarks' 544 bytes per frame; and changing a colour or line width
 then needs no pipeline re-run. Both functions are pure and deterministic (same input, same
 bytes). See docs/face_stages.md.
+
+A horizontal flip (training augmentation) must keep anatomy: the mirrored subject's left eye
+is still a left eye. :func:`mirror_points` and :func:`mirror_parsing` mirror the renderers'
+*inputs* (the 68 points re-indexed by :data:`MIRROR_68`, the parsing labels ``l_*`` <->
+``r_*`` by name) so that the rendered images of a flipped clip colour each part as its own.
+Flipping the rendered images instead would draw the left eye in right-eye colours.
 """
 
 from __future__ import annotations
@@ -13,8 +19,68 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dfer.landmarks.points import CLOSED_PARTS, PARTS
-from dfer.parsing.labels import LABELS
+from dfer.landmarks.points import CLOSED_PARTS, NUM_POINTS, PARTS
+from dfer.parsing.labels import LABEL_INDEX, LABELS
+
+
+def _mirror_68() -> np.ndarray:
+    """The 68-point (iBUG 300-W) index of each point's mirror image: ``mirrored[i] =
+    points[MIRROR_68[i]]`` after the x coordinates are flipped. Symmetric parts are reversed
+    (jaw 0-16, the nose base 31-35), the brows, eyes and mouth corners swap sides point for
+    point (the eyes' outer corner 36 <-> 45, upper lid 37 <-> 44 ...), the nose bridge and
+    the mid-line points (33, 51, 57, 62, 66) stay."""
+    perm = list(range(NUM_POINTS))
+
+    def pair(a: list[int], b: list[int]) -> None:
+        for i, j in zip(a, b, strict=True):
+            perm[i], perm[j] = j, i
+
+    pair(list(range(0, 8)), list(range(16, 8, -1)))  # jaw, 8 = chin
+    pair(list(range(17, 22)), list(range(26, 21, -1)))  # brows
+    pair([31, 32], [35, 34])  # nose base, 33 = tip of the base
+    pair([36, 37, 38, 39, 40, 41], [45, 44, 43, 42, 47, 46])  # eyes
+    pair([48, 49, 50, 59, 58], [54, 53, 52, 55, 56])  # outer lips; 51 top, 57 bottom
+    pair([60, 61, 67], [64, 63, 65])  # inner lips; 62 top, 66 bottom
+    return np.asarray(perm, dtype=np.int64)
+
+
+#: :func:`_mirror_68`: each 68-point index's counterpart on the other side of the face.
+MIRROR_68 = _mirror_68()
+
+
+def _parsing_mirror_lut() -> np.ndarray:
+    """uint8 lookup table: canonical parsing label -> its mirror (``l_eye`` <-> ``r_eye`` ...,
+    by name: every ``l_X`` with an ``r_X``); the others map to themselves."""
+    lut = np.arange(len(LABELS), dtype=np.uint8)
+    for name, i in LABEL_INDEX.items():
+        for a, b in (("l_", "r_"), ("r_", "l_")):
+            if name.startswith(a) and b + name[2:] in LABEL_INDEX:
+                lut[i] = LABEL_INDEX[b + name[2:]]
+    return lut
+
+
+#: :func:`_parsing_mirror_lut`
+PARSING_MIRROR = _parsing_mirror_lut()
+
+
+def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
+    """68-point landmarks ``[..., 68, 2]`` of an image ``width`` pixels wide, as they are in
+    the horizontally flipped image: x -> ``width - 1 - x`` (pixel ``j`` of a flipped row is
+    pixel ``width - 1 - j``), and each point re-indexed to the part it now is (the subject's
+    left eye of the flipped face is the former right eye, mirrored). NaN stays NaN."""
+    pts = np.asarray(points, dtype=np.float32)
+    if pts.shape[-2:] != (NUM_POINTS, 2):
+        raise ValueError(f"expected points [..., {NUM_POINTS}, 2], got {pts.shape}")
+    out = pts[..., MIRROR_68, :].copy()
+    out[..., 0] = (width - 1) - out[..., 0]
+    return out
+
+
+def mirror_parsing(label_maps: np.ndarray) -> np.ndarray:
+    """Canonical label maps ``[..., H, W]`` flipped horizontally with left and right labels
+    swapped (:data:`PARSING_MIRROR`), as a parser would label the mirrored face."""
+    maps = np.asarray(label_maps)
+    return np.ascontiguousarray(PARSING_MIRROR[maps[..., ::-1]])
 
 #: RGB colour per landmark part (lines and dots).
 PART_COLOURS: dict[str, tuple[int, int, int]] = {

@@ -51,7 +51,14 @@ from dfer.video.crop import (
     square_box,
 )
 from dfer.video.errors import DecodeError, NoFace
-from dfer.video.reader import SampledFrames, read_frame_folder, read_video
+from dfer.video.reader import (
+    SampledFrames,
+    check_frame_size,
+    fit_to,
+    kept_size,
+    read_frame_folder,
+    read_video,
+)
 from dfer.video.track import track_boxes
 
 SourceKind = Literal["video", "frames"]
@@ -86,6 +93,8 @@ class DecodedClip:
     detector_used: str | None = None  # "hog-up1": the rung that found the face; None: none did
     face_frames: int = 0  # examined frames with a face (of the chosen person, in track mode)
     crop_boxes: np.ndarray | None = None  # float32 [T, 4] per-frame boxes (crop: track only)
+    bad_frames: tuple[str, ...] = ()  # unreadable images of a frame folder, skipped
+    resized_frames: int = 0  # sampled frames resized to the first one's size
 
     def info(self) -> dict[str, Any]:
         """The frames-index fields of this clip (everything but the pixels)."""
@@ -101,6 +110,8 @@ class DecodedClip:
             "detector_used": self.detector_used,
             "face_frames": int(self.face_frames),
             "crop_boxes": None if self.crop_boxes is None else self.crop_boxes.astype(np.float32),
+            "bad_frames": len(self.bad_frames),
+            "resized_frames": int(self.resized_frames),
             "seconds": float(self.seconds),
         }
 
@@ -118,9 +129,10 @@ def read_sampled(path: str | os.PathLike[str], source_kind: SourceKind,
     """The uniformly sampled full frames of a video file or frame folder (``threads``: video
     decoder threads, 0: one per core; see ``dfer.video.reader.use_decoder_threads``)."""
     if source_kind == "video":
-        return read_video(path, cfg.num_frames, threads=threads)
+        return read_video(path, cfg.num_frames, threads=threads, max_pixels=cfg.max_frame_pixels)
     if source_kind == "frames":
-        return read_frame_folder(path, cfg.num_frames, fps=cfg.folder_fps)
+        return read_frame_folder(path, cfg.num_frames, fps=cfg.folder_fps,
+                                 max_bad=cfg.max_bad_frames, max_pixels=cfg.max_frame_pixels)
     raise DecodeError(f"{path}: unknown source_kind {source_kind!r} (expected 'video' or 'frames')")
 
 
@@ -133,6 +145,12 @@ class FaceBoxes:
     found_frac: float  # examined frames with a face / examined frames (of the rung that found it)
     face_frames: int
     detector_used: str | None
+
+
+def _views(sampled: SampledFrames, which: np.ndarray) -> list[np.ndarray]:
+    """The frames ``which`` of a clip as views: the detector reads them one at a time, and a
+    fancy-indexed copy of 8 large frames would cost as much as the clip itself."""
+    return [sampled.frames[int(i)] for i in which]
 
 
 def _rung_frames(examined: np.ndarray, rung_index: int, kind: DetectorKind) -> np.ndarray:
@@ -152,7 +170,7 @@ def _no_face(sampled: SampledFrames, cfg: DecodeConfig, examined: int) -> FaceBo
                      f"decode.escalate {list(cfg.escalate)}); add 'hog-up2' or 'mmod-up1' to "
                      "decode.escalate to find smaller faces, or set decode.on_no_face: center "
                      "to keep the clip with a centre crop")
-    box = center_box(sampled.width, sampled.height)
+    box = center_box(*sampled.frame_size)
     boxes = np.repeat(box[None], len(sampled.frames), axis=0) if cfg.crop == "track" else None
     return FaceBoxes(box, boxes, 0.0, 0, None)
 
@@ -190,7 +208,7 @@ def _median_faces(sampled: SampledFrames, cfg: DecodeConfig, box: np.ndarray,
     """``median`` mode's outcome: the square crop around ``box`` (the median of ``boxes``,
     the largest face per examined frame) and how many examined frames had a face."""
     found = sum(b is not None for b in boxes)
-    return FaceBoxes(square_box(box, cfg.margin, sampled.width, sampled.height), None,
+    return FaceBoxes(square_box(box, cfg.margin, *sampled.frame_size), None,
                      float(found / len(boxes)), found, rung_name(kind, up))
 
 
@@ -208,7 +226,7 @@ def _quick_pass(sampled: SampledFrames, cfg: DecodeConfig) -> FaceBoxes | None:
     """The quick pass (module doc): a FaceBoxes when it settles the clip, else None."""
     num = len(sampled.frames)
     quick = _detection_subset(num, cfg.quick_frames)
-    boxes = detect_boxes(sampled.frames[quick], cfg.detector, cfg.upsample,
+    boxes = detect_boxes(_views(sampled, quick), cfg.detector, cfg.upsample,
                          cfg.detect_max_side, scale=cfg.detect_scale, gray=cfg.detect_gray)
     box = median_box(boxes)
     if box is None:
@@ -237,22 +255,20 @@ def face_boxes(sampled: SampledFrames, cfg: DecodeConfig) -> FaceBoxes:
         first = (kind, up) == (cfg.detector, cfg.upsample)  # the configured detector's passes
         frames = _rung_frames(examined, 0 if first else i, kind)
         if cfg.crop == "median":
-            boxes = detect_boxes(sampled.frames[frames], kind, up, cfg.detect_max_side,
+            boxes = detect_boxes(_views(sampled, frames), kind, up, cfg.detect_max_side,
                                  scale=scale, gray=cfg.detect_gray)
             box = median_box(boxes)
             if box is None:
                 continue
             return _median_faces(sampled, cfg, box, boxes, kind, up)
-        faces = detect_all(sampled.frames[frames], kind, up, cfg.detect_max_side,
+        faces = detect_all(_views(sampled, frames), kind, up, cfg.detect_max_side,
                            gray=cfg.detect_gray)
         if not any(faces):
             continue
         per_frame, found = track_boxes(faces, [int(f) for f in frames], num, cfg.track_smooth)
         assert per_frame is not None  # some frame had a face
-        crops = np.stack([square_box(b, cfg.margin, sampled.width, sampled.height)
-                          for b in per_frame])
-        clip_box = square_box(np.median(per_frame, axis=0), cfg.margin, sampled.width,
-                              sampled.height)
+        crops = np.stack([square_box(b, cfg.margin, *sampled.frame_size) for b in per_frame])
+        clip_box = square_box(np.median(per_frame, axis=0), cfg.margin, *sampled.frame_size)
         return FaceBoxes(clip_box, crops, float(found / len(frames)), found, rung_name(kind, up))
     return _no_face(sampled, cfg, len(examined))
 
@@ -283,9 +299,12 @@ def decode_array(frames: np.ndarray, cfg: DecodeConfig | Mapping[str, Any] | Non
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or len(arr) == 0:
         raise ValueError(f"expected uint8 frames [N, H, W, 3] with N >= 1, got {arr.dtype} "
                          f"{list(arr.shape)}")
+    check_frame_size("frames in memory", arr.shape[2], arr.shape[1])
     indices = sample_indices(len(arr), cfg.num_frames)
     rate = float(fps) if fps else math.nan
-    sampled = SampledFrames(np.ascontiguousarray(arr[indices]), indices, len(arr), rate,
+    size = kept_size(arr.shape[2], arr.shape[1], cfg.max_frame_pixels)
+    kept = np.stack([fit_to(arr[int(i)], *size) for i in indices])  # as decode_clip keeps them
+    sampled = SampledFrames(kept, indices, len(arr), rate,
                             len(arr) / rate if fps else math.nan, arr.shape[2], arr.shape[1])
     return _crop_sampled(sampled, cfg, "frames in memory", start)
 
@@ -304,6 +323,10 @@ def _crop_sampled(sampled: SampledFrames, cfg: DecodeConfig, where: str,
         crops = crop_resize(sampled.frames, found.crop_box, cfg.size)
     else:
         crops = crop_resize_each(sampled.frames, found.crop_boxes, cfg.size)
+    # boxes are in the kept frames' pixels; the index records them in source pixels
+    fw, fh = sampled.frame_size
+    to_source = np.array([sampled.width / fw, sampled.height / fh] * 2, dtype=np.float32)
+    shrunk = (fw, fh) != (sampled.width, sampled.height)
     return DecodedClip(
         frames=crops,
         frame_indices=sampled.frame_indices,
@@ -312,12 +335,15 @@ def _crop_sampled(sampled: SampledFrames, cfg: DecodeConfig, where: str,
         duration_s=sampled.duration_s,
         orig_width=sampled.width,
         orig_height=sampled.height,
-        crop_box=found.crop_box,
+        crop_box=found.crop_box * to_source if shrunk else found.crop_box,
         face_found_frac=found.found_frac,
         seconds=time.perf_counter() - start,
         detector_used=found.detector_used,
         face_frames=found.face_frames,
-        crop_boxes=found.crop_boxes,
+        crop_boxes=(found.crop_boxes * to_source if shrunk and found.crop_boxes is not None
+                    else found.crop_boxes),
+        bad_frames=sampled.bad_frames,
+        resized_frames=sampled.resized_frames,
     )
 
 

@@ -18,7 +18,13 @@ from dfer.core.strict_config import from_mapping
 #: something other than their default, so artifacts decoded with the default settings keep
 #: their bytes: at the defaults they change nothing on a clip where the first detector pass
 #: finds a face, and a clip escalation rescued says so in the index (``detector_used``).
-_LATER_SETTINGS = ("crop", "track_smooth", "escalate")
+_LATER_SETTINGS = ("crop", "track_smooth", "escalate", "max_bad_frames", "max_frame_pixels")
+# ``max_bad_frames`` (a frame folder with unreadable images) and ``max_frame_pixels`` (frames
+# larger than 4K UHD) only change clips that failed, or took many GB, before they existed.
+
+#: Default of ``max_frame_pixels``: a 4K UHD frame (3840 x 2160). Every common video size is
+#: at most this and decodes exactly as before; a larger frame is kept shrunk to it.
+DEFAULT_MAX_FRAME_PIXELS = 3840 * 2160
 # ``quick_frames``, ``detect_scale`` and ``detect_gray`` (the quick pass and the downscaled
 # first try, see ``dfer.video.api``) are not later settings in that sense: at their defaults
 # they do change the crops of clips decoded before they existed (the box of one downscaled
@@ -50,6 +56,8 @@ class DecodeConfig:
     quick_frames: int = 1
     detect_scale: float = 0.75
     detect_gray: bool = True
+    max_bad_frames: float | None = None
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -75,6 +83,12 @@ class DecodeConfig:
             raise ValueError(f"decode.detect_scale must be in (0, 1], got {self.detect_scale}")
         if not isinstance(self.detect_gray, bool):
             raise ValueError(f"decode.detect_gray must be true or false, got {self.detect_gray!r}")
+        if self.max_bad_frames is not None and not 0 <= self.max_bad_frames <= 1:
+            raise ValueError(f"decode.max_bad_frames must be a share in [0, 1] or null, got "
+                             f"{self.max_bad_frames}")
+        if self.max_frame_pixels < 0:
+            raise ValueError(f"decode.max_frame_pixels must be >= 0 (0: never shrink), got "
+                             f"{self.max_frame_pixels}")
         object.__setattr__(self, "escalate", tuple(self.escalate))  # YAML gives a list
         for name in self.escalate:
             try:

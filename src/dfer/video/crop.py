@@ -10,14 +10,20 @@ could latch onto. When the square is larger than the frame it shrinks to the fra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
 from dfer.core.face_detect import DetectorKind, detect_faces
 
+#: Detection images smaller than this on a side are not searched: no face fits, and dlib's CNN
+#: detector raises on images under 10 px (and may crash the process afterwards).
+MIN_DETECT_SIDE = 16
 
-def detect_all(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,
-               max_side: int = 640, scale: float = 1.0,
+
+def detect_all(frames: np.ndarray | Sequence[np.ndarray], detector: DetectorKind = "hog",
+               upsample: int = 0, max_side: int = 640, scale: float = 1.0,
                gray: bool = False) -> list[list[np.ndarray]]:
     """Every face box (x0, y0, x1, y1, source pixels) per frame, largest first.
 
@@ -37,12 +43,15 @@ def detect_all(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int
         if factor != 1.0:
             img = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))),
                              interpolation=cv2.INTER_AREA)
+        if min(img.shape[:2]) < MIN_DETECT_SIDE:  # a sliver of a frame: nothing to find
+            out.append([])
+            continue
         faces = detect_faces(np.ascontiguousarray(img), kind=detector, upsample=upsample)
         out.append([f.as_array() / np.float32(factor) for f in faces])
     return out
 
 
-def detect_boxes(frames: np.ndarray, detector: DetectorKind = "hog", upsample: int = 0,
+def detect_boxes(frames: np.ndarray | Sequence[np.ndarray], detector: DetectorKind = "hog", upsample: int = 0,
                  max_side: int = 640, scale: float = 1.0,
                  gray: bool = False) -> list[np.ndarray | None]:
     """Largest face box (x0, y0, x1, y1, source pixels) per frame, None where none is found."""

@@ -58,6 +58,12 @@ class NoFrames(DecodeError):
     error_type: str = ErrorType.NO_FRAMES
 
 
+class TooSmall(DecodeError):
+    """The frames are too small to find or cut a face in (e.g. a 1x1 image)."""
+
+    error_type: str = ErrorType.TOO_SMALL
+
+
 class NoFace(DecodeError):
     """No face was detected in any examined frame and ``on_no_face`` is ``fail``."""
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dfer.core.artifacts import provenance
+from dfer.core.integrity import require
 from dfer.core.shard_runner import (
     Output,
     ShardRun,
@@ -63,6 +64,10 @@ INDEX_SCHEMA = pa.schema([
     ("detector_used", pa.string()),
     ("face_frames", pa.int32()),
     ("crop_boxes", pa.list_(pa.list_(pa.float32(), 4))),
+    # a frame folder's unreadable images skipped (decode.max_bad_frames), and sampled frames
+    # resized to the first sampled frame's size (images, or a video's frames, of another size)
+    ("bad_frames", pa.int32()),
+    ("resized_frames", pa.int32()),
     ("seconds", pa.float64()),
 ])
 
@@ -76,12 +81,16 @@ class ShardResult:
     decoded: int
     failed: int
     no_face: int = 0
+    #: clips whose source has a single frame, repeated as the whole clip (``data.one_frame_clips``)
+    one_frame: int = 0
 
     def summary(self) -> str:
-        """``6 clip(s) decoded, 0 failed, 1 with no face found (centre crop)``."""
+        """``6 clip(s) decoded, 0 failed, 1 with no face found (centre crop), 1 one-frame``."""
         text = f"{self.decoded} clip(s) decoded, {self.failed} failed"
         if self.no_face:
             text += f", {self.no_face} with no face found (centre crop)"
+        if self.one_frame:
+            text += f", {self.one_frame} from a single source frame (repeated)"
         return text
 
 
@@ -103,6 +112,7 @@ def decode_provenance(cfg: DecodeConfig) -> dict[str, Any]:
 
 def read_shard_manifest(path: str | os.PathLike[str]) -> pa.Table:
     """The shard manifest, checked for the columns and unique clip ids decode relies on."""
+    require(path)
     table = pq.read_table(path)
     missing = [c for c in MANIFEST_FIELDS if c not in table.column_names]
     if missing:
@@ -127,7 +137,7 @@ def decode_rows(rows: list[Mapping[str, Any]], cfg: DecodeConfig, progress: bool
     def one(clip_id: str) -> dict[str, Any]:
         row = by_id[clip_id]
         clip = decode_clip(str(row["path"]), row["source_kind"], cfg, threads=threads)
-        return {"frames": clip.frames,
+        return {"frames": clip.frames, "bad": list(clip.bad_frames),
                 "info": {**{k: row[k] for k in MANIFEST_FIELDS}, **clip.info()}}
 
     return run_clips(STAGE, desc, list(by_id), one,
@@ -143,6 +153,19 @@ def index_table(rows: list[Mapping[str, Any]]) -> pa.Table:
     columns["crop_boxes"] = [None if v is None else np.asarray(v, dtype=np.float32).tolist()
                              for v in columns["crop_boxes"]]
     return pa.table(columns, schema=INDEX_SCHEMA)
+
+
+def _log_repairs(shard: str, run: ShardRun[dict[str, Any]]) -> None:
+    """One warning per clip kept without some of its images, or with frames resized: the
+    frames index counts them (``bad_frames``, ``resized_frames``), the log names them."""
+    for clip_id, result in run.results.items():
+        bad, resized = result["bad"], result["info"]["resized_frames"]
+        if bad:
+            log.warning("decode %s: clip %s: %d unreadable image(s) skipped, sampled from the "
+                        "good ones: %s", shard, clip_id, len(bad), ", ".join(bad[:20]))
+        if resized:
+            log.warning("decode %s: clip %s: %d sampled frame(s) differ in size from its first "
+                        "one and were resized to it", shard, clip_id, resized)
 
 
 def decode_shard(
@@ -172,10 +195,18 @@ def decode_shard(
         failures_output(run, out_failures, meta),
         Output(out_index, index_table([r["info"] for r in run.results.values()]), meta),
     ])
+    _log_repairs(shard_label(manifest), run)
     faceless = sorted(c for c, r in run.results.items() if r["info"]["face_found_frac"] <= 0)
     if faceless:
         shown = ", ".join(faceless[:10]) + (" ..." if len(faceless) > 10 else "")
         log.warning("decode %s: no face found in %d clip(s), kept as a centre crop: %s. "
                     "Landmarks usually fail them and training then drops them; %s",
                     shard_label(manifest), len(faceless), shown, NO_FACE_ADVICE)
-    return ShardResult(decoded=len(run.results), failed=len(run.failures), no_face=len(faceless))
+    one_frame = sorted(c for c, r in run.results.items() if r["info"]["num_source_frames"] == 1)
+    if one_frame:
+        shown = ", ".join(one_frame[:10]) + (" ..." if len(one_frame) > 10 else "")
+        log.warning("decode %s: %d clip(s) have a single source frame, repeated as the whole "
+                    "clip: %s (training flags them; data.one_frame_clips: drop leaves them out)",
+                    shard_label(manifest), len(one_frame), shown)
+    return ShardResult(decoded=len(run.results), failed=len(run.failures), no_face=len(faceless),
+                       one_frame=len(one_frame))

@@ -50,8 +50,15 @@
     syncControls();
     var acc = fold.uar === null || fold.uar === undefined ? "" :
       "UAR " + pct(fold.uar) + ", WAR " + pct(fold.war) + "; ";
-    $("fold-summary").textContent = acc + fold.clips + " clips, " + fold.shown + " shown as cards" +
-      (fold.shown < fold.clips ? " (wrong and least confident first)" : "");
+    // "evaluated N of M test clips (not scored: ...)": the numbers of metrics.json (coverage)
+    var counted = fold.coverage ? fold.coverage + "; " : "";
+    $("fold-summary").textContent = acc + counted + fold.shown + " of " + fold.clips +
+      " clips shown as cards" + (fold.shown < fold.clips ? " (wrong and least confident first)" : "");
+    var hidden = fold.clips - fold.shown;
+    $("limit-note").textContent = hidden > 0 ? hidden + " of " + fold.clips + " clips are not shown: " +
+      "this page shows at most " + fold.shown + " cards per evaluation, the wrong and least " +
+      "confident clips first (the confusion matrix counts every clip)." : "";
+    $("limit-note").setAttribute("data-not-shown", String(Math.max(0, hidden)));
     drawMatrix(fold);
     $("cards").textContent = "";
     load(fold);
@@ -167,7 +174,7 @@
       if (c.lm) strip.appendChild(el("img", { "class": "lm", src: c.lm, loading: "lazy", alt: "landmarks" }));
       if (c.ps) strip.appendChild(el("img", { "class": "ps", src: c.ps, loading: "lazy", alt: "parsing" }));
     } else {
-      strip.appendChild(el("div", { "class": "none" }, "no frames (failed upstream)"));
+      strip.appendChild(el("div", { "class": "none" }, "no frames: " + (c.noimg || "failed upstream")));
     }
     node.appendChild(strip);
     var top = el("div", { "class": "top3" });
