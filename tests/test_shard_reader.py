@@ -71,7 +71,7 @@ def test_lru_evicts_the_least_recently_used() -> None:
 def test_clip_table_holds_metadata_only(results: Path) -> None:
     table = load_clip_table(results, "syn", ALL)
     assert set(table.clips.columns) == {"clip_id", "label", "label_idx", "test_fold", "shard",
-                                        "lm_start", "lm_stop", "cap_offset", "cap_length"}
+                                        "lm_start", "lm_stop", "cap_offset", "cap_length", "one_frame"}
     assert not hasattr(table, "landmarks") and not hasattr(table, "captions")
     assert (table.clips["lm_stop"] - table.clips["lm_start"] == 5).all()  # 5 frames per clip
     assert table.clips["shard"].nunique() == SHARDS
