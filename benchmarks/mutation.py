@@ -122,6 +122,13 @@ _CHECKED_LENGTHS = ("equivalent: the number of answers was compared with the num
 _ALL_COLUMNS = ("equivalent: reading every column of the index instead of clip_id alone gives the "
                 "same clip_id column (only more I/O)")
 _SPLIT_FIRST = "equivalent: the first element of split('.') is the same whatever the maxsplit (>= 1)"
+_BLEND64 = ("equivalent: the blend computed in float64 instead of float32 rounds to the same uint8 "
+            "for every (max channel, channel <= max, face value) in 0..255, checked exhaustively "
+            "(16.7 M cases)")
+_BLEND_RANGE = ("equivalent: marks + face * (1 - max(marks) / 255) lies in [0, 255] for uint8 "
+                "inputs (a channel is at most the max), so the clip bound is never reached")
+_NON_EMPTY_MAP = ("equivalent: max(initial=...) only differs from max() on an empty array; "
+                  "parsing maps are [S, S] with S >= 1 (and initial=1 is below every bound checked)")
 
 #: Survivors that no test can kill: mutant name -> (the mutated line, as a check that the name
 #: still means that mutant, and why it is equivalent). A survivor not listed here, or whose
@@ -317,6 +324,27 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.core.shard_runner.x_index_clip_ids__mutmut_6": ("read_table(index_path, )", _ALL_COLUMNS),
     "dfer.core.shard_runner.x_shard_label__mutmut_4": ('split(".", )', _SPLIT_FIRST),
     "dfer.core.shard_runner.x_shard_label__mutmut_8": ('split(".", 2)', _SPLIT_FIRST),
+    # ---- landmark and parsing images
+    "dfer.train.render.x_overlay_on_face__mutmut_17": (".astype(None) / 255.0", _BLEND64),
+    "dfer.train.render.x_overlay_on_face__mutmut_28": ("marks.astype(None) +", _BLEND64),
+    "dfer.train.render.x_overlay_on_face__mutmut_30": ("face.astype(None) *", _BLEND64),
+    "dfer.train.render.x_overlay_on_face__mutmut_35": ("np.round(out), None, 255)", _BLEND_RANGE),
+    "dfer.train.render.x_overlay_on_face__mutmut_36": ("np.round(out), 0, None)", _BLEND_RANGE),
+    "dfer.train.render.x_overlay_on_face__mutmut_42": ("np.round(out), 0, 256)", _BLEND_RANGE),
+    "dfer.train.render.x_render_landmarks__mutmut_47": (
+        "reshape(-1, 2)", "equivalent: cv2.polylines takes an N x 2 int32 array as the same "
+        "polyline as N x 1 x 2"),
+    "dfer.train.render.x_render_landmarks__mutmut_51": (
+        "reshape(-2, 1, 2)", "equivalent: numpy reads any negative size in reshape as the one "
+        "unknown dimension, as -1"),
+    "dfer.train.render.x_render_landmarks__mutmut_90": (
+        "colour, -2, cv2.LINE_AA", "equivalent: any negative thickness makes cv2.circle fill "
+        "the circle"),
+    "dfer.train.render.x_render_parsing__mutmut_16": (
+        "image.shape[:3] != (size, size)", "equivalent: a nearest-neighbour cv2.resize to the "
+        "image's own size copies it, so resizing always gives the same pixels"),
+    "dfer.train.render.x_render_parsing__mutmut_6": ("max(initial=None)", _NON_EMPTY_MAP),
+    "dfer.train.render.x_render_parsing__mutmut_7": ("max(initial=1)", _NON_EMPTY_MAP),
 }
 
 
