@@ -127,6 +127,10 @@ _BLEND64 = ("equivalent: the blend computed in float64 instead of float32 rounds
             "(16.7 M cases)")
 _BLEND_RANGE = ("equivalent: marks + face * (1 - max(marks) / 255) lies in [0, 255] for uint8 "
                 "inputs (a channel is at most the max), so the clip bound is never reached")
+_GROUP_KEY = ("equivalent: grouping by the 4 keys gives 4-tuples, so the zipped sequences always "
+              "have equal length and strict= never fires")
+_ROW_ORDER = ("equivalent: every row dict is built with exactly the summary's columns, in "
+              "SUMMARY_COLUMNS order, so the frame has the same columns without naming them")
 _NON_EMPTY_MAP = ("equivalent: max(initial=...) only differs from max() on an empty array; "
                   "parsing maps are [S, S] with S >= 1 (and initial=1 is below every bound checked)")
 
@@ -345,6 +349,24 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "image's own size copies it, so resizing always gives the same pixels"),
     "dfer.train.render.x_render_parsing__mutmut_6": ("max(initial=None)", _NON_EMPTY_MAP),
     "dfer.train.render.x_render_parsing__mutmut_7": ("max(initial=1)", _NON_EMPTY_MAP),
+    # ---- report tables
+    "dfer.report.metrics_table.x_coverage_text__mutmut_14": (
+        "else 101.0", "equivalent (unreachable): the share of an empty split (listed 0) is only "
+        "shown when evaluated != listed, and the evaluated clips are among the listed"),
+    "dfer.report.metrics_table.x_incomplete_folds__mutmut_11": (
+        'fillna(1))', "equivalent: fillna only fills the rows whose listed is NaN, which isna() "
+        "has already flagged"),
+    "dfer.report.metrics_table.x_read_metrics__mutmut_57": (
+        'm.get("zero_shot", None)', "equivalent: bool(None) is bool(False)"),
+    "dfer.report.metrics_table.x_read_metrics__mutmut_59": (
+        'm.get("zero_shot", )', "equivalent: bool(None) is bool(False)"),
+    "dfer.report.metrics_table.x_summarize__mutmut_15": (
+        "groupby(keys, )", "equivalent: DataFrame.groupby sorts the groups by default"),
+    "dfer.report.metrics_table.x_summarize__mutmut_29": ("strict=None", _GROUP_KEY),
+    "dfer.report.metrics_table.x_summarize__mutmut_32": ("zip(keys, key, )", _GROUP_KEY),
+    "dfer.report.metrics_table.x_summarize__mutmut_33": ("strict=False", _GROUP_KEY),
+    "dfer.report.metrics_table.x_summarize__mutmut_77": ("columns=None", _ROW_ORDER),
+    "dfer.report.metrics_table.x_summarize__mutmut_79": ("pd.DataFrame(rows, )", _ROW_ORDER),
 }
 
 

@@ -50,7 +50,7 @@ def test_coverage_text_by_hand() -> None:
 def test_read_metrics_every_column(tmp_path: Path) -> None:
     """Three files: full counts with two losses (left out), counts without a policy (counted as
     wrong), and an old file with none of the optional fields."""
-    full = _write(tmp_path / "ds" / "train" / "r1" / "fold-2" / "metrics.json", run="r1",
+    full = _write(tmp_path / "ds" / "train" / "folder" / "fold-2" / "metrics.json", run="r1",
                   trained_on="src", dataset="ds", zero_shot=True, fold=2, num_clips=9, uar=0.5,
                   war=0.75, test_clips={"evaluated": 7, "listed": 10, "unscored_clips": "exclude",
                                         "lost": {"landmarks no_face": 2, "decode corrupt": 1}})
