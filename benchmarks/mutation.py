@@ -127,6 +127,12 @@ _BLEND64 = ("equivalent: the blend computed in float64 instead of float32 rounds
             "(16.7 M cases)")
 _BLEND_RANGE = ("equivalent: marks + face * (1 - max(marks) / 255) lies in [0, 255] for uint8 "
                 "inputs (a channel is at most the max), so the clip bound is never reached")
+_LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
+            "character of it")
+_CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
+               "case change keeps it")
+_FIRST_SEP = ("equivalent: the separator before a sentence's first clause is never written "
+              "(the sentence starts with the clause's text; only later clauses' separators join)")
 _GROUP_KEY = ("equivalent: grouping by the 4 keys gives 4-tuples, so the zipped sequences always "
               "have equal length and strict= never fires")
 _ROW_ORDER = ("equivalent: every row dict is built with exactly the summary's columns, in "
@@ -349,6 +355,35 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "image's own size copies it, so resizing always gives the same pixels"),
     "dfer.train.render.x_render_parsing__mutmut_6": ("max(initial=None)", _NON_EMPTY_MAP),
     "dfer.train.render.x_render_parsing__mutmut_7": ("max(initial=1)", _NON_EMPTY_MAP),
+    # ---- caption refinement
+    "dfer.captions.refine.x__fix_articles__mutmut_13": ('"XXaeiouXX"', _LOWER_X),
+    "dfer.captions.refine.x__words__mutmut_3": ('strip("XX\'XX")', _LOWER_X),
+    "dfer.captions.refine.x_has_verb__mutmut_4": ('strip("XX\'XX")', _LOWER_X),
+    "dfer.captions.refine.x__verb_form__mutmut_6": ('("ING",)', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_10": ('("ED", "d")', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_12": ('("ed", "D")', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_16": ('("ES", "s")', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_18": ('("es", "S")', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_22": ('("S",)', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_35": (
+        "len(stem) >= 2", "equivalent: no verb base has one letter, so the doubled-consonant "
+        "rule never finds stem[:-1] of a two-letter stem among them"),
+    "dfer.captions.refine.x__verb_form__mutmut_36": (
+        "len(stem) > 3", "equivalent on English verb forms: the only two-letter base is 'go', "
+        "and its 'doubled' stem 'goo' + -s / -ed / -ing is no verb form of it"),
+    "dfer.captions.refine.x__refine_sentence__mutmut_31": (
+        '("XXXX", _LEADING_CONNECTIVE', _FIRST_SEP),
+    "dfer.captions.refine.x__split_clauses__mutmut_5": ('[("XXXX", parts[0])]', _FIRST_SEP),
+    "dfer.captions.refine.x__refine_sentence__mutmut_64": (
+        "text.strip(None)", "equivalent: clauses hold no , ; : (they are the separators the "
+        "sentence was split at) and are stripped, and the join puts separators only between "
+        "non-empty clauses, so the text has no separator or space at either end to strip"),
+    "dfer.captions.refine.x__refine_sentence__mutmut_67": (
+        'return "XXXX"', "equivalent (unreachable): the line above returned unless a kept clause "
+        "has a letter, and strip(' ,;:') removes none, so the text is never empty here"),
+    "dfer.captions.refine.x__strip_emotion_words__mutmut_9": (
+        "(_EMO_NP.search(out)) or True", "equivalent: the leading-'and' pattern contains the "
+        "emotion noun phrase, so where _EMO_NP finds nothing neither substitution changes the text"),
     # ---- report tables
     "dfer.report.metrics_table.x_coverage_text__mutmut_14": (
         "else 101.0", "equivalent (unreachable): the share of an empty split (listed 0) is only "

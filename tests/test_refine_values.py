@@ -26,6 +26,8 @@ from dfer.captions.refine import has_verb, mentions_emotion, mentions_evidence, 
     ("An angry frown creases the brow.", "A frown creases the brow."),
     ("A sad eye roll follows.", "An eye roll follows."),
     ("The brows lower into an angry frown.", "The brows lower into a frown."),
+    ("The mouth opens into a sad oval.", "The mouth opens into an oval."),
+    ("Lips (upper): An angry grimace forms.", "Lips (upper): A grimace forms."),  # mid-sentence capital
     # no space is left before punctuation where an emotion phrase was cut out
     ("The lips part in fear .The eyes widen.", "The lips part.The eyes widen."),
     # an emotion noun phrase goes with the "and" before it, not only with the one after it
@@ -63,7 +65,7 @@ def test_no_caption_refines_to_nothing() -> None:
     ("the man's smile", False), ("the glass face", False),  # possessive / -ss: no plural
     # nouns that end like verb forms are not verbs
     ("wide eyes", False), ("facets", False), ("two lookalikes", False),
-    ("showcased smile", False), ("an openended gaze", False),
+    ("showcased smile", False), ("the showcases", False), ("an openended gaze", False),
 ])
 def test_has_verb_by_hand(text: str, verb: bool) -> None:
     assert has_verb(text) is verb
