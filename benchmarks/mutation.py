@@ -127,6 +127,8 @@ _BLEND64 = ("equivalent: the blend computed in float64 instead of float32 rounds
             "(16.7 M cases)")
 _BLEND_RANGE = ("equivalent: marks + face * (1 - max(marks) / 255) lies in [0, 255] for uint8 "
                 "inputs (a channel is at most the max), so the clip bound is never reached")
+_PAIRS = ("equivalent: every pair() call lists the same number of points on both sides, so "
+          "strict= never fires")
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -335,6 +337,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.core.shard_runner.x_shard_label__mutmut_4": ('split(".", )', _SPLIT_FIRST),
     "dfer.core.shard_runner.x_shard_label__mutmut_8": ('split(".", 2)', _SPLIT_FIRST),
     # ---- landmark and parsing images
+    "dfer.train.render.x__mirror_68__mutmut_6": ("strict=None", _PAIRS),
+    "dfer.train.render.x__mirror_68__mutmut_9": ("zip(a, b, )", _PAIRS),
+    "dfer.train.render.x__mirror_68__mutmut_10": ("strict=False", _PAIRS),
+    "dfer.train.render.x__mirror_68__mutmut_19": (
+        "pair(list(range(8)),", "equivalent: range(8) is range(0, 8)"),
+    "dfer.train.render.x__mirror_68__mutmut_105": (
+        "np.asarray(perm, dtype=None)", "equivalent: an array of Python ints is int64 on the "
+        "64-bit platforms dfer supports"),
+    "dfer.train.render.x__mirror_68__mutmut_107": (
+        "np.asarray(perm, )", "equivalent: an array of Python ints is int64 on the 64-bit "
+        "platforms dfer supports"),
     "dfer.train.render.x_overlay_on_face__mutmut_17": (".astype(None) / 255.0", _BLEND64),
     "dfer.train.render.x_overlay_on_face__mutmut_28": ("marks.astype(None) +", _BLEND64),
     "dfer.train.render.x_overlay_on_face__mutmut_30": ("face.astype(None) *", _BLEND64),
