@@ -397,6 +397,15 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.captions.refine.x__strip_emotion_words__mutmut_9": (
         "(_EMO_NP.search(out)) or True", "equivalent: the leading-'and' pattern contains the "
         "emotion noun phrase, so where _EMO_NP finds nothing neither substitution changes the text"),
+    # ---- the files a training job reads
+    "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
+        "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "
+        "is no stage last"),
+    "dfer.train.inputs.xǁDataInputsǁfrom_results__mutmut_11": (
+        "shards_in(folder, )", "equivalent: shards_in's suffix defaults to '.parquet' (PARQUET)"),
+    "dfer.train.inputs.xǁDataInputsǁfrom_results__mutmut_32": ("captions=None)", _FALSY),
+    "dfer.train.inputs.xǁDataInputsǁfrom_results__mutmut_35": (
+        "landmarks=needs.landmarks, )", "equivalent: Needs.captions defaults to False"),
     # ---- report tables
     "dfer.report.metrics_table.x_coverage_text__mutmut_14": (
         "else 101.0", "equivalent (unreachable): the share of an empty split (listed 0) is only "

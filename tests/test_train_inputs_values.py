@@ -122,8 +122,11 @@ def test_from_results_groups_by_shard_and_orders_failures_by_stage(tmp_path: Pat
 
 def test_from_results_leaves_captions_out_when_a_shard_has_none(tmp_path: Path) -> None:
     res = _results(tmp_path, ["000", "001"], captions=["000"])
-    inputs = DataInputs.from_results(res, "ds", Needs(landmarks=True, captions=True))
-    assert not inputs.has("captions") and inputs.has("landmarks")
+    for s in ("000", "001"):
+        _parquet(res / "ds" / "parsing" / f"shard-{s}.parquet")
+        _tensors(res / "ds" / "parsing" / f"shard-{s}.safetensors")
+    inputs = DataInputs.from_results(res, "ds", Needs(parsing=True, landmarks=True, captions=True))
+    assert not inputs.has("captions") and inputs.has("landmarks") and inputs.has("parsing")
     with pytest.raises(FileNotFoundError, match=r"no shard manifests under .*other/manifest; "
                                                 r"run the manifest stage first"):
         DataInputs.from_results(res, "other", Needs())
@@ -138,13 +141,15 @@ def test_from_files_sorts_shards_by_number_and_orders_failures(tmp_path: Path) -
     fails = [_parquet(tmp_path / "captions" / "shard-999.failures.parquet"),
              _parquet(tmp_path / "other" / "shard-999.failures.parquet"),
              _parquet(tmp_path / "parsing" / "shard-999.failures.parquet"),
-             _parquet(tmp_path / "frames" / "shard-999.failures.parquet")]
+             _parquet(tmp_path / "frames" / "shard-999.failures.parquet"),
+             _parquet(tmp_path / "frames" / "shard-1000.failures.parquet")]
     # any iterables of paths (read twice: checked, then grouped)
     inputs = DataInputs.from_files("d", str(man), {"frames": map(str, frames)}, iter(fails))
     assert inputs.shards == ["999", "1000"]  # by number, not as text
     assert inputs.manifest == man and set(inputs.files) == {"frames"}
-    assert inputs.failures == [("decode", fails[3]), ("parsing", fails[2]), ("captions", fails[0]),
-                               ("other", fails[1])]  # a folder that is no stage: last, by its name
+    # stage order, then path ("shard-1000" < "shard-999" as text); a folder that is no stage last
+    assert inputs.failures == [("decode", fails[4]), ("decode", fails[3]), ("parsing", fails[2]),
+                               ("captions", fails[0]), ("other", fails[1])]
 
 
 def test_from_files_refuses_what_it_cannot_use(tmp_path: Path) -> None:
@@ -167,5 +172,8 @@ def test_from_files_refuses_what_it_cannot_use(tmp_path: Path) -> None:
             "frames": [f0, t0, _parquet(tmp_path / "frames" / "shard-001.parquet"),
                        _tensors(tmp_path / "frames" / "shard-001.safetensors")],
             "landmarks": [_parquet(tmp_path / "landmarks" / "shard-000.parquet")]})
+    with pytest.raises(ValueError, match=r"^d: parsing of shard 000 not declared \(shard-000.parquet, .safetensors\)$"):
+        DataInputs.from_files("d", man, {"frames": [f0, t0], "parsing": [
+            _parquet(tmp_path / "parsing" / "shard-001.parquet")]})
     with pytest.raises(DamagedArtifact, match=r"shard-002.parquet"):
         DataInputs.from_files("d", man, {"frames": [f0, t0, tmp_path / "frames" / "shard-002.parquet"]})
