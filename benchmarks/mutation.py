@@ -129,6 +129,15 @@ _BLEND_RANGE = ("equivalent: marks + face * (1 - max(marks) / 255) lies in [0, 2
                 "inputs (a channel is at most the max), so the clip bound is never reached")
 _PAIRS = ("equivalent: every pair() call lists the same number of points on both sides, so "
           "strict= never fires")
+_STD_PAIR = ("equivalent: a summary column and its _std column come from the same frame, so "
+             "the zipped sequences always have equal length and strict= never fires")
+_INDEX_NONE = "equivalent: pandas reads index=None as no index, like index=False"
+_BY_NAME = ("equivalent: the rows are read by column name (row.run, ...), which the extra Index "
+            "field does not change")
+_NO_NAN_SHOWN = ("equivalent: no cell of this displayed table can be NaN (every column that can "
+                 "be missing was turned into text first, the others always have values), so "
+                 "na_rep is never used")
+_ESCAPE_DEFAULT = "equivalent: DataFrame.to_html escapes by default (escape=True)"
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -368,6 +377,26 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "image's own size copies it, so resizing always gives the same pixels"),
     "dfer.train.render.x_render_parsing__mutmut_6": ("max(initial=None)", _NON_EMPTY_MAP),
     "dfer.train.render.x_render_parsing__mutmut_7": ("max(initial=1)", _NON_EMPTY_MAP),
+    # ---- report text
+    "dfer.report.write.x__display_summary__mutmut_11": ('strict=None', _STD_PAIR),
+    "dfer.report.write.x__display_summary__mutmut_14": ('summary[f"{key}_std"], )', _STD_PAIR),
+    "dfer.report.write.x__display_summary__mutmut_15": ('strict=False', _STD_PAIR),
+    "dfer.report.write.x__markdown_table__mutmut_27": ('itertuples(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_coverage_notes__mutmut_2": ('itertuples(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_coverage_notes__mutmut_4": ('itertuples(index=True)', _BY_NAME),
+    "dfer.report.write.x_build_report__mutmut_198": ('to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_225": ('to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_235": ('to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_32": ('to_csv(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_41": ('to_csv(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_50": ('to_csv(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_199": ('na_rep=None, escape=True)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_202": ('to_html(index=False, escape=True)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_205": ('na_rep="XXXX", escape=True)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_236": ('shown_stats.to_html(index=False, na_rep=None)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_238": ('shown_stats.to_html(index=False, )', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_240": ('shown_stats.to_html(index=False, na_rep="XXXX")', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_203": ('to_html(index=False, na_rep="", )', _ESCAPE_DEFAULT),
     # ---- caption refinement
     "dfer.captions.refine.x__fix_articles__mutmut_13": ('"XXaeiouXX"', _LOWER_X),
     "dfer.captions.refine.x__words__mutmut_3": ('strip("XX\'XX")', _LOWER_X),

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 
 from dfer.report import write
+from dfer.report.metrics_table import METRIC_COLUMNS, SUMMARY_COLUMNS
+from dfer.report.stage_stats import STATS_COLUMNS
 from dfer.report.write import (
     _display_folds,
     _display_stats,
@@ -108,16 +110,16 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict:
     def gallery(results, paths, out, max_cards, embed_max):  # noqa: ANN001, ANN202
         calls["gallery"] = (results, list(paths), out, max_cards, embed_max)
         return {"folds": 2, "cards": 7, "clips": 10, "not_shown": 3,
-                "no_images": [("a/fold-1", "c1", "no frames <file>"), ("a/fold-2", "c2", "no frames <file>")]}
+                "no_images": [("a/fold-1", "c1", "no frames <file>"), ("a/fold-2", "c2", "crop 50% cut")]}
 
     monkeypatch.setattr(write, "build_gallery", gallery)
     return calls
 
 
-def _metrics(res: Path) -> list[Path]:
+def _metrics(res: Path, listed2: int = 10, uar2: float = 0.7) -> list[Path]:
     paths = []
     for fold, (uar, war, ev, listed, lost) in enumerate([(0.5, 0.6, 9, 10, {"decode corrupt": 1}),
-                                                         (0.7, 0.7, 10, 10, {})], start=1):
+                                                         (uar2, 0.7, 10, listed2, {})], start=1):
         path = res / "toy" / "train" / "a" / f"fold-{fold}" / "metrics.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"run": "a", "dataset": "toy", "fold": fold, "num_clips": ev, "uar": uar,
@@ -127,13 +129,21 @@ def _metrics(res: Path) -> list[Path]:
     return paths
 
 
-def test_report_markdown_and_html_line_by_line(tmp_path: Path, stubbed: dict) -> None:
+def test_report_markdown_and_html_line_by_line(tmp_path: Path, stubbed: dict, caplog) -> None:  # noqa: ANN001
     res = tmp_path / "results"
-    paths = _metrics(res)
-    out = tmp_path / "report"
-    tables = build_report(res, ["toy"], out, gallery_max=5, embed_max=None)
+    paths = _metrics(res, listed2=11)
+    out = tmp_path / "nested" / "report"  # parents are made
+    with caplog.at_level("WARNING", logger="dfer.report.write"):
+        tables = build_report(res, ["toy", "none"], out, gallery_max=5, embed_max=7)
+    assert [r.getMessage() for r in caplog.records if r.name == "dfer.report.write"] == [
+        "2 of 7 gallery card(s) have no images:\n- no frames <file>: 1 card(s) (a/fold-1/c1)\n"
+        "- crop 50% cut: 1 card(s) (a/fold-2/c2)"]
     assert set(tables) == {"metrics", "summary", "stages"}
-    assert stubbed["gallery"] == (res, paths, out, 5, None)
+    assert stubbed["gallery"] == (res, paths, out, 5, 7)
+    # the tables without an index column
+    assert (out / "metrics.csv").read_text().split("\n")[0] == ",".join(METRIC_COLUMNS)
+    assert (out / "summary.csv").read_text().split("\n")[0] == ",".join(SUMMARY_COLUMNS)
+    assert (out / "stages.csv").read_text().split("\n")[0] == ",".join(STATS_COLUMNS)
     assert stubbed["metrics"][1] == out / "metrics.png" and stubbed["stages"][1] == out / "stages.png"
     assert stubbed["metrics"][0].equals(tables["summary"]) and stubbed["stages"][0].equals(tables["stages"])
     (title, labels, matrix), = stubbed["confusion"][0][:1]
@@ -143,29 +153,34 @@ def test_report_markdown_and_html_line_by_line(tmp_path: Path, stubbed: dict) ->
     assert pd.read_csv(out / "summary.csv")["uar"].tolist() == [pytest.approx(0.6)]
     assert (out / "stages.csv").read_text().startswith("dataset,stage,shards,")
 
-    # UAR 0.5 / 0.7: 60.00 ± 10.00; WAR 0.6 / 0.7: 65.00 ± 5.00; 19 of 20 evaluated
+    # UAR 0.5 / 0.7: 60.00 ± 10.00; WAR 0.6 / 0.7: 65.00 ± 5.00; 19 of 21 evaluated (90.476 %)
     md = (out / "report.md").read_text().split("\n")
     assert md[:10] == [
         "# dfer report", "",
-        "Datasets: toy. UAR / WAR in %, mean ± std over folds; `coverage`: test clips evaluated of "
+        "Datasets: toy, none. UAR / WAR in %, mean ± std over folds; `coverage`: test clips evaluated of "
         "those the split files list.", "",
         "## Results", "",
         "| run | trained_on | dataset | zero_shot | folds | coverage | uar | war |",
         "|---|---|---|---|---|---|---|---|",
-        "| a | toy | toy | False | 2 | 19 of 20 (95.0 %) | 60.00 ± 10.00 | 65.00 ± 5.00 |",
+        "| a | toy | toy | False | 2 | 19 of 21 (90.5 %) | 60.00 ± 10.00 | 65.00 ± 5.00 |",
         "",
     ]
-    assert md[10:15] == [
+    assert md[10:24] == [
         "**Below 100 % of the test split** (UAR / WAR of these folds are not over every clip the "
         "split lists; with `data.unscored_clips: wrong`, the default, the clips not scored count as "
         "wrong predictions):", "",
         "- a on toy fold 1: evaluated 9 of 10 (90.0 %) test clips: not scored decode corrupt: 1 "
-        "(counted as wrong)", "",
-        "## Per fold",
+        "(counted as wrong)",
+        "- a on toy fold 2: evaluated 10 of 11 (90.9 %) test clips", "",
+        "## Per fold", "",
+        "| run | trained_on | dataset | zero_shot | fold | num_clips | coverage | not_scored | uar | war |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| a | toy | toy | False | 1 | 9 | 9 of 10 (90.0 %) | decode corrupt: 1 (counted as wrong) | 0.5 | 0.6 |",
+        "| a | toy | toy | False | 2 | 10 | 10 of 11 (90.9 %) |  | 0.7 | 0.7 |", "",
+        "## Stages", "",
     ]
-    tail = md[md.index("## Stages"):]
-    assert tail[:3] == ["## Stages", "", "_none_"]
-    assert tail[4:] == [
+    assert md[24:] == [
+        "_none_", "",
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
         "## Gallery", "",
         "[Every test clip of 2 evaluation(s)](gallery/index.html): face crops, overlays, captions, "
@@ -173,26 +188,51 @@ def test_report_markdown_and_html_line_by_line(tmp_path: Path, stubbed: dict) ->
         "3 of 10 test clips are not shown as cards (at most 5 per evaluation, wrong and least "
         "confident first; report.gallery_max: null or --gallery-max all shows every clip).", "",
         "2 of 7 gallery card(s) have no images:",
-        "- no frames <file>: 2 card(s) (a/fold-1/c1, a/fold-2/c2)", "",
+        "- no frames <file>: 1 card(s) (a/fold-1/c1)",
+        "- crop 50% cut: 1 card(s) (a/fold-2/c2)", "",
     ]
     html = (out / "report.html").read_text()
-    assert html.startswith("<html><head><meta charset='utf-8'><title>dfer report</title></head><body>\n"
-                           "<h1>dfer report</h1>\n<h2>Results (UAR / WAR %, mean ± std over folds)</h2>\n")
+    lines = html.split("\n")
+    assert lines[:3] == ["<html><head><meta charset='utf-8'><title>dfer report</title></head><body>",
+                         "<h1>dfer report</h1>", "<h2>Results (UAR / WAR %, mean ± std over folds)</h2>"]
+    # pandas tables without an index column: the header row starts with the first column
+    assert html.count("<th>run</th>") == 2 and "<th></th>" not in html
+    assert "<td>60.00 ± 10.00</td>" in html
     assert ("<p><b>Below 100 % of the test split:</b></p><ul><li>a on toy fold 1: evaluated 9 of 10 (90.0 %) "
-            "test clips: not scored decode corrupt: 1 (counted as wrong)</li></ul>\n<h2>Per fold</h2>") in html
-    assert "<td>60.00 ± 10.00</td>" in html and "<h2>Stages</h2>" in html
-    assert "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>\n" in html
-    assert ("<h2>Gallery</h2><p><a href='gallery/index.html'>Every test clip of 2 evaluation(s)</a>: face "
-            "crops, overlays, captions, predictions.</p>\n<p>3 of 10 test clips are not shown as cards (at most "
-            "5 per evaluation") in html
-    assert html.endswith("<p>2 of 7 gallery card(s) have no images:</p><ul><li>no frames &lt;file&gt;: 2 card(s) "
-                         "(a/fold-1/c1, a/fold-2/c2)</li></ul>\n</body></html>")
+            "test clips: not scored decode corrupt: 1 (counted as wrong)</li><li>a on toy fold 2: evaluated "
+            "10 of 11 (90.9 %) test clips</li></ul>\n<h2>Per fold</h2>\n") in html
+    tail = lines[lines.index("<h2>Stages</h2>"):]
+    assert tail[-5:] == [
+        "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
+        "<h2>Gallery</h2><p><a href='gallery/index.html'>Every test clip of 2 evaluation(s)</a>: face "
+        "crops, overlays, captions, predictions.</p>",
+        "<p>3 of 10 test clips are not shown as cards (at most 5 per evaluation, wrong and least confident "
+        "first; report.gallery_max: null or --gallery-max all shows every clip).</p>",
+        "<p>2 of 7 gallery card(s) have no images:</p><ul><li>no frames &lt;file&gt;: 1 card(s) "
+        "(a/fold-1/c1)</li><li>crop 50% cut: 1 card(s) (a/fold-2/c2)</li></ul>",
+        "</body></html>",
+    ]
+    # built again into the same folder: the same files
+    first = (out / "report.md").read_bytes()
+    build_report(res, ["toy", "none"], out, gallery_max=5, embed_max=7)
+    assert (out / "report.md").read_bytes() == first
+
+
+def test_run_names_are_escaped_in_every_html_table(tmp_path: Path, stubbed: dict) -> None:
+    res = tmp_path / "results"
+    path = res / "toy" / "train" / "a" / "fold-1" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"run": "<i>x</i>", "dataset": "toy", "fold": 1, "num_clips": 2, "uar": 0.5,
+                                "war": 0.5, "test_clips": {"evaluated": 2, "listed": 2}}))
+    build_report(res, ["toy"], tmp_path / "report")
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert html.count("&lt;i&gt;x&lt;/i&gt;") == 2 and "<i>x" not in html
 
 
 def test_complete_report_says_so_and_reads_only_the_summaries_folds(tmp_path: Path, stubbed: dict,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     res = tmp_path / "results"
-    paths = _metrics(res)
+    paths = _metrics(res, uar2=float("nan"))
     paths[0].write_text(paths[0].read_text().replace('"listed": 10, "lost": {"decode corrupt": 1}',
                                                      '"listed": 9, "lost": {}'))
     summary = res / "toy" / "train" / "a" / "summary.json"
@@ -209,4 +249,8 @@ def test_complete_report_says_so_and_reads_only_the_summaries_folds(tmp_path: Pa
     html = (out / "report.html").read_text()
     assert "<p>Every fold was evaluated on its whole test split.</p>" in html
     assert "not shown" not in html and "no images" not in html
-    assert math.isclose(tables["summary"]["uar"].iloc[0], 0.7)
+    assert html.endswith("captions, predictions.</p>\n\n</body></html>")
+    # fold 2's UAR is NaN: an empty cell in both per-fold tables, and no mean
+    assert "| a | toy | toy | False | 2 | 10 | 10 of 10 |  |  | 0.7 |" in md
+    assert "<td>10 of 10</td>\n      <td></td>\n      <td></td>\n      <td>0.7</td>" in html
+    assert math.isnan(tables["summary"]["uar"].iloc[0]) and "<td>±</td>" in html
