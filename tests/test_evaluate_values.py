@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from torch.utils.data import SequentialSampler
 
 from dfer.core.artifacts import read_meta
 from dfer.train import evaluate
-from dfer.train.data import ClipTable
+from dfer.train.data import ClipTable, collate
 from dfer.train.evaluate import (
     Predictions,
     account_record,
@@ -53,14 +54,16 @@ def test_prediction_needs(mode: str, want: tuple[Needs, bool]) -> None:
 
 
 def _table() -> ClipTable:
-    """Fold 1's test split lists c1..c4 (scored) and c6 (class b, lost at decode); c5 is fold 2."""
+    """Fold 1's test split lists c1..c4 (scored) and c6 (class b, lost at decode); c5 is fold 2;
+    fold 3 lists only c7 (class a, lost at landmarks)."""
     clips = pd.DataFrame({"clip_id": ["c1", "c2", "c3", "c4", "c5"], "label": ["a", "a", "b", "c", "b"],
                           "label_idx": [0, 0, 1, 2, 1], "test_fold": [1, 1, 1, 1, 2], "shard": "000",
                           "one_frame": [False, False, True, False, False]})
     listed = pd.concat([clips[["clip_id", "label", "test_fold"]],
-                        pd.DataFrame({"clip_id": ["c6"], "label": ["b"], "test_fold": [1]})], ignore_index=True)
-    lost = pd.DataFrame({"clip_id": ["c6"], "label": ["b"], "test_fold": [1], "stage": ["decode"],
-                         "error_type": ["corrupt"]})
+                        pd.DataFrame({"clip_id": ["c6", "c7"], "label": ["b", "a"], "test_fold": [1, 3]})],
+                       ignore_index=True)
+    lost = pd.DataFrame({"clip_id": ["c6", "c7"], "label": ["b", "a"], "test_fold": [1, 3],
+                         "stage": ["decode", "landmarks"], "error_type": ["corrupt", "no_face"]})
     inputs = DataInputs("ds", Path("manifest.parquet"), ["000"])
     return ClipTable(clips, list(LABELS), 2, {"decode": 1}, False, None, inputs, {}, listed, lost, "ours")
 
@@ -76,26 +79,40 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict:
                             set_labels=lambda prompts: calls.setdefault("prompts", prompts))
     meta = {"dataset": "ds", "run": "r", "labels": list(LABELS),
             "params": {"data": {"eval_batch_size": 3, "num_workers": 0}}}
-    monkeypatch.setattr(evaluate, "load_checkpoint", lambda ckpt, overrides=None: (model, meta))
+    def load(ckpt, overrides=None):  # noqa: ANN001, ANN202
+        calls["load"] = (ckpt, overrides)
+        return model, meta
+
+    monkeypatch.setattr(evaluate, "load_checkpoint", load)
 
     def predict(model_, loader, device, out, num_labels):  # noqa: ANN001, ANN202
         calls["clips"] = list(loader.dataset.clips["clip_id"])
         calls["batch_size"], calls["num_labels"] = loader.batch_size, num_labels
+        calls["predict"] = (model_, device, out)
+        calls["loader"] = loader
         return Predictions(["c1", "c2", "c3", "c4"], PROBS, np.array([0, 0, 1, 2]),
                            [{"sim_pos": np.ones((4, 3))}], ["video"])
 
     monkeypatch.setattr(evaluate, "predict_split", predict)
     monkeypatch.setattr(evaluate, "plot_confusion",
                         lambda cm, labels, path, title: calls.setdefault("title", title))
-    calls["meta"] = meta
+    calls["meta"], calls["model"] = meta, model
     return calls
 
 
 def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict) -> None:
     """Support a 2, b 1 + 1 lost, c 1; recalls 1/2, 1/2, 0: UAR 1/3, WAR 2 / 5. Scored only:
     recalls 1/2, 1, 0: UAR 1/2, WAR 2 / 4."""
+    renderers = (lambda p, s: p, lambda m, s: m)
     m = evaluate_checkpoint("ck.pt", None, "ds", 1, tmp_path, table=_table(), device="cpu",
-                            label_prompts={"b": "bee"})
+                            label_prompts={"b": "bee"}, model_overrides={"adapter_scale": 1.0},
+                            renderers=renderers)
+    assert stubbed["load"] == ("ck.pt", {"adapter_scale": 1.0})
+    assert stubbed["predict"] == (stubbed["model"], "cpu", tmp_path)
+    loader = stubbed["loader"]
+    assert isinstance(loader.sampler, SequentialSampler) and loader.collate_fn is collate
+    assert loader.num_workers == 0 and loader.dataset.dataset == "ds" and loader.dataset.train is False
+    assert loader.dataset.needs == Needs() and loader.dataset.renderers() is renderers
     assert stubbed["prompts"] == ["a", "bee", "c"]
     assert stubbed["clips"] == ["c1", "c2", "c3", "c4"] and stubbed["batch_size"] == 3
     assert stubbed["num_labels"] == 3
@@ -126,6 +143,7 @@ def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict) -> 
     np.testing.assert_allclose(np.stack(rows["probs"]), PROBS)
     assert [list(v) for v in rows["sim_pos"]] == [[1.0, 1.0, 1.0]] * 4
     meta = read_meta(tmp_path / "predictions.parquet")
+    assert (meta["stage"], meta["schema_version"]) == ("evaluate", 1)
     assert meta["labels"] == LABELS and meta["model"] == "tiny" and meta["checkpoint"] == "ck.pt"
     assert meta["params"] == {"split": "test", "label_prompts": {"b": "bee"}}
     assert meta["modality_levels"] == ["video", "parsing"] and meta["score_levels"] == ["video"]
@@ -145,12 +163,54 @@ def test_excluded_clips_and_a_transfer(tmp_path: Path, stubbed: dict) -> None:
     assert stubbed["batch_size"] == 3  # the checkpoint's data block, with the override on top
     m = evaluate_checkpoint("ck.pt", None, "ds", 1, tmp_path, split="all", table=_table(), device="cpu")
     assert stubbed["clips"] == ["c1", "c2", "c3", "c4", "c5"]
-    assert m["test_clips"]["listed"] == 6 and m["test_clips"]["text"].startswith("evaluated 5 of 6 clips")
+    assert m["test_clips"]["listed"] == 7 and m["test_clips"]["text"].startswith("evaluated 5 of 7 clips")
 
 
 def test_evaluation_needs_a_source_of_clips(tmp_path: Path, stubbed: dict) -> None:
     with pytest.raises(ValueError, match="^evaluate_checkpoint needs inputs, a table or a results folder$"):
         evaluate_checkpoint("ck.pt", None, "ds", 1, tmp_path, device="cpu")
+
+
+def test_a_split_with_nothing_to_score(tmp_path: Path, stubbed: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fold 3 lists only c7, lost at landmarks: no forward pass; 0 of 1 scored, counted as a
+    wrong prediction of class a (UAR 0 over the one present class, WAR 0 / 1)."""
+    monkeypatch.setattr(evaluate, "predict_split", lambda *a: pytest.fail("nothing to predict"))
+    m = evaluate_checkpoint("ck.pt", None, "ds", 3, tmp_path, table=_table(), device="cpu")
+    assert (m["uar"], m["war"], m["num_clips"]) == (0.0, 0.0, 1)
+    assert m["confusion_matrix"] == [[0, 0, 0]] * 3 and m["scored_only"]["num_clips"] == 0
+    assert m["test_clips"]["text"] == "evaluated 0 of 1 test clips (not scored: landmarks no_face: 1; counted as wrong)"
+    table = pq.read_table(tmp_path / "predictions.parquet")
+    assert table.num_rows == 0 and table.schema.names == evaluate.PREDICTIONS_SCHEMA.names
+    meta = read_meta(tmp_path / "predictions.parquet")
+    assert meta["score_levels"] == [] and meta["modality_levels"] == ["video", "parsing"]
+
+
+def test_the_table_comes_from_the_declared_inputs(tmp_path: Path, stubbed: dict,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list = []
+    declared = DataInputs("ds", Path("m.parquet"), ["000"])
+
+    def from_results(results, dataset, needs):  # noqa: ANN001, ANN202
+        calls.append(("from_results", results, dataset, needs))
+        return declared
+
+    def read(inputs, needs, optional_captions=False, one_frame_clips="keep"):  # noqa: ANN001, ANN202
+        calls.append(("read", inputs, needs, optional_captions, one_frame_clips))
+        return _table()
+
+    monkeypatch.setattr(evaluate.DataInputs, "from_results", from_results)
+    monkeypatch.setattr(evaluate, "read_clip_table", read)
+    stubbed["model"].cfg = _cfg("optional", parsing=True, captions=True)
+    stubbed["meta"]["params"]["data"]["one_frame_clips"] = "drop"
+    evaluate_checkpoint("ck.pt", tmp_path / "res", "ds", 1, tmp_path)  # device "auto": the CPU here
+    assert stubbed["predict"][1] == "cpu"
+    want_needs = Needs(parsing=True, landmarks=False, captions=True)
+    assert calls == [("from_results", tmp_path / "res", "ds", want_needs),
+                     ("read", declared, want_needs, True, "drop")]
+    calls.clear()
+    other = DataInputs("ds", Path("other.parquet"), ["000"])
+    evaluate_checkpoint("ck.pt", None, "ds", 1, tmp_path, inputs=other, device="cpu")
+    assert calls == [("read", other, want_needs, True, "drop")]  # the given inputs, no lookup
 
 
 def test_predictions_frame_keeps_explanations_every_batch_has() -> None:
@@ -183,30 +243,40 @@ def _fold(path: Path, **m: object) -> Path:
 
 
 def test_summarize_folds_by_hand(tmp_path: Path) -> None:
-    """UAR 0.4 / 0.8 -> 0.6 ± 0.2; WAR 0.5 / 0.7 -> 0.6 ± 0.1; 9 + 10 of 10 + 10 clips."""
+    """UAR 0.4 / 0.8 -> 0.6 ± 0.2; WAR 0.5 / 0.7 -> 0.6 ± 0.1; 9 + 9 of 10 + 11 clips, 7 + 8
+    clips in the metrics; lost: decode corrupt 1 + 1, landmarks no_face 1."""
     common = {"run": "r", "dataset": "d", "trained_on": "d", "labels": ["a"], "label_order": "o"}
-    f1 = _fold(tmp_path / "1.json", fold=1, uar=0.4, war=0.5, num_clips=10, per_class_accuracy={"a": 0.4},
-               test_clips={"listed": 10, "evaluated": 9, "lost": {"decode corrupt": 1}}, **common)
-    f2 = _fold(tmp_path / "2.json", fold=2, uar=0.8, war=0.7, num_clips=10, per_class_accuracy={"a": 0.8},
-               test_clips={"listed": 10, "evaluated": 10, "lost": {}}, zero_shot=True, **common)
+    f1 = _fold(tmp_path / "1.json", fold=1, uar=0.4, war=0.5, num_clips=7, per_class_accuracy={"a": 0.4},
+               test_clips={"listed": 10, "evaluated": 9, "lost": {"decode corrupt": 1}}, zero_shot=True, **common)
+    f2 = _fold(tmp_path / "2.json", fold=2, uar=0.8, war=0.7, num_clips=8, per_class_accuracy={"a": 0.8},
+               test_clips={"listed": 11, "evaluated": 9, "lost": {"landmarks no_face": 1, "decode corrupt": 1}},
+               **common)
     out = tmp_path / "summary.json"
     s = summarize_folds([f1, str(f2)], out)
     assert json.loads(out.read_text()) == json.loads(json.dumps(s))
+    assert out.read_text().split("\n")[:2] == ["{", '  "dataset": "d",']  # sorted keys, indented by 2
     assert s["uar"] == pytest.approx(0.6) and s["uar_std"] == pytest.approx(0.2)
     assert s["war"] == pytest.approx(0.6) and s["war_std"] == pytest.approx(0.1)
     assert (s["run"], s["dataset"], s["trained_on"], s["labels"], s["label_order"]) == ("r", "d", "d", ["a"], "o")
-    assert s["zero_shot"] is False and s["num_clips"] == 20 and s["num_folds"] == 2
-    assert s["test_clips"] == {"listed": 20, "evaluated": 19, "not_scored": 1, "lost": {"decode corrupt": 1},
-                               "text": "evaluated 19 of 20 test clips (not scored: decode corrupt: 1)"}
+    assert s["zero_shot"] is True and s["num_clips"] == 15 and s["num_folds"] == 2  # zero_shot of the first
+    assert s["test_clips"] == {"listed": 21, "evaluated": 18, "not_scored": 3,
+                               "lost": {"decode corrupt": 2, "landmarks no_face": 1},
+                               "text": "evaluated 18 of 21 test clips (not scored: decode corrupt: 2, "
+                                       "landmarks no_face: 1)"}
     assert s["per_fold"] == [{"fold": 1, "uar": 0.4, "war": 0.5, "evaluated": 9, "listed": 10},
-                             {"fold": 2, "uar": 0.8, "war": 0.7, "evaluated": 10, "listed": 10}]
+                             {"fold": 2, "uar": 0.8, "war": 0.7, "evaluated": 9, "listed": 11}]
     assert s["sources"] == [str(f1), str(f2)]
     # old files without counts: num_clips is both; a split of 'all' says clips summed over folds
     old = _fold(tmp_path / "3.json", fold=1, uar=0.5, war=0.5, num_clips=4, split="all",
                 per_class_accuracy={"a": 0.5}, **common)
     s = summarize_folds([old], tmp_path / "s2.json")
-    assert s["test_clips"]["text"] == "evaluated 4 of 4 clips (summed over folds)"
-    assert s["per_fold"][0]["listed"] == 4 and math.isclose(s["uar_std"], 0.0)
+    assert s["test_clips"] == {"listed": 4, "evaluated": 4, "not_scored": 0, "lost": {},
+                               "text": "evaluated 4 of 4 clips (summed over folds)"}
+    assert s["per_fold"][0]["listed"] == 4 and s["per_fold"][0]["evaluated"] == 4
+    assert s["zero_shot"] is False and s["num_clips"] == 4 and math.isclose(s["uar_std"], 0.0)
+    bare = _fold(tmp_path / "4.json", fold=1, uar=0.5, war=0.5, per_class_accuracy={}, **common)
+    s = summarize_folds([bare], tmp_path / "s3.json")
+    assert s["num_clips"] == 0 and s["test_clips"]["listed"] == 0 and s["per_fold"][0]["evaluated"] == 0
 
 
 def test_summarize_folds_refuses_mixed_runs(tmp_path: Path) -> None:
@@ -217,5 +287,12 @@ def test_summarize_folds_refuses_mixed_runs(tmp_path: Path) -> None:
     c = _fold(tmp_path / "c.json", run="r", dataset="d", uar=0.1, war=0.1, labels=["y"], per_class_accuracy={})
     with pytest.raises(ValueError, match=r"different 'labels'"):
         summarize_folds([a, c], tmp_path / "o.json")
+    d = _fold(tmp_path / "d.json", run="r", dataset="e", uar=0.1, war=0.1, labels=["x"], per_class_accuracy={})
+    with pytest.raises(ValueError, match=r"different 'dataset'"):
+        summarize_folds([a, d], tmp_path / "o.json")
+    e = _fold(tmp_path / "e.json", run="r", dataset="d", trained_on="f", uar=0.1, war=0.1, labels=["x"],
+              per_class_accuracy={})
+    with pytest.raises(ValueError, match=r"different 'trained_on'"):
+        summarize_folds([a, e], tmp_path / "o.json")
     with pytest.raises(ValueError, match=r"^summarize_folds needs at least one metrics.json$"):
         summarize_folds([], tmp_path / "o.json")
