@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from torch.utils.data import SequentialSampler
+import torch
+from torch.utils.data import DataLoader, SequentialSampler
 
 from dfer.core.artifacts import read_meta
 from dfer.train import evaluate
@@ -211,6 +212,39 @@ def test_the_table_comes_from_the_declared_inputs(tmp_path: Path, stubbed: dict,
     other = DataInputs("ds", Path("other.parquet"), ["000"])
     evaluate_checkpoint("ck.pt", None, "ds", 1, tmp_path, inputs=other, device="cpu")
     assert calls == [("read", other, want_needs, True, "drop")]  # the given inputs, no lookup
+
+
+class _Scorer(torch.nn.Module):
+    """Stand-in model: class scores are the frames' mean grey per channel (3 classes), so the
+    probabilities are a softmax worked out in the test; one level's scores, named 'video'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, frames: torch.Tensor) -> SimpleNamespace:
+        logits = frames.float().mean(dim=(1, 2, 3)) * self.w  # [B, 3]
+        return SimpleNamespace(probabilities=lambda: logits.softmax(-1), sim_pos=logits,
+                               level_scores={"video": logits})
+
+
+def test_predict_split_runs_lightning_over_every_batch(tmp_path: Path) -> None:
+    """Three clips in batches of 2 (then 1): clip k's frames are the colour (k, 0, 2k)."""
+    items = [{"clip_id": f"c{k}", "label": k % 3,
+              "frames": torch.tensor([k, 0, 2 * k], dtype=torch.uint8).expand(2, 4, 4, 3).clone()}
+             for k in range(3)]
+    loader = DataLoader(items, batch_size=2, collate_fn=collate)
+    preds = evaluate.predict_split(_Scorer(), loader, "cpu", tmp_path, 3)
+    assert preds.clip_ids == ["c0", "c1", "c2"] and preds.target.tolist() == [0, 1, 2]
+    want = torch.tensor([[k, 0.0, 2 * k] for k in range(3)]).softmax(-1).numpy()
+    np.testing.assert_allclose(preds.probs, want, rtol=1e-6)
+    assert preds.probs.dtype == np.float32 and preds.pred.tolist() == [0, 2, 2]
+    assert len(preds.explained) == 2 and preds.explained[1]["sim_pos"].tolist() == [[2.0, 0.0, 4.0]]
+    assert preds.explained[0]["level_scores"].shape == (2, 1, 3) and preds.score_levels == ["video"]
+    empty = evaluate.predict_split(_Scorer(), DataLoader([], batch_size=2, collate_fn=collate), "cpu", tmp_path, 3)
+    assert empty.probs.shape == (0, 3) and empty.probs.dtype == np.float32
+    assert empty.target.dtype == np.int64 and empty.target.shape == (0,) and empty.clip_ids == []
+    assert empty.explained == [] and empty.score_levels == [] and empty.pred.tolist() == []
 
 
 def test_predictions_frame_keeps_explanations_every_batch_has() -> None:
