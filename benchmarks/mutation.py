@@ -138,6 +138,35 @@ _NO_NAN_SHOWN = ("equivalent: no cell of this displayed table can be NaN (every 
                  "be missing was turned into text first, the others always have values), so "
                  "na_rep is never used")
 _ESCAPE_DEFAULT = "equivalent: DataFrame.to_html escapes by default (escape=True)"
+_CONVEX = ("equivalent: antialiased bilinear weights are non-negative and sum to 1, so the "
+           "resized values of uint8 pixels stay in [0, 255] and the clamp never binds")
+_TORCH_LONG = "equivalent: torch.tensor of Python ints is int64 (torch.long)"
+_PARQUET_DEFAULT = "equivalent: shards_in's suffix defaults to '.parquet' (PARQUET)"
+_SQUARE_CROP = ("equivalent: decoded frames are square crops [T, S, S, 3] (the decode stage "
+                "writes size x size), so shape[1] == shape[2]")
+_MID_PAIRS = ("equivalent: the faces and the landmark images are both made from mid_idx, so the "
+              "zipped sequences always have equal length and strict= never fires")
+_HALF = ("equivalent: differs only when Generator.random() returns exactly 0.5 (probability "
+         "2**-53 per draw)")
+_FLIP_PASSED = "equivalent: _load's one caller always passes flip"
+_RENDERERS_UNUSED = ("equivalent: prepare_clip uses the renderers only for points or maps, which "
+                     "a model that reads neither level does not load")
+_BOOL_KEEP = "equivalent: keep is already a boolean Series, so the array is boolean either way"
+_STR_IDS = ("equivalent: the frames index stores clip_id as text (the manifest readers make every "
+            "id a str), so astype(str) changes nothing here")
+_NONE_EQ_1 = ("equivalent: without the column, np.asarray(None) == 1 is False, the value the "
+              "else branch gives")
+_MERGE_ON = ("equivalent: the index and the points / captions frame share only the clip_id "
+             "column, which merge joins on by default")
+_MERGE_HOW = "equivalent: DataFrame.merge's how defaults to 'inner'"
+_MERGE_SORT = ("equivalent: the clip table is sorted by clip_id (stable) right after the shards "
+               "are joined, whatever order merge left the rows in")
+_LOST_PAIRS = ("equivalent: stage and error_type are two columns of one frame, so the zipped "
+               "sequences always have equal length and strict= never fires")
+_KEYS_OBJECT = ("equivalent: a Series of str is object dtype anyway, and an empty one counts "
+                "nothing either way")
+_POLICY_NONE = ("equivalent: with no policy the lookup misses either way ('' and 'XXXX' are not "
+                "keys) and adds nothing")
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -426,6 +455,43 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.captions.refine.x__strip_emotion_words__mutmut_9": (
         "(_EMO_NP.search(out)) or True", "equivalent: the leading-'and' pattern contains the "
         "emotion noun phrase, so where _EMO_NP finds nothing neither substitution changes the text"),
+    # ---- training data
+    "dfer.train.data.x__resize__mutmut_24": ('antialias=True, align_corners=None)', _ALIGN),
+    "dfer.train.data.x__resize__mutmut_29": ('antialias=True, )', _ALIGN),
+    "dfer.train.data.x__resize__mutmut_43": ('clamp(None, 255)', _CONVEX),
+    "dfer.train.data.x__resize__mutmut_44": ('clamp(0, None)', _CONVEX),
+    "dfer.train.data.x__resize__mutmut_46": ('clamp(0, )', _CONVEX),
+    "dfer.train.data.x__resize__mutmut_48": ('clamp(0, 256)', _CONVEX),
+    "dfer.train.data.x_collate__mutmut_9": ('for it in items], dtype=None)', _TORCH_LONG),
+    "dfer.train.data.x_collate__mutmut_11": ('for it in items], )', _TORCH_LONG),
+    "dfer.train.data.x_dataset_shards__mutmut_10": ('shards_in(folder, )', _PARQUET_DEFAULT),
+    "dfer.train.data.x_prepare_clip__mutmut_11": ('frames.shape[2]', _SQUARE_CROP),
+    "dfer.train.data.x_prepare_clip__mutmut_72": ('strict=None', _MID_PAIRS),
+    "dfer.train.data.x_prepare_clip__mutmut_75": ('zip(faces, imgs, )', _MID_PAIRS),
+    "dfer.train.data.x_prepare_clip__mutmut_76": ('strict=False', _MID_PAIRS),
+    "dfer.train.data.xǁClipDatasetǁ__getitem____mutmut_14": ('random() <= 0.5', _HALF),
+    "dfer.train.data.xǁClipDatasetǁ_load__mutmut_1": ('flip: bool = True', _FLIP_PASSED),
+    "dfer.train.data.xǁClipDatasetǁ_load__mutmut_74": ('(self.needs.landmarks or self.needs.parsing) or True', _RENDERERS_UNUSED),
+    "dfer.train.data.x__shard_clips__mutmut_3": ('~np.asarray(keep, dtype=None)', _BOOL_KEEP),
+    "dfer.train.data.x__shard_clips__mutmut_5": ('~np.asarray(keep, )', _BOOL_KEEP),
+    "dfer.train.data.x__shard_clips__mutmut_14": ('index[np.asarray(keep, dtype=None)]', _BOOL_KEEP),
+    "dfer.train.data.x__shard_clips__mutmut_16": ('index[np.asarray(keep, )]', _BOOL_KEEP),
+    "dfer.train.data.x__shard_clips__mutmut_41": ('index["XXclip_idXX"]', _STR_IDS),
+    "dfer.train.data.x__shard_clips__mutmut_42": ('index["CLIP_ID"]', _STR_IDS),
+    "dfer.train.data.x__shard_clips__mutmut_53": ('(sources is not None) or True', _NONE_EQ_1),
+    "dfer.train.data.x__shard_clips__mutmut_107": ('merge(points, on=None,', _MERGE_ON),
+    "dfer.train.data.x__shard_clips__mutmut_111": ('merge(points, how="inner",', _MERGE_ON),
+    "dfer.train.data.x__shard_clips__mutmut_173": ('merge(caps, on=None,', _MERGE_ON),
+    "dfer.train.data.x__shard_clips__mutmut_112": ('on="clip_id", sort=False)', _MERGE_HOW),
+    "dfer.train.data.x__shard_clips__mutmut_109": ('how="inner", sort=None)', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_113": ('how="inner", )', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_118": ('how="inner", sort=True)', _MERGE_SORT),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_32": ('strict=None', _LOST_PAIRS),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_35": ('lost["error_type"], )', _LOST_PAIRS),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_40": ('strict=False', _LOST_PAIRS),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_45": ('pd.Series(keys, dtype=None)', _KEYS_OBJECT),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_47": ('pd.Series(keys, )', _KEYS_OBJECT),
+    "dfer.train.data.xǁSplitAccountǁtext__mutmut_20": ("policy or 'XXXX'", _POLICY_NONE),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

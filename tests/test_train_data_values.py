@@ -18,11 +18,13 @@ from safetensors.numpy import load_file
 from support.dataset import write_synthetic_dataset
 
 from dfer.core.artifacts import read_meta, read_parquet, write_parquet, write_safetensors
+from dfer.core.frame_sampling import jittered_indices
 from dfer.core.paths import manifest_file, shard_file
 from dfer.train.config import DataConfig
 from dfer.train.data import (
     LOST_COLUMNS,
     ClipDataset,
+    ClipTable,
     SplitAccount,
     _resize,
     collate,
@@ -32,6 +34,7 @@ from dfer.train.data import (
     fold_split,
     load_clip_table,
     manifest_labels,
+    prepare_clip,
     preprocessing_params,
 )
 from dfer.train.inputs import DataInputs, Needs
@@ -58,6 +61,46 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     index = shard_file(res, "syn", "frames", "000", ".parquet")
     write_parquet(index, read_parquet(index), {**read_meta(index), "params": {"size": 8}})
     return res
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Dataset ``two``: 4 clips in 2 shards, each stage's output missing one clip without a
+    failure row (decode: its frames; landmarks: its rows; captions: its caption), and frames
+    index tables without a num_source_frames column (an older decode)."""
+    res = tmp_path_factory.mktemp("two")
+    ids = write_synthetic_dataset(res, "two", num_classes=2, clips_per_class=2, frames=4, size=8, num_shards=2)
+    manifest = read_parquet(manifest_file(res, "two"))
+    shard_of = dict(zip(manifest["clip_id"], manifest["shard"], strict=True))
+    gone = {"frames": ids[0], "landmarks": ids[1], "captions": ids[2]}
+    frames = shard_file(res, "two", "frames", shard_of[ids[0]], ".safetensors")
+    tensors = load_file(str(frames))
+    del tensors[ids[0]]
+    write_safetensors(frames, tensors, read_meta(frames))
+    man = manifest_file(res, "two")
+    write_parquet(man, read_parquet(man), {**read_meta(man), "num_shards": 2})
+    for stage in ("landmarks", "captions"):
+        path = shard_file(res, "two", stage, shard_of[gone[stage]], ".parquet")
+        table = read_parquet(path)
+        write_parquet(path, table[table["clip_id"] != gone[stage]], read_meta(path))
+    for shard in sorted(set(shard_of.values())):
+        index = shard_file(res, "two", "frames", shard, ".parquet")
+        write_parquet(index, read_parquet(index).drop(columns=["num_source_frames"]), read_meta(index))
+    return res
+
+
+def test_clips_absent_from_a_stage_are_lost_there(two: Path) -> None:
+    ids = sorted(read_parquet(manifest_file(two, "two"))["clip_id"])
+    table = load_clip_table(two, "two", Needs(landmarks=True, captions=True))
+    assert table.clips["clip_id"].tolist() == [ids[3]] and table.clips["one_frame"].tolist() == [False]
+    assert table.lost.sort_values("clip_id")[["clip_id", "stage", "error_type"]].values.tolist() == [
+        [ids[0], "decode", "absent"], [ids[1], "landmarks", "absent"], [ids[2], "captions", "absent"]]
+    # one shard only: its clips, and only its clips listed
+    shard_of = dict(read_parquet(manifest_file(two, "two"))[["clip_id", "shard"]].values.tolist())
+    first = sorted(set(shard_of.values()))[0]
+    part = load_clip_table(two, "two", Needs(), shards=[first])
+    assert set(part.listed["clip_id"]) == {c for c, s in shard_of.items() if s == first}
+    assert set(part.clips["clip_id"]) <= set(part.listed["clip_id"])
 
 
 def test_table_keeps_complete_clips_and_loses_each_other_clip_once(results: Path) -> None:
@@ -138,6 +181,9 @@ def test_items_hold_the_stored_frames_and_caption(results: Path) -> None:
     np.testing.assert_array_equal(item["parsing"].numpy()[..., 0], maps * 10)
     assert item["landmarks"].shape == (4, 8, 8, 3)
     assert ds[1]["caption"] is None and ds[1]["clip_id"] == "syn_00_001"  # no caption: None
+    marks_only = ClipDataset("syn", table.clips, table, Needs(landmarks=True), cfg, 8, train=False,
+                             renderers=ds.renderers())[0]
+    assert set(marks_only) == {"frames", "landmarks", "label", "clip_id"}  # no caption, no parsing
     batch = collate([ds[0], ds[3]])
     assert batch["clip_id"] == ["syn_00_000", "syn_01_003"] and batch["label"].tolist() == [0, 1]
     assert batch["label"].dtype == torch.long and batch["frames"].shape == (2, 4, 8, 8, 3)
@@ -162,7 +208,7 @@ def test_errors_name_the_clip_and_what_is_missing(results: Path) -> None:
         ds[0]
     no_inputs = load_clip_table(results, "syn", Needs())
     no_inputs.inputs = None
-    with pytest.raises(ValueError, match="carries no input files; build it with read_clip_table"):
+    with pytest.raises(ValueError, match="^the clip table carries no input files; build it with read_clip_table$"):
         ClipDataset("syn", no_inputs.clips, no_inputs, Needs(), DataConfig(), 8, train=False)
 
 
@@ -198,8 +244,112 @@ def test_split_account_text_and_fold_split_by_hand() -> None:
     assert fold_split(clips, 1, "train")["clip_id"].tolist() == ["b"]
     assert fold_split(clips, 1, "all")["clip_id"].tolist() == ["a", "b", "c"]
     assert fold_split(clips, 1, "test").index.tolist() == [0, 1]
+    assert fold_split(clips, 1, "test").columns.tolist() == ["clip_id", "test_fold"]
     with pytest.raises(ValueError, match=r"unknown split 'dev'; expected train, test or all"):
         fold_split(clips, 1, "dev")
+
+
+def test_account_of_a_table_without_listed_or_lost_clips() -> None:
+    import pandas as pd
+
+    clips = pd.DataFrame({"clip_id": ["a", "b", "c"], "test_fold": [1, 1, 2]}, index=[4, 5, 6])
+    table = ClipTable(clips, ["x"], 2, {})
+    account = table.account(1, "test")
+    assert (account.listed, account.evaluated, account.lost, account.one_frame) == (2, 2, {}, 0)
+    assert account.lost_clips.columns.tolist() == LOST_COLUMNS and account.lost_clips.empty
+    lost = pd.DataFrame({"clip_id": ["z"], "label": ["x"], "test_fold": [1], "stage": ["decode"],
+                         "error_type": ["corrupt"]}, index=[9])
+    flagged = clips.assign(one_frame=[True, False, True])
+    account = ClipTable(flagged, ["x"], 2, {}, listed=clips, lost=lost).account(1, "test")
+    assert account.one_frame == 1 and account.lost == {"decode corrupt": 1}
+    assert account.lost_clips.columns.tolist() == LOST_COLUMNS and account.lost_clips.index.tolist() == [0]
+
+
+def test_prepare_clip_checks_and_scales(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = DataConfig(num_frames=2, landmarks_on_face=False)
+    with pytest.raises(ValueError, match=r"^frames have shape \(2, 8, 8, 4\), expected \[T, S, S, 3\]$"):
+        prepare_clip(np.zeros((2, 8, 8, 4), np.uint8), None, None, cfg, 8, None)
+    with pytest.raises(ValueError, match=r"^frames have shape \(2, 8, 3\), expected"):
+        prepare_clip(np.zeros((2, 8, 3), np.uint8), None, None, cfg, 8, None)
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"^rendering landmarks needs renderers$"):
+        prepare_clip(frames, np.zeros((2, 68, 2)), None, cfg, 8, None)
+    with pytest.raises(ValueError, match=r"^rendering parsing maps needs renderers$"):
+        prepare_clip(frames, None, np.zeros((2, 8, 8), np.uint8), cfg, 8, None)
+    got: dict = {"points": [], "sizes": []}
+
+    def marks(points: np.ndarray, size: int) -> np.ndarray:
+        got["points"].append(points[0].tolist())
+        return np.zeros((size, size, 3), np.uint8)
+
+    def parsing(label_map: np.ndarray, size: int) -> np.ndarray:
+        got["sizes"].append(size)
+        return np.zeros((size, size, 3), np.uint8)
+
+    points = np.full((2, 68, 2), 3.0)
+    item = prepare_clip(frames, points, np.zeros((2, 8, 8), np.uint8), cfg, 16, (marks, parsing))
+    assert got["points"] == [[6.0, 6.0]] * 2  # crop 8 -> 16 px: points doubled
+    assert got["sizes"] == [16, 16] and item["parsing"].shape == (2, 16, 16, 3)
+
+
+def test_items_of_a_frames_only_table_and_training_draws(results: Path) -> None:
+    table = load_clip_table(results, "syn", Needs())
+    cfg = DataConfig(num_frames=2, temporal_jitter=True, max_open_shards=2, num_workers=0)
+    subset = table.clips.iloc[2:]
+    ds = ClipDataset("syn", subset, table, Needs(), cfg, 8, train=True)
+    assert ds.clips.columns.tolist() == table.clips.columns.tolist() and ds.clips.index.tolist() == [0, 1, 2, 3, 4]
+    assert ds.reader.max_open == 2 and ds.seed == 0
+    stored = load_file(str(shard_file(results, "syn", "frames", "000", ".safetensors")))
+    want = stored[ds.clips.iloc[0]["clip_id"]]
+    seen = set()
+    for epoch in range(6):
+        ds.epoch = epoch
+        item = ds[0]
+        assert "landmarks" not in item and "parsing" not in item and "caption" not in item
+        frames = item["frames"].numpy()
+        if np.random.default_rng([0, epoch, 0]).random() < 0.5:  # the flip of the default seed 0
+            frames = frames[:, :, ::-1]
+        # each of the 2 frames is one of its segment's stored frames (0-1, 2-3)
+        picks = tuple(next(k for k in range(4) if np.array_equal(f, want[k])) for f in frames)
+        assert picks[0] in (0, 1) and picks[1] in (2, 3)
+        seen.add(picks)
+    assert len(seen) > 1  # training draws differ between epochs
+    # and are the same again for the same (seed, epoch, clip): the jitter's own stream
+    for epoch in (1, 4):
+        ds.epoch = epoch
+        a, b = ds[0]["frames"].numpy(), ds[0]["frames"].numpy()
+        np.testing.assert_array_equal(a, b)
+        drawn = jittered_indices(4, 2, np.random.default_rng([0, epoch, 0, 1]))
+        flip = np.random.default_rng([0, epoch, 0]).random() < 0.5
+        np.testing.assert_array_equal(a[:, :, ::-1] if flip else a, want[drawn])
+    evaluation = ClipDataset("syn", subset, table, Needs(), cfg, 8, train=False)
+    for epoch in range(3):
+        evaluation.epoch = epoch
+        np.testing.assert_array_equal(evaluation[0]["frames"].numpy(), want[[0, 3]])  # evenly spaced
+    with pytest.raises(RuntimeError, match=r"the clip table was loaded without landmarks / captions; load it "
+                                           r"with the Needs of this dataset$"):
+        ClipDataset("syn", subset, table, Needs(landmarks=True), cfg, 8, train=False)[0]
+
+
+def test_collate_one_item_and_every_level() -> None:
+    item = {"clip_id": "a", "label": 2, "frames": torch.zeros(2, 4, 4, 3, dtype=torch.uint8),
+            "landmarks": torch.ones(1, 4, 4, 3, dtype=torch.uint8), "parsing": torch.full((1, 4, 4, 3), 2),
+            "caption": None}
+    batch = collate([item])
+    assert batch["clip_id"] == ["a"] and batch["label"].tolist() == [2] and batch["captions"] == [None]
+    assert batch["landmarks"].shape == (1, 1, 4, 4, 3) and batch["landmarks"].max() == 1
+    assert batch["parsing"].shape == (1, 1, 4, 4, 3) and batch["parsing"].max() == 2
+    assert set(collate([{k: v for k, v in item.items() if k != "caption"}])) == {
+        "clip_id", "label", "frames", "landmarks", "parsing"}
+
+
+def test_renderers_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dfer.train.render", None)
+    with pytest.raises(ImportError, match=r"^dfer.train.render \(render_landmarks / render_parsing\) is needed "
+                                          r"for the middle level; switch it off with use_parsing/use_landmarks: false$"):
+        default_renderers()
 
 
 def test_resize_averages_by_hand_and_renderers_are_the_real_ones() -> None:
@@ -209,6 +359,14 @@ def test_resize_averages_by_hand_and_renderers_are_the_real_ones() -> None:
     assert one.shape == (1, 1, 1, 3) and one.dtype == torch.uint8 and one.flatten().tolist() == [15, 15, 15]
     big = _resize(images, 4)
     assert big.shape == (1, 4, 4, 3) and big[0, 0, 0, 0] == 0 and big[0, 3, 3, 0] == 30
+    # antialiased 4 -> 1: a triangle filter 4 px wide, weights 1 - |x + 0.5 - 2| / 4 = 0.625, 0.875,
+    # 0.875, 0.625 (/ 3); the 0 centre (rows and columns 1-2) weighs (1.75 / 3)^2 = 0.3403, so a
+    # 255 border gives 255 * 0.6597 = 168.2. Without antialiasing: the centre's 0.
+    ring = torch.full((1, 4, 4, 3), 255, dtype=torch.uint8)
+    ring[0, 1:3, 1:3] = 0
+    assert _resize(ring, 1).flatten().tolist() == [168, 168, 168]
+    assert _resize(torch.zeros(1, 2, 4, 3, dtype=torch.uint8), 2).shape == (1, 2, 2, 3)  # not square
+    assert _resize(torch.zeros(1, 4, 2, 3, dtype=torch.uint8), 2).shape == (1, 2, 2, 3)
     from dfer.train.render import render_landmarks, render_parsing
 
     assert default_renderers() == (render_landmarks, render_parsing)
