@@ -167,6 +167,12 @@ _KEYS_OBJECT = ("equivalent: a Series of str is object dtype anyway, and an empt
                 "nothing either way")
 _POLICY_NONE = ("equivalent: with no policy the lookup misses either way ('' and 'XXXX' are not "
                 "keys) and adds nothing")
+_CONCAT_INDEX = ("equivalent: the rows are sorted and re-indexed (reset_index(drop=True)) right "
+                 "after, whatever index the concatenation gave them")
+_UNIQUE_SORT = ("equivalent: clip ids are unique, so every sort algorithm gives the same order "
+                "(and pandas ignores a kind it does not know for a single column)")
+_OPTIONAL_MODE = ("equivalent: _shard_clips only tells 'unused' and 'required' apart; any other "
+                  "mode is the optional one")
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -492,6 +498,20 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.train.data.xǁClipTableǁaccount__mutmut_45": ('pd.Series(keys, dtype=None)', _KEYS_OBJECT),
     "dfer.train.data.xǁClipTableǁaccount__mutmut_47": ('pd.Series(keys, )', _KEYS_OBJECT),
     "dfer.train.data.xǁSplitAccountǁtext__mutmut_20": ("policy or 'XXXX'", _POLICY_NONE),
+    "dfer.train.data.x__shard_clips__mutmut_175": ('how="left", sort=None)', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_179": ('how="left", )', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_184": ('how="left", sort=True)', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_177": ('merge(caps, how="left",', _MERGE_ON),
+    "dfer.train.data.x_listed_clips__mutmut_36": ('rows["XXclip_idXX"]', _STR_IDS),
+    "dfer.train.data.x_listed_clips__mutmut_37": ('rows["CLIP_ID"]', _STR_IDS),
+    "dfer.train.data.x_listed_clips__mutmut_86": ('ignore_index=None)', _CONCAT_INDEX),
+    "dfer.train.data.x_listed_clips__mutmut_88": ('pd.concat([rows, extra], )', _CONCAT_INDEX),
+    "dfer.train.data.x_listed_clips__mutmut_89": ('ignore_index=False)', _CONCAT_INDEX),
+    "dfer.train.data.x_listed_clips__mutmut_98": ('kind=None)', _UNIQUE_SORT),
+    "dfer.train.data.x_listed_clips__mutmut_100": ('sort_values("clip_id", )', _UNIQUE_SORT),
+    "dfer.train.data.x_listed_clips__mutmut_103": ('kind="XXstableXX"', _UNIQUE_SORT),
+    "dfer.train.data.x_listed_clips__mutmut_104": ('kind="STABLE"', _UNIQUE_SORT),
+    "dfer.train.data.x_read_clip_table__mutmut_34": ('"XXoptionalXX"', _OPTIONAL_MODE),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

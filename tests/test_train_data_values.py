@@ -36,6 +36,7 @@ from dfer.train.data import (
     manifest_labels,
     prepare_clip,
     preprocessing_params,
+    read_clip_table,
 )
 from dfer.train.inputs import DataInputs, Needs
 
@@ -78,7 +79,11 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Path:
     del tensors[ids[0]]
     write_safetensors(frames, tensors, read_meta(frames))
     man = manifest_file(res, "two")
-    write_parquet(man, read_parquet(man), {**read_meta(man), "num_shards": 2})
+    rows = read_parquet(man).astype({"test_fold": "int32"})  # as the manifest readers write it
+    # two clips the manifest skipped (missing media), one in each shard (shard_of("s1", 2) == 0,
+    # shard_of("s6", 2) == 1), the second with no fold recorded
+    skipped = [{"clip_id": "s1", "label": "class0", "test_fold": 2}, {"clip_id": "s6", "label": "class1"}]
+    write_parquet(man, rows, {**read_meta(man), "num_shards": 2, "skipped": skipped})
     for stage in ("landmarks", "captions"):
         path = shard_file(res, "two", stage, shard_of[gone[stage]], ".parquet")
         table = read_parquet(path)
@@ -94,13 +99,37 @@ def test_clips_absent_from_a_stage_are_lost_there(two: Path) -> None:
     table = load_clip_table(two, "two", Needs(landmarks=True, captions=True))
     assert table.clips["clip_id"].tolist() == [ids[3]] and table.clips["one_frame"].tolist() == [False]
     assert table.lost.sort_values("clip_id")[["clip_id", "stage", "error_type"]].values.tolist() == [
+        ["s1", "manifest", "missing_file"], ["s6", "manifest", "missing_file"],
         [ids[0], "decode", "absent"], [ids[1], "landmarks", "absent"], [ids[2], "captions", "absent"]]
     # one shard only: its clips, and only its clips listed
     shard_of = dict(read_parquet(manifest_file(two, "two"))[["clip_id", "shard"]].values.tolist())
-    first = sorted(set(shard_of.values()))[0]
+    first, second = sorted(set(shard_of.values()))
     part = load_clip_table(two, "two", Needs(), shards=[first])
-    assert set(part.listed["clip_id"]) == {c for c, s in shard_of.items() if s == first}
+    assert set(part.listed["clip_id"]) == {c for c, s in shard_of.items() if s == first} | {"s1"}
     assert set(part.clips["clip_id"]) <= set(part.listed["clip_id"])
+    other = load_clip_table(two, "two", Needs(), shards=[second])
+    assert set(other.listed["clip_id"]) == {c for c, s in shard_of.items() if s == second} | {"s6"}
+    listed = table.listed
+    assert listed.columns.tolist() == ["clip_id", "label", "test_fold"] and str(listed["test_fold"].dtype) == "int64"
+    assert listed["clip_id"].tolist() == sorted(listed["clip_id"]) and listed.index.tolist() == list(range(6))
+    assert listed.set_index("clip_id").loc[["s1", "s6"], "test_fold"].tolist() == [2, 0]
+    assert str(table.lost["test_fold"].dtype) == "int64" and str(table.clips["test_fold"].dtype) == "int64"
+
+
+def test_captions_are_read_only_when_wanted_and_declared(results: Path, caplog) -> None:  # noqa: ANN001
+    declared = DataInputs.from_results(results, "syn", ALL)  # captions among the files
+    table = read_clip_table(declared, Needs(landmarks=True))
+    assert not table.has_captions and "cap_offset" not in table.clips
+    no_captions = DataInputs.from_results(results, "syn", Needs(landmarks=True))
+    with caplog.at_level("WARNING", logger="dfer.train.data"):
+        table = read_clip_table(no_captions, Needs(landmarks=True, captions=True))
+    assert not table.has_captions
+    assert "syn: no captions among the inputs; training without the caption level" in [
+        r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dfer.train.data"):
+        read_clip_table(declared, ALL)
+    assert not any("no captions" in r.getMessage() for r in caplog.records)
 
 
 def test_table_keeps_complete_clips_and_loses_each_other_clip_once(results: Path) -> None:
