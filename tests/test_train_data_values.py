@@ -32,6 +32,7 @@ from dfer.train.data import (
     dataset_shards,
     default_renderers,
     fold_split,
+    listed_clips,
     load_clip_table,
     manifest_labels,
     prepare_clip,
@@ -252,6 +253,10 @@ def test_shards_labels_and_preprocessing_settings(results: Path, tmp_path: Path)
     write_parquet(bare, read_parquet(manifest_file(results, "syn")), {"num_folds": 3})
     with pytest.raises(ValueError, match=r"bare.parquet has no 'labels' in its metadata"):
         manifest_labels(bare)
+    folds32 = tmp_path / "folds32.parquet"
+    write_parquet(folds32, read_parquet(manifest_file(results, "syn")).astype({"test_fold": "int32"}), {"labels": ["x"]})
+    listed = listed_clips(folds32, ["000"])  # no skipped clips: the manifest's int32 folds, as int64
+    assert str(listed["test_fold"].dtype) == "int64" and len(listed) == 8
     one_fold = tmp_path / "one.parquet"
     write_parquet(one_fold, read_parquet(manifest_file(results, "syn")), {"labels": ["x"]})
     assert manifest_labels(one_fold) == (["x"], 1)
