@@ -512,6 +512,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.train.data.x_listed_clips__mutmut_103": ('kind="XXstableXX"', _UNIQUE_SORT),
     "dfer.train.data.x_listed_clips__mutmut_104": ('kind="STABLE"', _UNIQUE_SORT),
     "dfer.train.data.x_read_clip_table__mutmut_34": ('"XXoptionalXX"', _OPTIONAL_MODE),
+    "dfer.train.data.x_read_clip_table__mutmut_73": ('ignore_index=None) if rows', _CONCAT_INDEX),
+    "dfer.train.data.x_read_clip_table__mutmut_75": ('pd.concat(rows, ) if rows', _CONCAT_INDEX),
+    "dfer.train.data.x_read_clip_table__mutmut_76": ('ignore_index=False) if rows', _CONCAT_INDEX),
+    "dfer.train.data.x_read_clip_table__mutmut_93": ('kind=None)', _UNIQUE_SORT),
+    "dfer.train.data.x_read_clip_table__mutmut_95": ('sort_values("clip_id", )', _UNIQUE_SORT),
+    "dfer.train.data.x_read_clip_table__mutmut_98": ('kind="XXstableXX"', _UNIQUE_SORT),
+    "dfer.train.data.x_read_clip_table__mutmut_99": ('kind="STABLE"', _UNIQUE_SORT),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

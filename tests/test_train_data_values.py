@@ -84,20 +84,26 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # two clips the manifest skipped (missing media), one in each shard (shard_of("s1", 2) == 0,
     # shard_of("s6", 2) == 1), the second with no fold recorded
     skipped = [{"clip_id": "s1", "label": "class0", "test_fold": 2}, {"clip_id": "s6", "label": "class1"}]
-    write_parquet(man, rows, {**read_meta(man), "num_shards": 2, "skipped": skipped})
+    write_parquet(man, rows, {**read_meta(man), "num_shards": 2, "skipped": skipped, "label_order": "by hand"})
     for stage in ("landmarks", "captions"):
         path = shard_file(res, "two", stage, shard_of[gone[stage]], ".parquet")
         table = read_parquet(path)
         write_parquet(path, table[table["clip_id"] != gone[stage]], read_meta(path))
-    for shard in sorted(set(shard_of.values())):
+    for shard in sorted(set(shard_of.values())):  # int32 label and fold, as decode writes them
         index = shard_file(res, "two", "frames", shard, ".parquet")
-        write_parquet(index, read_parquet(index).drop(columns=["num_source_frames"]), read_meta(index))
+        write_parquet(index, read_parquet(index).drop(columns=["num_source_frames"]).astype(
+            {"label_idx": "int32", "test_fold": "int32"}), read_meta(index))
     return res
 
 
-def test_clips_absent_from_a_stage_are_lost_there(two: Path) -> None:
+def test_clips_absent_from_a_stage_are_lost_there(two: Path, caplog) -> None:  # noqa: ANN001
     ids = sorted(read_parquet(manifest_file(two, "two"))["clip_id"])
-    table = load_clip_table(two, "two", Needs(landmarks=True, captions=True))
+    with caplog.at_level("WARNING", logger="dfer.train.data"):
+        table = load_clip_table(two, "two", Needs(landmarks=True, captions=True))
+    assert [r.getMessage() for r in caplog.records if r.name == "dfer.train.data"] == [
+        "two: 1 of 6 listed clip(s) usable; 5 lost, each at the first stage that lost it (captions absent: 1, "
+        "decode absent: 1, landmarks absent: 1, manifest missing_file: 2)"]
+    assert str(table.clips["label_idx"].dtype) == "int64" and table.label_order == "by hand"
     assert table.clips["clip_id"].tolist() == [ids[3]] and table.clips["one_frame"].tolist() == [False]
     assert table.lost.sort_values("clip_id")[["clip_id", "stage", "error_type"]].values.tolist() == [
         ["s1", "manifest", "missing_file"], ["s6", "manifest", "missing_file"],
@@ -143,6 +149,13 @@ def test_table_keeps_complete_clips_and_loses_each_other_clip_once(results: Path
     assert str(clips["label_idx"].dtype) == "int64" and str(clips["test_fold"].dtype) == "int64"
     assert ((clips["lm_stop"] - clips["lm_start"]) == 4).all() and (clips["cap_length"] > 0).all()
     assert (table.labels, table.num_folds, table.has_captions) == (["class0", "class1"], 2, True)
+    assert list(clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame",
+                                   "lm_start", "lm_stop", "cap_offset", "cap_length"]
+    assert table.label_order == "synthetic: the configured order (class0, class1)"  # no label_order: the layout's
+    assert set(table.backends) == {"decode", "landmarks", "parsing", "captions"}
+    assert set(load_clip_table(results, "syn", Needs(landmarks=True)).backends) == {"decode", "landmarks"}
+    assert set(load_clip_table(results, "syn", Needs(parsing=True)).backends) == {"decode", "landmarks", "parsing"}
+    assert set(load_clip_table(results, "syn", Needs(captions=True)).backends) == {"decode", "captions"}
     lost = table.lost.sort_values("clip_id").to_dict("records")
     assert list(table.lost.columns) == LOST_COLUMNS
     assert lost == [
@@ -159,6 +172,24 @@ def test_table_keeps_complete_clips_and_loses_each_other_clip_once(results: Path
     row = clips.iloc[2]
     assert table.side.caption(int(row["cap_offset"]), int(row["cap_length"])) == "A bright square moves left."
     assert table.side.points(int(row["lm_start"]), int(row["lm_stop"])).shape == (4, 68, 2)
+
+
+def test_a_dataset_with_nothing_decoded_and_dropped_one_frame_clips(tmp_path: Path) -> None:
+    ids = write_synthetic_dataset(tmp_path, "none", num_classes=2, clips_per_class=1, frames=2, size=8,
+                                  num_shards=1, failed={"frames": ["none_00_000", "none_01_000"]})
+    table = load_clip_table(tmp_path, "none", Needs())
+    assert table.clips.empty and list(table.clips.columns) == ["clip_id", "label", "label_idx", "test_fold",
+                                                               "shard", "one_frame"]
+    assert str(table.clips["one_frame"].dtype) == "bool" and str(table.clips["label_idx"].dtype) == "int64"
+    assert sorted(table.lost["clip_id"]) == ids and set(table.lost["stage"]) == {"decode"}
+    write_synthetic_dataset(tmp_path, "one", num_classes=2, clips_per_class=1, frames=2, size=8, num_shards=1)
+    index = shard_file(tmp_path, "one", "frames", "000", ".parquet")
+    frame = read_parquet(index)
+    frame.loc[frame["clip_id"] == "one_00_000", "num_source_frames"] = 1
+    write_parquet(index, frame, read_meta(index))
+    dropped = load_clip_table(tmp_path, "one", Needs(), one_frame_clips="drop")
+    assert dropped.clips["clip_id"].tolist() == ["one_01_000"] and dropped.clips.index.tolist() == [0]
+    assert list(dropped.clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame"]
 
 
 def test_accounts_per_fold_and_split(results: Path) -> None:
