@@ -173,6 +173,9 @@ _UNIQUE_SORT = ("equivalent: clip ids are unique, so every sort algorithm gives 
                 "(and pandas ignores a kind it does not know for a single column)")
 _OPTIONAL_MODE = ("equivalent: _shard_clips only tells 'unused' and 'required' apart; any other "
                   "mode is the optional one")
+_EMPTY_SUM = "equivalent: the sum of an empty one_frame column is 0, the else branch's value"
+_FOLDS_INT64 = ("equivalent: the lost rows come from the listed clips, whose test_fold is already "
+                "int64 (listed_clips casts it)")
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -519,6 +522,15 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.train.data.x_read_clip_table__mutmut_95": ('sort_values("clip_id", )', _UNIQUE_SORT),
     "dfer.train.data.x_read_clip_table__mutmut_98": ('kind="XXstableXX"', _UNIQUE_SORT),
     "dfer.train.data.x_read_clip_table__mutmut_99": ('kind="STABLE"', _UNIQUE_SORT),
+    "dfer.train.data.x__log_losses__mutmut_4": ('strict=None', _LOST_PAIRS),
+    "dfer.train.data.x__log_losses__mutmut_7": ('lost["error_type"], )', _LOST_PAIRS),
+    "dfer.train.data.x__log_losses__mutmut_12": ('strict=False', _LOST_PAIRS),
+    "dfer.train.data.x__log_losses__mutmut_15": ('pd.Series(keys, dtype=None)', _KEYS_OBJECT),
+    "dfer.train.data.x__log_losses__mutmut_17": ('pd.Series(keys, )', _KEYS_OBJECT),
+    "dfer.train.data.x__log_losses__mutmut_40": ('(len(clips)) or True', _EMPTY_SUM),
+    "dfer.train.data.x_lost_table__mutmut_51": ('lost["XXtest_foldXX"]', _FOLDS_INT64),
+    "dfer.train.data.x_lost_table__mutmut_52": ('lost["TEST_FOLD"]', _FOLDS_INT64),
+    "dfer.train.data.x_lost_table__mutmut_53": ('astype(None)', _FOLDS_INT64),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

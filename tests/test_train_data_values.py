@@ -174,10 +174,12 @@ def test_table_keeps_complete_clips_and_loses_each_other_clip_once(results: Path
     assert table.side.points(int(row["lm_start"]), int(row["lm_stop"])).shape == (4, 68, 2)
 
 
-def test_a_dataset_with_nothing_decoded_and_dropped_one_frame_clips(tmp_path: Path) -> None:
+def test_a_dataset_with_nothing_decoded_and_dropped_one_frame_clips(tmp_path: Path, caplog) -> None:  # noqa: ANN001
     ids = write_synthetic_dataset(tmp_path, "none", num_classes=2, clips_per_class=1, frames=2, size=8,
                                   num_shards=1, failed={"frames": ["none_00_000", "none_01_000"]})
-    table = load_clip_table(tmp_path, "none", Needs())
+    with caplog.at_level("WARNING", logger="dfer.train.data"):
+        table = load_clip_table(tmp_path, "none", Needs())
+    assert not any("one-frame" in r.getMessage() for r in caplog.records)
     assert table.clips.empty and list(table.clips.columns) == ["clip_id", "label", "label_idx", "test_fold",
                                                                "shard", "one_frame"]
     assert str(table.clips["one_frame"].dtype) == "bool" and str(table.clips["label_idx"].dtype) == "int64"
@@ -190,6 +192,29 @@ def test_a_dataset_with_nothing_decoded_and_dropped_one_frame_clips(tmp_path: Pa
     dropped = load_clip_table(tmp_path, "one", Needs(), one_frame_clips="drop")
     assert dropped.clips["clip_id"].tolist() == ["one_01_000"] and dropped.clips.index.tolist() == [0]
     assert list(dropped.clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame"]
+
+
+def test_one_frame_clips_are_named_in_a_warning_ten_at_most(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    ids = write_synthetic_dataset(tmp_path, "single", num_classes=1, clips_per_class=11, frames=2, size=8,
+                                  num_shards=1)
+    index = shard_file(tmp_path, "single", "frames", "000", ".parquet")
+    frame = read_parquet(index)
+    frame["num_source_frames"] = 1
+    write_parquet(index, frame, read_meta(index))
+    with caplog.at_level("WARNING", logger="dfer.train.data"):
+        table = load_clip_table(tmp_path, "single", Needs())
+    assert table.clips["one_frame"].all() and table.account(1, "all").one_frame == 11
+    assert [r.getMessage() for r in caplog.records if r.name == "dfer.train.data"] == [
+        f"single: 11 one-frame clip(s), their single frame repeated as a video ({', '.join(sorted(ids)[:10])} ...); "
+        "data.one_frame_clips: drop leaves them out"]
+    frame.loc[frame["clip_id"] == sorted(ids)[0], "num_source_frames"] = 2  # ten left: all named
+    write_parquet(index, frame, read_meta(index))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dfer.train.data"):
+        load_clip_table(tmp_path, "single", Needs())
+    assert [r.getMessage() for r in caplog.records if r.name == "dfer.train.data"] == [
+        f"single: 10 one-frame clip(s), their single frame repeated as a video ({', '.join(sorted(ids)[1:])}); "
+        "data.one_frame_clips: drop leaves them out"]
 
 
 def test_accounts_per_fold_and_split(results: Path) -> None:
