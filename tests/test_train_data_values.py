@@ -116,6 +116,14 @@ def test_clips_absent_from_a_stage_are_lost_there(two: Path, caplog) -> None:  #
     assert set(part.clips["clip_id"]) <= set(part.listed["clip_id"])
     other = load_clip_table(two, "two", Needs(), shards=[second])
     assert set(other.listed["clip_id"]) == {c for c, s in shard_of.items() if s == second} | {"s6"}
+    # a manifest that does not record its shard count: every clip counts, whichever shards are read
+    man = manifest_file(two, "two")
+    meta = read_meta(man)
+    write_parquet(man, read_parquet(man), {k: v for k, v in meta.items() if k != "num_shards"})
+    try:
+        assert len(load_clip_table(two, "two", Needs(), shards=[first]).listed) == 6
+    finally:
+        write_parquet(man, read_parquet(man), meta)
     listed = table.listed
     assert listed.columns.tolist() == ["clip_id", "label", "test_fold"] and str(listed["test_fold"].dtype) == "int64"
     assert listed["clip_id"].tolist() == sorted(listed["clip_id"]) and listed.index.tolist() == list(range(6))
@@ -189,7 +197,11 @@ def test_a_dataset_with_nothing_decoded_and_dropped_one_frame_clips(tmp_path: Pa
     frame = read_parquet(index)
     frame.loc[frame["clip_id"] == "one_00_000", "num_source_frames"] = 1
     write_parquet(index, frame, read_meta(index))
+    man = manifest_file(tmp_path, "one")
+    meta = {k: v for k, v in read_meta(man).items() if k != "layout"}
+    write_parquet(man, read_parquet(man), meta)  # no layout, no label order: named after the dataset
     dropped = load_clip_table(tmp_path, "one", Needs(), one_frame_clips="drop")
+    assert dropped.label_order == "one: the configured order (class0, class1)"
     assert dropped.clips["clip_id"].tolist() == ["one_01_000"] and dropped.clips.index.tolist() == [0]
     assert list(dropped.clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame"]
 
