@@ -178,6 +178,8 @@ _FOLDS_INT64 = ("equivalent: the lost rows come from the listed clips, whose tes
                 "int64 (listed_clips casts it)")
 _SHARD_WIDTH = ("equivalent for datasets of at most 1000 shards (every test and benchmark): "
                 "shard names are padded to MIN_DIGITS (3) with or without num_shards")
+_ORIENT_CASE = "equivalent: DataFrame.to_dict lower-cases orient ('RECORDS' is 'records')"
+_SHUFFLE_NONE = "equivalent: DataLoader reads shuffle=None as False (a SequentialSampler)"
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -538,6 +540,9 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.train.data.x_listed_clips__mutmut_22": ('shard_name(int(k), )', _SHARD_WIDTH),
     "dfer.train.data.x_listed_clips__mutmut_54": ('num_shards), None) in wanted', _SHARD_WIDTH),
     "dfer.train.data.x_listed_clips__mutmut_56": ('num_shards), ) in wanted', _SHARD_WIDTH),
+    # ---- evaluation
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_221": ('to_dict("RECORDS")', _ORIENT_CASE),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_83": ('shuffle=None,', _SHUFFLE_NONE),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

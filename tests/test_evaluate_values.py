@@ -132,6 +132,7 @@ def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict) -> 
         "ds", 1, "test", False, "ds", "r")
     assert (m["checkpoint"], m["skipped_clips"], m["label_order"]) == ("ck.pt", {"decode": 1}, "ours")
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    assert (tmp_path / "metrics.json").read_text().split("\n")[:2] == ["{", '  "checkpoint": "ck.pt",']
     assert stubbed["title"] == "ds fold 1: UAR 0.333 WAR 0.400, 4 of 5 scored"
 
     table = pq.read_table(tmp_path / "predictions.parquet")
