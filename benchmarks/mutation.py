@@ -439,6 +439,9 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.write.x_build_report__mutmut_238": ('shown_stats.to_html(index=False, )', _NO_NAN_SHOWN),
     "dfer.report.write.x_build_report__mutmut_240": ('shown_stats.to_html(index=False, na_rep="XXXX")', _NO_NAN_SHOWN),
     "dfer.report.write.x_build_report__mutmut_203": ('to_html(index=False, na_rep="", )', _ESCAPE_DEFAULT),
+    "dfer.report.write.x_build_report__mutmut_96": (
+        'log.warning("\\n".join(missing))', "equivalent: logging applies % formatting only when "
+        "arguments are given, so the message is the same text"),
     # ---- caption refinement
     "dfer.captions.refine.x__fix_articles__mutmut_13": ('"XXaeiouXX"', _LOWER_X),
     "dfer.captions.refine.x__words__mutmut_3": ('strip("XX\'XX")', _LOWER_X),

@@ -243,11 +243,11 @@ def test_complete_report_says_so_and_reads_only_the_summaries_folds(tmp_path: Pa
     tables = build_report(res, ["toy"], out, summaries=[summary])
     assert tables["metrics"]["fold"].tolist() == [2]  # fold 1 is on disk but not in the summary
     md = (out / "report.md").read_text()
-    assert "Every fold was evaluated on its whole test split.\n" in md
+    assert "\n\nEvery fold was evaluated on its whole test split.\n\n## Per fold\n" in md
     assert "not shown as cards" not in md and "have no images" not in md
     assert md.endswith("predictions; filter by class or click a confusion-matrix cell.\n")
     html = (out / "report.html").read_text()
-    assert "<p>Every fold was evaluated on its whole test split.</p>" in html
+    assert "\n<p>Every fold was evaluated on its whole test split.</p>\n<h2>Per fold</h2>\n" in html
     assert "not shown" not in html and "no images" not in html
     assert html.endswith("captions, predictions.</p>\n\n</body></html>")
     # fold 2's UAR is NaN: an empty cell in both per-fold tables, and no mean
