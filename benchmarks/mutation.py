@@ -180,6 +180,24 @@ _SHARD_WIDTH = ("equivalent for datasets of at most 1000 shards (every test and 
                 "shard names are padded to MIN_DIGITS (3) with or without num_shards")
 _ORIENT_CASE = "equivalent: DataFrame.to_dict lower-cases orient ('RECORDS' is 'records')"
 _SHUFFLE_NONE = "equivalent: DataLoader reads shuffle=None as False (a SequentialSampler)"
+_LOADER_DEFAULT = "equivalent: DataLoader's shuffle defaults to False"
+_EMPTY_PREDS = ("equivalent: the predictions of a split with nothing to score are empty; an empty "
+                "array of another dtype, or None for the empty lists, gives the same empty table "
+                "and metrics")
+_BOOL_NONE = "equivalent: bool(None) is bool(False)"
+_FOLD_PAIRS = ("equivalent: counts is built from folds one to one, so the zipped sequences always "
+               "have equal length and strict= never fires")
+_ONE_PROCESS = "equivalent: lightning_devices' process count defaults to 1, the count passed"
+_CPU_PRECISION = ("not testable here (CPU only): Lightning's default precision is 32-true, which "
+                  "auto_precision gives on the CPU; on a GPU it would give bf16 / 16 mixed")
+_CPU_ACCEL = ("not testable here (CPU only): Lightning's accelerator 'auto' is the CPU on this "
+              "machine, the accelerator passed; on a GPU machine it matters")
+_PREDICT_NO_CKPT = ("equivalent: trainer.predict never writes checkpoints, so "
+                    "enable_checkpointing changes nothing")
+_DISPLAY = ("equivalent: the model summary and the progress bar are display only (stderr), "
+            "not what is predicted")
+_NO_FILES = ("equivalent: with logger=False and no checkpointing, predict writes nothing under "
+             "default_root_dir (tests/test_evaluate_values.py checks that nothing is written)")
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -546,6 +564,41 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     # ---- evaluation
     "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_221": ('to_dict("RECORDS")', _ORIENT_CASE),
     "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_83": ('shuffle=None,', _SHUFFLE_NONE),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_88": ('dcfg.batch_size, num_workers=', _LOADER_DEFAULT),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_106": ('None, np.zeros((0, len(labels))', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_109": ('np.zeros(0, np.int64), None, [])', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_117": ('np.zeros((0, len(labels)), None)', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_119": ('np.zeros((0, len(labels)), )', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_122": ('np.zeros(0, None)', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_124": ('np.zeros(0, )', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_128": ('first.get("zero_shot", None)', _BOOL_NONE),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_130": ('first.get("zero_shot", )', _BOOL_NONE),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_49": ('strict=None', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_52": ('zip(counts, folds, )', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_53": ('strict=False', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_72": ('strict=None', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_75": ('zip(counts, folds, )', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_76": ('strict=False', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_227": ('strict=None', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_230": ('zip(folds, counts, )', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_231": ('strict=False', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_predict_split__mutmut_5": ('lightning_devices(device, )', _ONE_PROCESS),
+    "dfer.train.evaluate.x_predict_split__mutmut_10": ('precision=None,', _CPU_PRECISION),
+    "dfer.train.evaluate.x_predict_split__mutmut_18": ('+        logger=False, enable_checkpointing=False,', _CPU_PRECISION),
+    "dfer.train.evaluate.x_predict_split__mutmut_16": ('+        devices=devices,', _CPU_ACCEL),
+    "dfer.train.evaluate.x_predict_split__mutmut_17": ('accelerator=accelerator, precision=', _CPU_ACCEL),
+    "dfer.train.evaluate.x_predict_split__mutmut_12": ('enable_checkpointing=None,', _PREDICT_NO_CKPT),
+    "dfer.train.evaluate.x_predict_split__mutmut_20": ('logger=False, enable_model_summary=False', _PREDICT_NO_CKPT),
+    "dfer.train.evaluate.x_predict_split__mutmut_26": ('enable_checkpointing=True,', _PREDICT_NO_CKPT),
+    "dfer.train.evaluate.x_predict_split__mutmut_13": ('enable_model_summary=None,', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_14": ('enable_progress_bar=None,', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_21": ('+        enable_progress_bar=True, default_root_dir', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_22": ('enable_model_summary=False, default_root_dir', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_27": ('enable_model_summary=True,', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_28": ('enable_progress_bar=False,', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_15": ('default_root_dir=None,', _NO_FILES),
+    "dfer.train.evaluate.x_predict_split__mutmut_23": ('enable_progress_bar=True, )', _NO_FILES),
+    "dfer.train.evaluate.x_predict_split__mutmut_29": ('default_root_dir=str(None),', _NO_FILES),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

@@ -79,7 +79,7 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict:
     model = SimpleNamespace(cfg=_cfg(), image_size=16, fused_levels=["video", "parsing"],
                             set_labels=lambda prompts: calls.setdefault("prompts", prompts))
     meta = {"dataset": "ds", "run": "r", "labels": list(LABELS),
-            "params": {"data": {"eval_batch_size": 3, "num_workers": 0}}}
+            "params": {"data": {"eval_batch_size": 3, "num_workers": 1}}}
     def load(ckpt, overrides=None):  # noqa: ANN001, ANN202
         calls["load"] = (ckpt, overrides)
         return model, meta
@@ -112,7 +112,7 @@ def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict) -> 
     assert stubbed["predict"] == (stubbed["model"], "cpu", tmp_path)
     loader = stubbed["loader"]
     assert isinstance(loader.sampler, SequentialSampler) and loader.collate_fn is collate
-    assert loader.num_workers == 0 and loader.dataset.dataset == "ds" and loader.dataset.train is False
+    assert loader.num_workers == 1 and loader.dataset.dataset == "ds" and loader.dataset.train is False
     assert loader.dataset.needs == Needs() and loader.dataset.renderers() is renderers
     assert stubbed["prompts"] == ["a", "bee", "c"]
     assert stubbed["clips"] == ["c1", "c2", "c3", "c4"] and stubbed["batch_size"] == 3
@@ -235,7 +235,8 @@ def test_predict_split_runs_lightning_over_every_batch(tmp_path: Path) -> None:
               "frames": torch.tensor([k, 0, 2 * k], dtype=torch.uint8).expand(2, 4, 4, 3).clone()}
              for k in range(3)]
     loader = DataLoader(items, batch_size=2, collate_fn=collate)
-    preds = evaluate.predict_split(_Scorer(), loader, "cpu", tmp_path, 3)
+    preds = evaluate.predict_split(_Scorer(), loader, "cpu", tmp_path / "out", 3)
+    assert not (tmp_path / "out").exists()  # no logger, no checkpoint: nothing written
     assert preds.clip_ids == ["c0", "c1", "c2"] and preds.target.tolist() == [0, 1, 2]
     want = torch.tensor([[k, 0.0, 2 * k] for k in range(3)]).softmax(-1).numpy()
     np.testing.assert_allclose(preds.probs, want, rtol=1e-6)
@@ -311,7 +312,8 @@ def test_summarize_folds_by_hand(tmp_path: Path) -> None:
     assert s["zero_shot"] is False and s["num_clips"] == 4 and math.isclose(s["uar_std"], 0.0)
     bare = _fold(tmp_path / "4.json", fold=1, uar=0.5, war=0.5, per_class_accuracy={}, **common)
     s = summarize_folds([bare], tmp_path / "s3.json")
-    assert s["num_clips"] == 0 and s["test_clips"]["listed"] == 0 and s["per_fold"][0]["evaluated"] == 0
+    assert s["num_clips"] == 0 and s["test_clips"]["listed"] == 0 and s["test_clips"]["evaluated"] == 0
+    assert s["per_fold"][0]["evaluated"] == 0 and s["per_fold"][0]["listed"] == 0
 
 
 def test_summarize_folds_refuses_mixed_runs(tmp_path: Path) -> None:
