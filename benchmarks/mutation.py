@@ -198,6 +198,12 @@ _DISPLAY = ("equivalent: the model summary and the progress bar are display only
             "not what is predicted")
 _NO_FILES = ("equivalent: with logger=False and no checkpointing, predict writes nothing under "
              "default_root_dir (tests/test_evaluate_values.py checks that nothing is written)")
+_EMPTY_MAX = ("equivalent: max over the last axis of a [0, C] array is an empty array, which the "
+              "float32 cast makes the same as the else branch's")
+_EMPTY_SERIES = ("equivalent: a Series of arrays is object dtype, and pandas 2 makes an empty "
+                 "Series object dtype too")
+_TOLIST = ("equivalent: tolist() gives Python floats either way, and the Parquet schema stores "
+           "them as float32")
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -599,6 +605,11 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.train.evaluate.x_predict_split__mutmut_15": ('default_root_dir=None,', _NO_FILES),
     "dfer.train.evaluate.x_predict_split__mutmut_23": ('enable_progress_bar=True, )', _NO_FILES),
     "dfer.train.evaluate.x_predict_split__mutmut_29": ('default_root_dir=str(None),', _NO_FILES),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_19": ('(len(prob)) or True', _EMPTY_MAX),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_22": ('prob.max(+1)', _LAST_DIM),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_35": ('dtype=None),', _EMPTY_SERIES),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_37": ('for row in prob], ),', _EMPTY_SERIES),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_44": ('row.astype(None).tolist()', _TOLIST),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

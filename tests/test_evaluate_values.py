@@ -96,15 +96,16 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict:
 
     monkeypatch.setattr(evaluate, "predict_split", predict)
     monkeypatch.setattr(evaluate, "plot_confusion",
-                        lambda cm, labels, path, title: calls.setdefault("title", title))
+                        lambda cm, labels, path, title: calls.update(title=title, plot=(cm.tolist(), labels, path)))
     calls["meta"], calls["model"] = meta, model
     return calls
 
 
-def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict) -> None:
+def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict, caplog) -> None:  # noqa: ANN001
     """Support a 2, b 1 + 1 lost, c 1; recalls 1/2, 1/2, 0: UAR 1/3, WAR 2 / 5. Scored only:
     recalls 1/2, 1, 0: UAR 1/2, WAR 2 / 4."""
     renderers = (lambda p, s: p, lambda m, s: m)
+    caplog.set_level("INFO", logger="dfer.train.evaluate")
     m = evaluate_checkpoint("ck.pt", None, "ds", 1, tmp_path, table=_table(), device="cpu",
                             label_prompts={"b": "bee"}, model_overrides={"adapter_scale": 1.0},
                             renderers=renderers)
@@ -134,9 +135,14 @@ def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict) -> 
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(m))
     assert (tmp_path / "metrics.json").read_text().split("\n")[:2] == ["{", '  "checkpoint": "ck.pt",']
     assert stubbed["title"] == "ds fold 1: UAR 0.333 WAR 0.400, 4 of 5 scored"
+    assert stubbed["plot"] == ([[1, 1, 0], [0, 1, 0], [1, 0, 0]], LABELS, tmp_path / "confusion.png")
+    assert [r.getMessage() for r in caplog.records if r.name == "dfer.train.evaluate"] == [
+        "ds fold 1: evaluated 4 of 5 test clips (not scored: decode corrupt: 1; counted as wrong); "
+        "1 one-frame clip(s) among them; UAR 0.3333 WAR 0.4000"]
 
     table = pq.read_table(tmp_path / "predictions.parquet")
     rows = table.to_pandas()
+    assert str(table.schema.field("sim_pos").type) == "list<item: float>"
     assert rows["clip_id"].tolist() == ["c1", "c2", "c3", "c4"]
     assert rows["label"].tolist() == ["a", "a", "b", "c"] and rows["pred_label"].tolist() == ["a", "b", "b", "a"]
     assert rows["label_idx"].tolist() == [0, 0, 1, 2] and rows["pred_idx"].tolist() == [0, 1, 1, 0]
@@ -185,6 +191,9 @@ def test_a_split_with_nothing_to_score(tmp_path: Path, stubbed: dict, monkeypatc
     assert table.num_rows == 0 and table.schema.names == evaluate.PREDICTIONS_SCHEMA.names
     meta = read_meta(tmp_path / "predictions.parquet")
     assert meta["score_levels"] == [] and meta["modality_levels"] == ["video", "parsing"]
+    del stubbed["model"].fused_levels  # a model that fuses nothing names no levels
+    evaluate_checkpoint("ck.pt", None, "ds", 3, tmp_path, table=_table(), device="cpu")
+    assert read_meta(tmp_path / "predictions.parquet")["modality_levels"] == []
 
 
 def test_the_table_comes_from_the_declared_inputs(tmp_path: Path, stubbed: dict,
@@ -256,12 +265,15 @@ def test_predictions_frame_keeps_explanations_every_batch_has() -> None:
                          {"sim_pos": np.array([[5, 6]])}], [])
     frame, schema = predictions_frame(preds, ["n", "p"])
     assert frame["pred_idx"].tolist() == [1, 0, 0] and frame["correct"].tolist() == [True, False, True]
+    assert [str(frame[c].dtype) for c in ("label_idx", "pred_idx", "prob")] == ["int64", "int64", "float32"]
+    assert frame["probs"][0].dtype == np.float32
     assert frame["sim_pos"].tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
     assert "level_scores" not in frame and schema.names[-1] == "sim_pos"
     assert schema.names[:8] == ["clip_id", "label", "label_idx", "pred_idx", "pred_label", "prob", "correct", "probs"]
     empty, schema = predictions_frame(Predictions([], np.zeros((0, 2), np.float32), np.zeros(0, np.int64), [], []),
                                       ["n", "p"])
     assert len(empty) == 0 and schema.names == evaluate.PREDICTIONS_SCHEMA.names
+    assert str(empty["prob"].dtype) == "float32"
 
 
 def test_account_record_fields() -> None:
