@@ -204,6 +204,20 @@ _EMPTY_SERIES = ("equivalent: a Series of arrays is object dtype, and pandas 2 m
                  "Series object dtype too")
 _TOLIST = ("equivalent: tolist() gives Python floats either way, and the Parquet schema stores "
            "them as float32")
+_MEMORY_ONLY = ("equivalent: only hands Arrow's freed pool memory back to the OS (resident "
+                "memory, measured by benchmarks/, not values)")
+_RMTREE = ("equivalent: the folder exists when its owner is collected (nothing else removes it), "
+           "so rmtree has no error to ignore")
+_MORE_COLUMNS = "equivalent: reading every column gives the same columns used (only more I/O)"
+_PATH_IN_ERROR = ("equivalent for readable shards: points_array uses the path only to name the "
+                  "file in the error about a malformed points column")
+_PRIVATE_NAMES = ("equivalent: names of files in the store's private temporary folder, which "
+                  "nothing else reads")
+_TWO_COLUMNS = ("equivalent: clip_id and caption are two columns of one table, so the zipped "
+                "sequences always have equal length and strict= never fires")
+_FROMITER_COUNT = "equivalent: np.fromiter's count only pre-allocates; the items are the same"
+_PREAD_MODE = ("equivalent: os.pread reads bytes from the descriptor whatever mode the file "
+               "object was opened in")
 _LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
             "character of it")
 _CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
@@ -610,6 +624,42 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.train.evaluate.x_predictions_frame__mutmut_35": ('dtype=None),', _EMPTY_SERIES),
     "dfer.train.evaluate.x_predictions_frame__mutmut_37": ('for row in prob], ),', _EMPTY_SERIES),
     "dfer.train.evaluate.x_predictions_frame__mutmut_44": ('row.astype(None).tolist()', _TOLIST),
+    # ---- shard reader
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_1": ('release = None', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_2": ('getattr(None, "release_unused", None)', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_6": ('"release_unused", )', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_7": ('"XXrelease_unusedXX"', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_8": ('"RELEASE_UNUSED"', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_9": ('if release is None:', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__remove_folder__mutmut_3": ('ignore_errors=None)', _RMTREE),
+    "dfer.train.shard_reader.x__remove_folder__mutmut_5": ('shutil.rmtree(folder, )', _RMTREE),
+    "dfer.train.shard_reader.x__remove_folder__mutmut_6": ('ignore_errors=False)', _RMTREE),
+    "dfer.train.shard_reader.x_load_landmark_points__mutmut_4": ('read_sorted(path, None)', _MORE_COLUMNS),
+    "dfer.train.shard_reader.x_load_landmark_points__mutmut_6": ('read_sorted(path, )', _MORE_COLUMNS),
+    "dfer.train.shard_reader.x_load_landmark_points__mutmut_16": ('points_array(table, None)', _PATH_IN_ERROR),
+    "dfer.train.shard_reader.xǁLRUǁget__mutmut_6": ('popitem(last=None)', _FALSY),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_7": ('mkdtemp(prefix=None)', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_8": ('prefix="XXdfer-clips-XX"', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_9": ('prefix="DFER-CLIPS-"', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_18": ('"XXcaptions.txtXX"', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_19": ('"CAPTIONS.TXT"', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_15": ('strict=None)}', _TWO_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_18": ('to_pylist(), )}', _TWO_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_25": ('strict=False)}', _TWO_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_29": ('encode("UTF-8")', _CODEC),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_3": ('read_table(path, columns=None)', _MORE_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_5": ('pq.read_table(path, )', _MORE_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_36": ('np.int64, )', _FROMITER_COUNT),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_19": ('pd.Series(None, dtype=object)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_20": ('pd.Series([], dtype=None), "lm_start"', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_21": ('pd.Series(dtype=object)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_22": ('pd.Series([], ), "lm_start"', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_25": ('"lm_start": pd.Series(None, dtype=np.int64)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_27": ('"lm_start": pd.Series(dtype=np.int64)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_31": ('"lm_stop": pd.Series(None, dtype=np.int64)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_33": ('"lm_stop": pd.Series(dtype=np.int64)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁcaption__mutmut_15": ('decode("UTF-8")', _CODEC),
+    "dfer.train.shard_reader.xǁSideStoreǁcaption__mutmut_4": ('open(self.captions_path, )', _PREAD_MODE),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

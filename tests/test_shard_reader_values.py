@@ -63,11 +63,13 @@ def test_side_store_rows_shard_after_shard(tmp_path: Path) -> None:
     assert second.to_dict("list") == {"clip_id": ["z"], "lm_start": [4], "lm_stop": [5]}
     none = store.add_landmarks(empty)
     assert none.empty and list(none.columns) == ["clip_id", "lm_start", "lm_stop"]
-    assert str(none["lm_stop"].dtype) == "int64" and store.num_points == 5
+    assert str(none["lm_stop"].dtype) == "int64" and str(none["lm_start"].dtype) == "int64"
+    assert store.num_points == 5
     got = store.points(1, 4)
     assert got.shape == (3, 68, 2) and got.dtype == np.float32
     assert got[:, 0].tolist() == [[2.0, 2.5], [3.0, 3.5], [4.0, 4.5]] and (got[:, 67] == got[:, 0]).all()
-    assert store.points(4, 5)[0, 10].tolist() == [5.0, 5.5]
+    assert store.points(4, 5)[0, 10].tolist() == [5.0, 5.5] and store.points(0, 1)[0, 0].tolist() == [1.0, 1.5]
+    assert str(second["lm_start"].dtype) == "int64" and str(second["lm_stop"].dtype) == "int64"
     for start, stop in ((-1, 2), (2, 2), (3, 6)):
         with pytest.raises(IndexError, match=rf"landmark rows {start}:{stop} outside .*points.f32 \(5 rows\)"):
             store.points(start, stop)
@@ -88,6 +90,7 @@ def test_side_store_caption_bytes(tmp_path: Path) -> None:
     second = store.add_captions(two)
     assert second.to_dict("list") == {"clip_id": ["r"], "cap_offset": [6], "cap_length": [4]}
     assert store.caption_bytes == 10
+    assert [str(first[c].dtype) for c in ("cap_offset", "cap_length")] == ["int64", "int64"]
     assert [store.caption(0, 3), store.caption(3, 3), store.caption(6, 4)] == ["né", "abc", "xyz!"]
     assert store.captions_path.read_bytes() == "néabcxyz!".encode()
 
