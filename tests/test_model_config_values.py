@@ -172,6 +172,12 @@ def test_schema_1_checkpoint_is_translated_and_draws_landmarks_on_black(tmp_path
     assert meta["params"]["data"] == {"landmarks_on_face": True}  # an explicit setting stays
     _, meta = load_checkpoint(write("v1c.safetensors", {"data": None}))
     assert meta["params"] == {"data": None}
+    # no schema_version: today's schema (the config is read as it is, not translated)
+    today = {k: v for k, v in m.cfg.to_dict().items()}
+    save_file(tensors, str(tmp_path / "v2.safetensors"), metadata={META_KEY: json.dumps(
+        {"stage": "train", "model": today, "labels": ["a"], "params": {"data": {}}})})
+    back, meta = load_checkpoint(tmp_path / "v2.safetensors")
+    assert back.cfg.to_dict() == m.cfg.to_dict() and meta["params"] == {"data": {}}
 
 
 def test_files_that_are_not_checkpoints(tmp_path: Path) -> None:
