@@ -660,6 +660,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_33": ('"lm_stop": pd.Series(dtype=np.int64)', _EMPTY_SERIES),
     "dfer.train.shard_reader.xǁSideStoreǁcaption__mutmut_15": ('decode("UTF-8")', _CODEC),
     "dfer.train.shard_reader.xǁSideStoreǁcaption__mutmut_4": ('open(self.captions_path, )', _PREAD_MODE),
+    "dfer.model.config.x_migrate_v1__mutmut_61": ('d.pop("mid_temporal_adapter", None)', _FALSY),
     # ---- the files a training job reads
     "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
         "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "

@@ -59,6 +59,8 @@ def test_looks_like_path(value: str, path: bool) -> None:
     ({"use_video": False, "use_parsing": False, "use_landmarks": False},
      "at least one visual level (use_video/use_parsing/use_landmarks) is needed, or captions as the only "
      "level (use_captions and caption_in_fusion: the paper's \"High only\" ablation)"),
+    ({"adapter_ratio": 0.0},
+     "adapter ratios (adapter_ratio, mid_adapter_ratio, text_adapter_ratio) must be > 0"),
     ({"mid_adapter_ratio": 0.0},
      "adapter ratios (adapter_ratio, mid_adapter_ratio, text_adapter_ratio) must be > 0"),
     ({"text_adapter_ratio": -1.0},
@@ -78,8 +80,9 @@ def test_settings_that_are_accepted() -> None:
                {"max_frames": 1, "adapter_ratio": 1e-3},
                {"use_video": False, "use_parsing": False, "use_landmarks": False, "caption_in_fusion": True}):
         ModelConfig.from_dict(ok)
-    with pytest.raises(ValueError, match="model config key"):
+    with pytest.raises(ValueError, match=r"^unknown model config key\(s\) \['no_such_key'\]; known: \['adapter_ratio'"):
         ModelConfig.from_dict({"no_such_key": 1})
+    ModelConfig.from_dict({"use_video": False, "use_landmarks": False})  # parsing alone is a visual level
 
 
 def test_derived_properties_by_hand() -> None:
