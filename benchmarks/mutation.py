@@ -122,6 +122,114 @@ _CHECKED_LENGTHS = ("equivalent: the number of answers was compared with the num
 _ALL_COLUMNS = ("equivalent: reading every column of the index instead of clip_id alone gives the "
                 "same clip_id column (only more I/O)")
 _SPLIT_FIRST = "equivalent: the first element of split('.') is the same whatever the maxsplit (>= 1)"
+_BLEND64 = ("equivalent: the blend computed in float64 instead of float32 rounds to the same uint8 "
+            "for every (max channel, channel <= max, face value) in 0..255, checked exhaustively "
+            "(16.7 M cases)")
+_BLEND_RANGE = ("equivalent: marks + face * (1 - max(marks) / 255) lies in [0, 255] for uint8 "
+                "inputs (a channel is at most the max), so the clip bound is never reached")
+_PAIRS = ("equivalent: every pair() call lists the same number of points on both sides, so "
+          "strict= never fires")
+_STD_PAIR = ("equivalent: a summary column and its _std column come from the same frame, so "
+             "the zipped sequences always have equal length and strict= never fires")
+_INDEX_NONE = "equivalent: pandas reads index=None as no index, like index=False"
+_BY_NAME = ("equivalent: the rows are read by column name (row.run, ...), which the extra Index "
+            "field does not change")
+_NO_NAN_SHOWN = ("equivalent: no cell of this displayed table can be NaN (every column that can "
+                 "be missing was turned into text first, the others always have values), so "
+                 "na_rep is never used")
+_ESCAPE_DEFAULT = "equivalent: DataFrame.to_html escapes by default (escape=True)"
+_CONVEX = ("equivalent: antialiased bilinear weights are non-negative and sum to 1, so the "
+           "resized values of uint8 pixels stay in [0, 255] and the clamp never binds")
+_TORCH_LONG = "equivalent: torch.tensor of Python ints is int64 (torch.long)"
+_PARQUET_DEFAULT = "equivalent: shards_in's suffix defaults to '.parquet' (PARQUET)"
+_SQUARE_CROP = ("equivalent: decoded frames are square crops [T, S, S, 3] (the decode stage "
+                "writes size x size), so shape[1] == shape[2]")
+_MID_PAIRS = ("equivalent: the faces and the landmark images are both made from mid_idx, so the "
+              "zipped sequences always have equal length and strict= never fires")
+_HALF = ("equivalent: differs only when Generator.random() returns exactly 0.5 (probability "
+         "2**-53 per draw)")
+_FLIP_PASSED = "equivalent: _load's one caller always passes flip"
+_RENDERERS_UNUSED = ("equivalent: prepare_clip uses the renderers only for points or maps, which "
+                     "a model that reads neither level does not load")
+_BOOL_KEEP = "equivalent: keep is already a boolean Series, so the array is boolean either way"
+_STR_IDS = ("equivalent: the frames index stores clip_id as text (the manifest readers make every "
+            "id a str), so astype(str) changes nothing here")
+_NONE_EQ_1 = ("equivalent: without the column, np.asarray(None) == 1 is False, the value the "
+              "else branch gives")
+_MERGE_ON = ("equivalent: the index and the points / captions frame share only the clip_id "
+             "column, which merge joins on by default")
+_MERGE_HOW = "equivalent: DataFrame.merge's how defaults to 'inner'"
+_MERGE_SORT = ("equivalent: the clip table is sorted by clip_id (stable) right after the shards "
+               "are joined, whatever order merge left the rows in")
+_LOST_PAIRS = ("equivalent: stage and error_type are two columns of one frame, so the zipped "
+               "sequences always have equal length and strict= never fires")
+_KEYS_OBJECT = ("equivalent: a Series of str is object dtype anyway, and an empty one counts "
+                "nothing either way")
+_POLICY_NONE = ("equivalent: with no policy the lookup misses either way ('' and 'XXXX' are not "
+                "keys) and adds nothing")
+_CONCAT_INDEX = ("equivalent: the rows are sorted and re-indexed (reset_index(drop=True)) right "
+                 "after, whatever index the concatenation gave them")
+_UNIQUE_SORT = ("equivalent: clip ids are unique, so every sort algorithm gives the same order "
+                "(and pandas ignores a kind it does not know for a single column)")
+_OPTIONAL_MODE = ("equivalent: _shard_clips only tells 'unused' and 'required' apart; any other "
+                  "mode is the optional one")
+_EMPTY_SUM = "equivalent: the sum of an empty one_frame column is 0, the else branch's value"
+_FOLDS_INT64 = ("equivalent: the lost rows come from the listed clips, whose test_fold is already "
+                "int64 (listed_clips casts it)")
+_SHARD_WIDTH = ("equivalent for datasets of at most 1000 shards (every test and benchmark): "
+                "shard names are padded to MIN_DIGITS (3) with or without num_shards")
+_ORIENT_CASE = "equivalent: DataFrame.to_dict lower-cases orient ('RECORDS' is 'records')"
+_SHUFFLE_NONE = "equivalent: DataLoader reads shuffle=None as False (a SequentialSampler)"
+_LOADER_DEFAULT = "equivalent: DataLoader's shuffle defaults to False"
+_EMPTY_PREDS = ("equivalent: the predictions of a split with nothing to score are empty; an empty "
+                "array of another dtype, or None for the empty lists, gives the same empty table "
+                "and metrics")
+_BOOL_NONE = "equivalent: bool(None) is bool(False)"
+_FOLD_PAIRS = ("equivalent: counts is built from folds one to one, so the zipped sequences always "
+               "have equal length and strict= never fires")
+_ONE_PROCESS = "equivalent: lightning_devices' process count defaults to 1, the count passed"
+_CPU_PRECISION = ("not testable here (CPU only): Lightning's default precision is 32-true, which "
+                  "auto_precision gives on the CPU; on a GPU it would give bf16 / 16 mixed")
+_CPU_ACCEL = ("not testable here (CPU only): Lightning's accelerator 'auto' is the CPU on this "
+              "machine, the accelerator passed; on a GPU machine it matters")
+_PREDICT_NO_CKPT = ("equivalent: trainer.predict never writes checkpoints, so "
+                    "enable_checkpointing changes nothing")
+_DISPLAY = ("equivalent: the model summary and the progress bar are display only (stderr), "
+            "not what is predicted")
+_NO_FILES = ("equivalent: with logger=False and no checkpointing, predict writes nothing under "
+             "default_root_dir (tests/test_evaluate_values.py checks that nothing is written)")
+_EMPTY_MAX = ("equivalent: max over the last axis of a [0, C] array is an empty array, which the "
+              "float32 cast makes the same as the else branch's")
+_EMPTY_SERIES = ("equivalent: a Series of arrays is object dtype, and pandas 2 makes an empty "
+                 "Series object dtype too")
+_TOLIST = ("equivalent: tolist() gives Python floats either way, and the Parquet schema stores "
+           "them as float32")
+_MEMORY_ONLY = ("equivalent: only hands Arrow's freed pool memory back to the OS (resident "
+                "memory, measured by benchmarks/, not values)")
+_RMTREE = ("equivalent: the folder exists when its owner is collected (nothing else removes it), "
+           "so rmtree has no error to ignore")
+_MORE_COLUMNS = "equivalent: reading every column gives the same columns used (only more I/O)"
+_PATH_IN_ERROR = ("equivalent for readable shards: points_array uses the path only to name the "
+                  "file in the error about a malformed points column")
+_PRIVATE_NAMES = ("equivalent: names of files in the store's private temporary folder, which "
+                  "nothing else reads")
+_TWO_COLUMNS = ("equivalent: clip_id and caption are two columns of one table, so the zipped "
+                "sequences always have equal length and strict= never fires")
+_FROMITER_COUNT = "equivalent: np.fromiter's count only pre-allocates; the items are the same"
+_PREAD_MODE = ("equivalent: os.pread reads bytes from the descriptor whatever mode the file "
+               "object was opened in")
+_LOWER_X = ("equivalent: the text is lower-cased first, so the added capital X's match no "
+            "character of it")
+_CUT_LENGTH = ("equivalent: only the length of a cut suffix is used (word[:-len(cut)]), and the "
+               "case change keeps it")
+_FIRST_SEP = ("equivalent: the separator before a sentence's first clause is never written "
+              "(the sentence starts with the clause's text; only later clauses' separators join)")
+_GROUP_KEY = ("equivalent: grouping by the 4 keys gives 4-tuples, so the zipped sequences always "
+              "have equal length and strict= never fires")
+_ROW_ORDER = ("equivalent: every row dict is built with exactly the summary's columns, in "
+              "SUMMARY_COLUMNS order, so the frame has the same columns without naming them")
+_NON_EMPTY_MAP = ("equivalent: max(initial=...) only differs from max() on an empty array; "
+                  "parsing maps are [S, S] with S >= 1 (and initial=1 is below every bound checked)")
 
 #: Survivors that no test can kill: mutant name -> (the mutated line, as a check that the name
 #: still means that mutant, and why it is equivalent). A survivor not listed here, or whose
@@ -317,6 +425,269 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.core.shard_runner.x_index_clip_ids__mutmut_6": ("read_table(index_path, )", _ALL_COLUMNS),
     "dfer.core.shard_runner.x_shard_label__mutmut_4": ('split(".", )', _SPLIT_FIRST),
     "dfer.core.shard_runner.x_shard_label__mutmut_8": ('split(".", 2)', _SPLIT_FIRST),
+    # ---- landmark and parsing images
+    "dfer.train.render.x__mirror_68__mutmut_6": ("strict=None", _PAIRS),
+    "dfer.train.render.x__mirror_68__mutmut_9": ("zip(a, b, )", _PAIRS),
+    "dfer.train.render.x__mirror_68__mutmut_10": ("strict=False", _PAIRS),
+    "dfer.train.render.x__mirror_68__mutmut_19": (
+        "pair(list(range(8)),", "equivalent: range(8) is range(0, 8)"),
+    "dfer.train.render.x__mirror_68__mutmut_105": (
+        "np.asarray(perm, dtype=None)", "equivalent: an array of Python ints is int64 on the "
+        "64-bit platforms dfer supports"),
+    "dfer.train.render.x__mirror_68__mutmut_107": (
+        "np.asarray(perm, )", "equivalent: an array of Python ints is int64 on the 64-bit "
+        "platforms dfer supports"),
+    "dfer.train.render.x_overlay_on_face__mutmut_17": (".astype(None) / 255.0", _BLEND64),
+    "dfer.train.render.x_overlay_on_face__mutmut_28": ("marks.astype(None) +", _BLEND64),
+    "dfer.train.render.x_overlay_on_face__mutmut_30": ("face.astype(None) *", _BLEND64),
+    "dfer.train.render.x_overlay_on_face__mutmut_35": ("np.round(out), None, 255)", _BLEND_RANGE),
+    "dfer.train.render.x_overlay_on_face__mutmut_36": ("np.round(out), 0, None)", _BLEND_RANGE),
+    "dfer.train.render.x_overlay_on_face__mutmut_42": ("np.round(out), 0, 256)", _BLEND_RANGE),
+    "dfer.train.render.x_render_landmarks__mutmut_47": (
+        "reshape(-1, 2)", "equivalent: cv2.polylines takes an N x 2 int32 array as the same "
+        "polyline as N x 1 x 2"),
+    "dfer.train.render.x_render_landmarks__mutmut_51": (
+        "reshape(-2, 1, 2)", "equivalent: numpy reads any negative size in reshape as the one "
+        "unknown dimension, as -1"),
+    "dfer.train.render.x_render_landmarks__mutmut_90": (
+        "colour, -2, cv2.LINE_AA", "equivalent: any negative thickness makes cv2.circle fill "
+        "the circle"),
+    "dfer.train.render.x_render_parsing__mutmut_16": (
+        "image.shape[:3] != (size, size)", "equivalent: a nearest-neighbour cv2.resize to the "
+        "image's own size copies it, so resizing always gives the same pixels"),
+    "dfer.train.render.x_render_parsing__mutmut_6": ("max(initial=None)", _NON_EMPTY_MAP),
+    "dfer.train.render.x_render_parsing__mutmut_7": ("max(initial=1)", _NON_EMPTY_MAP),
+    # ---- report text
+    "dfer.report.write.x__display_summary__mutmut_11": ('strict=None', _STD_PAIR),
+    "dfer.report.write.x__display_summary__mutmut_14": ('summary[f"{key}_std"], )', _STD_PAIR),
+    "dfer.report.write.x__display_summary__mutmut_15": ('strict=False', _STD_PAIR),
+    "dfer.report.write.x__markdown_table__mutmut_27": ('itertuples(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_coverage_notes__mutmut_2": ('itertuples(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_coverage_notes__mutmut_4": ('itertuples(index=True)', _BY_NAME),
+    "dfer.report.write.x_build_report__mutmut_198": ('to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_225": ('to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_235": ('to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_32": ('to_csv(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_41": ('to_csv(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_50": ('to_csv(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_199": ('na_rep=None, escape=True)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_202": ('to_html(index=False, escape=True)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_205": ('na_rep="XXXX", escape=True)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_236": ('shown_stats.to_html(index=False, na_rep=None)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_238": ('shown_stats.to_html(index=False, )', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_240": ('shown_stats.to_html(index=False, na_rep="XXXX")', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_203": ('to_html(index=False, na_rep="", )', _ESCAPE_DEFAULT),
+    "dfer.report.write.x_build_report__mutmut_96": (
+        'log.warning("\\n".join(missing))', "equivalent: logging applies % formatting only when "
+        "arguments are given, so the message is the same text"),
+    # ---- caption refinement
+    "dfer.captions.refine.x__fix_articles__mutmut_13": ('"XXaeiouXX"', _LOWER_X),
+    "dfer.captions.refine.x__words__mutmut_3": ('strip("XX\'XX")', _LOWER_X),
+    "dfer.captions.refine.x_has_verb__mutmut_4": ('strip("XX\'XX")', _LOWER_X),
+    "dfer.captions.refine.x__verb_form__mutmut_6": ('("ING",)', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_10": ('("ED", "d")', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_12": ('("ed", "D")', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_16": ('("ES", "s")', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_18": ('("es", "S")', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_22": ('("S",)', _CUT_LENGTH),
+    "dfer.captions.refine.x__verb_form__mutmut_35": (
+        "len(stem) >= 2", "equivalent: no verb base has one letter, so the doubled-consonant "
+        "rule never finds stem[:-1] of a two-letter stem among them"),
+    "dfer.captions.refine.x__verb_form__mutmut_36": (
+        "len(stem) > 3", "equivalent on English verb forms: the only two-letter base is 'go', "
+        "and its 'doubled' stem 'goo' + -s / -ed / -ing is no verb form of it"),
+    "dfer.captions.refine.x__refine_sentence__mutmut_31": (
+        '("XXXX", _LEADING_CONNECTIVE', _FIRST_SEP),
+    "dfer.captions.refine.x__split_clauses__mutmut_5": ('[("XXXX", parts[0])]', _FIRST_SEP),
+    "dfer.captions.refine.x__refine_sentence__mutmut_64": (
+        "text.strip(None)", "equivalent: clauses hold no , ; : (they are the separators the "
+        "sentence was split at) and are stripped, and the join puts separators only between "
+        "non-empty clauses, so the text has no separator or space at either end to strip"),
+    "dfer.captions.refine.x__refine_sentence__mutmut_67": (
+        'return "XXXX"', "equivalent (unreachable): the line above returned unless a kept clause "
+        "has a letter, and strip(' ,;:') removes none, so the text is never empty here"),
+    "dfer.captions.refine.x__strip_emotion_words__mutmut_9": (
+        "(_EMO_NP.search(out)) or True", "equivalent: the leading-'and' pattern contains the "
+        "emotion noun phrase, so where _EMO_NP finds nothing neither substitution changes the text"),
+    # ---- training data
+    "dfer.train.data.x__resize__mutmut_24": ('antialias=True, align_corners=None)', _ALIGN),
+    "dfer.train.data.x__resize__mutmut_29": ('antialias=True, )', _ALIGN),
+    "dfer.train.data.x__resize__mutmut_43": ('clamp(None, 255)', _CONVEX),
+    "dfer.train.data.x__resize__mutmut_44": ('clamp(0, None)', _CONVEX),
+    "dfer.train.data.x__resize__mutmut_46": ('clamp(0, )', _CONVEX),
+    "dfer.train.data.x__resize__mutmut_48": ('clamp(0, 256)', _CONVEX),
+    "dfer.train.data.x_collate__mutmut_9": ('for it in items], dtype=None)', _TORCH_LONG),
+    "dfer.train.data.x_collate__mutmut_11": ('for it in items], )', _TORCH_LONG),
+    "dfer.train.data.x_dataset_shards__mutmut_10": ('shards_in(folder, )', _PARQUET_DEFAULT),
+    "dfer.train.data.x_prepare_clip__mutmut_11": ('frames.shape[2]', _SQUARE_CROP),
+    "dfer.train.data.x_prepare_clip__mutmut_72": ('strict=None', _MID_PAIRS),
+    "dfer.train.data.x_prepare_clip__mutmut_75": ('zip(faces, imgs, )', _MID_PAIRS),
+    "dfer.train.data.x_prepare_clip__mutmut_76": ('strict=False', _MID_PAIRS),
+    "dfer.train.data.xǁClipDatasetǁ__getitem____mutmut_14": ('random() <= 0.5', _HALF),
+    "dfer.train.data.xǁClipDatasetǁ_load__mutmut_1": ('flip: bool = True', _FLIP_PASSED),
+    "dfer.train.data.xǁClipDatasetǁ_load__mutmut_74": ('(self.needs.landmarks or self.needs.parsing) or True', _RENDERERS_UNUSED),
+    "dfer.train.data.x__shard_clips__mutmut_3": ('~np.asarray(keep, dtype=None)', _BOOL_KEEP),
+    "dfer.train.data.x__shard_clips__mutmut_5": ('~np.asarray(keep, )', _BOOL_KEEP),
+    "dfer.train.data.x__shard_clips__mutmut_14": ('index[np.asarray(keep, dtype=None)]', _BOOL_KEEP),
+    "dfer.train.data.x__shard_clips__mutmut_16": ('index[np.asarray(keep, )]', _BOOL_KEEP),
+    "dfer.train.data.x__shard_clips__mutmut_41": ('index["XXclip_idXX"]', _STR_IDS),
+    "dfer.train.data.x__shard_clips__mutmut_42": ('index["CLIP_ID"]', _STR_IDS),
+    "dfer.train.data.x__shard_clips__mutmut_53": ('(sources is not None) or True', _NONE_EQ_1),
+    "dfer.train.data.x__shard_clips__mutmut_107": ('merge(points, on=None,', _MERGE_ON),
+    "dfer.train.data.x__shard_clips__mutmut_111": ('merge(points, how="inner",', _MERGE_ON),
+    "dfer.train.data.x__shard_clips__mutmut_173": ('merge(caps, on=None,', _MERGE_ON),
+    "dfer.train.data.x__shard_clips__mutmut_112": ('on="clip_id", sort=False)', _MERGE_HOW),
+    "dfer.train.data.x__shard_clips__mutmut_109": ('how="inner", sort=None)', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_113": ('how="inner", )', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_118": ('how="inner", sort=True)', _MERGE_SORT),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_32": ('strict=None', _LOST_PAIRS),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_35": ('lost["error_type"], )', _LOST_PAIRS),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_40": ('strict=False', _LOST_PAIRS),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_45": ('pd.Series(keys, dtype=None)', _KEYS_OBJECT),
+    "dfer.train.data.xǁClipTableǁaccount__mutmut_47": ('pd.Series(keys, )', _KEYS_OBJECT),
+    "dfer.train.data.xǁSplitAccountǁtext__mutmut_20": ("policy or 'XXXX'", _POLICY_NONE),
+    "dfer.train.data.x__shard_clips__mutmut_175": ('how="left", sort=None)', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_179": ('how="left", )', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_184": ('how="left", sort=True)', _MERGE_SORT),
+    "dfer.train.data.x__shard_clips__mutmut_177": ('merge(caps, how="left",', _MERGE_ON),
+    "dfer.train.data.x_listed_clips__mutmut_36": ('rows["XXclip_idXX"]', _STR_IDS),
+    "dfer.train.data.x_listed_clips__mutmut_37": ('rows["CLIP_ID"]', _STR_IDS),
+    "dfer.train.data.x_listed_clips__mutmut_86": ('ignore_index=None)', _CONCAT_INDEX),
+    "dfer.train.data.x_listed_clips__mutmut_88": ('pd.concat([rows, extra], )', _CONCAT_INDEX),
+    "dfer.train.data.x_listed_clips__mutmut_89": ('ignore_index=False)', _CONCAT_INDEX),
+    "dfer.train.data.x_listed_clips__mutmut_98": ('kind=None)', _UNIQUE_SORT),
+    "dfer.train.data.x_listed_clips__mutmut_100": ('sort_values("clip_id", )', _UNIQUE_SORT),
+    "dfer.train.data.x_listed_clips__mutmut_103": ('kind="XXstableXX"', _UNIQUE_SORT),
+    "dfer.train.data.x_listed_clips__mutmut_104": ('kind="STABLE"', _UNIQUE_SORT),
+    "dfer.train.data.x_read_clip_table__mutmut_34": ('"XXoptionalXX"', _OPTIONAL_MODE),
+    "dfer.train.data.x_read_clip_table__mutmut_73": ('ignore_index=None) if rows', _CONCAT_INDEX),
+    "dfer.train.data.x_read_clip_table__mutmut_75": ('pd.concat(rows, ) if rows', _CONCAT_INDEX),
+    "dfer.train.data.x_read_clip_table__mutmut_76": ('ignore_index=False) if rows', _CONCAT_INDEX),
+    "dfer.train.data.x_read_clip_table__mutmut_93": ('kind=None)', _UNIQUE_SORT),
+    "dfer.train.data.x_read_clip_table__mutmut_95": ('sort_values("clip_id", )', _UNIQUE_SORT),
+    "dfer.train.data.x_read_clip_table__mutmut_98": ('kind="XXstableXX"', _UNIQUE_SORT),
+    "dfer.train.data.x_read_clip_table__mutmut_99": ('kind="STABLE"', _UNIQUE_SORT),
+    "dfer.train.data.x__log_losses__mutmut_4": ('strict=None', _LOST_PAIRS),
+    "dfer.train.data.x__log_losses__mutmut_7": ('lost["error_type"], )', _LOST_PAIRS),
+    "dfer.train.data.x__log_losses__mutmut_12": ('strict=False', _LOST_PAIRS),
+    "dfer.train.data.x__log_losses__mutmut_15": ('pd.Series(keys, dtype=None)', _KEYS_OBJECT),
+    "dfer.train.data.x__log_losses__mutmut_17": ('pd.Series(keys, )', _KEYS_OBJECT),
+    "dfer.train.data.x__log_losses__mutmut_40": ('(len(clips)) or True', _EMPTY_SUM),
+    "dfer.train.data.x_lost_table__mutmut_51": ('lost["XXtest_foldXX"]', _FOLDS_INT64),
+    "dfer.train.data.x_lost_table__mutmut_52": ('lost["TEST_FOLD"]', _FOLDS_INT64),
+    "dfer.train.data.x_lost_table__mutmut_53": ('astype(None)', _FOLDS_INT64),
+    "dfer.train.data.x_read_clip_table__mutmut_35": ('"OPTIONAL"', _OPTIONAL_MODE),
+    "dfer.train.data.x_listed_clips__mutmut_20": ('shard_name(int(k), None)', _SHARD_WIDTH),
+    "dfer.train.data.x_listed_clips__mutmut_22": ('shard_name(int(k), )', _SHARD_WIDTH),
+    "dfer.train.data.x_listed_clips__mutmut_54": ('num_shards), None) in wanted', _SHARD_WIDTH),
+    "dfer.train.data.x_listed_clips__mutmut_56": ('num_shards), ) in wanted', _SHARD_WIDTH),
+    # ---- evaluation
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_221": ('to_dict("RECORDS")', _ORIENT_CASE),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_83": ('shuffle=None,', _SHUFFLE_NONE),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_88": ('dcfg.batch_size, num_workers=', _LOADER_DEFAULT),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_106": ('None, np.zeros((0, len(labels))', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_109": ('np.zeros(0, np.int64), None, [])', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_117": ('np.zeros((0, len(labels)), None)', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_119": ('np.zeros((0, len(labels)), )', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_122": ('np.zeros(0, None)', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_evaluate_checkpoint__mutmut_124": ('np.zeros(0, )', _EMPTY_PREDS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_128": ('first.get("zero_shot", None)', _BOOL_NONE),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_130": ('first.get("zero_shot", )', _BOOL_NONE),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_49": ('strict=None', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_52": ('zip(counts, folds, )', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_53": ('strict=False', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_72": ('strict=None', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_75": ('zip(counts, folds, )', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_76": ('strict=False', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_227": ('strict=None', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_230": ('zip(folds, counts, )', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_summarize_folds__mutmut_231": ('strict=False', _FOLD_PAIRS),
+    "dfer.train.evaluate.x_predict_split__mutmut_5": ('lightning_devices(device, )', _ONE_PROCESS),
+    "dfer.train.evaluate.x_predict_split__mutmut_10": ('precision=None,', _CPU_PRECISION),
+    "dfer.train.evaluate.x_predict_split__mutmut_18": ('+        logger=False, enable_checkpointing=False,', _CPU_PRECISION),
+    "dfer.train.evaluate.x_predict_split__mutmut_16": ('+        devices=devices,', _CPU_ACCEL),
+    "dfer.train.evaluate.x_predict_split__mutmut_17": ('accelerator=accelerator, precision=', _CPU_ACCEL),
+    "dfer.train.evaluate.x_predict_split__mutmut_12": ('enable_checkpointing=None,', _PREDICT_NO_CKPT),
+    "dfer.train.evaluate.x_predict_split__mutmut_20": ('logger=False, enable_model_summary=False', _PREDICT_NO_CKPT),
+    "dfer.train.evaluate.x_predict_split__mutmut_26": ('enable_checkpointing=True,', _PREDICT_NO_CKPT),
+    "dfer.train.evaluate.x_predict_split__mutmut_13": ('enable_model_summary=None,', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_14": ('enable_progress_bar=None,', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_21": ('+        enable_progress_bar=True, default_root_dir', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_22": ('enable_model_summary=False, default_root_dir', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_27": ('enable_model_summary=True,', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_28": ('enable_progress_bar=False,', _DISPLAY),
+    "dfer.train.evaluate.x_predict_split__mutmut_15": ('default_root_dir=None,', _NO_FILES),
+    "dfer.train.evaluate.x_predict_split__mutmut_23": ('enable_progress_bar=True, )', _NO_FILES),
+    "dfer.train.evaluate.x_predict_split__mutmut_29": ('default_root_dir=str(None),', _NO_FILES),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_19": ('(len(prob)) or True', _EMPTY_MAX),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_22": ('prob.max(+1)', _LAST_DIM),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_35": ('dtype=None),', _EMPTY_SERIES),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_37": ('for row in prob], ),', _EMPTY_SERIES),
+    "dfer.train.evaluate.x_predictions_frame__mutmut_44": ('row.astype(None).tolist()', _TOLIST),
+    # ---- shard reader
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_1": ('release = None', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_2": ('getattr(None, "release_unused", None)', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_6": ('"release_unused", )', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_7": ('"XXrelease_unusedXX"', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_8": ('"RELEASE_UNUSED"', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__release_arrow_memory__mutmut_9": ('if release is None:', _MEMORY_ONLY),
+    "dfer.train.shard_reader.x__remove_folder__mutmut_3": ('ignore_errors=None)', _RMTREE),
+    "dfer.train.shard_reader.x__remove_folder__mutmut_5": ('shutil.rmtree(folder, )', _RMTREE),
+    "dfer.train.shard_reader.x__remove_folder__mutmut_6": ('ignore_errors=False)', _RMTREE),
+    "dfer.train.shard_reader.x_load_landmark_points__mutmut_4": ('read_sorted(path, None)', _MORE_COLUMNS),
+    "dfer.train.shard_reader.x_load_landmark_points__mutmut_6": ('read_sorted(path, )', _MORE_COLUMNS),
+    "dfer.train.shard_reader.x_load_landmark_points__mutmut_16": ('points_array(table, None)', _PATH_IN_ERROR),
+    "dfer.train.shard_reader.xǁLRUǁget__mutmut_6": ('popitem(last=None)', _FALSY),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_7": ('mkdtemp(prefix=None)', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_8": ('prefix="XXdfer-clips-XX"', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_9": ('prefix="DFER-CLIPS-"', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_18": ('"XXcaptions.txtXX"', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁ__init____mutmut_19": ('"CAPTIONS.TXT"', _PRIVATE_NAMES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_15": ('strict=None)}', _TWO_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_18": ('to_pylist(), )}', _TWO_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_25": ('strict=False)}', _TWO_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_29": ('encode("UTF-8")', _CODEC),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_3": ('read_table(path, columns=None)', _MORE_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_5": ('pq.read_table(path, )', _MORE_COLUMNS),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_captions__mutmut_36": ('np.int64, )', _FROMITER_COUNT),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_19": ('pd.Series(None, dtype=object)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_20": ('pd.Series([], dtype=None), "lm_start"', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_21": ('pd.Series(dtype=object)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_22": ('pd.Series([], ), "lm_start"', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_25": ('"lm_start": pd.Series(None, dtype=np.int64)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_27": ('"lm_start": pd.Series(dtype=np.int64)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_31": ('"lm_stop": pd.Series(None, dtype=np.int64)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁadd_landmarks__mutmut_33": ('"lm_stop": pd.Series(dtype=np.int64)', _EMPTY_SERIES),
+    "dfer.train.shard_reader.xǁSideStoreǁcaption__mutmut_15": ('decode("UTF-8")', _CODEC),
+    "dfer.train.shard_reader.xǁSideStoreǁcaption__mutmut_4": ('open(self.captions_path, )', _PREAD_MODE),
+    "dfer.model.config.x_migrate_v1__mutmut_61": ('d.pop("mid_temporal_adapter", None)', _FALSY),
+    # ---- the files a training job reads
+    "dfer.train.inputs.xǁDataInputsǁfrom_files__mutmut_93": (
+        "else 100,", "equivalent: any position after the four stages' (0..3) puts a folder that "
+        "is no stage last"),
+    "dfer.train.inputs.xǁDataInputsǁfrom_results__mutmut_11": (
+        "shards_in(folder, )", "equivalent: shards_in's suffix defaults to '.parquet' (PARQUET)"),
+    "dfer.train.inputs.xǁDataInputsǁfrom_results__mutmut_32": ("captions=None)", _FALSY),
+    "dfer.train.inputs.xǁDataInputsǁfrom_results__mutmut_35": (
+        "landmarks=needs.landmarks, )", "equivalent: Needs.captions defaults to False"),
+    # ---- report tables
+    "dfer.report.metrics_table.x_coverage_text__mutmut_14": (
+        "else 101.0", "equivalent (unreachable): the share of an empty split (listed 0) is only "
+        "shown when evaluated != listed, and the evaluated clips are among the listed"),
+    "dfer.report.metrics_table.x_incomplete_folds__mutmut_11": (
+        'fillna(1))', "equivalent: fillna only fills the rows whose listed is NaN, which isna() "
+        "has already flagged"),
+    "dfer.report.metrics_table.x_read_metrics__mutmut_57": (
+        'm.get("zero_shot", None)', "equivalent: bool(None) is bool(False)"),
+    "dfer.report.metrics_table.x_read_metrics__mutmut_59": (
+        'm.get("zero_shot", )', "equivalent: bool(None) is bool(False)"),
+    "dfer.report.metrics_table.x_summarize__mutmut_15": (
+        "groupby(keys, )", "equivalent: DataFrame.groupby sorts the groups by default"),
+    "dfer.report.metrics_table.x_summarize__mutmut_29": ("strict=None", _GROUP_KEY),
+    "dfer.report.metrics_table.x_summarize__mutmut_32": ("zip(keys, key, )", _GROUP_KEY),
+    "dfer.report.metrics_table.x_summarize__mutmut_33": ("strict=False", _GROUP_KEY),
+    "dfer.report.metrics_table.x_summarize__mutmut_77": ("columns=None", _ROW_ORDER),
+    "dfer.report.metrics_table.x_summarize__mutmut_79": ("pd.DataFrame(rows, )", _ROW_ORDER),
 }
 
 
@@ -419,10 +790,29 @@ def mutmut_bin() -> str:
     return str(exe) if exe.exists() else "mutmut"
 
 
+#: Imported at start-up by every Python process of a run (sitecustomize): mutmut forks one
+#: worker per mutant from a process that has already run the tests, and tqdm's monitor thread,
+#: started there by the first progress bar, may hold tqdm's lock at the moment of the fork; the
+#: worker's first progress bar then waits for it forever, and the mutant is counted as a
+#: time-out (it happened to a quarter of the shard runner's run_batches mutants). Without the
+#: monitor thread (it only tightens a bar's refresh interval) no lock is held across the fork.
+SITECUSTOMIZE = """\
+try:
+    import tqdm
+    tqdm.tqdm.monitor_interval = 0
+except ImportError:
+    pass
+"""
+SITE = WORK / "_site"
+
+
 def _env() -> dict[str, str]:
     # one thread per worker: forked workers must not inherit a busy OpenMP pool (torch), and
     # the run should not take more cores than --max-children
-    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+    SITE.mkdir(parents=True, exist_ok=True)
+    (SITE / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join(p for p in (str(SITE), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "PYTHONPATH": path,
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 

@@ -373,6 +373,27 @@ def test_visual_encoders_equal_the_independent_aim_implementation(clip: torch.nn
             encode_frames(visual, px[0][:5], 5, video, 0.5)
 
 
+def test_parsing_and_landmark_levels_run_through_their_adapters(clip: torch.nn.Module) -> None:
+    """Shared middle adapters (``share_mid_adapters``): parsing and landmark images both go
+    through the one ``mid`` stack, the video through its own; a level with no adapters of its
+    own and no shared stack gets none. Checked on the features, against :func:`ref_visual`."""
+    shared = build(clip, share_mid_adapters=True)
+    mid, video = shared.vision_adapters["mid"], shared.vision_adapters["video"]
+    assert shared.adapter_set("parsing") is mid and shared.adapter_set("landmarks") is mid
+    assert shared.adapter_set("video") is video and shared.adapter_set("captions") is None
+    own = build(clip, share_mid_adapters=False)
+    assert own.adapter_set("parsing") is own.vision_adapters["parsing"]
+    assert own.adapter_set("landmarks") is own.vision_adapters["landmarks"]
+    assert build(clip, share_mid_adapters=False, use_parsing=False).adapter_set("parsing") is None
+    x = images(2, 3, seed=11)
+    with torch.no_grad():
+        for level in ("parsing", "landmarks"):
+            torch.testing.assert_close(shared.encode_level(x, level).reshape(6, -1),
+                                       ref_visual(clip.visual, pixels_of(x), 3, mid, shared.cfg.adapter_scale,
+                                                  shared.cfg.mid_temporal),
+                                       atol=1e-5, rtol=1e-4)
+
+
 def test_gradient_checkpointing_gives_the_same_values_and_adapter_gradients(clip: torch.nn.Module) -> None:
     """Under activation checkpointing (training with gradients) both encoders compute the
     reference values and hand the adapters the same gradients as without it."""

@@ -244,7 +244,9 @@ def _fix_articles(text: str) -> str:
 def _strip_emotion_words(clause: str) -> str:
     """Remove emotion words from a clause that also carries facial evidence."""
     out = _EMO_ABSENT.sub("", clause)
-    out = _EMO_NP_LEADING.sub("", _EMO_NP.sub("", out)) if _EMO_NP.search(out) else out
+    # the phrase with the "and" before it first ("..., and a calm face"): once _EMO_NP has
+    # removed the phrase itself, the "and" would be left dangling
+    out = _EMO_NP.sub("", _EMO_NP_LEADING.sub("", out)) if _EMO_NP.search(out) else out
     out = _EMO_FRAME.sub("", out)
     out = _EMO_PHRASE.sub("", out)
     out = _EMO_WORD.sub("", out)

@@ -131,7 +131,9 @@ def predictions_frame(preds: Predictions, labels: Sequence[str]) -> tuple[pd.Dat
         "pred_label": [labels[i] for i in pred],
         "prob": prob.max(-1).astype(np.float32) if len(prob) else np.zeros(0, np.float32),
         "correct": pred == target,
-        "probs": [row.astype(np.float32) for row in prob],
+        # object dtype even when empty: a split with nothing to score still writes its table
+        # (an empty list becomes a float64 column, which Arrow cannot store as list<float>)
+        "probs": pd.Series([row.astype(np.float32) for row in prob], dtype=object),
     })
     schema = PREDICTIONS_SCHEMA
     for key, kind in EXPLAIN_FIELDS.items():

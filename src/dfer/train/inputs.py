@@ -136,7 +136,10 @@ class DataInputs:
                    failures: Iterable[str | Path] = ()) -> DataInputs:
         """Group a job's declared files by kind and shard, checking that each exists and that
         every kind covers the shards of the frames with all its files."""
-        every = [Path(manifest), *(Path(p) for ps in kinds.values() for p in ps), *(Path(p) for p in failures)]
+        # lists first: the arguments may be iterators, and they are read twice (checked, grouped)
+        kinds = {kind: [Path(p) for p in paths] for kind, paths in kinds.items()}
+        failures = [Path(p) for p in failures]
+        every = [Path(manifest), *(p for ps in kinds.values() for p in ps), *failures]
         require(every)  # missing or damaged: one line naming the file and its rebuild
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
