@@ -21,7 +21,7 @@ from dfer.report.write import (
     _display_folds,
     _display_stats,
     _display_summary,
-    _markdown_table,
+    markdown_table,
     _pct,
     build_report,
     coverage_notes,
@@ -31,9 +31,9 @@ from dfer.report.write import (
 
 def test_percentages_and_markdown_tables() -> None:
     assert [_pct(None), _pct(float("nan")), _pct(0.5), _pct(0.123456), _pct(1)] == ["", "", "50.00", "12.35", "100.00"]
-    assert _markdown_table(pd.DataFrame(columns=["a"])) == "_none_\n"
+    assert markdown_table(pd.DataFrame(columns=["a"])) == "_none_\n"
     frame = pd.DataFrame({"a": [1, None], "b": ["x", "y"]})
-    assert _markdown_table(frame) == "| a | b |\n|---|---|\n| 1.0 | x |\n|  | y |\n"
+    assert markdown_table(frame) == "| a | b |\n|---|---|\n| 1.0 | x |\n|  | y |\n"
 
 
 def test_displayed_summary_folds_and_stages() -> None:
