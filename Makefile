@@ -31,7 +31,7 @@ vllm-env:
 	fi
 
 demo: venv
-	$(BIN)/snakemake --cores all
+	$(BIN)/snakemake --cores all --configfile config/demo_methods.yaml
 
 # The gallery's browser test drives Debian's headless Chromium (tests/cdp.py, no driver, no
 # download): installed here with apt-get when missing and run as root, else a clear message.

@@ -1,0 +1,106 @@
+"""`make demo`'s method overlay (config/demo_methods.yaml): DFER-CLIP and CLIPER train beside
+FineCLIPER's demo run on the same decoded frames, and the report pairs them against it.
+
+The overlay is a second ``--configfile`` rather than more runs in config/config.yaml, whose
+``train.runs`` many tests copy and count. Expected job counts are worked out by hand: 3 runs x 2
+demo folds, and one preprocessing job per shard (4) for each stage FineCLIPER reads, none more.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from project_copy import copy_project
+from snakemake.utils import update_config, validate
+
+from dfer.train.config import RunConfig
+
+REPO = Path(__file__).resolve().parents[1]
+OVERLAY = REPO / "config" / "demo_methods.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+RUNS = {"demo_tiny": "fineclipper", "demo_dferclip": "dferclip", "demo_cliper": "cliper"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_overlay_validates_and_adds_one_tiny_run_per_method() -> None:
+    overlay = load(OVERLAY)  # not a whole config alone (no results, datasets, ...): validated merged
+    config = load(REPO / "config" / "config.yaml")
+    assert set(config["train"]["runs"]) == {"demo_tiny", "fineclip_vitb16"}  # base config untouched
+    update_config(config, overlay)  # as --configfile merges: dicts key by key
+    validate(config, str(SCHEMA))
+    runs = config["train"]["runs"]
+    on_demo = {r for r, cfg in runs.items() if cfg.get("datasets") is None or "demo" in cfg["datasets"]}
+    assert on_demo == set(RUNS)
+    tiny = runs["demo_tiny"]["model"]
+    for run, method in RUNS.items():
+        cfg = RunConfig.from_dict(runs[run])  # every key known to the method
+        assert cfg.method == method
+        model = runs[run]["model"]
+        assert (model["backbone"], model["pretrained"], model["model_cfg"]) == ("tiny", None, tiny["model_cfg"])
+    assert config["report"]["reference"] == "demo_tiny"
+
+
+def test_make_demo_reads_the_overlay() -> None:
+    demo = re.search(r"^demo:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), flags=re.M)
+    assert demo and "snakemake --cores all --configfile config/demo_methods.yaml" in demo.group(1)
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory) -> str:
+    """``snakemake -n`` of the whole demo with the overlay, on a two-clips-per-class copy."""
+    project = tmp_path_factory.mktemp("demo_methods") / "project"
+    copy_project(project, clips_per_class=2, sync=True)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nocolor", "-n",
+                           "--configfile", "config/demo_methods.yaml"],
+                          cwd=project, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def jobs(output: str) -> dict[str, list[str]]:
+    """rule name -> the text block of each of its jobs in a dry run's listing."""
+    out: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=rule \w+:)", output):
+        head = re.match(r"rule (\w+):", block)
+        if head:
+            out.setdefault(head.group(1), []).append(block)
+    return out
+
+
+def run_fold(block: str) -> tuple[str, str]:
+    output = re.search(r"^\s+output: (.*)$", block, flags=re.M).group(1)
+    found = re.search(r"results/demo/train/([\w.-]+)/fold-(\d+)/", output)
+    return found.group(1), found.group(2)
+
+
+def test_dry_run_trains_and_evaluates_three_methods_on_both_folds(dry_run: str) -> None:
+    listed = jobs(dry_run)
+    want = sorted((run, fold) for run in RUNS for fold in ("1", "2"))
+    assert sorted(run_fold(b) for b in listed["train"]) == want
+    assert sorted(run_fold(b) for b in listed["evaluate"]) == want
+    assert len(listed["train_summary"]) == 3
+    report_inputs = re.search(r"^\s+input: (.*)$", listed["report"][0], flags=re.M).group(1)
+    for run in RUNS:
+        assert f"results/demo/train/{run}/summary.json" in report_inputs
+
+
+def test_new_methods_read_frames_only_and_add_no_preprocessing(dry_run: str) -> None:
+    listed = jobs(dry_run)
+    # one job per shard for each stage FineCLIPER's demo_tiny reads, as without the overlay
+    assert {rule: len(listed.get(rule, [])) for rule in ("decode", "landmarks", "parsing", "captions")} \
+        == {"decode": 4, "landmarks": 4, "parsing": 4, "captions": 4}
+    for block in listed["train"]:
+        run, _ = run_fold(block)
+        inputs = re.search(r"^\s+input: (.*)$", block, flags=re.M).group(1)
+        assert "results/demo/frames/shard-000.safetensors" in inputs
+        reads_more = any(f"results/demo/{stage}/" in inputs for stage in ("landmarks", "parsing", "captions"))
+        assert reads_more == (run == "demo_tiny"), run
