@@ -59,9 +59,10 @@ def run_digest(cfg: RunConfig, *, dataset: str, fold: int, labels: Sequence[str]
     the run leaves ``model.method`` at its default), the run's params without its where-keys,
     the resolved precision, the dataset, fold and labels, the training and test clips, and the
     preprocessing settings its inputs were made with."""
-    params = result_params({k: v for k, v in cfg.raw.items() if k not in ("dataset", "description")})
-    if isinstance(params.get("model"), Mapping):  # named once, below, whether written or not
-        params["model"] = {k: v for k, v in params["model"].items() if k != "method"}
+    raw = {k: v for k, v in cfg.raw.items() if k not in ("dataset", "description")}
+    if isinstance(raw.get("model"), Mapping):  # named once, below, whether written or not
+        raw["model"] = {k: v for k, v in raw["model"].items() if k != "method"}
+    params = result_params(raw)  # after: a model block left empty counts as absent
     what = {
         "schema": RESUME_SCHEMA,
         "method": cfg.method,
