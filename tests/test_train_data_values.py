@@ -209,6 +209,17 @@ def test_a_dataset_with_nothing_decoded_and_dropped_one_frame_clips(tmp_path: Pa
     assert list(dropped.clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame",
                                            "static"]
     assert dropped.clips["static"].tolist() == [False]
+    # a still image has one source frame by design: static, not one_frame, so the drop keeps it
+    frame["source_kind"] = "video"
+    frame.loc[frame["clip_id"] == "one_01_000", "num_source_frames"] = 1
+    frame.loc[frame["clip_id"] == "one_01_000", "source_kind"] = "image"
+    write_parquet(index, frame, read_meta(index))
+    still = load_clip_table(tmp_path, "one", Needs(), one_frame_clips="drop")
+    assert still.clips["clip_id"].tolist() == ["one_01_000"] and still.clips["static"].tolist() == [True]
+    assert still.clips["one_frame"].tolist() == [False] and still.static is True  # every clip an image
+    kept = load_clip_table(tmp_path, "one", Needs())
+    assert kept.clips["static"].tolist() == [False, True] and kept.clips["one_frame"].tolist() == [True, False]
+    assert kept.static is False  # one video among them: not a still-image dataset
 
 
 def test_one_frame_clips_are_named_in_a_warning_ten_at_most(tmp_path: Path, caplog) -> None:  # noqa: ANN001
