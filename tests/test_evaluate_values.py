@@ -6,6 +6,10 @@ that failed to decode counted as wrong, and without it in ``scored_only`` --, th
 block, the per-class counts and every column of ``predictions.parquet`` are compared with
 numbers computed in the docstrings. ``summarize_folds``, ``prediction_needs`` and
 ``predictions_frame`` are checked the same way. Fast: no model, no Lightning.
+
+The recorder model is no registered method's model, so the registry's lookup of its method
+(``spec_of_model``) is replaced by FineCLIPER's spec; its config is a real FineCLIPER config
+(``prediction_needs`` looks up the config's method in the registry as well).
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
 from dfer.core.artifacts import read_meta
-from dfer.train import evaluate
+from dfer.methods.dferclip import DFERCLIPConfig
+from dfer.methods.registry import get_method
+from dfer.methods.specs.fineclipper import FineCLIPERConfig
+from dfer.train import evaluate, module
 from dfer.train.data import ClipTable, collate
 from dfer.train.evaluate import (
     Predictions,
@@ -39,20 +46,39 @@ from dfer.train.inputs import DataInputs, Needs
 LABELS = ["a", "b", "c"]
 
 
-def _cfg(mode: str = "unused", **levels: bool) -> SimpleNamespace:
-    return SimpleNamespace(use_parsing=levels.get("parsing", False), use_landmarks=levels.get("landmarks", False),
-                           use_captions=levels.get("captions", False), captions_at_prediction=mode,
-                           backbone="tiny")
+def _cfg(mode: str = "unused", **levels: bool) -> FineCLIPERConfig:
+    """A FineCLIPER config whose captions at prediction are ``mode``: ``unused`` (captions only
+    in the training loss), ``optional`` (fused beside the visual levels) or ``required`` (the
+    captions are the only level: no visual level, whatever ``levels`` say)."""
+    if mode == "required":
+        cfg = FineCLIPERConfig(use_video=False, use_parsing=False, use_landmarks=False, use_captions=True,
+                               caption_in_fusion=True, backbone="tiny")
+    else:
+        cfg = FineCLIPERConfig(use_parsing=levels.get("parsing", False), use_landmarks=levels.get("landmarks", False),
+                               use_captions=levels.get("captions", False) or mode == "optional",
+                               caption_in_fusion=mode == "optional", backbone="tiny")
+    assert cfg.captions_at_prediction == mode
+    return cfg
 
 
 @pytest.mark.parametrize(("mode", "want"), [
     ("unused", (Needs(parsing=True, landmarks=True, captions=False), False)),
     ("optional", (Needs(parsing=True, landmarks=True, captions=True), True)),
-    ("required", (Needs(parsing=True, landmarks=True, captions=True), False)),
+    # captions the only level: required, and no visual level read
+    ("required", (Needs(parsing=False, landmarks=False, captions=True), False)),
 ])
 def test_prediction_needs(mode: str, want: tuple[Needs, bool]) -> None:
     assert prediction_needs(_cfg(mode, parsing=True, landmarks=True, captions=True)) == want
     assert prediction_needs(_cfg(mode))[0].parsing is False
+
+
+def test_prediction_needs_of_a_method_without_its_own() -> None:
+    """DFER-CLIP declares no prediction needs: scoring reads what training reads (frames only,
+    no optional captions); an object of no registered method is refused."""
+    assert prediction_needs(DFERCLIPConfig()) == (Needs(), False)
+    with pytest.raises(ValueError, match="^SimpleNamespace is not the config of a registered method$"):
+        prediction_needs(SimpleNamespace(use_parsing=True, use_landmarks=False, use_captions=False,
+                                         captions_at_prediction="unused"))
 
 
 def _table() -> ClipTable:
@@ -79,6 +105,13 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict:
     calls: dict = {}
     model = SimpleNamespace(cfg=_cfg(), image_size=16, fused_levels=["video", "parsing"],
                             set_labels=lambda prompts: calls.setdefault("prompts", prompts))
+    fineclipper = get_method("fineclipper")
+
+    def spec_of_model(model_):  # noqa: ANN001, ANN202
+        assert model_ is model  # the loaded model's method is looked up, nothing else
+        return fineclipper
+
+    monkeypatch.setattr(evaluate, "spec_of_model", spec_of_model)
     meta = {"dataset": "ds", "run": "r", "labels": list(LABELS),
             "params": {"data": {"eval_batch_size": 3, "num_workers": 1}}}
     def load(ckpt, overrides=None):  # noqa: ANN001, ANN202
@@ -87,7 +120,8 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict:
 
     monkeypatch.setattr(evaluate, "load_checkpoint", load)
 
-    def predict(model_, loader, device, out, num_labels):  # noqa: ANN001, ANN202
+    def predict(model_, loader, device, out, num_labels, test_views):  # noqa: ANN001, ANN202
+        calls["test_views"] = test_views
         calls["clips"] = list(loader.dataset.clips["clip_id"])
         calls["batch_size"], calls["num_labels"] = loader.batch_size, num_labels
         calls["predict"] = (model_, device, out)
@@ -118,7 +152,7 @@ def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict, cap
     assert loader.dataset.needs == Needs() and loader.dataset.renderers() is renderers
     assert stubbed["prompts"] == ["a", "bee", "c"]
     assert stubbed["clips"] == ["c1", "c2", "c3", "c4"] and stubbed["batch_size"] == 3
-    assert stubbed["num_labels"] == 3
+    assert stubbed["num_labels"] == 3 and stubbed["test_views"] == ["identity"]  # the data block's default
     assert m["uar"] == pytest.approx(1 / 3) and m["war"] == pytest.approx(0.4) and m["num_clips"] == 5
     assert m["support"] == {"a": 2, "b": 2, "c": 1}
     assert m["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
@@ -133,6 +167,7 @@ def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict, cap
     assert (m["dataset"], m["fold"], m["split"], m["zero_shot"], m["trained_on"], m["run"]) == (
         "ds", 1, "test", False, "ds", "r")
     assert (m["checkpoint"], m["skipped_clips"], m["label_order"]) == ("ck.pt", {"decode": 1}, "ours")
+    assert m["method"] == "fineclipper" and "static" not in m and "accuracy" not in m  # videos: WAR
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(m))
     assert (tmp_path / "metrics.json").read_text().split("\n")[:2] == ["{", '  "checkpoint": "ck.pt",']
     assert stubbed["title"] == "ds fold 1: UAR 0.333 WAR 0.400, 4 of 5 scored"
@@ -154,6 +189,7 @@ def test_metrics_count_the_lost_clip_as_wrong(tmp_path: Path, stubbed: dict, cap
     meta = read_meta(tmp_path / "predictions.parquet")
     assert (meta["stage"], meta["schema_version"]) == ("evaluate", 1)
     assert meta["labels"] == LABELS and meta["model"] == "tiny" and meta["checkpoint"] == "ck.pt"
+    assert meta["method"] == "fineclipper"
     assert meta["params"] == {"split": "test", "label_prompts": {"b": "bee"}}
     assert meta["modality_levels"] == ["video", "parsing"] and meta["score_levels"] == ["video"]
     assert meta["test_clips"] == m["test_clips"] and meta["label_order"] == "ours"
@@ -170,6 +206,9 @@ def test_excluded_clips_and_a_transfer(tmp_path: Path, stubbed: dict) -> None:
     assert m["test_clips"]["text"].startswith("evaluated 4 of 5 test clips (not scored: decode corrupt: 1; "
                                               "left out of the metrics)")
     assert stubbed["batch_size"] == 3  # the checkpoint's data block, with the override on top
+    m = evaluate_checkpoint("ck.pt", None, "ds", 1, tmp_path, table=_table(), device="cpu",
+                            data={"test_views": ["identity", "hflip"]})
+    assert stubbed["test_views"] == ["identity", "hflip"]  # the views reach the forward pass
     m = evaluate_checkpoint("ck.pt", None, "ds", 1, tmp_path, split="all", table=_table(), device="cpu")
     assert stubbed["clips"] == ["c1", "c2", "c3", "c4", "c5"]
     assert m["test_clips"]["listed"] == 7 and m["test_clips"]["text"].startswith("evaluated 5 of 7 clips")
@@ -239,8 +278,11 @@ class _Scorer(torch.nn.Module):
                                level_scores={"video": logits})
 
 
-def test_predict_split_runs_lightning_over_every_batch(tmp_path: Path) -> None:
-    """Three clips in batches of 2 (then 1): clip k's frames are the colour (k, 0, 2k)."""
+def test_predict_split_runs_lightning_over_every_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three clips in batches of 2 (then 1): clip k's frames are the colour (k, 0, 2k). The
+    stand-in is looked up as a frames-only method (DFER-CLIP's spec: its forward gets the
+    frames)."""
+    monkeypatch.setattr(module, "spec_of_model", lambda model: get_method("dferclip"))
     items = [{"clip_id": f"c{k}", "label": k % 3,
               "frames": torch.tensor([k, 0, 2 * k], dtype=torch.uint8).expand(2, 4, 4, 3).clone()}
              for k in range(3)]
@@ -278,12 +320,16 @@ def test_predictions_frame_keeps_explanations_every_batch_has() -> None:
 
 
 def test_account_record_fields() -> None:
-    account = SimpleNamespace(listed=7, evaluated=5, lost={"z x": 1, "a b": 1}, one_frame=2,
+    account = SimpleNamespace(listed=7, evaluated=5, lost={"z x": 1, "a b": 1}, one_frame=2, static=0,
                               text=lambda what, policy: f"{what}/{policy}")
     assert account_record(account, "exclude", "clips") == {
         "listed": 7, "evaluated": 5, "not_scored": 2, "lost": {"a b": 1, "z x": 1}, "one_frame": 2,
-        "unscored_clips": "exclude", "text": "clips/exclude"}
+        "unscored_clips": "exclude", "text": "clips/exclude"}  # no still image: no static key
     assert list(account_record(account, "wrong", "x")["lost"]) == ["a b", "z x"]
+    account.static = 5  # five still images among the scored clips: counted
+    assert account_record(account, "wrong", "images") == {
+        "listed": 7, "evaluated": 5, "not_scored": 2, "lost": {"a b": 1, "z x": 1}, "one_frame": 2,
+        "unscored_clips": "wrong", "text": "images/wrong", "static": 5}
 
 
 def _fold(path: Path, **m: object) -> Path:

@@ -49,13 +49,14 @@ def test_coverage_text_by_hand() -> None:
 
 def test_read_metrics_every_column(tmp_path: Path) -> None:
     """Three files: full counts with two losses (left out), counts without a policy (counted as
-    wrong), and an old file with none of the optional fields."""
+    wrong) from a still-image dataset (``static``), and an old file with none of the optional
+    fields (not static)."""
     full = _write(tmp_path / "ds" / "train" / "folder" / "fold-2" / "metrics.json", run="r1",
                   trained_on="src", dataset="ds", zero_shot=True, fold=2, num_clips=9, uar=0.5,
                   war=0.75, test_clips={"evaluated": 7, "listed": 10, "unscored_clips": "exclude",
                                         "lost": {"landmarks no_face": 2, "decode corrupt": 1}})
     wrong = _write(tmp_path / "ds" / "train" / "r1" / "fold-3" / "metrics.json", run="r1",
-                   dataset="ds", fold=3, num_clips=4, uar=1, war=0.25,
+                   dataset="ds", fold=3, num_clips=4, uar=1, war=0.25, static=True,
                    test_clips={"evaluated": 4, "listed": 5, "lost": {"captions absent": 1}})
     old = _write(tmp_path / "ds" / "train" / "r0" / "fold-1" / "metrics.json", dataset="ds",
                  num_clips=6, uar="0.125", war=0.5)
@@ -66,15 +67,16 @@ def test_read_metrics_every_column(tmp_path: Path) -> None:
                        "fold": 2, "num_clips": 9, "evaluated": 7, "listed": 10,
                        "coverage": "7 of 10 (70.0 %)",
                        "not_scored": "decode corrupt: 1, landmarks no_face: 2 (left out)",
-                       "uar": 0.5, "war": 0.75, "path": str(full)}
+                       "uar": 0.5, "war": 0.75, "path": str(full), "static": False}
     assert rows[1] == {"run": "r1", "trained_on": "ds", "dataset": "ds", "zero_shot": False,
                        "fold": 3, "num_clips": 4, "evaluated": 4, "listed": 5,
                        "coverage": "4 of 5 (80.0 %)", "not_scored": "captions absent: 1 (counted as wrong)",
-                       "uar": 1.0, "war": 0.25, "path": str(wrong)}
+                       "uar": 1.0, "war": 0.25, "path": str(wrong), "static": True}
     # no run: the folder above the fold's; no trained_on: the dataset; no counts: num_clips of ?
     assert rows[2]["run"] == "r0" and rows[2]["trained_on"] == "ds" and rows[2]["fold"] == 0
     assert rows[2]["evaluated"] == 6 and pd.isna(rows[2]["listed"]) and rows[2]["coverage"] == "6 of ?"
     assert rows[2]["not_scored"] == "" and rows[2]["uar"] == 0.125 and rows[2]["zero_shot"] is False
+    assert rows[2]["static"] is False
     assert isinstance(rows[0]["fold"], int) and isinstance(rows[2]["uar"], float)
     assert read_metrics([]).columns.tolist() == METRIC_COLUMNS and read_metrics([]).empty
 
@@ -96,18 +98,21 @@ def test_read_metrics_names_the_unreadable_file(tmp_path: Path) -> None:
 
 
 def _per_fold(rows: list[tuple]) -> pd.DataFrame:
-    cols = ["run", "trained_on", "dataset", "zero_shot", "fold", "evaluated", "listed", "uar", "war"]
+    cols = ["run", "trained_on", "dataset", "zero_shot", "fold", "evaluated", "listed", "uar", "war",
+            "static"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def test_summarize_by_hand() -> None:
     """Run b (2 folds): UAR 0.2 / 0.6 -> mean 0.4, population std 0.2; WAR 0.5 / 0.9 -> 0.7,
     0.2. Evaluated 3 + 4 of 4 + 4. Run a (2 folds, one uncounted, one with UAR NaN): listed
-    unknown, UAR over the one finite fold, WAR 0.1 / 0.3 -> 0.2, std 0.1. Rows in sorted (run, trained_on, dataset, zero_shot) order."""
-    per_fold = _per_fold([("b", "x", "y", True, 1, 3, 4, 0.2, 0.5),
-                          ("b", "x", "y", True, 2, 4, 4, 0.6, 0.9),
-                          ("a", "d", "d", False, 1, 5, None, 0.3, 0.1),
-                          ("a", "d", "d", False, 2, 2, 2, float("nan"), 0.3)])
+    unknown, UAR over the one finite fold, WAR 0.1 / 0.3 -> 0.2, std 0.1. Rows in sorted (run, trained_on, dataset, zero_shot) order.
+    ``static``: b's folds are both still-image evaluations (static); a has one static fold and
+    one not, so a is not static (only a run whose every fold is static is)."""
+    per_fold = _per_fold([("b", "x", "y", True, 1, 3, 4, 0.2, 0.5, True),
+                          ("b", "x", "y", True, 2, 4, 4, 0.6, 0.9, True),
+                          ("a", "d", "d", False, 1, 5, None, 0.3, 0.1, True),
+                          ("a", "d", "d", False, 2, 2, 2, float("nan"), 0.3, False)])
     per_fold["listed"] = per_fold["listed"].astype("float64")
     with np.errstate(all="ignore"):
         out = summarize(per_fold)
@@ -115,21 +120,22 @@ def test_summarize_by_hand() -> None:
     a, b = out.to_dict("records")
     assert b == pytest.approx({"run": "b", "trained_on": "x", "dataset": "y", "zero_shot": True,
                                "folds": 2, "evaluated": 7, "listed": 8, "coverage": "7 of 8 (87.5 %)",
-                               "uar": 0.4, "uar_std": 0.2, "war": 0.7, "war_std": 0.2})
+                               "uar": 0.4, "uar_std": 0.2, "war": 0.7, "war_std": 0.2, "static": True})
     assert (a["run"], a["trained_on"], a["dataset"], a["zero_shot"], a["folds"]) == ("a", "d", "d", False, 2)
     assert a["evaluated"] == 7 and pd.isna(a["listed"]) and a["coverage"] == "7 of ?"
     assert a["uar"] == pytest.approx(0.3) and a["uar_std"] == 0.0  # the NaN fold is left out
     assert a["war"] == pytest.approx(0.2) and a["war_std"] == pytest.approx(0.1)
+    assert a["static"] is False and b["static"] is True
     assert isinstance(b["evaluated"], int)
     empty = summarize(per_fold.iloc[:0])
     assert empty.empty and list(empty.columns) == SUMMARY_COLUMNS
 
 
 def test_incomplete_folds_flags_short_and_uncounted_folds() -> None:
-    per_fold = _per_fold([("r", "d", "d", False, 1, 4, 4, 0.1, 0.1),
-                          ("r", "d", "d", False, 2, 3, 4, 0.1, 0.1),
-                          ("r", "d", "d", False, 3, 4, None, 0.1, 0.1),
-                          ("r", "d", "d", False, 4, 0, 0, 0.1, 0.1)])
+    per_fold = _per_fold([("r", "d", "d", False, 1, 4, 4, 0.1, 0.1, False),
+                          ("r", "d", "d", False, 2, 3, 4, 0.1, 0.1, False),
+                          ("r", "d", "d", False, 3, 4, None, 0.1, 0.1, False),
+                          ("r", "d", "d", False, 4, 0, 0, 0.1, 0.1, False)])
     per_fold["listed"] = per_fold["listed"].astype("float64")
     assert incomplete_folds(per_fold)["fold"].tolist() == [2, 3]
     empty = per_fold.iloc[:0]

@@ -21,10 +21,10 @@ from dfer.report.write import (
     _display_folds,
     _display_stats,
     _display_summary,
-    markdown_table,
     _pct,
     build_report,
     coverage_notes,
+    markdown_table,
     missing_images_lines,
 )
 
@@ -39,27 +39,48 @@ def test_percentages_and_markdown_tables() -> None:
 def test_displayed_summary_folds_and_stages() -> None:
     summary = pd.DataFrame([{"run": "r", "trained_on": "d", "dataset": "d", "zero_shot": False, "folds": 2,
                              "evaluated": 9, "listed": 10, "coverage": "9 of 10 (90.0 %)",
-                             "uar": 0.5, "uar_std": 0.0125, "war": 0.75, "war_std": None}])
+                             "uar": 0.5, "uar_std": 0.0125, "war": 0.75, "war_std": None, "static": False}])
     shown = _display_summary(summary)
+    # static only picks the table a row goes in: not shown
     assert shown.columns.tolist() == ["run", "trained_on", "dataset", "zero_shot", "folds", "coverage", "uar", "war"]
     assert shown.loc[0, "uar"] == "50.00 ± 1.25" and shown.loc[0, "war"] == "75.00 ± "
     assert summary.loc[0, "uar"] == 0.5  # the table given is left as it was
+    # a still-image dataset's summary: WAR is its accuracy, and is named so
+    still = _display_summary(summary.assign(static=True))
+    assert still.columns.tolist() == ["run", "trained_on", "dataset", "zero_shot", "folds", "coverage", "uar",
+                                      "accuracy"]
+    assert still.loc[0, "accuracy"] == "75.00 ± "
 
     folds = pd.DataFrame([{"run": "r", "fold": 1, "evaluated": 3, "listed": 4, "coverage": "3 of 4",
-                           "uar": 0.123456, "war": 2 / 3, "path": "p"}])
+                           "uar": 0.123456, "war": 2 / 3, "path": "p", "static": False}])
     assert _display_folds(folds).to_dict("records") == [
         {"run": "r", "fold": 1, "coverage": "3 of 4", "uar": 0.1235, "war": 0.6667}]
+    assert _display_folds(folds.assign(static=True)).to_dict("records") == [
+        {"run": "r", "fold": 1, "coverage": "3 of 4", "uar": 0.1235, "accuracy": 0.6667}]
 
-    stats = pd.DataFrame([{"dataset": "d", "stage": "decode", "face_rate": 0.98765, "frames": 120.0,
-                           "centre_crops": 2.0, "one_frame_clips": float("nan"), "captions_cut_at_77": 0.0},
-                          {"dataset": "d", "stage": "manifest", "face_rate": None, "frames": float("nan"),
-                           "centre_crops": float("nan"), "one_frame_clips": 1.0, "captions_cut_at_77": float("nan")}])
+    nan = float("nan")
+    stats = pd.DataFrame([{"dataset": "d", "stage": "decode", "status": "ok", "shards": 2.0, "clips_ok": 4.0,
+                           "clips_failed": 0.0, "face_rate": 0.98765, "frames": 120.0, "centre_crops": 2.0,
+                           "one_frame_clips": nan, "still_images": 3.0, "captions_cut_at_77": 0.0},
+                          {"dataset": "d", "stage": "manifest", "status": "ok", "shards": 1.0, "clips_ok": 6.0,
+                           "clips_failed": 1.0, "face_rate": None, "frames": nan, "centre_crops": nan,
+                           "one_frame_clips": 1.0, "still_images": nan, "captions_cut_at_77": nan},
+                          {"dataset": "d", "stage": "parsing", "status": "not run", "shards": nan,
+                           "clips_ok": nan, "clips_failed": nan, "face_rate": nan, "frames": nan,
+                           "centre_crops": nan, "one_frame_clips": nan, "still_images": nan,
+                           "captions_cut_at_77": nan}])
     shown = _display_stats(stats)
-    assert shown.columns.tolist() == ["dataset", "stage", "face_rate_%", "frames", "centre_crops",
-                                      "one_frame_clips", "captions_cut_at_77"]
+    assert shown.columns.tolist() == ["dataset", "stage", "status", "shards", "clips_ok", "clips_failed",
+                                      "face_rate_%", "frames", "centre_crops", "one_frame_clips", "still_images",
+                                      "captions_cut_at_77"]
     assert shown.drop(columns=["dataset", "stage"]).to_dict("records") == [
-        {"face_rate_%": "98.77", "frames": "120", "centre_crops": "2", "one_frame_clips": "", "captions_cut_at_77": "0"},
-        {"face_rate_%": "", "frames": "", "centre_crops": "", "one_frame_clips": "1", "captions_cut_at_77": ""}]
+        {"status": "ok", "shards": "2", "clips_ok": "4", "clips_failed": "0", "face_rate_%": "98.77",
+         "frames": "120", "centre_crops": "2", "one_frame_clips": "", "still_images": "3", "captions_cut_at_77": "0"},
+        {"status": "ok", "shards": "1", "clips_ok": "6", "clips_failed": "1", "face_rate_%": "", "frames": "",
+         "centre_crops": "", "one_frame_clips": "1", "still_images": "", "captions_cut_at_77": ""},
+        # a stage that did not run: every count empty (not 0)
+        {"status": "not run", "shards": "", "clips_ok": "", "clips_failed": "", "face_rate_%": "", "frames": "",
+         "centre_crops": "", "one_frame_clips": "", "still_images": "", "captions_cut_at_77": ""}]
 
 
 def test_coverage_notes_name_run_dataset_fold_and_cause() -> None:
@@ -151,7 +172,11 @@ def test_report_markdown_and_html_line_by_line(tmp_path: Path, stubbed: dict, ca
     assert len(stubbed["confusion"][0]) == 2
     assert pd.read_csv(out / "metrics.csv")["uar"].tolist() == [0.5, 0.7]
     assert pd.read_csv(out / "summary.csv")["uar"].tolist() == [pytest.approx(0.6)]
-    assert (out / "stages.csv").read_text().startswith("dataset,stage,shards,")
+    # neither dataset has stage artifacts: each workflow stage of each is a "not run" row
+    stages_csv = (out / "stages.csv").read_text().split("\n")
+    assert stages_csv[0].startswith("dataset,stage,status,shards,")
+    assert stages_csv[1:] == [f"{ds},{stage},not run" + "," * 11 for ds in ("toy", "none")
+                              for stage in ("decode", "landmarks", "parsing", "captions")] + [""]
 
     # UAR 0.5 / 0.7: 60.00 ± 10.00; WAR 0.6 / 0.7: 65.00 ± 5.00; 19 of 21 evaluated (90.476 %)
     md = (out / "report.md").read_text().split("\n")
@@ -165,7 +190,7 @@ def test_report_markdown_and_html_line_by_line(tmp_path: Path, stubbed: dict, ca
         "| a | toy | toy | False | 2 | 19 of 21 (90.5 %) | 60.00 ± 10.00 | 65.00 ± 5.00 |",
         "",
     ]
-    assert md[10:24] == [
+    assert md[10:28] == [
         "**Below 100 % of the test split** (UAR / WAR of these folds are not over every clip the "
         "split lists; with `data.unscored_clips: wrong`, the default, the clips not scored count as "
         "wrong predictions):", "",
@@ -177,10 +202,16 @@ def test_report_markdown_and_html_line_by_line(tmp_path: Path, stubbed: dict, ca
         "|---|---|---|---|---|---|---|---|---|---|",
         "| a | toy | toy | False | 1 | 9 | 9 of 10 (90.0 %) | decode corrupt: 1 (counted as wrong) | 0.5 | 0.6 |",
         "| a | toy | toy | False | 2 | 10 | 10 of 11 (90.9 %) |  | 0.7 | 0.7 |", "",
+        # no run summary on disk: the comparison section says there is nothing to compare
+        "## Methods side by side", "", "_no in-domain run to compare_", "",
         "## Stages", "",
     ]
-    assert md[24:] == [
-        "_none_", "",
+    not_run = ["| " + " | ".join([ds, stage, "not run"] + [""] * 11) + " |" for ds in ("toy", "none")
+               for stage in ("decode", "landmarks", "parsing", "captions")]
+    assert md[28:] == [
+        "| dataset | stage | status | shards | clips_ok | clips_failed | failure_types | frames | face_rate_% | "
+        "centre_crops | lost_by_class | one_frame_clips | still_images | captions_cut_at_77 |",
+        "|" + "---|" * 14, *not_run, "",
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
         "## Gallery", "",
         "[Every test clip of 2 evaluation(s)](gallery/index.html): face crops, overlays, captions, "
@@ -201,7 +232,9 @@ def test_report_markdown_and_html_line_by_line(tmp_path: Path, stubbed: dict, ca
     assert ("<p><b>Below 100 % of the test split:</b></p><ul><li>a on toy fold 1: evaluated 9 of 10 (90.0 %) "
             "test clips: not scored decode corrupt: 1 (counted as wrong)</li><li>a on toy fold 2: evaluated "
             "10 of 11 (90.9 %) test clips</li></ul>\n<h2>Per fold</h2>\n") in html
-    tail = lines[lines.index("<h2>Stages</h2>"):]
+    tail = lines[lines.index("<h2>Stages</h2>") - 1:]
+    assert tail[0] == "<h2>Methods side by side</h2><p>No in-domain run to compare.</p>"
+    assert html.count("<td>not run</td>") == 8  # 4 workflow stages x 2 datasets
     assert tail[-5:] == [
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
         "<h2>Gallery</h2><p><a href='gallery/index.html'>Every test clip of 2 evaluation(s)</a>: face "

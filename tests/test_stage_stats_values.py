@@ -1,8 +1,10 @@
 """The report's stage table, every column, on stage outputs written by hand (issue 25).
 
 Six listed clips a..f (classes x / y) and one the manifest refused; decode keeps four (two with
-no face found, one from a single source frame) and fails two; landmarks, parsing and captions
-tables of a few rows. Every number below is counted from those rows by hand.
+no face found, one video from a single source frame, one still image) and fails two; landmarks,
+parsing and captions tables of a few rows. A second dataset ran only decode and captions: its
+landmarks and parsing are rows with status "not run" and empty counts. Every number below is
+counted from those rows by hand.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ def results(tmp_path: Path) -> Path:
     _table(ds / "manifest" / "shard-001.parquet", clip_id=list("def"))
     _table(ds / "manifest" / "failures.parquet", clip_id=["g"], error_type=["missing_file"])
     _table(ds / "frames" / "shard-000.parquet", clip_id=list("abc"), face_found_frac=[1.0, 0.0, 0.5],
-           num_source_frames=[1, 8, 8])
-    _table(ds / "frames" / "shard-001.parquet", clip_id=["d"], face_found_frac=[0.0], num_source_frames=[8])
+           num_source_frames=[1, 8, 8], source_kind=["video", "video", "frames"])
+    # d: a still image, one source frame by design (counted as a still image, not a one-frame clip)
+    _table(ds / "frames" / "shard-001.parquet", clip_id=["d"], face_found_frac=[0.0], num_source_frames=[1],
+           source_kind=["image"])
     _table(ds / "frames" / "shard-000.failures.parquet", clip_id=["e", "e"], error_type=["corrupt", "corrupt"])
     _table(ds / "frames" / "shard-001.failures.parquet", clip_id=["f"], error_type=["decode_error"])
     _table(ds / "landmarks" / "shard-000.parquet", clip_id=["a", "a", "b", "b"], frame=[0, 1, 0, 1],
@@ -52,9 +56,10 @@ def test_every_column_of_every_stage(results: Path) -> None:
     assert list(table.columns) == STATS_COLUMNS
     rows = {(r["dataset"], r["stage"]): r for r in table.to_dict("records")}
     assert list(rows) == [("ds", "manifest"), ("ds", "decode"), ("ds", "landmarks"), ("ds", "parsing"),
-                          ("ds", "captions"), ("other", "decode"), ("other", "captions")]
-    nothing = {"frames": None, "face_rate": None, "centre_crops": None, "one_frame_clips": None,
-               "captions_cut_at_77": None}
+                          ("ds", "captions"), ("other", "decode"), ("other", "landmarks"),
+                          ("other", "parsing"), ("other", "captions")]
+    nothing = {"status": "ok", "frames": None, "face_rate": None, "centre_crops": None,
+               "one_frame_clips": None, "still_images": None, "captions_cut_at_77": None}
 
     def check(key: tuple[str, str], **want: object) -> None:
         got = {k: (None if pd.isna(v) else v) if not isinstance(v, str) else v for k, v in rows[key].items()}
@@ -62,9 +67,10 @@ def test_every_column_of_every_stage(results: Path) -> None:
 
     check(("ds", "manifest"), shards=2, clips_ok=6, clips_failed=1, failure_types="missing_file: 1",
           lost_by_class="")
-    # decode: 4 clips, b and d without a face (frac 0) -> 1 - 2 / 4; e failed twice (one clip), f once
+    # decode: 4 clips, b and d without a face (frac 0) -> 1 - 2 / 4; e failed twice (one clip), f once;
+    # a and d have one source frame, d is an image: one one-frame clip (a), one still image (d)
     check(("ds", "decode"), shards=2, clips_ok=4, clips_failed=2, failure_types="corrupt: 2, decode_error: 1",
-          face_rate=0.5, centre_crops=2, lost_by_class="x: 1, y: 1", one_frame_clips=1)
+          face_rate=0.5, centre_crops=2, lost_by_class="x: 1, y: 1", one_frame_clips=1, still_images=1)
     # landmarks: 4 frames of 2 clips, 3 with a face
     check(("ds", "landmarks"), shards=1, clips_ok=2, clips_failed=0, failure_types="", frames=4,
           face_rate=0.75, lost_by_class="")
@@ -75,9 +81,21 @@ def test_every_column_of_every_stage(results: Path) -> None:
     check(("other", "decode"), shards=1, clips_ok=1, clips_failed=0, failure_types="", face_rate=1.0,
           centre_crops=0, lost_by_class="")
     check(("other", "captions"), shards=1, clips_ok=1, clips_failed=0, failure_types="", lost_by_class="")
+    # no landmarks / parsing tables: "not run", every count empty (a 0 would claim the stage ran)
+    for stage in ("landmarks", "parsing"):
+        check(("other", stage), status="not run", shards=None, clips_ok=None, clips_failed=None,
+              failure_types="", lost_by_class="")
 
 
 def test_no_datasets_and_empty_stages(results: Path) -> None:
     assert collect_stage_stats(results, []).empty
     assert list(collect_stage_stats(results, []).columns) == STATS_COLUMNS
-    assert collect_stage_stats(results, ["missing"]).empty
+    # a dataset with no artifacts at all: no manifest row, each workflow stage "not run"
+    missing = collect_stage_stats(results, ["missing"])
+    assert list(missing.columns) == STATS_COLUMNS
+    assert missing[["dataset", "stage", "status"]].values.tolist() == [
+        ["missing", "decode", "not run"], ["missing", "landmarks", "not run"],
+        ["missing", "parsing", "not run"], ["missing", "captions", "not run"]]
+    counts = [c for c in STATS_COLUMNS if c not in ("dataset", "stage", "status", "failure_types", "lost_by_class")]
+    assert missing[counts].isna().all().all()
+    assert (missing["failure_types"] == "").all() and (missing["lost_by_class"] == "").all()

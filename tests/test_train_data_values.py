@@ -154,10 +154,12 @@ def test_table_keeps_complete_clips_and_loses_each_other_clip_once(results: Path
     assert clips["label"].tolist() == ["class0", "class0", "class1"]
     assert clips["label_idx"].tolist() == [0, 0, 1] and clips["test_fold"].tolist() == [1, 2, 2]
     assert clips["shard"].tolist() == ["000"] * 3 and not clips["one_frame"].any()
+    # videos, no still image: not a static dataset
+    assert str(clips["static"].dtype) == "bool" and not clips["static"].any() and table.static is False
     assert str(clips["label_idx"].dtype) == "int64" and str(clips["test_fold"].dtype) == "int64"
     assert ((clips["lm_stop"] - clips["lm_start"]) == 4).all() and (clips["cap_length"] > 0).all()
     assert (table.labels, table.num_folds, table.has_captions) == (["class0", "class1"], 2, True)
-    assert list(clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame",
+    assert list(clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame", "static",
                                    "lm_start", "lm_stop", "cap_offset", "cap_length"]
     assert table.label_order == "synthetic: the configured order (class0, class1)"  # no label_order: the layout's
     assert set(table.backends) == {"decode", "landmarks", "parsing", "captions"}
@@ -189,7 +191,8 @@ def test_a_dataset_with_nothing_decoded_and_dropped_one_frame_clips(tmp_path: Pa
         table = load_clip_table(tmp_path, "none", Needs())
     assert not any("one-frame" in r.getMessage() for r in caplog.records)
     assert table.clips.empty and list(table.clips.columns) == ["clip_id", "label", "label_idx", "test_fold",
-                                                               "shard", "one_frame"]
+                                                               "shard", "one_frame", "static"]
+    assert str(table.clips["static"].dtype) == "bool" and table.static is False  # no clip: not static
     assert str(table.clips["one_frame"].dtype) == "bool" and str(table.clips["label_idx"].dtype) == "int64"
     assert sorted(table.lost["clip_id"]) == ids and set(table.lost["stage"]) == {"decode"}
     write_synthetic_dataset(tmp_path, "one", num_classes=2, clips_per_class=1, frames=2, size=8, num_shards=1)
@@ -203,7 +206,20 @@ def test_a_dataset_with_nothing_decoded_and_dropped_one_frame_clips(tmp_path: Pa
     dropped = load_clip_table(tmp_path, "one", Needs(), one_frame_clips="drop")
     assert dropped.label_order == "one: the configured order (class0, class1)"
     assert dropped.clips["clip_id"].tolist() == ["one_01_000"] and dropped.clips.index.tolist() == [0]
-    assert list(dropped.clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame"]
+    assert list(dropped.clips.columns) == ["clip_id", "label", "label_idx", "test_fold", "shard", "one_frame",
+                                           "static"]
+    assert dropped.clips["static"].tolist() == [False]
+    # a still image has one source frame by design: static, not one_frame, so the drop keeps it
+    frame["source_kind"] = "video"
+    frame.loc[frame["clip_id"] == "one_01_000", "num_source_frames"] = 1
+    frame.loc[frame["clip_id"] == "one_01_000", "source_kind"] = "image"
+    write_parquet(index, frame, read_meta(index))
+    still = load_clip_table(tmp_path, "one", Needs(), one_frame_clips="drop")
+    assert still.clips["clip_id"].tolist() == ["one_01_000"] and still.clips["static"].tolist() == [True]
+    assert still.clips["one_frame"].tolist() == [False] and still.static is True  # every clip an image
+    kept = load_clip_table(tmp_path, "one", Needs())
+    assert kept.clips["static"].tolist() == [False, True] and kept.clips["one_frame"].tolist() == [True, False]
+    assert kept.static is False  # one video among them: not a still-image dataset
 
 
 def test_one_frame_clips_are_named_in_a_warning_ten_at_most(tmp_path: Path, caplog) -> None:  # noqa: ANN001

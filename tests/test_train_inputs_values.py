@@ -19,6 +19,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from dfer.core.integrity import DamagedArtifact
+from dfer.methods.dferclip import DFERCLIPConfig
+from dfer.methods.specs.fineclipper import FineCLIPERConfig
 from dfer.train.inputs import (
     DataInputs,
     Needs,
@@ -33,9 +35,18 @@ def test_needs_from_a_raw_block_or_a_config() -> None:
     raw = {"use_parsing": False, "use_landmarks": True, "use_captions": True}
     assert needs_for(raw) == Needs(parsing=False, landmarks=True, captions=True)
     assert needs_for({"use_parsing": True, "use_landmarks": False, "use_captions": False}) == Needs(parsing=True)
-    cfg = SimpleNamespace(use_parsing=1, use_landmarks=0, use_captions=1)
+    # a parsed config: its registered method (here FineCLIPER) says which levels it reads
+    cfg = FineCLIPERConfig(use_parsing=True, use_landmarks=False, use_captions=True)
     assert needs_for(cfg) == Needs(parsing=True, landmarks=False, captions=True)
+    assert needs_for(FineCLIPERConfig(use_parsing=False, use_landmarks=True, use_captions=False)) == Needs(
+        landmarks=True)
+    # DFER-CLIP reads frames only, whether given as a block or as its config
+    assert needs_for({"method": "dferclip"}) == Needs() == needs_for(DFERCLIPConfig())
     assert needs_for(None) == needs_for({})  # both: the model config's defaults
+    assert needs_for(None) == Needs(parsing=True, landmarks=True, captions=True)  # FineCLIPER's: all on
+    # an object of no registered method is refused, not read by attribute name
+    with pytest.raises(ValueError, match="SimpleNamespace is not the config of a registered method"):
+        needs_for(SimpleNamespace(use_parsing=True, use_landmarks=False, use_captions=True))
 
 
 @pytest.mark.parametrize(("needs", "kinds", "stages"), [
