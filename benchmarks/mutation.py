@@ -702,6 +702,8 @@ class Module:
     mutants: tuple[str, ...] = ()
     part_of: str = ""
     note: str = ""
+    #: the module the code moved to: this section only keeps the rows measured before the move
+    moved_to: str = ""
 
     @property
     def slug(self) -> str:
@@ -726,16 +728,23 @@ def read_config(path: Path = CONFIG) -> tuple[configparser.ConfigParser, list[Mo
         if not section.startswith("module "):
             continue
         s = cfg[section]
-        modules.append(Module(section.split(" ", 1)[1].strip(), _lines(s["files"]), _lines(s["tests"]),
-                              _lines(s.get("mutants", "")), s.get("part_of", "").strip(),
-                              " ".join(s.get("note", "").split())))
+        modules.append(Module(section.split(" ", 1)[1].strip(), _lines(s.get("files", "")),
+                              _lines(s.get("tests", "")), _lines(s.get("mutants", "")),
+                              s.get("part_of", "").strip(), " ".join(s.get("note", "").split()),
+                              s.get("moved_to", "").strip()))
     return cfg, modules
 
 
 def select(modules: list[Module], wanted: list[str] | None) -> list[Module]:
+    """The sections to run; a moved one (its code lives elsewhere now) is never run again."""
+    moved = [m.name for m in modules if m.moved_to and wanted and m.name in wanted]
+    if moved:
+        raise SystemExit(f"{', '.join(moved)}: the code moved (see moved_to in {CONFIG.name}); "
+                         "run the module it moved to")
+    runnable = [m for m in modules if not m.moved_to]
     if not wanted:
-        return modules
-    chosen = [m for m in modules if any(m.selected_by(w) for w in wanted)]
+        return runnable
+    chosen = [m for m in runnable if any(m.selected_by(w) for w in wanted)]
     unknown = [w for w in wanted if not any(m.selected_by(w) for m in modules)]
     if unknown:
         raise SystemExit(f"no module in {CONFIG.name} matches {unknown}; known: "
@@ -946,9 +955,11 @@ _HEAD = ("| module | killed | of them by time-out | survived | of them equivalen
 def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
     """mutation.md from every module's records (modules never run say so)."""
     names = {m.name: (f"{m.name} ({m.note})" if m.note else m.name) for m in modules}
+    names.update({m.name: f"{m.name} (measured before the code moved to {m.moved_to})"
+                  for m in modules if m.moved_to})
     current = [_row(names[m.name], records[m.name]["current"]) for m in modules
                if m.name in records and "current" in records[m.name]]
-    pending = [m.name for m in modules if "current" not in records.get(m.name, {})]
+    pending = [m.name for m in modules if "current" not in records.get(m.name, {}) and not m.moved_to]
     base = [_row(names[m.name], records[m.name]["baseline"]) for m in modules
             if "baseline" in records.get(m.name, {})]
     out = [
@@ -972,6 +983,12 @@ def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
         *current,
         "",
     ]
+    moved = [m for m in modules if m.moved_to]
+    if moved:
+        out += ["Moved code: " + "; ".join(
+            f"`{m.name}` now lives in `{m.moved_to}` (its row above, its runs and survivors below "
+            f"were measured on the code before the move and are kept as they were)"
+            for m in moved) + ".", ""]
     if pending:
         out += ["Configured but not run yet: " + ", ".join(f"`{n}`" for n in pending) + ".", ""]
     if base:

@@ -43,7 +43,9 @@ def results(tmp_path: Path) -> Path:
     # a dataset without manifest: its captions table has no caption column and no count
     other = tmp_path / "other"
     _table(other / "captions" / "shard-000.parquet", clip_id=["z"])
-    _table(other / "frames" / "shard-000.parquet", clip_id=["z"], face_found_frac=[1.0])
+    # z: a video of one source frame; w: a still image (one frame by design, counted apart)
+    _table(other / "frames" / "shard-000.parquet", clip_id=["z", "w"], face_found_frac=[1.0, 1.0],
+           num_source_frames=[1, 1], source_kind=["video", "image"])
     return tmp_path
 
 
@@ -51,14 +53,17 @@ def test_every_column_of_every_stage(results: Path) -> None:
     table = collect_stage_stats(results, ["ds", "other"])
     assert list(table.columns) == STATS_COLUMNS
     rows = {(r["dataset"], r["stage"]): r for r in table.to_dict("records")}
+    # every workflow stage has a row ("not run" where it left nothing: other's landmarks and
+    # parsing); the opt-in landmark_features stage none, as it never ran
     assert list(rows) == [("ds", "manifest"), ("ds", "decode"), ("ds", "landmarks"), ("ds", "parsing"),
-                          ("ds", "captions"), ("other", "decode"), ("other", "captions")]
+                          ("ds", "captions"), ("other", "decode"), ("other", "landmarks"),
+                          ("other", "parsing"), ("other", "captions")]
     nothing = {"frames": None, "face_rate": None, "centre_crops": None, "one_frame_clips": None,
-               "captions_cut_at_77": None}
+               "still_images": None, "captions_cut_at_77": None}
 
-    def check(key: tuple[str, str], **want: object) -> None:
+    def check(key: tuple[str, str], status: str = "ok", **want: object) -> None:
         got = {k: (None if pd.isna(v) else v) if not isinstance(v, str) else v for k, v in rows[key].items()}
-        assert got == {"dataset": key[0], "stage": key[1], **nothing, **want}
+        assert got == {"dataset": key[0], "stage": key[1], "status": status, **nothing, **want}
 
     check(("ds", "manifest"), shards=2, clips_ok=6, clips_failed=1, failure_types="missing_file: 1",
           lost_by_class="")
@@ -72,12 +77,20 @@ def test_every_column_of_every_stage(results: Path) -> None:
     # captions: 2 from shard 000's provenance, 1 counted in shard 001 (12 x 8 words > 77 tokens)
     check(("ds", "captions"), shards=1 + 1, clips_ok=3, clips_failed=0, failure_types="", lost_by_class="",
           captions_cut_at_77=3)
-    check(("other", "decode"), shards=1, clips_ok=1, clips_failed=0, failure_types="", face_rate=1.0,
-          centre_crops=0, lost_by_class="")
+    # other's decode: z (a video of one frame) is a one-frame clip, w (an image) a still image
+    check(("other", "decode"), shards=1, clips_ok=2, clips_failed=0, failure_types="", face_rate=1.0,
+          centre_crops=0, lost_by_class="", one_frame_clips=1, still_images=1)
+    for stage in ("landmarks", "parsing"):  # nothing counted: every count empty, not 0
+        check(("other", stage), status="not run", shards=None, clips_ok=None, clips_failed=None,
+              failure_types="", lost_by_class="")
     check(("other", "captions"), shards=1, clips_ok=1, clips_failed=0, failure_types="", lost_by_class="")
 
 
 def test_no_datasets_and_empty_stages(results: Path) -> None:
     assert collect_stage_stats(results, []).empty
     assert list(collect_stage_stats(results, []).columns) == STATS_COLUMNS
-    assert collect_stage_stats(results, ["missing"]).empty
+    # a dataset with no artifacts at all: the four workflow stages, each "not run"
+    missing = collect_stage_stats(results, ["missing"])
+    assert missing[["dataset", "stage", "status"]].values.tolist() == [
+        ["missing", s, "not run"] for s in ("decode", "landmarks", "parsing", "captions")]
+    assert missing[["shards", "clips_ok", "clips_failed"]].isna().all().all()
