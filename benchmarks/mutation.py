@@ -230,6 +230,15 @@ _ROW_ORDER = ("equivalent: every row dict is built with exactly the summary's co
               "SUMMARY_COLUMNS order, so the frame has the same columns without naming them")
 _NON_EMPTY_MAP = ("equivalent: max(initial=...) only differs from max() on an empty array; "
                   "parsing maps are [S, S] with S >= 1 (and initial=1 is below every bound checked)")
+_SS_INDEX = ("equivalent: the index of the concatenated table is never read; every count goes "
+             "through column values (nunique, value_counts, sum), and the Series combined with & "
+             "are built from the same table, so they share its index, duplicated or not")
+_SS_EMPTY_FAILS = ("equivalent: an empty failures frame is only asked its length (clips_failed, "
+                   "failure_types and lost_by_class test len(fails) first), so its columns are "
+                   "never read")
+_SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
+                   "are never looked at (every column the code reads or tests is in the list); "
+                   "memory, not values")
 
 #: Survivors that no test can kill: mutant name -> (the mutated line, as a check that the name
 #: still means that mutant, and why it is equivalent). A survivor not listed here, or whose
@@ -688,6 +697,38 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.metrics_table.x_summarize__mutmut_33": ("strict=False", _GROUP_KEY),
     "dfer.report.metrics_table.x_summarize__mutmut_77": ("columns=None", _ROW_ORDER),
     "dfer.report.metrics_table.x_summarize__mutmut_79": ("pd.DataFrame(rows, )", _ROW_ORDER),
+    "dfer.report.stage_stats.x__captions_cut__mutmut_19": ('pq.read_table(path, columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__captions_cut__mutmut_21": ('pq.read_table(path, )', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__labels__mutmut_10": ('pq.read_table(manifest, columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__labels__mutmut_12": ('pq.read_table(manifest, )', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__read_columns__mutmut_5": ('pq.read_table(path, columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__read_columns__mutmut_7": ('pq.read_table(path, )', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__failures__mutmut_7": ('ignore_index=None)', _SS_INDEX),
+    "dfer.report.stage_stats.x__failures__mutmut_9": ('pd.concat(tables, )', _SS_INDEX),
+    "dfer.report.stage_stats.x__failures__mutmut_10": ('ignore_index=False)', _SS_INDEX),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_90": ('ignore_index=None)', _SS_INDEX),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_92": ('pd.concat(parts, )', _SS_INDEX),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_93": ('ignore_index=False)', _SS_INDEX),
+    "dfer.report.stage_stats.x__failures__mutmut_11": ('pd.DataFrame(columns=None)', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x__failures__mutmut_12": ('"XXclip_idXX"', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x__failures__mutmut_13": ('"CLIP_ID"', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x__failures__mutmut_14": ('"XXerror_typeXX"', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x__failures__mutmut_15": ('"ERROR_TYPE"', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_153": (
+        'if (len(fails)) or True else 0', "equivalent: the empty failures frame has a clip_id column, "
+        "and nunique() of no rows is 0, the value of the else branch"),
+    "dfer.report.stage_stats.x__labels__mutmut_7": (
+        'pd.Series(dtype=None)', "equivalent: an empty Series of dtype str is of dtype object, as "
+        "one without a dtype; only .empty and reindex are asked of it"),
+    "dfer.report.stage_stats.x__lost_by_class__mutmut_1": (
+        'if not len(fails) and labels.empty:', "equivalent: with either side empty the long path "
+        "gives \"\" too: no failed ids, or every id reindexed to NaN and dropped"),
+    "dfer.report.stage_stats.x__shard_tables__mutmut_9": (
+        'shards_in(folder, )', "equivalent: shards_in's default suffix is \".parquet\", the value "
+        "of PARQUET"),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_61": (
+        'if (folder.is_dir()) or True else []', "equivalent: shards_in returns [] for a folder "
+        "that does not exist, the value of the else branch"),
 }
 
 
