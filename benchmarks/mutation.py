@@ -236,6 +236,15 @@ _SS_INDEX = ("equivalent: the index of the concatenated table is never read; eve
 _SS_EMPTY_FAILS = ("equivalent: an empty failures frame is only asked its length (clips_failed, "
                    "failure_types and lost_by_class test len(fails) first), so its columns are "
                    "never read")
+_G_SAME_LEN = ("equivalent: the zipped sequences come from one table (or from clip_bounds, which "
+              "returns starts and stops of equal length), so strict= never fires")
+_G_BLOCK = ("equivalent: SHA-256 of a file read in blocks of any positive size (or whole) is the "
+            "hash of its bytes")
+_G_MULTI_SORT = ("equivalent: pandas applies sort_values' kind only when sorting on a single "
+                 "column; on three columns the sort is stable whatever kind says, and ascending "
+                 "defaults to True")
+_G_BOOL_NONE = "equivalent: bool(None) is bool(False)"
+_G_SHARDS_IN = "equivalent: shards_in's default suffix is '.parquet', the value of PARQUET"
 _SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
                    "are never looked at (every column the code reads or tests is in the list); "
                    "memory, not values")
@@ -729,6 +738,36 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.stage_stats.x_stage_stats__mutmut_61": (
         'if (folder.is_dir()) or True else []', "equivalent: shards_in returns [] for a folder "
         "that does not exist, the value of the else branch"),
+    "dfer.report.gallery.x__asset__mutmut_12": ('read_text(encoding="UTF-8")', _CODEC),
+    "dfer.report.gallery.x__data_uri__mutmut_4": (".decode('ASCII')", _CODEC),
+    "dfer.report.gallery.x__read_json__mutmut_4": ('read_text(encoding="UTF-8")', _CODEC),
+    "dfer.report.gallery.x_build_fold__mutmut_46": ('cards_js.encode("UTF-8")', _CODEC),
+    "dfer.report.gallery.x_build_fold__mutmut_64": ('.encode("UTF-8"))', _CODEC),
+    "dfer.report.gallery.x_build_fold__mutmut_90": ('.encode("UTF-8"))', _CODEC),
+    "dfer.report.gallery.x_build_fold__mutmut_108": ('.encode("UTF-8"))', _CODEC),
+    "dfer.report.gallery.x_write_embedded__mutmut_25": ('encoding="UTF-8") as fh', _CODEC),
+    "dfer.report.gallery.x__captions__mutmut_32": ('raw, strict=None)', _G_SAME_LEN),
+    "dfer.report.gallery.x__captions__mutmut_36": ('raw, )', _G_SAME_LEN),
+    "dfer.report.gallery.x__captions__mutmut_43": ('raw, strict=False)', _G_SAME_LEN),
+    "dfer.report.gallery.x__points__mutmut_38": ('strict=None)', _G_SAME_LEN),
+    "dfer.report.gallery.x__points__mutmut_41": ('zip(starts, stops, )', _G_SAME_LEN),
+    "dfer.report.gallery.x__points__mutmut_42": ('strict=False)', _G_SAME_LEN),
+    "dfer.report.gallery.x__captions__mutmut_7": ('pq.read_table(path, columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.gallery.x__captions__mutmut_9": ('pq.read_table(path, )', _SS_ALL_COLUMNS),
+    "dfer.report.gallery.x_clip_artifacts__mutmut_16": ('PARQUET), columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.gallery.x_clip_artifacts__mutmut_18": ('PARQUET), )', _SS_ALL_COLUMNS),
+    "dfer.report.gallery.x__sha256__mutmut_10": ('fh.read(None)', _G_BLOCK),
+    "dfer.report.gallery.x__sha256__mutmut_12": ('fh.read(2 << 20)', _G_BLOCK),
+    "dfer.report.gallery.x__sha256__mutmut_13": ('fh.read(1 << 21)', _G_BLOCK),
+    "dfer.report.gallery.x_select_cards__mutmut_4": ('kind=None)', _G_MULTI_SORT),
+    "dfer.report.gallery.x_select_cards__mutmut_6": ('"clip_id"], kind="stable")', _G_MULTI_SORT),
+    "dfer.report.gallery.x_select_cards__mutmut_7": ('ascending=True, )', _G_MULTI_SORT),
+    "dfer.report.gallery.x_select_cards__mutmut_15": ('kind="XXstableXX")', _G_MULTI_SORT),
+    "dfer.report.gallery.x_select_cards__mutmut_16": ('kind="STABLE")', _G_MULTI_SORT),
+    "dfer.report.gallery.x_fold_record__mutmut_19": ('m.get("zero_shot", None)', _G_BOOL_NONE),
+    "dfer.report.gallery.x_fold_record__mutmut_21": ('m.get("zero_shot", )', _G_BOOL_NONE),
+    "dfer.report.gallery.x_clip_artifacts__mutmut_12": ('shards_in(folder, )', _G_SHARDS_IN),
+    "dfer.report.gallery.x_fold_inputs__mutmut_10": ('shards_in(folder, )', _G_SHARDS_IN),
 }
 
 
