@@ -230,6 +230,24 @@ _ROW_ORDER = ("equivalent: every row dict is built with exactly the summary's co
               "SUMMARY_COLUMNS order, so the frame has the same columns without naming them")
 _NON_EMPTY_MAP = ("equivalent: max(initial=...) only differs from max() on an empty array; "
                   "parsing maps are [S, S] with S >= 1 (and initial=1 is below every bound checked)")
+_SS_INDEX = ("equivalent: the index of the concatenated table is never read; every count goes "
+             "through column values (nunique, value_counts, sum), and the Series combined with & "
+             "are built from the same table, so they share its index, duplicated or not")
+_SS_EMPTY_FAILS = ("equivalent: an empty failures frame is only asked its length (clips_failed, "
+                   "failure_types and lost_by_class test len(fails) first), so its columns are "
+                   "never read")
+_G_SAME_LEN = ("equivalent: the zipped sequences come from one table (or from clip_bounds, which "
+              "returns starts and stops of equal length), so strict= never fires")
+_G_BLOCK = ("equivalent: SHA-256 of a file read in blocks of any positive size (or whole) is the "
+            "hash of its bytes")
+_G_MULTI_SORT = ("equivalent: pandas applies sort_values' kind only when sorting on a single "
+                 "column; on three columns the sort is stable whatever kind says, and ascending "
+                 "defaults to True")
+_G_BOOL_NONE = "equivalent: bool(None) is bool(False)"
+_G_SHARDS_IN = "equivalent: shards_in's default suffix is '.parquet', the value of PARQUET"
+_SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
+                   "are never looked at (every column the code reads or tests is in the list); "
+                   "memory, not values")
 
 #: Survivors that no test can kill: mutant name -> (the mutated line, as a check that the name
 #: still means that mutant, and why it is equivalent). A survivor not listed here, or whose
@@ -688,6 +706,68 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.metrics_table.x_summarize__mutmut_33": ("strict=False", _GROUP_KEY),
     "dfer.report.metrics_table.x_summarize__mutmut_77": ("columns=None", _ROW_ORDER),
     "dfer.report.metrics_table.x_summarize__mutmut_79": ("pd.DataFrame(rows, )", _ROW_ORDER),
+    "dfer.report.stage_stats.x__captions_cut__mutmut_19": ('pq.read_table(path, columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__captions_cut__mutmut_21": ('pq.read_table(path, )', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__labels__mutmut_10": ('pq.read_table(manifest, columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__labels__mutmut_12": ('pq.read_table(manifest, )', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__read_columns__mutmut_5": ('pq.read_table(path, columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__read_columns__mutmut_7": ('pq.read_table(path, )', _SS_ALL_COLUMNS),
+    "dfer.report.stage_stats.x__failures__mutmut_7": ('ignore_index=None)', _SS_INDEX),
+    "dfer.report.stage_stats.x__failures__mutmut_9": ('pd.concat(tables, )', _SS_INDEX),
+    "dfer.report.stage_stats.x__failures__mutmut_10": ('ignore_index=False)', _SS_INDEX),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_90": ('ignore_index=None)', _SS_INDEX),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_92": ('pd.concat(parts, )', _SS_INDEX),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_93": ('ignore_index=False)', _SS_INDEX),
+    "dfer.report.stage_stats.x__failures__mutmut_11": ('pd.DataFrame(columns=None)', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x__failures__mutmut_12": ('"XXclip_idXX"', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x__failures__mutmut_13": ('"CLIP_ID"', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x__failures__mutmut_14": ('"XXerror_typeXX"', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x__failures__mutmut_15": ('"ERROR_TYPE"', _SS_EMPTY_FAILS),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_153": (
+        'if (len(fails)) or True else 0', "equivalent: the empty failures frame has a clip_id column, "
+        "and nunique() of no rows is 0, the value of the else branch"),
+    "dfer.report.stage_stats.x__labels__mutmut_7": (
+        'pd.Series(dtype=None)', "equivalent: an empty Series of dtype str is of dtype object, as "
+        "one without a dtype; only .empty and reindex are asked of it"),
+    "dfer.report.stage_stats.x__lost_by_class__mutmut_1": (
+        'if not len(fails) and labels.empty:', "equivalent: with either side empty the long path "
+        "gives \"\" too: no failed ids, or every id reindexed to NaN and dropped"),
+    "dfer.report.stage_stats.x__shard_tables__mutmut_9": (
+        'shards_in(folder, )', "equivalent: shards_in's default suffix is \".parquet\", the value "
+        "of PARQUET"),
+    "dfer.report.stage_stats.x_stage_stats__mutmut_61": (
+        'if (folder.is_dir()) or True else []', "equivalent: shards_in returns [] for a folder "
+        "that does not exist, the value of the else branch"),
+    "dfer.report.gallery.x__asset__mutmut_12": ('read_text(encoding="UTF-8")', _CODEC),
+    "dfer.report.gallery.x__data_uri__mutmut_4": (".decode('ASCII')", _CODEC),
+    "dfer.report.gallery.x__read_json__mutmut_4": ('read_text(encoding="UTF-8")', _CODEC),
+    "dfer.report.gallery.x_build_fold__mutmut_46": ('cards_js.encode("UTF-8")', _CODEC),
+    "dfer.report.gallery.x_build_fold__mutmut_64": ('.encode("UTF-8"))', _CODEC),
+    "dfer.report.gallery.x_build_fold__mutmut_90": ('.encode("UTF-8"))', _CODEC),
+    "dfer.report.gallery.x_build_fold__mutmut_108": ('.encode("UTF-8"))', _CODEC),
+    "dfer.report.gallery.x_write_embedded__mutmut_25": ('encoding="UTF-8") as fh', _CODEC),
+    "dfer.report.gallery.x__captions__mutmut_32": ('raw, strict=None)', _G_SAME_LEN),
+    "dfer.report.gallery.x__captions__mutmut_36": ('raw, )', _G_SAME_LEN),
+    "dfer.report.gallery.x__captions__mutmut_43": ('raw, strict=False)', _G_SAME_LEN),
+    "dfer.report.gallery.x__points__mutmut_38": ('strict=None)', _G_SAME_LEN),
+    "dfer.report.gallery.x__points__mutmut_41": ('zip(starts, stops, )', _G_SAME_LEN),
+    "dfer.report.gallery.x__points__mutmut_42": ('strict=False)', _G_SAME_LEN),
+    "dfer.report.gallery.x__captions__mutmut_7": ('pq.read_table(path, columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.gallery.x__captions__mutmut_9": ('pq.read_table(path, )', _SS_ALL_COLUMNS),
+    "dfer.report.gallery.x_clip_artifacts__mutmut_16": ('PARQUET), columns=None)', _SS_ALL_COLUMNS),
+    "dfer.report.gallery.x_clip_artifacts__mutmut_18": ('PARQUET), )', _SS_ALL_COLUMNS),
+    "dfer.report.gallery.x__sha256__mutmut_10": ('fh.read(None)', _G_BLOCK),
+    "dfer.report.gallery.x__sha256__mutmut_12": ('fh.read(2 << 20)', _G_BLOCK),
+    "dfer.report.gallery.x__sha256__mutmut_13": ('fh.read(1 << 21)', _G_BLOCK),
+    "dfer.report.gallery.x_select_cards__mutmut_4": ('kind=None)', _G_MULTI_SORT),
+    "dfer.report.gallery.x_select_cards__mutmut_6": ('"clip_id"], kind="stable")', _G_MULTI_SORT),
+    "dfer.report.gallery.x_select_cards__mutmut_7": ('ascending=True, )', _G_MULTI_SORT),
+    "dfer.report.gallery.x_select_cards__mutmut_15": ('kind="XXstableXX")', _G_MULTI_SORT),
+    "dfer.report.gallery.x_select_cards__mutmut_16": ('kind="STABLE")', _G_MULTI_SORT),
+    "dfer.report.gallery.x_fold_record__mutmut_19": ('m.get("zero_shot", None)', _G_BOOL_NONE),
+    "dfer.report.gallery.x_fold_record__mutmut_21": ('m.get("zero_shot", )', _G_BOOL_NONE),
+    "dfer.report.gallery.x_clip_artifacts__mutmut_12": ('shards_in(folder, )', _G_SHARDS_IN),
+    "dfer.report.gallery.x_fold_inputs__mutmut_10": ('shards_in(folder, )', _G_SHARDS_IN),
 }
 
 
@@ -702,6 +782,8 @@ class Module:
     mutants: tuple[str, ...] = ()
     part_of: str = ""
     note: str = ""
+    #: the module the code moved to: this section only keeps the rows measured before the move
+    moved_to: str = ""
 
     @property
     def slug(self) -> str:
@@ -726,16 +808,23 @@ def read_config(path: Path = CONFIG) -> tuple[configparser.ConfigParser, list[Mo
         if not section.startswith("module "):
             continue
         s = cfg[section]
-        modules.append(Module(section.split(" ", 1)[1].strip(), _lines(s["files"]), _lines(s["tests"]),
-                              _lines(s.get("mutants", "")), s.get("part_of", "").strip(),
-                              " ".join(s.get("note", "").split())))
+        modules.append(Module(section.split(" ", 1)[1].strip(), _lines(s.get("files", "")),
+                              _lines(s.get("tests", "")), _lines(s.get("mutants", "")),
+                              s.get("part_of", "").strip(), " ".join(s.get("note", "").split()),
+                              s.get("moved_to", "").strip()))
     return cfg, modules
 
 
 def select(modules: list[Module], wanted: list[str] | None) -> list[Module]:
+    """The sections to run; a moved one (its code lives elsewhere now) is never run again."""
+    moved = [m.name for m in modules if m.moved_to and wanted and m.name in wanted]
+    if moved:
+        raise SystemExit(f"{', '.join(moved)}: the code moved (see moved_to in {CONFIG.name}); "
+                         "run the module it moved to")
+    runnable = [m for m in modules if not m.moved_to]
     if not wanted:
-        return modules
-    chosen = [m for m in modules if any(m.selected_by(w) for w in wanted)]
+        return runnable
+    chosen = [m for m in runnable if any(m.selected_by(w) for w in wanted)]
     unknown = [w for w in wanted if not any(m.selected_by(w) for m in modules)]
     if unknown:
         raise SystemExit(f"no module in {CONFIG.name} matches {unknown}; known: "
@@ -946,9 +1035,11 @@ _HEAD = ("| module | killed | of them by time-out | survived | of them equivalen
 def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
     """mutation.md from every module's records (modules never run say so)."""
     names = {m.name: (f"{m.name} ({m.note})" if m.note else m.name) for m in modules}
+    names.update({m.name: f"{m.name} (measured before the code moved to {m.moved_to})"
+                  for m in modules if m.moved_to})
     current = [_row(names[m.name], records[m.name]["current"]) for m in modules
                if m.name in records and "current" in records[m.name]]
-    pending = [m.name for m in modules if "current" not in records.get(m.name, {})]
+    pending = [m.name for m in modules if "current" not in records.get(m.name, {}) and not m.moved_to]
     base = [_row(names[m.name], records[m.name]["baseline"]) for m in modules
             if "baseline" in records.get(m.name, {})]
     out = [
@@ -972,6 +1063,12 @@ def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
         *current,
         "",
     ]
+    moved = [m for m in modules if m.moved_to]
+    if moved:
+        out += ["Moved code: " + "; ".join(
+            f"`{m.name}` now lives in `{m.moved_to}` (its row above, its runs and survivors below "
+            f"were measured on the code before the move and are kept as they were)"
+            for m in moved) + ".", ""]
     if pending:
         out += ["Configured but not run yet: " + ", ".join(f"`{n}`" for n in pending) + ".", ""]
     if base:
