@@ -191,3 +191,21 @@ def test_a_fold_with_nothing_scored_is_left_out_of_the_means(tmp_path: Path) -> 
     [run] = load_runs([folder / "summary.json"])
     row = compare_tables([run], "fc")["scores"].iloc[0]
     assert (row["uar"], row["uar_std"], row["war"], row["war_std"]) == pytest.approx((0.6, 0.1, 0.7, 0.1))
+
+
+def test_an_unknown_reference_run_is_a_config_error_before_any_job() -> None:
+    """A misspelt ``report.reference`` stops the workflow when it is parsed, naming the key and
+    the runs there are, rather than failing the report job after every fold trained."""
+    import yaml
+
+    from dfer.config_check import config_problem
+
+    repo = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    schema = repo / "workflow" / "schemas" / "config.schema.yaml"
+    config.setdefault("report", {})["reference"] = "demo_tiny"
+    assert config_problem(config, schema) is None
+    config["report"]["reference"] = "demo_tinny"
+    problem = config_problem(config, schema)
+    assert problem is not None and problem.startswith("config error at report.reference: ")
+    assert "run 'demo_tinny' is not a key of train.runs (known: demo_tiny, fineclip_vitb16)" in problem

@@ -159,6 +159,13 @@ def _section_problems(config: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str]
                     "takes class names (docs/methods.md)")
 
 
+    reference = (config.get("report") or {}).get("reference")
+    if reference is not None and reference not in runs:
+        # checked before any job: the report job would otherwise fail after every fold trained
+        yield ("report", "reference"), (
+            f"run {reference!r} is not a key of train.runs (known: {', '.join(sorted(runs))})")
+
+
 def _run_method(params: Mapping[str, Any] | None) -> Any:
     """The registry's spec of a run's ``model.method``, or None when it names no known method
     (that problem is reported with the run's own block)."""
