@@ -10,8 +10,7 @@ importing torch and open_clip there.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dfer.core.lazy_exports import lazy_exports
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -31,14 +30,4 @@ _EXPORTS = {
     "save_checkpoint": "dfer.methods.checkpoint",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
