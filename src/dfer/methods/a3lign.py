@@ -37,6 +37,7 @@ from torch.nn import functional as F
 
 from dfer.core.strict_config import StrictConfig
 from dfer.manifests.labels import class_labels
+from dfer.methods.output import LogitsOutput
 from dfer.model.backbone import Tokenizer, build_open_clip, image_mean_std
 from dfer.model.pixels import frames_to_images
 from dfer.model.temporal import ClsTemporalTransformer
@@ -135,7 +136,7 @@ class A3lignConfig(StrictConfig):
 
 
 @dataclass
-class A3lignOutput:
+class A3lignOutput(LogitsOutput):
     """One forward pass. Features are unnormalised (the logits use their L2-normalised forms)."""
 
     logits: torch.Tensor  # [B, C]
@@ -143,9 +144,6 @@ class A3lignOutput:
     frame_features: torch.Tensor  # [B, T, E]
     text_features: torch.Tensor  # [C, E]: text dynamic encoder over the sentences
     sentence_features: torch.Tensor  # [C, S, E]
-
-    def probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.logits.float(), dim=-1)
 
 
 class A3lign(nn.Module):

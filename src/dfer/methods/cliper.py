@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from dfer.core.strict_config import StrictConfig
 from dfer.manifests.labels import canonical_label
+from dfer.methods.output import LogitsOutput
 from dfer.model.backbone import Tokenizer, build_open_clip, image_mean_std
 from dfer.model.pixels import frames_to_images
 from dfer.model.temporal import ClsTemporalTransformer
@@ -135,7 +136,7 @@ def cliper_loss(s: torch.Tensor, y: torch.Tensor) -> CLIPERLoss:
 
 
 @dataclass
-class CLIPEROutput:
+class CLIPEROutput(LogitsOutput):
     """One forward pass; ``logits`` (mean over sub-descriptors) is what predicts."""
 
     logits: torch.Tensor  # [B, C]
@@ -143,9 +144,6 @@ class CLIPEROutput:
     video_features: torch.Tensor  # [B, E], aggregated, unnormalised
     frame_features: torch.Tensor  # [B, T, E]
     text_features: torch.Tensor  # [C*K, E], unnormalised
-
-    def probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.logits.float(), dim=-1)
 
 
 class CLIPER(nn.Module):

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from dfer.core.strict_config import StrictConfig
 from dfer.manifests.labels import canonical_label, class_labels
+from dfer.methods.output import LogitsOutput
 from dfer.model.backbone import Tokenizer, build_open_clip
 from dfer.model.pixels import frames_to_images
 from dfer.model.temporal import ClsTemporalTransformer
@@ -117,16 +118,13 @@ def class_text(name: str, cfg: DFERCLIPConfig) -> str:
 
 
 @dataclass
-class DFERCLIPOutput:
+class DFERCLIPOutput(LogitsOutput):
     """One forward pass. Features are unnormalised (the logits use their L2-normalised forms)."""
 
     logits: torch.Tensor  # [B, C]
     video_features: torch.Tensor  # [B, E], temporal transformer output
     frame_features: torch.Tensor  # [B, T, E], image tower output per frame
     text_features: torch.Tensor  # [C, E], at each prompt's EOT
-
-    def probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.logits.float(), dim=-1)
 
 
 class DFERCLIP(nn.Module):

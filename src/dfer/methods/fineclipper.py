@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dfer.methods.output import LogitsOutput
 from dfer.methods.specs.fineclipper import FineCLIPERConfig, ModelConfig
 from dfer.model.adapters import TextAdapter, TextAdapterStack
 from dfer.model.backbone import Tokenizer, build_clip, image_mean_std
@@ -40,7 +41,7 @@ __all__ = ["FineCLIPER", "FineCLIPERConfig", "FineCLIPEROutput", "ModelConfig", 
 
 
 @dataclass
-class FineCLIPEROutput:
+class FineCLIPEROutput(LogitsOutput):
     """What one forward pass produces (features are L2-normalised)."""
 
     logits: torch.Tensor  # [B, C]
@@ -54,12 +55,6 @@ class FineCLIPEROutput:
     #: fused level -> [B, C]: that level's own feature scored against the same descriptors
     #: (``sim_pos - negative_weight * sim_neg``), to show which level drove a prediction
     level_scores: dict[str, torch.Tensor] | None = None
-
-    def probabilities(self) -> torch.Tensor:
-        """Class probabilities ``[B, C]``: softmax over the float logits. The one definition
-        evaluation (``predict_step``), ``dfer predict`` and ``predict_proba`` share, so
-        their probabilities are the same numbers."""
-        return torch.softmax(self.logits.float(), dim=-1)
 
 
 class FineCLIPER(nn.Module):

@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dfer.core.strict_config import StrictConfig
+from dfer.methods.output import LogitsOutput
 from dfer.model.pixels import frames_to_images
 
 log = logging.getLogger(__name__)
@@ -176,15 +177,12 @@ class TemporalModelingAdapter(nn.Module):
 
 
 @dataclass
-class S2DOutput:
+class S2DOutput(LogitsOutput):
     logits: torch.Tensor  # [B, K]
     #: the head's input: mean over frames of the CLS features, after the head dropout (what
     #: the public model returns as ``feat`` and feeds to SDL; equal to the mean in eval mode)
     features: torch.Tensor  # [B, D]
     frame_features: torch.Tensor  # [B, T, D], CLS per frame after ln_post
-
-    def probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.logits.float(), dim=-1)
 
 
 #: frozen backbone parameters (the static model); everything else is tunable
