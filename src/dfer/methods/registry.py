@@ -61,6 +61,13 @@ def _default_groups(model: Any) -> dict[str, list[Any]]:
     return dict(model.parameter_groups())
 
 
+def _frames_only(block: Mapping[str, Any]) -> Any:
+    """The default ``needs``: frames only, no landmarks, parsing maps or captions."""
+    from dfer.train.inputs import Needs  # torch-free
+
+    return Needs()
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """One registered method (see the module docstring for who reads which field)."""
@@ -75,7 +82,7 @@ class MethodSpec:
     #: ``module:Class`` of the ``nn.Module`` that ``build`` returns
     model: str
     #: artifacts a run reads, from its raw ``model`` block (``method`` removed); torch-free
-    needs: Callable[[Mapping[str, Any]], Any]
+    needs: Callable[[Mapping[str, Any]], Any] = _frames_only
     #: ``(Needs, optional_captions)`` of scoring a clip, from the parsed config
     prediction_needs: Callable[[Any], tuple[Any, bool]] | None = None
     inputs: tuple[str, ...] = ("frames",)

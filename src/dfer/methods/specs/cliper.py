@@ -20,7 +20,7 @@ sub-descriptors). Defaults, from ``main_RAFDB_CLIPER.py`` (``../shared/METHODS.m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from dfer.methods.registry import register_method
@@ -43,13 +43,6 @@ DATA: dict[str, Any] = {
 TRAINER: dict[str, Any] = {"max_epochs": 59, "gradient_clip_val": None}
 
 
-def _needs(block: Mapping[str, Any]) -> Any:
-    """Frames only."""
-    from dfer.train.inputs import Needs
-
-    return Needs()
-
-
 def _groups(model: Any) -> dict[str, list[Any]]:
     """The core's groups, with ``temporal`` always named (empty with ``aggregation: mean``), so
     that one stage list serves both aggregations."""
@@ -64,7 +57,6 @@ def _groups(model: Any) -> dict[str, list[Any]]:
     source="Li et al., ICME 2024; public static script muse1998/CLIPER (02a6713); video details UNVERIFIED",
     config="dfer.methods.cliper:CLIPERConfig",
     model="dfer.methods.cliper:CLIPER",
-    needs=_needs,
     inputs=("frames",),
     pixels="clip",
     data=DATA,

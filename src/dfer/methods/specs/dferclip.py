@@ -21,7 +21,7 @@ the last epoch (docs/methods.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from dfer.methods.registry import register_method
@@ -41,20 +41,12 @@ DATA: dict[str, Any] = {
 TRAINER: dict[str, Any] = {"max_epochs": 50, "precision": "32-true", "gradient_clip_val": None}
 
 
-def _needs(block: Mapping[str, Any]) -> Any:
-    """Frames only: no landmarks, parsing maps or captions."""
-    from dfer.train.inputs import Needs
-
-    return Needs()
-
-
 @register_method(
     name="dferclip",
     title="DFER-CLIP",
     source="Zhao & Patras, BMVC 2023; public code zengqunzhao/DFER-CLIP (d10d5a4)",
     config="dfer.methods.dferclip:DFERCLIPConfig",
     model="dfer.methods.dferclip:DFERCLIP",
-    needs=_needs,
     inputs=("frames",),
     pixels="unit",
     data=DATA,
