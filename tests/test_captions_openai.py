@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ import numpy as np
 import pytest
 from captions_data import animate, write_shard
 from PIL import Image
+from support.ports import free_port
 
 from dfer.captions.base import ClipInput
 from dfer.captions.config import CaptionsConfig
@@ -157,12 +157,6 @@ def server() -> Iterator[tuple[str, Behaviour]]:
         yield url, state
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _params(base_url: str, **openai: object) -> dict:
     settings = {"base_url": base_url, "model": "tiny-vl", "timeout_s": 5.0, "max_retries": 2,
                 "backoff_s": 0.01, "max_concurrency": 4, **openai}
@@ -223,7 +217,7 @@ def test_video_input_sends_one_jpeg_sequence(server):
 
 def test_server_down_gives_failure_rows_and_a_written_shard(tmp_path):
     paths = _shard(tmp_path)
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     summary = run_shard(paths["frames"], paths["index"], paths["landmarks"], paths["out"],
                         paths["failures"], _params(url))
     assert summary["clips"] == 0 and summary["failed_clips"] == 3

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from captions_data import animate, write_shard
+from support.ports import free_port
 from vllm_env import VLLM_ENV, build_tiny_model, require_vllm_python
 
 from dfer.captions.base import ClipInput
@@ -35,12 +35,6 @@ SERVED_NAME = "tiny-qwen2.5-vl"
 #: Bound on the server's start (imports, model load, warm-up) on a 2-core CPU machine.
 START_TIMEOUT_S = 300.0
 MAX_TOKENS = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -68,7 +62,7 @@ def vllm_server(tmp_path_factory) -> Iterator[str]:
     python = require_vllm_python()
     root = tmp_path_factory.mktemp("vllm-serve")
     model = build_tiny_model(python, root / "tiny-qwen2.5-vl")
-    port = _free_port()
+    port = free_port()
     log = root / "server.log"
     cmd = [python, "-m", "vllm.entrypoints.cli.main", "serve", str(model),
            "--host", "127.0.0.1", "--port", str(port), "--served-model-name", SERVED_NAME,

@@ -20,6 +20,7 @@ import pytest
 import torch
 from support.dataset import write_synthetic_dataset
 from support.method_share_worker import image_batch, share_worker, train_step
+from support.two_processes import run_in_two_processes
 
 from dfer.core.paths import RESUME
 from dfer.methods.checkpoint import load_checkpoint, read_checkpoint
@@ -171,27 +172,7 @@ def test_two_processes_give_the_whole_batchs_loss_and_gradient() -> None:
     """The trainer gathers DFER-CLIP's logits and CLIPER's similarities over the global batch
     (padding dropped); each process's backward, averaged as DDP does, is the whole batch's
     gradient, CLIPER's in-batch sub-descriptor counts included."""
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=share_worker, args=(rank, 2, port, queue)) for rank in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        shared = queue.get(timeout=300)
-        for p in procs:
-            p.join(timeout=60)
-            assert p.exitcode == 0
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
+    shared = run_in_two_processes(share_worker)
     batch = image_batch()
     for method in ("dferclip", "cliper"):
         whole = train_step(method, batch, None)

@@ -31,6 +31,7 @@ import pytest
 import torch
 from support.dataset import write_synthetic_dataset
 from support.share_worker import batch_rows, image_batch, share_worker, tiny_model, train_step
+from support.two_processes import run_in_two_processes
 
 from dfer.core.paths import RESUME
 from dfer.methods.checkpoint import read_checkpoint
@@ -168,37 +169,13 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
 
 # --- gradients of a batch split over processes ------------------------------------------
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _close(got: np.ndarray | torch.Tensor, want: torch.Tensor, rel: float) -> float:
     """Largest difference relative to the largest magnitude of ``want``."""
     return float((torch.as_tensor(got) - want).abs().max() / want.abs().max().clamp_min(1e-30)) if want.numel() else 0.0
 
 
 def test_two_processes_compute_the_gradient_of_the_whole_batch() -> None:
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")  # fork: torch's thread pool may hang after Lightning ran here
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=share_worker, args=(rank, 2, port, queue)) for rank in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        shared = queue.get(timeout=300)
-        for p in procs:
-            p.join(timeout=60)
-            assert p.exitcode == 0
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
+    shared = run_in_two_processes(share_worker)
     batch = image_batch()
     for standardize in (True, False):
         whole = train_step(tiny_model(standardize), batch, None)

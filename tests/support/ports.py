@@ -1,0 +1,12 @@
+"""A free TCP port on 127.0.0.1 for the tests' stand-in servers and gloo rendezvous."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
