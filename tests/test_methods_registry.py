@@ -434,3 +434,25 @@ def test_view_outputs_averages_views_and_explains_with_the_identity_view() -> No
     probs, out = api.view_outputs(model, spec, {"frames": frames}, ("hflip", "identity"))
     assert torch.allclose(probs, torch.tensor([[0.2, 0.8]]))  # (0.4 + 0.0) / 2, (0.6 + 1.0) / 2
     assert out.first_column.item() == pytest.approx(0.4)  # the identity view's, not the flipped 0.0
+
+
+def test_hflip_view_of_a_model_reading_middle_levels_is_refused_in_the_config_check() -> None:
+    """The hflip test view mirrors frames only: a FineCLIPER run with its landmark and parsing
+    levels on is refused by the config check (before any fold trains), naming the run; the same
+    view on a frames-only FineCLIPER and on DFER-CLIP passes."""
+    import yaml
+
+    from dfer.config_check import config_problem
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    tiny = {"backbone": "custom", "pretrained": None, "model_cfg": TINY}
+    views = {"test_views": ["identity", "hflip"]}
+    config["train"]["runs"] = {
+        "frames_only": {"model": {**tiny, "use_landmarks": False, "use_parsing": False}, "data": views},
+        "dc": {"model": {"method": "dferclip", **tiny}, "data": views}}
+    assert config_problem(config, schema) is None
+    config["train"]["runs"]["three_levels"] = {"model": tiny, "data": views}
+    problem = config_problem(config, schema)
+    assert problem is not None and "train.runs.three_levels" in problem
+    assert "data.test_views hflip mirrors the frames only" in problem

@@ -332,6 +332,17 @@ class RunConfig:
                 f"device {self.device!r} pins one GPU but trainer.devices x trainer.num_nodes is "
                 f"{self.trainer.world_size}; use device: cuda (or auto) and let the job's "
                 "CUDA_VISIBLE_DEVICES say which GPUs")
+        if "hflip" in self.data.test_views:
+            from dfer.train.inputs import needs_for
+
+            needs = needs_for(self.model)
+            if needs.landmarks or needs.parsing:
+                # refused here, before any fold trains, not by the evaluation job after training
+                raise ValueError(
+                    "data.test_views hflip mirrors the frames only, and this model also reads "
+                    "rendered landmarks or parsing maps (they would stay unmirrored); use "
+                    "test_views: [identity], or switch the middle levels off "
+                    "(model.use_landmarks / use_parsing: false)")
         return self
 
     def resolved_device(self) -> str:
