@@ -29,6 +29,7 @@ from dfer.train.data import ClipDataset, fold_split, load_clip_table
 from dfer.train.evaluate import evaluate_checkpoint
 from dfer.train.fit import train_fold
 from dfer.train.inputs import needs_for
+from dfer.train.resume import CHECKPOINT_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["happiness", "sadness", "neutral", "anger", "surprise"]
@@ -133,8 +134,15 @@ def test_cliper_killed_in_stage_2_resumes_into_stage_2(results: Path, cliper_run
     [group] = saved["optimizer_states"][0]["param_groups"]
     assert saved["epoch"] == kill_at - 1 and group["lr"] == pytest.approx(
         1e-2 if kill_at == 2 else 5e-6 * (1 + np.cos(np.pi / 10)) / 2)  # stage 1 / stage 2 after one epoch
+    before = saved[CHECKPOINT_KEY]["seconds"]  # the killed job's training seconds
+    assert before > 0
     train_fold(results, "syn", 1, "cliper", run_params("cliper"), out)
-    assert json.loads((out / "train.json").read_text())["resumed_at_epoch"] == kill_at
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["resumed_at_epoch"] == kill_at
+    # the fold's training time is both jobs', the speed this job's (its epochs, its seconds)
+    assert summary["seconds"] == pytest.approx(before + summary["seconds_this_job"])
+    assert summary["clips_per_second"] == pytest.approx(
+        summary["num_train_clips"] * (EPOCHS - kill_at) / summary["seconds_this_job"])
     a, b = read_checkpoint(out / "checkpoint.safetensors")[0], read_checkpoint(cliper_run[0] / "checkpoint.safetensors")[0]
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 

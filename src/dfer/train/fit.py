@@ -157,8 +157,11 @@ def write_train_summary(path: Path, trainer: L.Trainer, model: torch.nn.Module, 
         "epochs": trainer.current_epoch,
         "final_metrics": dict(sorted(final.items())),
         "parameters": api.count_parameters(model, module.spec),
-        "seconds": seconds,
-        "clips_per_second": num_train * epochs_run / seconds if seconds else None,
+        # the fold's training time over all its jobs (a resumed fold's earlier ones included);
+        # the speed is this job's: its epochs over its seconds (None when it trained none)
+        "seconds": getattr(module, "seconds_before", 0.0) + seconds,
+        "seconds_this_job": seconds,
+        "clips_per_second": num_train * epochs_run / seconds if seconds and epochs_run > 0 else None,
         "backends": backends,
         **(execution or {}),
     }

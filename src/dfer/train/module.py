@@ -17,6 +17,7 @@ that tunes its backbone) in Lightning's checkpoints (the resume file, dfer.train
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -140,6 +141,10 @@ class DFERModule(L.LightningModule):
         self._val_loss: list[torch.Tensor] = []
         #: the logged values of the epoch a resumed run started from (on_load_checkpoint)
         self.resumed_metrics: dict[str, float] = {}
+        #: training seconds of this fold's earlier, interrupted jobs (from the resume file), so
+        #: that train.json reports the fold's whole training time, not only the last job's
+        self.seconds_before = 0.0
+        self._fit_started: float | None = None
         #: test-time views averaged by predict_step (evaluation sets them from the data block)
         self.test_views: tuple[str, ...] = tuple(cfg.data.test_views) if cfg is not None else ("identity",)
 
@@ -230,6 +235,14 @@ class DFERModule(L.LightningModule):
         self.log("val/uar", uar(cm), prog_bar=True, **same)
         self.log("val/war", war(cm), prog_bar=True, **same)
 
+    def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
+
+    def trained_seconds(self) -> float:
+        """This fold's training seconds so far: earlier jobs' plus this job's."""
+        started = self._fit_started
+        return self.seconds_before + (time.perf_counter() - started if started is not None else 0.0)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Lightning's checkpoint (the resume file) keeps the method's checkpoint state only
         (FineCLIPER: the tunable state; the frozen backbone, 600 MB on ViT-B/16, is re-created
@@ -247,7 +260,8 @@ class DFERModule(L.LightningModule):
         # and its train.json still reports them
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
                    if torch.is_tensor(v) and v.numel() == 1}
-        checkpoint[CHECKPOINT_KEY] = {"digest": self.digest, "rng": rng, "metrics": metrics}
+        checkpoint[CHECKPOINT_KEY] = {"digest": self.digest, "rng": rng, "metrics": metrics,
+                                      "seconds": self.trained_seconds()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint that does not hold exactly this model's tunable state (the
@@ -260,6 +274,7 @@ class DFERModule(L.LightningModule):
             raise ValueError(f"resume checkpoint does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}")
         entry = checkpoint.get(CHECKPOINT_KEY) or {}
         self.resumed_metrics = dict(entry.get("metrics") or {})
+        self.seconds_before = float(entry.get("seconds") or 0.0)
         rng = entry.get("rng") or {}
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
