@@ -47,6 +47,10 @@ def test_overlay_validates_and_adds_one_tiny_run_per_method() -> None:
         model = runs[run]["model"]
         assert (model["backbone"], model["pretrained"], model["model_cfg"]) == ("tiny", None, tiny["model_cfg"])
     assert config["report"]["reference"] == "demo_tiny"
+    # faces are cut at the demo models' input size, so no item is resized per epoch
+    assert config["decode"]["size"] == tiny["model_cfg"]["vision_cfg"]["image_size"] == 112
+    # no per-epoch scoring of the test fold in the demo (it only logs; make demo's time)
+    assert all(runs[r]["trainer"]["check_val_every_n_epoch"] == 0 for r in RUNS)
 
 
 def test_make_demo_reads_the_overlay() -> None:
