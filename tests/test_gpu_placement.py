@@ -197,3 +197,18 @@ def test_any_command_can_run_on_placed_gpus_and_keeps_them_until_it_ends(tmp_pat
         held.release()
         server.kill()
         server.wait()
+
+
+def test_lock_files_are_writable_by_others_whatever_the_umask(tmp_path):
+    """Under the usual umask 022 a created lock file would be 0o644, so another user sharing
+    ``DFER_GPU_LOCK_DIR`` could only read it; the creator widens it to 0o666."""
+    old = os.umask(0o022)
+    try:
+        placement = acquire(1, ["0", "1"], tmp_path)
+    finally:
+        os.umask(old)
+    try:
+        [lock] = list(tmp_path.glob("gpu-*.lock"))
+        assert lock.stat().st_mode & 0o777 == 0o666
+    finally:
+        placement.release()

@@ -122,7 +122,11 @@ def _open_lock(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except PermissionError:  # another user's lock file: reading is enough to lock it
-        fd = os.open(path, os.O_RDONLY)
+        return os.open(path, os.O_RDONLY)
+    if os.fstat(fd).st_uid == os.getuid():
+        # the creation mode is narrowed by the umask (0o644 under the usual 022): widen it, so
+        # that another user sharing the folder can write the holder note too
+        os.fchmod(fd, 0o666)
     return fd
 
 
