@@ -25,4 +25,23 @@ def resolve_device(device: str) -> str:
         raise ValueError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but no CUDA GPU is visible")
+    if device.startswith("cuda:"):
+        _check_pin_fits_placement(device)
     return device
+
+
+def _check_pin_fits_placement(device: str) -> None:
+    """A workflow job placed on its own GPUs (dfer.core.gpu_placement) sees only those, as
+    ``cuda:0`` ...: a pin beyond them would name another job's GPU, or none. Refused with what
+    the job was given, instead of torch's "invalid device ordinal" deep inside a model load."""
+    import os
+
+    from dfer.core.gpu_placement import PLACED_ENV
+
+    placed = [g for g in os.environ.get(PLACED_ENV, "").split(",") if g]
+    index = int(device.split(":", 1)[1]) if device.split(":", 1)[1].isdigit() else -1
+    if placed and not 0 <= index < len(placed):
+        raise RuntimeError(
+            f"device {device!r} pins a GPU, but this job was placed on GPU(s) {','.join(placed)} "
+            f"(seen as cuda:0..cuda:{len(placed) - 1}); use device: cuda or auto and let the "
+            "workflow's placement choose (docs/cluster.md)")
