@@ -16,7 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from dfer.core.artifacts import write_bytes_atomic
-from dfer.report.compare import compare_html, compare_markdown, find_summaries, load_runs
+from dfer.report.compare import (
+    compare_html,
+    compare_markdown,
+    default_reference,
+    find_summaries,
+    load_runs,
+)
 from dfer.report.gallery import (
     DEFAULT_EMBED_MAX,
     DEFAULT_GALLERY_MAX,
@@ -132,6 +138,36 @@ def missing_images_lines(no_images: Sequence[tuple[str, str, str]], cards: int) 
     return lines
 
 
+#: the columns of the clip-level comparison table (:func:`agreement_table`)
+AGREEMENT_COLUMNS = ["evaluation", "reference", "both evaluated", "same class", "both right",
+                     "only this right", "only reference right", "both wrong", "exact McNemar p",
+                     "this run only", "reference only"]
+
+
+def agreement_table(pairs: Sequence[tuple[str, dict]]) -> pd.DataFrame:
+    """One row per gallery fold compared with the reference run: the clip-level counts of
+    :func:`dfer.report.gallery_pairs.agreement` (clips one side evaluated: the last two)."""
+    rows = []
+    for title, p in pairs:
+        if p.get("skipped"):
+            rows.append({"evaluation": title, "reference": p["ref_key"], "both evaluated": f"not compared: {p['skipped']}"})
+            continue
+        rows.append({"evaluation": title, "reference": p["ref_key"], "both evaluated": p["common"],
+                     "same class": p["agree"], "both right": p["both_right"], "only this right": p["only_this"],
+                     "only reference right": p["only_ref"], "both wrong": p["both_wrong"],
+                     "exact McNemar p": "" if p["mcnemar_p"] is None else f"{p['mcnemar_p']:.3g}",
+                     "this run only": p["only_in_this"], "reference only": p["only_in_ref"]})
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
+#: what the agreement table is, under its heading
+AGREEMENT_NOTE = ("Clip by clip, each evaluation against the reference run's evaluation of the same "
+                  "fold: test clips both evaluated, on how many they predict the same class, and who "
+                  "got them right (the counts McNemar's test uses; its exact p treats clips as "
+                  "independent). Clips only one run evaluated are counted in the last two columns, "
+                  "not in the others. The gallery shows both predictions on each card.")
+
+
 def build_report(results: Path, datasets: list[str], out: Path,
                  gallery_max: int | None = DEFAULT_GALLERY_MAX,
                  embed_max: int | None = DEFAULT_EMBED_MAX,
@@ -160,11 +196,13 @@ def build_report(results: Path, datasets: list[str], out: Path,
     plot_metrics(summary, out / "metrics.png")
     plot_stage_stats(stats, out / "stages.png")
     plot_confusion_grid(confusion_matrices(paths), out / "confusion.png")
-    gallery = build_gallery(results, paths, out, max_cards=gallery_max, embed_max=embed_max)
+    gallery = build_gallery(results, paths, out, max_cards=gallery_max, embed_max=embed_max,
+                            reference=reference or default_reference(runs))
     missing = missing_images_lines(gallery["no_images"], gallery["cards"])
     if missing:
         log.warning("%s", "\n".join(missing))
 
+    agreement = agreement_table(gallery["pairs"])
     video_summary, static_summary = split_static(summary)
     video_folds, static_folds = split_static(per_fold)
     shown_summary = _display_summary(video_summary)
@@ -203,6 +241,8 @@ def build_report(results: Path, datasets: list[str], out: Path,
         *(["## Per fold", "", markdown_table(_display_folds(video_folds))] if video else []),
         *static_folds_md,
         *compare_markdown(runs, reference, markdown_table),
+        *(["### Clip-level agreement with the reference", "", AGREEMENT_NOTE, "",
+           markdown_table(agreement)] if len(agreement) else []),
         "## Stages", "", markdown_table(shown_stats),
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
         "## Gallery", "",
@@ -225,6 +265,8 @@ def build_report(results: Path, datasets: list[str], out: Path,
           if video else []),
         *static_html[2:],
         *compare_html(runs, reference),
+        *(["<h3>Clip-level agreement with the reference</h3>", f"<p>{escape(AGREEMENT_NOTE)}</p>",
+           agreement.to_html(index=False, na_rep="", escape=True)] if len(agreement) else []),
         "<h2>Stages</h2>", shown_stats.to_html(index=False, na_rep=""),
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
         f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"
