@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -204,3 +205,51 @@ def test_report_tables_the_agreement(two_runs: tuple[Path, Path, Path], tmp_path
     build_report(res, ["ds"], out, gallery_max=None)
     assert "| ds / ref / fold-1 | ds.other.fold-1 | 8 | 3 | 2 | 3 | 1 | 2 | 0.625 | 1 | 1 |" in (
         out / "report.md").read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- in a browser
+
+
+def test_comparison_view_in_chromium(two_runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from cdp import Browser, find_browser
+
+    binary = find_browser()
+    if binary is None:
+        if os.environ.get("DFER_ALLOW_NO_BROWSER") == "1":
+            pytest.skip("no Chromium (DFER_ALLOW_NO_BROWSER=1); `make browser` installs it")
+        pytest.fail("no Chromium on PATH: run `make browser`, or set DFER_ALLOW_NO_BROWSER=1")
+    res, ref_m, other_m = two_runs
+    out = tmp_path / "report"
+    g.build_gallery(res, [ref_m, other_m], out, max_cards=None, reference="ref")
+    cards = "document.querySelectorAll('#cards .card')"
+    with Browser(binary) as b:
+        for page in (out / g.GALLERY_DIR / "index.html", out / g.EMBED_FILE):
+            b.open(page.as_uri())
+            b.wait_for(f"{cards}.length === 9")  # the reference's fold: not compared
+            assert b.js("document.getElementById('pair-section').hidden") is True
+            assert b.js("Array.from(document.querySelectorAll('option.paired')).every(o => o.disabled)")
+            b.js("(() => { const s = document.getElementById('fold'); s.value = '1';"
+                 " s.dispatchEvent(new Event('change')); })()")
+            b.wait_for("document.getElementById('pair-summary').textContent.length > 0")
+            assert b.js("document.getElementById('pair-summary').textContent") == HEADER
+            assert b.js("document.getElementById('pair-section').hidden") is False
+            cells = b.js("Object.fromEntries(Array.from(document.querySelectorAll('#pair-2x2 td'))"
+                         ".map(td => [td.dataset.cell, td.textContent]))")
+            assert cells == {"both_right": "2", "only_this": "1", "only_ref": "3", "both_wrong": "2"}
+            b.wait_for(f"{cards}.length === 9")
+            texts = b.js(f"Object.fromEntries(Array.from({cards}).map(c => [c.dataset.id,"
+                         " c.querySelector('.pair').textContent]))")
+            assert texts["c5"] == "DFER-CLIP: angry 0.41 | FineCLIPER: happy 0.62"
+            assert texts["c8"] == "DFER-CLIP: sad 0.33 | FineCLIPER: not evaluated"
+            # only the disagreements, then everything sorted disagreements first
+            b.js("(() => { const s = document.getElementById('f-outcome'); s.value = 'disagree';"
+                 " s.dispatchEvent(new Event('change')); })()")
+            b.wait_for(f"{cards}.length === 5")
+            assert sorted(b.js(f"Array.from({cards}).map(c => c.dataset.id)")) == ["c10", "c3", "c4", "c5", "c9"]
+            b.click("#f-reset")
+            b.js("(() => { const s = document.getElementById('f-sort'); s.value = 'disagree';"
+                 " s.dispatchEvent(new Event('change')); })()")
+            b.wait_for(f"{cards}.length === 9")
+            assert b.js(f"Array.from({cards}).map(c => c.dataset.id)") == [
+                "c9", "c10", "c5", "c3", "c4", "c8", "c2", "c1", "c6"]
+        assert b.console == []
