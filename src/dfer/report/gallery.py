@@ -55,7 +55,7 @@ import html
 import json
 import math
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -298,11 +298,14 @@ def _captions(path: Path, ids: set[str]) -> dict[str, tuple[str, str | None]]:
             if str(c) in ids}
 
 
-def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) -> Iterator[tuple[str, ClipArtifacts]]:
+def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str],
+                   stages: Collection[str] | None = None) -> Iterator[tuple[str, ClipArtifacts]]:
     """(clip id, artifacts) of the wanted clips, shard by shard and in clip order within a
     shard; clips not in the manifest come last, with nothing. Memory: one shard's landmark
     points and captions of the wanted clips, and one clip's frames and maps at a time (read
-    when its turn comes; the caller drops them with the card)."""
+    when its turn comes; the caller drops them with the card). ``stages``: the stage folders
+    it may read (the report job's declared ones; None: all); the others are not opened, as if
+    the stage had not run."""
     # the shard manifests say which shard holds a clip (the ``shard`` column's spelling varies)
     folder = manifest_file(results, dataset).parent
     wanted = {str(c) for c in clip_ids_wanted}
@@ -320,15 +323,19 @@ def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) 
         def path(stage: str, suffix: str, s: str = shard) -> Path:
             return shard_file(results, dataset, stage, s, suffix)
 
+        def read(stage: str) -> bool:
+            return stages is None or stage in stages
+
         # a missing or damaged tensor shard costs its cards' images, and each card says why
         frames_path, maps_path = path("frames", SAFETENSORS), path("parsing", SAFETENSORS)
-        frames_problem = problem(frames_path)
+        frames_problem = problem(frames_path) if read("frames") else "not an input of this report"
         absent = (f"frames shard {frames_path}: {frames_problem}" if frames_problem else
                   f"not in {frames_path} (see {path('frames', FAILURES)})")
-        points = _points(path("landmarks", PARQUET), set(ids))
-        captions = _captions(path("captions", PARQUET), set(ids))
+        points = _points(path("landmarks", PARQUET), set(ids)) if read("landmarks") else {}
+        captions = _captions(path("captions", PARQUET), set(ids)) if read("captions") else {}
+        maps_problem = problem(maps_path) if read("parsing") else "not an input of this report"
         with _tensor_shard(frames_path, frames_problem) as frames, \
-                _tensor_shard(maps_path, problem(maps_path)) as maps:
+                _tensor_shard(maps_path, maps_problem) as maps:
             for cid in ids:
                 caption, raw = captions.get(cid, (None, None))
                 clip_frames = frames(cid)
@@ -402,7 +409,8 @@ def card_images(art: ClipArtifacts) -> dict[str, bytes]:
 
 
 def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path, rel: str,
-               no_images: list[tuple[str, str]] | None = None, pair: Pair | None = None) -> list[str]:
+               no_images: list[tuple[str, str]] | None = None, pair: Pair | None = None,
+               stages: Collection[str] | None = None) -> list[str]:
     """The JSON of every card of ``chosen``, in its order; the strips are written to
     ``image_dir`` as ``{n:06d}.jpg`` (``.lm.png``, ``.ps.png``) and referred to as ``{rel}...``.
     ``no_images`` receives (clip id, why) of every card without images (its ``noimg`` says why
@@ -418,7 +426,7 @@ def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path,
         positions.setdefault(cid, []).append(n)
     rows = list(chosen.itertuples(index=False))
     lines: list[str] = [""] * len(rows)
-    for cid, art in clip_artifacts(results, fold.dataset, list(positions)):
+    for cid, art in clip_artifacts(results, fold.dataset, list(positions), stages):
         blobs = card_images(art)
         for n in positions[cid]:
             images = {}
@@ -508,7 +516,7 @@ def _code_hash() -> str:
 
 
 def fold_inputs(results: Path, fold: Fold, max_cards: int | None, embed_max: int | None,
-                code: str, pair: Pair | None = None) -> dict[str, Any]:
+                code: str, pair: Pair | None = None, stages: Collection[str] | None = None) -> dict[str, Any]:
     """Everything a fold's folder depends on (its ``inputs.json``): equal inputs, equal folder.
 
     Predictions and metrics by content (small); the dataset's shard artifacts by size and
@@ -521,6 +529,8 @@ def fold_inputs(results: Path, fold: Fold, max_cards: int | None, embed_max: int
     stats: dict[str, list[int] | None] = {}
     for shard in shards_in(folder, PARQUET):
         for stage, suffix in CARD_SOURCES:
+            if stages is not None and stage != "manifest" and stage not in stages:
+                continue  # not an input of this report: never looked at
             path = shard_file(results, fold.dataset, stage, shard, suffix)
             try:
                 st = path.stat()
@@ -551,7 +561,8 @@ def _embed_count(shown: int, embed_max: int | None) -> int:
 
 
 def build_fold(results: Path, fold: Fold, gallery: Path, max_cards: int | None,
-               embed_max: int | None, inputs: Mapping[str, Any], pair: Pair | None = None) -> dict[str, Any]:
+               embed_max: int | None, inputs: Mapping[str, Any], pair: Pair | None = None,
+               stages: Collection[str] | None = None) -> dict[str, Any]:
     """Draw one fold into ``gallery/.{key}.tmp`` and rename it to ``gallery/{key}``; return
     its record. On any error the half-drawn folder is removed and the old one is kept.
     ``pair``: the reference run's evaluation its cards are compared with."""
@@ -572,7 +583,8 @@ def build_fold(results: Path, fold: Fold, gallery: Path, max_cards: int | None,
     staging.mkdir()
     try:
         no_images: list[tuple[str, str]] = []
-        lines = card_lines(results, fold, chosen, staging, rel=f"{fold.key}/", no_images=no_images, pair=pair)
+        lines = card_lines(results, fold, chosen, staging, rel=f"{fold.key}/", no_images=no_images, pair=pair,
+                           stages=stages)
         key = json.dumps(fold.key)
         cards_js = f"window.dferCards({key},[{','.join(lines)}]);\n"
         _write(staging / CARDS_FILE, cards_js.encode("utf-8"))
@@ -651,7 +663,8 @@ def render_page(title: str, data_script: str) -> str:
 def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
                   max_cards: int | None = DEFAULT_GALLERY_MAX,
                   embed_max: int | None = DEFAULT_EMBED_MAX,
-                  reference: str | None = None) -> dict[str, Any]:
+                  reference: str | None = None,
+                  stages: Mapping[str, Collection[str]] | None = None) -> dict[str, Any]:
     """Write ``out/gallery/`` (every fold, ``max_cards`` cards each) and ``out/gallery.html``
     (``embed_max`` cards each, images inlined). Returns ``{"folds", "cards", "clips",
     "not_shown", "bytes" (size of gallery/), "built", "kept", "no_images", "pairs"}``: ``built``
@@ -659,7 +672,8 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
     untouched; ``no_images``: (fold, clip id, why) of every card of ``gallery/`` without images
     (kept folds included: each fold folder records its own); ``pairs``: (fold title, its
     ``pair`` record) of every fold compared with ``reference`` (a run name; None compares
-    nothing): :mod:`dfer.report.gallery_pairs`."""
+    nothing): :mod:`dfer.report.gallery_pairs`. ``stages``: dataset -> the stage folders the
+    cards may read (the report job's declared inputs; None: all)."""
     results, out = Path(results), Path(out)
     folds = find_folds(results, metrics_paths)
     gallery = out / GALLERY_DIR
@@ -673,13 +687,14 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
     pairs = pair_folds(folds, reference)
     for fold in folds:
         pair = pairs.get(fold.key)
-        inputs = json.loads(json.dumps(fold_inputs(results, fold, max_cards, embed_max, code, pair)))
+        read = None if stages is None else stages.get(fold.dataset, ())
+        inputs = json.loads(json.dumps(fold_inputs(results, fold, max_cards, embed_max, code, pair, read)))
         folder = gallery / fold.key
         record = _read_json(folder / FOLD_FILE)
         if record is not None and _read_json(folder / INPUTS_FILE) == inputs:
             kept += 1
         else:
-            record = build_fold(results, fold, gallery, max_cards, embed_max, inputs, pair)
+            record = build_fold(results, fold, gallery, max_cards, embed_max, inputs, pair, read)
             built += 1
         records.append(record)
         no_images += [(fold.key, str(cid), str(why))

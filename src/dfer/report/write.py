@@ -9,7 +9,7 @@ fold (:mod:`dfer.report.gallery`: ``gallery/index.html``, and ``gallery.html`` i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from html import escape
 from pathlib import Path
 
@@ -172,7 +172,8 @@ def build_report(results: Path, datasets: list[str], out: Path,
                  gallery_max: int | None = DEFAULT_GALLERY_MAX,
                  embed_max: int | None = DEFAULT_EMBED_MAX,
                  summaries: Sequence[Path] | None = None,
-                 reference: str | None = None) -> dict[str, pd.DataFrame]:
+                 reference: str | None = None,
+                 stages: Mapping[str, Collection[str]] | None = None) -> dict[str, pd.DataFrame]:
     """Write every file of :data:`REPORT_FILES` into ``out``; returns the three tables.
 
     ``gallery_max`` / ``embed_max``: cards per fold in ``gallery/`` and in the single-file
@@ -182,11 +183,14 @@ def build_report(results: Path, datasets: list[str], out: Path,
     inputs); None finds every evaluation under the datasets' ``train`` folders.
     ``reference``: the run the "Methods side by side" section pairs every other run against
     (None: the first run summary, i.e. the config's first run).
+    ``stages``: dataset -> the stage folders to read (the report job's declared inputs; the
+    stage table says "not run" for the others, and the gallery cards do without them);
+    None reads every stage folder there is.
     """
     paths = find_metrics(results, datasets) if summaries is None else metrics_of_summaries(summaries)
     per_fold = read_metrics(paths)
     summary = summarize(per_fold)
-    stats = collect_stage_stats(results, datasets)
+    stats = collect_stage_stats(results, datasets, stages)
     runs = load_runs(find_summaries(results, datasets) if summaries is None else summaries)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +201,7 @@ def build_report(results: Path, datasets: list[str], out: Path,
     plot_stage_stats(stats, out / "stages.png")
     plot_confusion_grid(confusion_matrices(paths), out / "confusion.png")
     gallery = build_gallery(results, paths, out, max_cards=gallery_max, embed_max=embed_max,
-                            reference=reference or default_reference(runs))
+                            reference=reference or default_reference(runs), stages=stages)
     missing = missing_images_lines(gallery["no_images"], gallery["cards"])
     if missing:
         log.warning("%s", "\n".join(missing))
