@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfer.core.artifacts import FAILURES_SCHEMA, failures_frame, provenance, write_parquet, write_safetensors
+from dfer.core.artifacts import (
+    FAILURES_SCHEMA,
+    failures_frame,
+    provenance,
+    write_parquet,
+    write_safetensors,
+)
 from dfer.core.integrity import DamagedArtifact
 from dfer.core.paths import shard_file
 from dfer.report import gallery as g
