@@ -128,9 +128,9 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(write, "plot_stage_stats", fig("stages"))
     monkeypatch.setattr(write, "plot_confusion_grid", fig("confusion"))
 
-    def gallery(results, paths, out, max_cards, embed_max, reference=None):  # noqa: ANN001, ANN202
+    def gallery(results, paths, out, max_cards, embed_max, reference=None, stages=None):  # noqa: ANN001, ANN202
         calls["gallery"] = (results, list(paths), out, max_cards, embed_max)
-        calls["reference"] = reference
+        calls["reference"], calls["gallery_stages"] = reference, stages
         return {"folds": 2, "cards": 7, "clips": 10, "not_shown": 3, "pairs": [],
                 "no_images": [("a/fold-1", "c1", "no frames <file>"), ("a/fold-2", "c2", "crop 50% cut")]}
 
