@@ -103,7 +103,8 @@ def test_fold_record_every_key(tmp_path: Path) -> None:
     assert g.fold_record(fold, preds, 2, 1, 2) == {
         "key": "k", "title": "ds / r / fold-1", "dataset": "ds", "run": "r", "zero_shot": True, "labels": ["x"],
         "cm": [[1]], "uar": 0.5, "war": 0.25, "clips": 3, "shown": 2, "embedded": 1, "cap": 2,
-        "coverage": "evaluated 3 of 4 test clips", "levels": ["video", "parsing"], "score_levels": ["video"]}
+        "coverage": "evaluated 3 of 4 test clips", "levels": ["video", "parsing"], "score_levels": ["video"],
+        "pair": None}
     write_parquet(preds_path, preds, provenance("evaluate", 1))
     bare = g.fold_record(g.Fold("k", "t", "ds", preds_path, {}), preds, 3)
     assert (bare["run"], bare["zero_shot"], bare["cm"], bare["uar"], bare["embedded"], bare["cap"]) == (

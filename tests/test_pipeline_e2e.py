@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,37 @@ def test_report_tables_and_snakemake_report(finished: tuple[Path, str]) -> None:
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     text = html.read_text(errors="replace")
     assert len(text) > 10_000 and "summary.csv" in text and "confusion.png" in text
+
+
+def test_report_reads_only_its_declared_inputs(finished: tuple[Path, str], tmp_path: Path) -> None:
+    """The report job, run again on a tree holding only the files its rule declares (as
+    Snakemake recorded them for the job that ran), writes the same tables, report and
+    gallery data: a file it read without declaring it would be missing there, and its
+    absence would show (a stage "not run", a fold without cards, "not recorded" training)."""
+    project, _ = finished
+    overlay = f"--configfile={project / 'config' / 'smallest.yaml'}"
+    proc = snakemake(project, "--detailed-summary", "--cores", "1", overlay)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    head = lines.index(next(x for x in lines if x.startswith("output_file\t")))
+    cols = lines[head].split("\t")
+    rows = [dict(zip(cols, x.split("\t"), strict=False)) for x in lines[head + 1:]]
+    (job,) = [r for r in rows if r["output_file"] == "results/report/report.md"]
+    declared = job["input-file(s)"].split(",")
+    assert "results/demo/train/demo_tiny/fold-1/train.json" in declared
+    assert "results/demo/train/demo_tiny/zeroshot-from-demo/fold-2/predictions.parquet" in declared
+    assert "results/demo/frames/shard-000.safetensors" in declared
+    # the undeclared rest of the results tree is left behind
+    copy = tmp_path / "declared"
+    for rel in declared:
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(project / rel, copy / rel)
+    (copy / "results" / "logs").mkdir(parents=True)
+    run = subprocess.run(["bash", "-c", job["shellcmd"]], cwd=copy, capture_output=True, text=True,
+                         timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ours, theirs = copy / "results" / "report", project / "results" / "report"
+    gallery = sorted(str(p.relative_to(theirs)) for p in (theirs / "gallery").rglob("*.js"))
+    assert len(gallery) == 1 + 4  # folds.js, and cards.js of 2 folds + 2 zero-shot folds
+    for name in ("metrics.csv", "summary.csv", "stages.csv", "report.md", *gallery):
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name

@@ -128,9 +128,10 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(write, "plot_stage_stats", fig("stages"))
     monkeypatch.setattr(write, "plot_confusion_grid", fig("confusion"))
 
-    def gallery(results, paths, out, max_cards, embed_max):  # noqa: ANN001, ANN202
+    def gallery(results, paths, out, max_cards, embed_max, reference=None, stages=None):  # noqa: ANN001, ANN202
         calls["gallery"] = (results, list(paths), out, max_cards, embed_max)
-        return {"folds": 2, "cards": 7, "clips": 10, "not_shown": 3,
+        calls["reference"], calls["gallery_stages"] = reference, stages
+        return {"folds": 2, "cards": 7, "clips": 10, "not_shown": 3, "pairs": [],
                 "no_images": [("a/fold-1", "c1", "no frames <file>"), ("a/fold-2", "c2", "crop 50% cut")]}
 
     monkeypatch.setattr(write, "build_gallery", gallery)
@@ -271,7 +272,7 @@ def test_complete_report_says_so_and_reads_only_the_summaries_folds(tmp_path: Pa
     summary = res / "toy" / "train" / "a" / "summary.json"
     summary.write_text(json.dumps({"per_fold": [{"fold": 2}]}))
     monkeypatch.setattr(write, "build_gallery", lambda *a, **k: {"folds": 1, "cards": 3, "clips": 3,
-                                                                  "not_shown": 0, "no_images": []})
+                                                                  "not_shown": 0, "no_images": [], "pairs": []})
     out = tmp_path / "report"
     tables = build_report(res, ["toy"], out, summaries=[summary])
     assert tables["metrics"]["fold"].tolist() == [2]  # fold 1 is on disk but not in the summary

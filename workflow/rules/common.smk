@@ -31,7 +31,7 @@ os.environ["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{_path}"
 
 from dfer.core import paths  # noqa: E402 - after src/ is on sys.path
 from dfer.core.artifacts import read_meta  # noqa: E402
-from dfer.core.integrity import repair_damaged_shards  # noqa: E402
+from dfer.core.integrity import JOB_OUTPUTS, repair_damaged_shards  # noqa: E402
 from dfer.core.execution_keys import result_part  # noqa: E402
 from dfer.core.gpu_placement import JOB_GPUS_ENV  # noqa: E402
 from dfer.captions.config import CaptionsConfig, vllm_python  # noqa: E402
@@ -479,6 +479,39 @@ def stage_targets():
     (dataset_stage_dirs); the report says "not run" for the others."""
     return [shard_path(stage, paths.PARQUET, ds, s)
             for ds in DATASETS for stage in dataset_stage_dirs(ds) for s in SHARDS[ds]]
+
+
+def report_stage_files():
+    """Every file of a dataset the report reads: its manifests (the whole-dataset one, its
+    failures table, the shard manifests) and every output of the shard jobs of the stages
+    the runs read (dataset_stage_dirs: index, failures table, tensors). The report reads no
+    other stage folder (report_stage_args)."""
+    files = []
+    for ds in DATASETS:
+        files += [manifest_path(ds), paths.under(RESULTS, paths.manifest_failures_rel(ds))]
+        files += [shard_path(MANIFEST_DIR, paths.PARQUET, ds, s) for s in SHARDS[ds]]
+        files += [shard_path(stage, suffix, ds, s) for stage in dataset_stage_dirs(ds)
+                  for s in SHARDS[ds] for suffix in JOB_OUTPUTS[stage]]
+    return files
+
+
+def report_stage_args():
+    """`dfer report --stages`: the stage folders report_stage_files declares, per dataset."""
+    return " ".join(shlex.quote(f"{ds}/{stage}") for ds in DATASETS for stage in dataset_stage_dirs(ds))
+
+
+def report_fold_files():
+    """The per-fold files of every run summary the report reads: metrics.json and
+    predictions.parquet (tables, confusion matrices, gallery cards and the comparison of two
+    runs' predictions), and each in-domain fold's train.json (parameters and training time
+    in "Methods side by side")."""
+    files = []
+    for run, ds, source in evaluations():
+        for k in run_folds(run, source or ds):
+            files += [fold_path(paths.METRICS, ds, run, k, source), fold_path(paths.PREDICTIONS, ds, run, k, source)]
+            if source is None:
+                files.append(fold_path(paths.TRAIN_SUMMARY, ds, run, k))
+    return files
 
 
 def report_inputs():

@@ -6,13 +6,17 @@
 # Its inputs are decode's outputs plus those of the stages the configured runs read (a
 # DFER-CLIP-only study schedules no landmarks, parsing or captions; the stage table says
 # "not run" for them); it reports exactly the folds of the run summaries it declares (each
-# summary lists its folds, whose metrics.json sit beside it).
+# summary lists its folds, whose metrics.json sit beside it). It declares every file it reads:
+# the manifests and all outputs of those stages' shard jobs (the gallery's frames and parsing
+# tensors, the failure tables of the stage table), and each fold's metrics.json,
+# predictions.parquet and, in-domain, train.json; --stages keeps it out of other stage folders.
 
 
 rule report:
     input:
-        stages=stage_targets(),
+        stages=report_stage_files(),
         summaries=train_targets(),
+        folds=report_fold_files(),
     output:
         metrics=report(report_path("metrics.png"), caption="../report/metrics.rst", category="Results"),
         confusion=report(report_path("confusion.png"), caption="../report/confusion.rst", category="Results"),
@@ -29,6 +33,7 @@ rule report:
         datasets=DATASETS,
         out=lambda wc, output: os.path.dirname(output.md),
         gallery=report_gallery_args(),
+        stage_dirs=report_stage_args(),
         dfer=dfer_command(),
     threads: 1
     log:
@@ -37,4 +42,4 @@ rule report:
         "../../envs/dfer.yaml"
     shell:
         "{params.dfer} report --results {params.results:q} --datasets {params.datasets:q} --out {params.out:q}"
-        " --summaries {input.summaries:q} {params.gallery} 2> >(tee {log:q} >&2)"
+        " --stages {params.stage_dirs} --summaries {input.summaries:q} {params.gallery} 2> >(tee {log:q} >&2)"

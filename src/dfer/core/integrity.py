@@ -159,15 +159,19 @@ def _locked(workdir: Path) -> bool:
     return locks.is_dir() and any(locks.iterdir())
 
 
-def damaged_jobs(results: str | os.PathLike[str], shards: Mapping[str, Sequence[str]]
+def damaged_jobs(results: str | os.PathLike[str], shards: Mapping[str, Sequence[str]],
+                 folders: Mapping[str, Sequence[str]] | None = None,
                  ) -> list[tuple[list[Path], list[tuple[Path, str]]]]:
     """Shard jobs whose outputs are incomplete: (the outputs still present, (output, problem)
     of each missing or damaged one), for every dataset -> shards of ``shards``. A job none of
-    whose outputs exists has not run yet and is not listed."""
+    whose outputs exists has not run yet and is not listed. ``folders``: dataset -> the stage
+    folders to look at (the report's declared ones; None: every stage's)."""
     found = []
     for dataset, names in shards.items():
         for shard in names:
             for folder, suffixes in JOB_OUTPUTS.items():
+                if folders is not None and folder not in folders.get(dataset, ()):
+                    continue
                 outputs = [shard_file(results, dataset, folder, shard, s) for s in suffixes]
                 problems = {p: problem(p) for p in outputs}
                 present = [p for p in outputs if problems[p] != "missing"]

@@ -6,6 +6,9 @@ the caption it read (and the MLLM's raw text when refinement changed it), the tr
 predicted class with the top-3 probabilities, and, when the evaluation recorded them
 (:data:`dfer.train.evaluate.EXPLAIN_FIELDS`), the modality weights and similarities behind the
 prediction. A clickable confusion matrix filters the cards to one (true, predicted) cell.
+With several runs, a fold of a run other than the reference is compared clip by clip with the
+reference's evaluation of the same fold: both predictions on each card, the disagreements
+first, and the 2x2 right / wrong counts in its header (:mod:`dfer.report.gallery_pairs`).
 
 Two packagings of the same page (``assets/gallery.{html,css,js}``), both self-contained (no
 network, opens from the file system):
@@ -52,7 +55,7 @@ import html
 import json
 import math
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -78,6 +81,15 @@ from dfer.core.paths import (
 )
 from dfer.core.sharding import shards_in
 from dfer.landmarks.points import PARTS
+from dfer.report.gallery_pairs import (
+    DISAGREE,
+    Pair,
+    agreement,
+    card_pair,
+    join_reference,
+    pair_folds,
+    pair_text,
+)
 from dfer.train.render import PART_COLOURS, render_parsing
 
 GALLERY_DIR = "gallery"
@@ -123,6 +135,10 @@ class Fold:
     metrics: dict[str, Any]
     labels: list[str] = field(default_factory=list)
     metrics_path: Path | None = None
+    #: the run, and what two runs' evaluations must share to be compared (dataset, the
+    #: zero-shot source folder if any, fold): :mod:`dfer.report.gallery_pairs`
+    run: str = ""
+    slot: tuple[str, ...] = ()
 
 
 def fold_key(metrics_path: Path, results: Path) -> str:
@@ -143,15 +159,25 @@ def find_folds(results: Path, metrics_paths: Sequence[Path]) -> list[Fold]:
         key = fold_key(path, results)
         # the folder path: unique, and names a zero-shot source (a transfer between datasets
         # with the same labels is not flagged zero_shot in metrics.json)
-        title = " / ".join(p for p in path.parent.relative_to(results).parts if p != "train")
-        folds.append(Fold(key, title, m["dataset"], preds, m, list(m.get("labels", [])), path))
+        parts = path.parent.relative_to(results).parts
+        title = " / ".join(p for p in parts if p != "train")
+        # results/{dataset}/train/{run}[/zeroshot-from-{src}]/fold-{k}
+        run = parts[2] if len(parts) > 3 and parts[1] == "train" else str(m.get("run") or "")
+        slot = (str(m["dataset"]), *parts[3:]) if len(parts) > 3 else (str(m["dataset"]), key)
+        folds.append(Fold(key, title, m["dataset"], preds, m, list(m.get("labels", [])), path, run, slot))
     return folds
 
 
 def select_cards(preds: pd.DataFrame, max_cards: int | None) -> pd.DataFrame:
     """The clips to show, at most ``max_cards``: wrong ones first, then by rising confidence
-    (the clips that teach most about the errors), clip id breaking ties."""
-    order = preds.sort_values(["correct", "prob", "clip_id"], ascending=True, kind="stable")
+    (the clips that teach most about the errors), clip id breaking ties. Compared with a
+    reference run (a :data:`~dfer.report.gallery_pairs.DISAGREE` column), the clips on which
+    the two predict different classes come before all others."""
+    keys = ["correct", "prob", "clip_id"]
+    if DISAGREE in preds.columns:
+        preds = preds.assign(_agree=~preds[DISAGREE].astype(bool))
+        keys = ["_agree", *keys]
+    order = preds.sort_values(keys, ascending=True, kind="stable").drop(columns=["_agree"], errors="ignore")
     return order if max_cards is None else order.head(max(0, int(max_cards)))
 
 
@@ -272,11 +298,14 @@ def _captions(path: Path, ids: set[str]) -> dict[str, tuple[str, str | None]]:
             if str(c) in ids}
 
 
-def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) -> Iterator[tuple[str, ClipArtifacts]]:
+def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str],
+                   stages: Collection[str] | None = None) -> Iterator[tuple[str, ClipArtifacts]]:
     """(clip id, artifacts) of the wanted clips, shard by shard and in clip order within a
     shard; clips not in the manifest come last, with nothing. Memory: one shard's landmark
     points and captions of the wanted clips, and one clip's frames and maps at a time (read
-    when its turn comes; the caller drops them with the card)."""
+    when its turn comes; the caller drops them with the card). ``stages``: the stage folders
+    it may read (the report job's declared ones; None: all); the others are not opened, as if
+    the stage had not run."""
     # the shard manifests say which shard holds a clip (the ``shard`` column's spelling varies)
     folder = manifest_file(results, dataset).parent
     wanted = {str(c) for c in clip_ids_wanted}
@@ -294,15 +323,19 @@ def clip_artifacts(results: Path, dataset: str, clip_ids_wanted: Sequence[str]) 
         def path(stage: str, suffix: str, s: str = shard) -> Path:
             return shard_file(results, dataset, stage, s, suffix)
 
+        def read(stage: str) -> bool:
+            return stages is None or stage in stages
+
         # a missing or damaged tensor shard costs its cards' images, and each card says why
         frames_path, maps_path = path("frames", SAFETENSORS), path("parsing", SAFETENSORS)
-        frames_problem = problem(frames_path)
+        frames_problem = problem(frames_path) if read("frames") else "not an input of this report"
         absent = (f"frames shard {frames_path}: {frames_problem}" if frames_problem else
                   f"not in {frames_path} (see {path('frames', FAILURES)})")
-        points = _points(path("landmarks", PARQUET), set(ids))
-        captions = _captions(path("captions", PARQUET), set(ids))
+        points = _points(path("landmarks", PARQUET), set(ids)) if read("landmarks") else {}
+        captions = _captions(path("captions", PARQUET), set(ids)) if read("captions") else {}
+        maps_problem = problem(maps_path) if read("parsing") else "not an input of this report"
         with _tensor_shard(frames_path, frames_problem) as frames, \
-                _tensor_shard(maps_path, problem(maps_path)) as maps:
+                _tensor_shard(maps_path, maps_problem) as maps:
             for cid in ids:
                 caption, raw = captions.get(cid, (None, None))
                 clip_frames = frames(cid)
@@ -376,11 +409,14 @@ def card_images(art: ClipArtifacts) -> dict[str, bytes]:
 
 
 def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path, rel: str,
-               no_images: list[tuple[str, str]] | None = None) -> list[str]:
+               no_images: list[tuple[str, str]] | None = None, pair: Pair | None = None,
+               stages: Collection[str] | None = None) -> list[str]:
     """The JSON of every card of ``chosen``, in its order; the strips are written to
     ``image_dir`` as ``{n:06d}.jpg`` (``.lm.png``, ``.ps.png``) and referred to as ``{rel}...``.
     ``no_images`` receives (clip id, why) of every card without images (its ``noimg`` says why
-    on the page: the gallery never drops a card's images silently).
+    on the page: the gallery never drops a card's images silently). ``pair``: the reference
+    run the cards are compared with (``chosen`` then has the columns of
+    :func:`~dfer.report.gallery_pairs.join_reference`), each card gets its ``pair`` keys.
 
     Clips are drawn in shard order (:func:`clip_artifacts`), one at a time: what stays in
     memory per card is its line of JSON, never its frames.
@@ -390,7 +426,7 @@ def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path,
         positions.setdefault(cid, []).append(n)
     rows = list(chosen.itertuples(index=False))
     lines: list[str] = [""] * len(rows)
-    for cid, art in clip_artifacts(results, fold.dataset, list(positions)):
+    for cid, art in clip_artifacts(results, fold.dataset, list(positions), stages):
         blobs = card_images(art)
         for n in positions[cid]:
             images = {}
@@ -399,6 +435,8 @@ def card_lines(results: Path, fold: Fold, chosen: pd.DataFrame, image_dir: Path,
                 _write(image_dir / name, data)
                 images[key] = f"{rel}{name}"
             card = card_record(rows[n], art, images)
+            if pair is not None:
+                card.update(card_pair(rows[n], fold.labels, pair.label, pair.ref_label))
             if not images:
                 card["noimg"] = art.no_frames or "no frames"
                 if no_images is not None:
@@ -419,11 +457,12 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def fold_record(fold: Fold, preds: pd.DataFrame, shown: int, embedded: int | None = None,
-                cap: int | None = None) -> dict[str, Any]:
+                cap: int | None = None, pair: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the page needs about a fold besides its cards: labels, the confusion matrix of
     *all* its clips (not only the shown cards), metrics, the level names of the weights, and
     how many cards it shows (``shown`` in ``gallery/``, ``embedded`` in ``gallery.html``)
-    under which cap (``cap``: None for every clip)."""
+    under which cap (``cap``: None for every clip); ``pair``: its comparison with the
+    reference run (:func:`pair_record`; None: not compared)."""
     meta = read_meta(fold.predictions)
     m = fold.metrics
     return {
@@ -437,7 +476,19 @@ def fold_record(fold: Fold, preds: pd.DataFrame, shown: int, embedded: int | Non
         "coverage": (m.get("test_clips") or {}).get("text"),
         "levels": list(meta.get("modality_levels") or []),
         "score_levels": list(meta.get("score_levels") or []),
+        "pair": pair,
     }
+
+
+def pair_record(fold: Fold, pair: Pair, preds: pd.DataFrame, ref_preds: pd.DataFrame | None) -> dict[str, Any]:
+    """The fold record's ``pair``: which run and evaluation it is compared with, the names the
+    page gives both, the counts of :func:`~dfer.report.gallery_pairs.agreement` and the
+    header's line (``text``). ``ref_preds`` None: not comparable (``skipped`` says why)."""
+    ref = pair.reference
+    counts: dict[str, Any] = (agreement(preds, ref_preds) if ref_preds is not None else
+                              {"skipped": f"its labels {fold.labels} differ from {ref.key}'s {ref.labels}"})
+    return {"reference": ref.run, "ref_key": ref.key, "label": pair.label, "ref_label": pair.ref_label,
+            **counts, "text": pair_text(counts, pair.label, pair.ref_label)}
 
 
 # --------------------------------------------------------------------------- fold folders
@@ -455,27 +506,31 @@ def _code_hash() -> str:
     """Hash of the code that draws a card (this module, the renderers, the landmark parts):
     a new drawing rebuilds every fold, without a version number to remember to bump."""
     import dfer.landmarks.points as points_mod
+    import dfer.report.gallery_pairs as pairs_mod
     import dfer.train.render as render_mod
 
     digest = hashlib.sha256()
-    for module_file in (__file__, render_mod.__file__, points_mod.__file__):
+    for module_file in (__file__, render_mod.__file__, points_mod.__file__, pairs_mod.__file__):
         digest.update(Path(str(module_file)).read_bytes())
     return digest.hexdigest()[:16]
 
 
 def fold_inputs(results: Path, fold: Fold, max_cards: int | None, embed_max: int | None,
-                code: str) -> dict[str, Any]:
+                code: str, pair: Pair | None = None, stages: Collection[str] | None = None) -> dict[str, Any]:
     """Everything a fold's folder depends on (its ``inputs.json``): equal inputs, equal folder.
 
     Predictions and metrics by content (small); the dataset's shard artifacts by size and
     mtime (as Snakemake and make judge them: hashing every frames shard would read the whole
     dataset on each report). Every shard of the dataset counts, because the shards are a hash
-    of the clip id: each fold's test clips lie in all of them.
+    of the clip id: each fold's test clips lie in all of them. A fold compared with a
+    reference run also depends on the reference's predictions and on the names both get.
     """
     folder = manifest_file(results, fold.dataset).parent
     stats: dict[str, list[int] | None] = {}
     for shard in shards_in(folder, PARQUET):
         for stage, suffix in CARD_SOURCES:
+            if stages is not None and stage != "manifest" and stage not in stages:
+                continue  # not an input of this report: never looked at
             path = shard_file(results, fold.dataset, stage, shard, suffix)
             try:
                 st = path.stat()
@@ -488,6 +543,9 @@ def fold_inputs(results: Path, fold: Fold, max_cards: int | None, embed_max: int
         "predictions": _sha256(fold.predictions),
         "metrics": _sha256(fold.metrics_path) if fold.metrics_path is not None else None,
         "artifacts": stats,
+        "pair": None if pair is None else {
+            "key": pair.reference.key, "predictions": _sha256(pair.reference.predictions),
+            "labels": pair.reference.labels, "label": pair.label, "ref_label": pair.ref_label},
     }
 
 
@@ -503,10 +561,21 @@ def _embed_count(shown: int, embed_max: int | None) -> int:
 
 
 def build_fold(results: Path, fold: Fold, gallery: Path, max_cards: int | None,
-               embed_max: int | None, inputs: Mapping[str, Any]) -> dict[str, Any]:
+               embed_max: int | None, inputs: Mapping[str, Any], pair: Pair | None = None,
+               stages: Collection[str] | None = None) -> dict[str, Any]:
     """Draw one fold into ``gallery/.{key}.tmp`` and rename it to ``gallery/{key}``; return
-    its record. On any error the half-drawn folder is removed and the old one is kept."""
+    its record. On any error the half-drawn folder is removed and the old one is kept.
+    ``pair``: the reference run's evaluation its cards are compared with."""
     preds = pd.read_parquet(fold.predictions)
+    paired = None
+    if pair is not None:
+        ref_preds = (pd.read_parquet(pair.reference.predictions) if pair.reference.labels == fold.labels
+                     else None)
+        paired = pair_record(fold, pair, preds, ref_preds)
+        if ref_preds is None:
+            pair = None  # class indices mean different things: no card is compared
+        else:
+            preds = join_reference(preds, ref_preds, str(fold.predictions), str(pair.reference.predictions))
     chosen = select_cards(preds, max_cards)
     embedded = _embed_count(len(chosen), embed_max)
     staging = gallery / f".{fold.key}.tmp"
@@ -514,13 +583,14 @@ def build_fold(results: Path, fold: Fold, gallery: Path, max_cards: int | None,
     staging.mkdir()
     try:
         no_images: list[tuple[str, str]] = []
-        lines = card_lines(results, fold, chosen, staging, rel=f"{fold.key}/", no_images=no_images)
+        lines = card_lines(results, fold, chosen, staging, rel=f"{fold.key}/", no_images=no_images, pair=pair,
+                           stages=stages)
         key = json.dumps(fold.key)
         cards_js = f"window.dferCards({key},[{','.join(lines)}]);\n"
         _write(staging / CARDS_FILE, cards_js.encode("utf-8"))
         _write(staging / EMBED_CARDS_FILE, f"[{','.join(lines[:embedded])}]\n".encode())
         _write(staging / NO_IMAGES_FILE, (json.dumps(no_images) + "\n").encode("utf-8"))
-        record = fold_record(fold, preds, len(chosen), embedded, max_cards)
+        record = fold_record(fold, preds, len(chosen), embedded, max_cards, paired)
         _write(staging / FOLD_FILE, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
         _write(staging / INPUTS_FILE,
                (json.dumps(inputs, sort_keys=True, indent=1) + "\n").encode("utf-8"))
@@ -592,13 +662,18 @@ def render_page(title: str, data_script: str) -> str:
 
 def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
                   max_cards: int | None = DEFAULT_GALLERY_MAX,
-                  embed_max: int | None = DEFAULT_EMBED_MAX) -> dict[str, Any]:
+                  embed_max: int | None = DEFAULT_EMBED_MAX,
+                  reference: str | None = None,
+                  stages: Mapping[str, Collection[str]] | None = None) -> dict[str, Any]:
     """Write ``out/gallery/`` (every fold, ``max_cards`` cards each) and ``out/gallery.html``
     (``embed_max`` cards each, images inlined). Returns ``{"folds", "cards", "clips",
-    "not_shown", "bytes" (size of gallery/), "built", "kept", "no_images"}``: ``built`` folds
-    were drawn, ``kept`` were already up to date (their ``inputs.json`` matched) and left
+    "not_shown", "bytes" (size of gallery/), "built", "kept", "no_images", "pairs"}``: ``built``
+    folds were drawn, ``kept`` were already up to date (their ``inputs.json`` matched) and left
     untouched; ``no_images``: (fold, clip id, why) of every card of ``gallery/`` without images
-    (kept folds included: each fold folder records its own)."""
+    (kept folds included: each fold folder records its own); ``pairs``: (fold title, its
+    ``pair`` record) of every fold compared with ``reference`` (a run name; None compares
+    nothing): :mod:`dfer.report.gallery_pairs`. ``stages``: dataset -> the stage folders the
+    cards may read (the report job's declared inputs; None: all)."""
     results, out = Path(results), Path(out)
     folds = find_folds(results, metrics_paths)
     gallery = out / GALLERY_DIR
@@ -609,14 +684,17 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
     records: list[dict[str, Any]] = []
     no_images: list[tuple[str, str, str]] = []
     built = kept = 0
+    pairs = pair_folds(folds, reference)
     for fold in folds:
-        inputs = json.loads(json.dumps(fold_inputs(results, fold, max_cards, embed_max, code)))
+        pair = pairs.get(fold.key)
+        read = None if stages is None else stages.get(fold.dataset, ())
+        inputs = json.loads(json.dumps(fold_inputs(results, fold, max_cards, embed_max, code, pair, read)))
         folder = gallery / fold.key
         record = _read_json(folder / FOLD_FILE)
         if record is not None and _read_json(folder / INPUTS_FILE) == inputs:
             kept += 1
         else:
-            record = build_fold(results, fold, gallery, max_cards, embed_max, inputs)
+            record = build_fold(results, fold, gallery, max_cards, embed_max, inputs, pair, read)
             built += 1
         records.append(record)
         no_images += [(fold.key, str(cid), str(why))
@@ -629,4 +707,5 @@ def build_gallery(results: Path, metrics_paths: Sequence[Path], out: Path,
     cards = sum(int(r["shown"]) for r in records)
     clips = sum(int(r["clips"]) for r in records)
     return {"folds": len(folds), "cards": cards, "clips": clips, "not_shown": clips - cards,
-            "bytes": size, "built": built, "kept": kept, "no_images": no_images}
+            "bytes": size, "built": built, "kept": kept, "no_images": no_images,
+            "pairs": [(str(r["title"]), r["pair"]) for r in records if r.get("pair")]}

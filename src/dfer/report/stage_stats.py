@@ -7,6 +7,7 @@ from the artifacts themselves (not from logs), so the report is true to what is 
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -80,7 +81,7 @@ def _lost_by_class(fails: pd.DataFrame, labels: pd.Series) -> str:
     return ", ".join(f"{name}: {int(n)}" for name, n in sorted(counts.items()))
 
 
-def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
+def stage_stats(dataset_dir: Path, stages: Collection[str] | None = None) -> list[dict[str, object]]:
     """One row per stage of ``dataset_dir`` (``results/{dataset}``): the manifest when it
     exists, every stage with artifacts (``status`` ok), and a ``status`` "not run" row with empty
     counts for each of :data:`WORKFLOW_STAGES` that has none.
@@ -92,6 +93,8 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
     ``face_rate``: decode, the share of decoded clips in which a face was found (a clip's
     ``face_found_frac`` counts the frames its deciding pass examined, 1 of 1 for a clip the
     quick pass settles, so its mean would mix two meanings); landmarks, the share of frames.
+    ``stages``: the stage folders to read (the report job's declared ones); the others are
+    "not run" without being looked at (None: every folder there is).
     """
     rows: list[dict[str, object]] = []
     dataset = dataset_dir.name
@@ -108,7 +111,8 @@ def stage_stats(dataset_dir: Path) -> list[dict[str, object]]:
         })
     for stage, sub in STAGE_DIRS.items():
         folder = stage_dir(dataset_dir.parent, dataset, sub)
-        shards = _shard_tables(folder) if folder.is_dir() else []
+        declared = stages is None or sub in stages
+        shards = _shard_tables(folder) if declared and folder.is_dir() else []
         if not shards:
             if stage in WORKFLOW_STAGES:
                 rows.append(_not_run(dataset, stage))
@@ -190,7 +194,9 @@ def _failure_types(fails: pd.DataFrame) -> str:
     return ", ".join(f"{name}: {int(n)}" for name, n in sorted(counts.items()))
 
 
-def collect_stage_stats(results: Path, datasets: list[str]) -> pd.DataFrame:
-    """Stage statistics of several datasets as one table (columns :data:`STATS_COLUMNS`)."""
-    rows = [row for ds in datasets for row in stage_stats(results / ds)]
+def collect_stage_stats(results: Path, datasets: list[str],
+                        stages: Mapping[str, Collection[str]] | None = None) -> pd.DataFrame:
+    """Stage statistics of several datasets as one table (columns :data:`STATS_COLUMNS`);
+    ``stages``: dataset -> the stage folders to read (None: all)."""
+    rows = [row for ds in datasets for row in stage_stats(results / ds, None if stages is None else stages.get(ds, ()))]
     return pd.DataFrame(rows, columns=STATS_COLUMNS)

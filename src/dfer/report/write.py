@@ -9,14 +9,20 @@ fold (:mod:`dfer.report.gallery`: ``gallery/index.html``, and ``gallery.html`` i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from html import escape
 from pathlib import Path
 
 import pandas as pd
 
 from dfer.core.artifacts import write_bytes_atomic
-from dfer.report.compare import compare_html, compare_markdown, find_summaries, load_runs
+from dfer.report.compare import (
+    compare_html,
+    compare_markdown,
+    default_reference,
+    find_summaries,
+    load_runs,
+)
 from dfer.report.gallery import (
     DEFAULT_EMBED_MAX,
     DEFAULT_GALLERY_MAX,
@@ -132,11 +138,42 @@ def missing_images_lines(no_images: Sequence[tuple[str, str, str]], cards: int) 
     return lines
 
 
+#: the columns of the clip-level comparison table (:func:`agreement_table`)
+AGREEMENT_COLUMNS = ["evaluation", "reference", "both evaluated", "same class", "both right",
+                     "only this right", "only reference right", "both wrong", "exact McNemar p",
+                     "this run only", "reference only"]
+
+
+def agreement_table(pairs: Sequence[tuple[str, dict]]) -> pd.DataFrame:
+    """One row per gallery fold compared with the reference run: the clip-level counts of
+    :func:`dfer.report.gallery_pairs.agreement` (clips one side evaluated: the last two)."""
+    rows = []
+    for title, p in pairs:
+        if p.get("skipped"):
+            rows.append({"evaluation": title, "reference": p["ref_key"], "both evaluated": f"not compared: {p['skipped']}"})
+            continue
+        rows.append({"evaluation": title, "reference": p["ref_key"], "both evaluated": p["common"],
+                     "same class": p["agree"], "both right": p["both_right"], "only this right": p["only_this"],
+                     "only reference right": p["only_ref"], "both wrong": p["both_wrong"],
+                     "exact McNemar p": "" if p["mcnemar_p"] is None else f"{p['mcnemar_p']:.3g}",
+                     "this run only": p["only_in_this"], "reference only": p["only_in_ref"]})
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
+#: what the agreement table is, under its heading
+AGREEMENT_NOTE = ("Clip by clip, each evaluation against the reference run's evaluation of the same "
+                  "fold: test clips both evaluated, on how many they predict the same class, and who "
+                  "got them right (the counts McNemar's test uses; its exact p treats clips as "
+                  "independent). Clips only one run evaluated are counted in the last two columns, "
+                  "not in the others. The gallery shows both predictions on each card.")
+
+
 def build_report(results: Path, datasets: list[str], out: Path,
                  gallery_max: int | None = DEFAULT_GALLERY_MAX,
                  embed_max: int | None = DEFAULT_EMBED_MAX,
                  summaries: Sequence[Path] | None = None,
-                 reference: str | None = None) -> dict[str, pd.DataFrame]:
+                 reference: str | None = None,
+                 stages: Mapping[str, Collection[str]] | None = None) -> dict[str, pd.DataFrame]:
     """Write every file of :data:`REPORT_FILES` into ``out``; returns the three tables.
 
     ``gallery_max`` / ``embed_max``: cards per fold in ``gallery/`` and in the single-file
@@ -146,11 +183,14 @@ def build_report(results: Path, datasets: list[str], out: Path,
     inputs); None finds every evaluation under the datasets' ``train`` folders.
     ``reference``: the run the "Methods side by side" section pairs every other run against
     (None: the first run summary, i.e. the config's first run).
+    ``stages``: dataset -> the stage folders to read (the report job's declared inputs; the
+    stage table says "not run" for the others, and the gallery cards do without them);
+    None reads every stage folder there is.
     """
     paths = find_metrics(results, datasets) if summaries is None else metrics_of_summaries(summaries)
     per_fold = read_metrics(paths)
     summary = summarize(per_fold)
-    stats = collect_stage_stats(results, datasets)
+    stats = collect_stage_stats(results, datasets, stages)
     runs = load_runs(find_summaries(results, datasets) if summaries is None else summaries)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -160,11 +200,13 @@ def build_report(results: Path, datasets: list[str], out: Path,
     plot_metrics(summary, out / "metrics.png")
     plot_stage_stats(stats, out / "stages.png")
     plot_confusion_grid(confusion_matrices(paths), out / "confusion.png")
-    gallery = build_gallery(results, paths, out, max_cards=gallery_max, embed_max=embed_max)
+    gallery = build_gallery(results, paths, out, max_cards=gallery_max, embed_max=embed_max,
+                            reference=reference or default_reference(runs), stages=stages)
     missing = missing_images_lines(gallery["no_images"], gallery["cards"])
     if missing:
         log.warning("%s", "\n".join(missing))
 
+    agreement = agreement_table(gallery["pairs"])
     video_summary, static_summary = split_static(summary)
     video_folds, static_folds = split_static(per_fold)
     shown_summary = _display_summary(video_summary)
@@ -203,6 +245,8 @@ def build_report(results: Path, datasets: list[str], out: Path,
         *(["## Per fold", "", markdown_table(_display_folds(video_folds))] if video else []),
         *static_folds_md,
         *compare_markdown(runs, reference, markdown_table),
+        *(["### Clip-level agreement with the reference", "", AGREEMENT_NOTE, "",
+           markdown_table(agreement)] if len(agreement) else []),
         "## Stages", "", markdown_table(shown_stats),
         "![metrics](metrics.png)", "", "![stages](stages.png)", "", "![confusion](confusion.png)", "",
         "## Gallery", "",
@@ -225,6 +269,8 @@ def build_report(results: Path, datasets: list[str], out: Path,
           if video else []),
         *static_html[2:],
         *compare_html(runs, reference),
+        *(["<h3>Clip-level agreement with the reference</h3>", f"<p>{escape(AGREEMENT_NOTE)}</p>",
+           agreement.to_html(index=False, na_rep="", escape=True)] if len(agreement) else []),
         "<h2>Stages</h2>", shown_stats.to_html(index=False, na_rep=""),
         "<img src='metrics.png'><img src='stages.png'><img src='confusion.png'>",
         f"<h2>Gallery</h2><p><a href='{GALLERY_DIR}/index.html'>Every test clip of {gallery['folds']}"

@@ -38,35 +38,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-max", type=_cap, default=DEFAULT_EMBED_MAX, metavar="N",
                         help="cards per fold in the single-file gallery.html that snakemake --report "
                              f"embeds (default {DEFAULT_EMBED_MAX})")
+    parser.add_argument("--stages", nargs="*", default=None, metavar="DATASET/STAGE",
+                        help="the stage folders the report may read, e.g. demo/frames (the "
+                             "workflow passes the ones its rule declares; default: every folder "
+                             "there is); the stage table says 'not run' for the others")
     parser.add_argument("--reference", default=None, metavar="RUN",
                         help="the run the 'Methods side by side' section pairs every other run "
                              "against (default: the first run summary)")
 
 
-def check_tables(results: Path, datasets: list[str]) -> None:
+def stage_folders(items: list[str] | None, datasets: list[str]) -> dict[str, list[str]] | None:
+    """``--stages`` as dataset -> stage folders (None: not given, every folder)."""
+    if items is None:
+        return None
+    out: dict[str, list[str]] = {ds: [] for ds in datasets}
+    for item in items:
+        dataset, sep, folder = item.partition("/")
+        if not sep or dataset not in out or not folder:
+            raise ValueError(f"--stages {item!r}: expected DATASET/STAGE with DATASET one of {datasets}")
+        out[dataset].append(folder)
+    return out
+
+
+def check_tables(results: Path, datasets: list[str], stages: dict[str, list[str]] | None = None) -> None:
     """The tables the report reads whole: each dataset's manifests and every shard job's
     index and failures table (``DamagedArtifact`` naming the first that is missing or
     damaged). A missing or damaged tensor shard costs only its cards' images, and the gallery
-    says so on each card and in report.md."""
+    says so on each card and in report.md. ``stages``: the stage folders to check (None: all)."""
     for dataset in datasets:
         folder = manifest_file(results, dataset).parent
         shards = shards_in(folder, PARQUET)
         manifests = [manifest_file(results, dataset), *(folder / shard_file_name(s, PARQUET)
                                                           for s in shards)]
         require(p for p in manifests if p.exists())  # a dataset not synced: no statistics
-        for _, bad in damaged_jobs(results, {dataset: shards}):
+        for _, bad in damaged_jobs(results, {dataset: shards}, stages):
             for path, why in bad:
                 if path.suffix == PARQUET:
                     raise DamagedArtifact(path, why)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_tables(args.results, list(args.datasets))
+    datasets = list(args.datasets)
+    try:
+        stages = stage_folders(args.stages, datasets)
+    except ValueError as exc:
+        print(f"dfer report: {exc}", file=sys.stderr)
+        return 2
+    check_tables(args.results, datasets, stages)
     out = args.out or report_dir(args.results)
     try:
-        tables = build_report(args.results, list(args.datasets), out,
+        tables = build_report(args.results, datasets, out,
                               gallery_max=args.gallery_max, embed_max=args.embed_max,
-                              summaries=args.summaries, reference=args.reference)
+                              summaries=args.summaries, reference=args.reference, stages=stages)
     except ValueError as exc:  # an unknown --reference: name the runs there are
         print(f"dfer report: {exc}", file=sys.stderr)
         return 2

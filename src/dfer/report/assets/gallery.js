@@ -4,7 +4,9 @@
 // iframe of a Snakemake report. Card keys: id, t (true), p (predicted), c (confidence),
 // ok, top [[class, prob]], img / lm / ps (face strip, overlays), cap / raw (caption, raw
 // MLLM text), sp / sn (similarity to positive / negative descriptors per class),
-// w (modality weights, names in fold.levels), ls (per-level class scores, fold.score_levels).
+// w (modality weights, names in fold.levels), ls (per-level class scores, fold.score_levels),
+// and on a fold compared with the reference run (fold.pair): pair (both predictions as text),
+// vs (the reference's p / c / ok; null: it did not evaluate the clip), dis (they disagree).
 (function () {
   "use strict";
   var PAGE_SIZE = 48;
@@ -47,6 +49,7 @@
     state.fold = fold; state.cards = []; state.t = ""; state.p = ""; state.outcome = "all"; state.page = 0;
     fillSelect($("f-true"), fold.labels, "any");
     fillSelect($("f-pred"), fold.labels, "any");
+    drawPair(fold);
     syncControls();
     var acc = fold.uar === null || fold.uar === undefined ? "" :
       "UAR " + pct(fold.uar) + ", WAR " + pct(fold.war) + "; ";
@@ -62,6 +65,38 @@
     drawMatrix(fold);
     $("cards").textContent = "";
     load(fold);
+  }
+
+  // the comparison with the reference run: its line, the 2x2 right / wrong table, and the
+  // filter / sort options that only mean something on a compared fold
+  function drawPair(fold) {
+    var pair = fold.pair, compared = !!(pair && !pair.skipped);
+    $("pair-section").hidden = !pair;
+    $("pair-summary").textContent = pair ? pair.text : "";
+    var box = $("pair-table");
+    box.textContent = "";
+    Array.prototype.forEach.call(document.querySelectorAll("option.paired"), function (o) {
+      o.disabled = !compared; o.hidden = !compared;
+    });
+    if (!compared) {
+      if (state.outcome === "disagree" || state.outcome === "agree") state.outcome = "all";
+      if (state.sort === "disagree") state.sort = "asc";
+      return;
+    }
+    var table = el("table", { id: "pair-2x2" }), head = el("tr");
+    head.appendChild(el("th", {}, ""));
+    head.appendChild(el("th", {}, pair.ref_label + " right"));
+    head.appendChild(el("th", {}, pair.ref_label + " wrong"));
+    table.appendChild(head);
+    [[pair.label + " right", pair.both_right, pair.only_this],
+     [pair.label + " wrong", pair.only_ref, pair.both_wrong]].forEach(function (r, i) {
+      var tr = el("tr");
+      tr.appendChild(el("th", {}, r[0]));
+      tr.appendChild(el("td", { "data-cell": i === 0 ? "both_right" : "only_ref" }, r[1]));
+      tr.appendChild(el("td", { "data-cell": i === 0 ? "only_this" : "both_wrong" }, r[2]));
+      table.appendChild(tr);
+    });
+    box.appendChild(table);
   }
 
   function drawMatrix(fold) {
@@ -115,12 +150,15 @@
       if (state.p !== "" && c.p !== Number(state.p)) return false;
       if (state.outcome === "wrong" && c.ok) return false;
       if (state.outcome === "correct" && !c.ok) return false;
+      if (state.outcome === "disagree" && !c.dis) return false;
+      if (state.outcome === "agree" && (!c.vs || c.dis)) return false;
       return true;
     });
     var by = state.sort;
     out.sort(function (a, b) {
       if (by === "id") return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-      var d = by === "asc" ? a.c - b.c : b.c - a.c;
+      if (by === "disagree" && !!a.dis !== !!b.dis) return a.dis ? -1 : 1;
+      var d = by === "desc" ? b.c - a.c : a.c - b.c;
       return d !== 0 ? d : (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
     });
     return out;
@@ -161,13 +199,17 @@
 
   function card(fold, c) {
     var labels = fold.labels;
-    var node = el("div", { "class": "card" + (c.ok ? "" : " wrong"), "data-id": c.id,
-      "data-true": String(c.t), "data-pred": String(c.p), "data-ok": c.ok ? "1" : "0" });
+    var node = el("div", { "class": "card" + (c.ok ? "" : " wrong") + (c.dis ? " disagree" : ""), "data-id": c.id,
+      "data-true": String(c.t), "data-pred": String(c.p), "data-ok": c.ok ? "1" : "0",
+      "data-dis": c.dis ? "1" : "0" });
     var head = el("div", { "class": "head" });
     head.appendChild(el("span", { "class": "id", title: c.id }, c.id));
     head.appendChild(el("span", { "class": "verdict" }, (c.ok ? "correct: " : "wrong: ") +
       "true " + labels[c.t] + ", predicted " + labels[c.p] + " (" + pct(c.c) + ")"));
     node.appendChild(head);
+    if (c.pair !== undefined) {
+      node.appendChild(el("div", { "class": "pair", title: c.dis ? "the two runs predict different classes" : "" }, c.pair));
+    }
     var strip = el("div", { "class": "strip" });
     if (c.img) {
       strip.appendChild(el("img", { "class": "face", src: c.img, loading: "lazy", alt: "face crops of " + c.id }));
