@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dfer.methods.a3lign import BAP_STAGES, A3lign, A3lignConfig
+from dfer.methods.a3lign_bap import bap_stage_of_groups
 from dfer.model.temporal import ClsTemporalTransformer
 
 TINY = {
@@ -247,30 +248,51 @@ def test_without_text_dynamic_encoder_the_class_feature_is_the_sentence_mean(cli
     assert set(model.set_stage(1)) == {"mat"}
 
 
-def test_stage_schedule_and_config_checks() -> None:
+def test_bap_stage_of_an_optimiser_stages_groups_and_config_checks() -> None:
+    """The trainer's optimiser stage -> BAP stage by its groups (the one definition both use);
+    any other set of groups is refused. The schedule's epochs are the trainer's (registry)."""
     cfg = A3lignConfig.from_dict({})
-    assert (cfg.sentences, cfg.mat_tokens, cfg.stage_epochs) == (16, 64, [40, 30, 30])
-    assert [cfg.stage_for_epoch(e) for e in (0, 39, 40, 69, 70, 99, 150)] == [1, 1, 2, 2, 3, 3, 3]
-    skip = A3lignConfig.from_dict({"stage_epochs": [10, 0, 5]})
-    assert [skip.stage_for_epoch(e) for e in (9, 10, 14)] == [1, 3, 3] and skip.final_stage == 3
-    only_text = A3lignConfig.from_dict({"stage_epochs": [5, 0, 0]})
-    assert only_text.final_stage == 1 and only_text.stage_for_epoch(7) == 1
+    assert (cfg.sentences, cfg.mat_tokens) == (16, 64)
+    assert [bap_stage_of_groups(g).number for g in (
+        ["text_tower", "mat", "text_dynamic"], ["video_dynamic", "image_tower"],
+        ["mat", "text_dynamic", "text_tower", "video_dynamic", "image_tower"], None)] == [1, 2, 3, 3]
+    with pytest.raises(ValueError, match=r"must train the groups of one BAP stage, got \['mat'\]"):
+        bap_stage_of_groups(["mat"])
+    with pytest.raises(ValueError, match="one BAP stage"):  # the empty tower left out: not a stage
+        bap_stage_of_groups(["mat", "text_dynamic"])
     assert [s.video_feature for s in BAP_STAGES] == ["mean", "dynamic", "dynamic"]
+    with pytest.raises(ValueError, match=r"unknown a3lign config key\(s\) \['stage_epochs'\]"):
+        A3lignConfig.from_dict({"stage_epochs": [40, 30, 30]})  # moved to optim.stages
     with pytest.raises(ValueError, match=r"unknown a3lign config key\(s\) \['sentence'\]"):
         A3lignConfig.from_dict({"sentence": 4})
-    with pytest.raises(ValueError, match="stage_epochs must be 3 epoch counts"):
-        A3lignConfig.from_dict({"stage_epochs": [40, 60]})
     with pytest.raises(ValueError, match="class_text must be one of"):
         A3lignConfig.from_dict({"class_text": "descriptor"})
 
 
-def test_a_model_trained_only_in_stage_1_predicts_with_the_frame_mean(clip_and_tokenizer) -> None:
+def test_the_stage_is_saved_with_the_weights(clip_and_tokenizer) -> None:
+    """A model that ended in stage 1 predicts with the frame mean once its state is loaded into
+    a fresh model (built in stage 3); a state of another shape is refused, naming the key."""
     clip, tok = clip_and_tokenizer
-    model = A3lign(_cfg(stage_epochs=[5, 0, 0]), LABELS, clip=clip, tokenizer=tok)
-    assert model.stage == 1
+    torch.manual_seed(4)
+    trained = A3lign(_cfg(), LABELS, clip=clip, tokenizer=tok)
     with torch.no_grad():
-        out = model(_frames())
+        trained.mat.add_(1.0)
+    trained.set_stage(1)
+    state = trained.tunable_state_dict()
+    assert set(state) == {"mat", "stage_number"} | {f"{side}_dynamic.{n}" for side in ("text", "video")
+                                                    for n in DYNAMIC_NAMES}
+    fresh = A3lign(_cfg(), LABELS, clip=clip, tokenizer=tok)
+    assert fresh.stage == 3
+    fresh.load_tunable_state_dict({k: v.float() for k, v in state.items()})  # as a safetensors file holds it
+    assert fresh.stage == 1 and torch.equal(fresh.mat, trained.mat)
+    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == {"mat"} | {
+        f"text_dynamic.{n}" for n in DYNAMIC_NAMES}
+    with torch.no_grad():
+        out = fresh(_frames())
     torch.testing.assert_close(out.video_features, out.frame_features.mean(1))
+    bad = dict(state, mat=state["mat"][:, :2])
+    with pytest.raises(ValueError, match=r"wrong shape \['mat'\]"):
+        fresh.load_tunable_state_dict(bad)
 
 
 def test_prompts_longer_than_the_context_are_refused(clip_and_tokenizer) -> None:
