@@ -154,10 +154,11 @@ def test_frame_order_matters_with_the_video_encoder_and_not_with_the_frame_mean(
     frames = _frames(b=1)
     shuffled = frames[:, [2, 0, 3, 1]]
     with torch.no_grad():
-        model.set_stage(2)
-        a, b = model(frames), model(shuffled)
-        assert float((a.video_features - b.video_features).abs().max()) > 1e-3
-        assert float((a.logits - b.logits).abs().max()) > 1e-3
+        for stage in (2, 3):  # both read the video dynamic encoder
+            model.set_stage(stage)
+            a, b = model(frames), model(shuffled)
+            assert float((a.video_features - b.video_features).abs().max()) > 1e-3, stage
+            assert float((a.logits - b.logits).abs().max()) > 1e-3, stage
         model.set_stage(1)
         a, b = model(frames), model(shuffled)
         torch.testing.assert_close(a.video_features, b.video_features, atol=1e-5, rtol=1e-5)
@@ -324,3 +325,36 @@ def test_full_size_parameter_counts(backbone: str, labels: list[str], mat: int, 
     assert sum(p.numel() for p in model.tunable_parameters().values()) == mat + dynamic
     model.set_stage(2)
     assert sum(p.numel() for p in model.tunable_parameters().values()) == dynamic
+
+
+def _dynamic_encoder_count(width: int, positions: int, heads: int = 8, head_dim: int = 64, mlp: int = 1024) -> int:
+    """One dynamic encoder from its shapes (1 layer): class token W, position table (n + 1) W,
+    two LayerNorms 2 x 2W, bias-free qkv 3 x (h d) x W, output projection (h d) x W + W,
+    MLP W x m + m + m x W + W."""
+    inner = heads * head_dim
+    return width + (positions + 1) * width + 4 * width + 3 * inner * width + inner * width + width \
+        + width * mlp + mlp + mlp * width + width
+
+
+@pytest.mark.parametrize("labels", [SEVEN, ELEVEN])
+def test_vit_b16_tunable_parameters_by_formula(labels: list[str]) -> None:
+    """The ViT-B/16 configuration (CLIP embedding width 512, text width 512), as train.json counts
+    it through the registry: MAT C x 16 x 64 x 512, two dynamic encoders at width 512 (the text one
+    over 16 sentences, the video one over 16 frames); nothing of CLIP. Expected by the formula above."""
+    from dfer.methods import api
+    from dfer.methods.registry import build_model, get_method
+
+    spec = get_method("a3lign")
+    with torch.device("meta"):
+        clip = open_clip.CLIP(**open_clip.get_model_config("ViT-B-16-quickgelu"))
+    model = build_model(spec, {"backbone": "ViT-B-16-quickgelu", "pretrained": None}, labels, clip=clip,
+                        tokenizer=open_clip.get_tokenizer("ViT-B-16-quickgelu"))
+    mat = len(labels) * 16 * 64 * 512
+    dynamic = _dynamic_encoder_count(512, 16)
+    assert dynamic == 2_110_464
+    counts = api.count_parameters(model, spec)
+    clip_total = sum(p.numel() for p in clip.parameters())
+    assert counts == {"mat": mat, "text_dynamic": dynamic, "text_tower": 0, "video_dynamic": dynamic,
+                      "image_tower": 0, "tunable_total": mat + 2 * dynamic, "frozen": clip_total}
+    assert counts["tunable_total"] == {7: 7_890_944, 11: 9_988_096}[len(labels)]
+    assert 149_000_000 < clip_total < 150_000_000  # CLIP ViT-B/16: 149.6 M, all frozen
