@@ -72,6 +72,58 @@ def run_params() -> dict:
     }
 
 
+def test_registration_declares_frames_only_and_the_bap_schedule() -> None:
+    """Hand-written from METHODS.md 4 (all UNVERIFIED) and our choices (docs/methods.md): frames,
+    CLIP pixels, a ``tunable`` checkpoint, no zero-shot; the three BAP stages as optimiser stages
+    of 40 / 30 / 30 epochs, each a new SGD over exactly the stage's groups; batch 64."""
+    from dfer.methods.registry import get_method
+    from dfer.train.config import RunConfig
+
+    spec = get_method("a3lign")
+    assert (spec.pixels, spec.checkpoint, spec.zero_shot, spec.inputs, spec.title) == (
+        "clip", "tunable", False, ("frames",), "A3lign-DFER")
+    cfg = RunConfig.from_dict({"model": {"method": "a3lign"}})
+    got = [(s.epochs, s.groups, s.optimizer, s.momentum, s.group_lr["mat"], s.group_lr["video_dynamic"])
+           for s in cfg.optim.resolved_stages()]
+    assert got == [
+        (40, ["mat", "text_dynamic", "text_tower"], "sgd", 0.9, 1e-3, 1e-2),
+        (30, ["video_dynamic", "image_tower"], "sgd", 0.9, 1e-3, 1e-2),
+        (30, ["mat", "text_dynamic", "text_tower", "video_dynamic", "image_tower"], "sgd", 0.9, 1e-3, 1e-2),
+    ]
+    assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.data.num_frames) == (100, 64, 16)
+    assert cfg.data.crop_scale == [pytest.approx(12544 / 14400)] * 2  # a 112 px square of 120 px
+
+
+def test_needs_frames_only_without_torch_and_no_zero_shot() -> None:
+    """The Snakefile's question (no torch import): frames only; a zero-shot entry naming an
+    A3lign-DFER run is a config error naming the entry (its MAT rows are learned per class)."""
+    import yaml
+
+    from dfer.config_check import config_problem
+
+    code = ("import json, sys\nfrom dfer.train.inputs import needs_for\n"
+            "print(json.dumps({'needs': needs_for({'method': 'a3lign'}).__dict__, 'torch': 'torch' in sys.modules}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO / "src"), "PATH": ""}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"needs": {"parsing": False, "landmarks": False, "captions": False},
+                                       "torch": False}
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["train"]["runs"] = {"a3": {"model": {"method": "a3lign", "backbone": "custom", "pretrained": None,
+                                                "model_cfg": TINY}}}
+    config["train"]["zero_shot"] = [{"run": "a3", "train": "demo", "eval": "demo"}]
+    problem = config_problem(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    assert problem is not None and problem.startswith("config error at train.zero_shot.0.run: ")
+    assert "A3lign-DFER" in problem
+
+
+def test_an_optim_stage_that_is_no_bap_stage_is_refused(results: Path, tmp_path: Path) -> None:
+    params = run_params()
+    params["optim"] = {"stages": [{"epochs": 1, "groups": ["mat"]}, {"groups": ["video_dynamic", "image_tower"]}]}
+    with pytest.raises(ValueError, match=r"must train the groups of one BAP stage, got \['mat'\]"):
+        train_fold(results, "syn", 1, "a3lign", params, tmp_path / "bad")
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("a3lign")
