@@ -117,11 +117,28 @@ def test_needs_frames_only_without_torch_and_no_zero_shot() -> None:
     assert "A3lign-DFER" in problem
 
 
-def test_an_optim_stage_that_is_no_bap_stage_is_refused(results: Path, tmp_path: Path) -> None:
+def test_an_optim_stage_that_is_no_bap_stage_is_refused_before_any_job(results: Path, tmp_path: Path) -> None:
+    """By the run's config (the config check names the key), and so by training too."""
+    import yaml
+
+    from dfer.config_check import config_problem
+    from dfer.train.config import RunConfig
+
     params = run_params()
-    params["optim"] = {"stages": [{"epochs": 1, "groups": ["mat"]}, {"groups": ["video_dynamic", "image_tower"]}]}
-    with pytest.raises(ValueError, match=r"must train the groups of one BAP stage, got \['mat'\]"):
+    params["optim"] = {"stages": [{"epochs": 1, "groups": ["mat", "text_dynamic", "text_tower"]},
+                                  {"groups": ["mat", "video_dynamic"]}]}
+    with pytest.raises(ValueError, match=r"optim.stages\[1\].groups: an A3lign-DFER optim stage must train the "
+                                         r"groups of one BAP stage, got \['mat', 'video_dynamic'\]"):
+        RunConfig.from_dict(params)
+    with pytest.raises(ValueError, match=r"optim.groups: .* got \['mat'\]"):
+        RunConfig.from_dict({**params, "optim": {"stages": None, "groups": ["mat"]}})
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["train"]["runs"] = {"a3": {k: v for k, v in params.items() if k != "device"}}
+    problem = config_problem(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    assert problem is not None and problem.startswith("config error at train.runs.a3.optim.stages: "), problem
+    with pytest.raises(ValueError, match="one BAP stage"):
         train_fold(results, "syn", 1, "a3lign", params, tmp_path / "bad")
+    assert not (tmp_path / "bad" / "checkpoint.safetensors").exists()
 
 
 @pytest.fixture(scope="module")

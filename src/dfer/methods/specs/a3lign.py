@@ -17,7 +17,7 @@ the BAP stages). Defaults:
 - at each stage's start the trainer calls :func:`enter_stage`, which puts the model into the
   BAP stage whose groups the optimiser stage trains (the frame mean in stage 1): the optimiser
   and the model cannot disagree on what a stage trains, and an ``optim.stages`` entry with any
-  other set of groups is refused;
+  other set of groups is refused by the config check (:func:`check_run`), before any job runs;
 - checkpoint ``tunable``: the MAT, both dynamic encoders (and a tuned tower) and the BAP stage
   the run ended in; the frozen CLIP is re-created from ``pretrained`` / ``init_seed``;
 - no zero-shot: the class names do enter the prompts, but each class's MAT rows are learned
@@ -59,6 +59,17 @@ def enter_stage(model: Any, stage: Any, alone: bool) -> None:
     model.set_stage(bap_stage_of_groups(stage.groups).number, freeze=alone)
 
 
+def check_run(run: Any) -> None:
+    """Every optimiser stage of the run must train exactly one BAP stage's groups (before any job
+    runs; :func:`enter_stage` could not put the model into a stage otherwise)."""
+    for i, stage in enumerate(run.optim.resolved_stages()):
+        try:
+            bap_stage_of_groups(stage.groups)
+        except ValueError as exc:
+            where = f"optim.stages[{i}].groups" if run.optim.stages else "optim.groups"
+            raise ValueError(f"{where}: {exc}") from None
+
+
 @register_method(
     name="a3lign",
     title="A3lign-DFER",
@@ -73,6 +84,7 @@ def enter_stage(model: Any, stage: Any, alone: bool) -> None:
     checkpoint="tunable",
     zero_shot=False,
     enter_stage=enter_stage,
+    check_run=check_run,
     loss_fields=("logits",),
 )
 def build(cfg: Any, labels: Sequence[str], **parts: Any) -> Any:
