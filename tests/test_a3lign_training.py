@@ -269,3 +269,25 @@ def test_killed_at_a_stage_boundary_resumes_into_the_next_stage(results: Path, a
     a = read_checkpoint(out / "checkpoint.safetensors")[0]
     b = read_checkpoint(a3lign_run[0] / "checkpoint.safetensors")[0]
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow  # two Lightning processes (~1 min on 2 loaded cores)
+def test_two_processes_match_one_across_the_bap_stages(results: Path, a3lign_run) -> None:
+    """Lightning's DDP on 2 CPU processes: the model's stage follows the optimiser stages without
+    switching ``requires_grad`` off (dfer.train.optim), the frame-mean stage leaves the video
+    encoder unused, and the three stages end with the one-process weights (to float reduction
+    order) and in stage 3."""
+    out = results / "a3lign_two"
+    params = run_params()
+    params["trainer"].update(devices=2, accelerator="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dfer", "train", "--results", str(results), "--dataset", "syn", "--fold", "1",
+         "--run", "a3lign", "--out", str(out), "--params", json.dumps(params)],
+        env=env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    a = read_checkpoint(out / "checkpoint.safetensors")[0]
+    b = read_checkpoint(a3lign_run[0] / "checkpoint.safetensors")[0]
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert json.loads((out / "train.json").read_text())["processes"] == 2
