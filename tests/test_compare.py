@@ -32,6 +32,7 @@ from dfer.report.compare import (
     POWER_NOTE,
     compare_tables,
     load_runs,
+    source_notes,
 )
 
 FOLDS = {
@@ -209,3 +210,28 @@ def test_an_unknown_reference_run_is_a_config_error_before_any_job() -> None:
     problem = config_problem(config, schema)
     assert problem is not None and problem.startswith("config error at report.reference: ")
     assert "run 'demo_tinny' is not a key of train.runs (known: demo_tiny, fineclip_vitb16)" in problem
+
+
+def test_a3lign_run_is_compared_with_its_published_figures(tmp_path: Path) -> None:
+    """An A3lign-DFER run (issue 27) beside the study: its title, ours by hand (UAR .60 .62 .64:
+    62.00 ± sqrt(2 x .02^2 / 3) = 1.63; WAR .70 .72 .74: 72.00 ± 1.63), its published DFEW
+    figure from FineCLIPER's Table 1 (METHODS.md 4g: 64.09 / 74.20) with its own source note, and
+    the paired test against fc: +10, +2, -6 pp, mean 2, sample std 8, t = 2 / (8 / sqrt 3)."""
+    summaries = write_study(tmp_path, zero_shot=False)
+    folder = tmp_path / "dfew" / "train" / "a3"
+    folder.mkdir(parents=True)
+    folds = {1: (0.60, 0.70), 2: (0.62, 0.72), 3: (0.64, 0.74)}
+    (folder / "summary.json").write_text(json.dumps({
+        "run": "a3", "method": "a3lign", "dataset": "dfew", "trained_on": "dfew", "zero_shot": False,
+        "labels": ["happiness", "sadness"], "per_class_accuracy": {"happiness": 0.7, "sadness": 0.5},
+        "per_fold": [{"fold": k, "uar": u, "war": w} for k, (u, w) in folds.items()]}))
+    runs = load_runs([*summaries, folder / "summary.json"])
+    t = compare_tables(runs, "fc")
+    rows = {(r.method, r.figures.split(" ")[0]): r.dfew for r in t["methods"].itertuples()}
+    assert rows[("A3lign-DFER", "ours")] == "62.00 ± 1.63 / 72.00 ± 1.63 (3 folds)"
+    assert rows[("A3lign-DFER", "published")] == "64.09 / 74.20 [4]"
+    notes = source_notes(runs)
+    assert notes[3].startswith("[4] A3lign-DFER (Tao et al., 2024) as listed in FineCLIPER's Table 1")
+    a3 = t["paired"].set_index(["run", "metric"]).loc[("a3", "uar")]
+    assert a3["differences"] == pytest.approx([0.10, 0.02, -0.06])
+    assert a3["t"] == pytest.approx(2 / (8 / math.sqrt(3)))

@@ -1,8 +1,8 @@
-"""`make demo`'s method overlay (config/demo_methods.yaml): DFER-CLIP and CLIPER train beside
+"""`make demo`'s method overlay (config/demo_methods.yaml): DFER-CLIP, CLIPER and A3lign-DFER train beside
 FineCLIPER's demo run on the same decoded frames, and the report pairs them against it.
 
 The overlay is a second ``--configfile`` rather than more runs in config/config.yaml, whose
-``train.runs`` many tests copy and count. Expected job counts are worked out by hand: 3 runs x 2
+``train.runs`` many tests copy and count. Expected job counts are worked out by hand: one run per method x 2
 demo folds, and one preprocessing job per shard (4) for each stage FineCLIPER reads, none more.
 """
 
@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 OVERLAY = REPO / "config" / "demo_methods.yaml"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 RUNS = {"demo_tiny": "fineclipper", "demo_dferclip": "dferclip", "demo_cliper": "cliper"}
+RUNS["demo_a3lign"] = "a3lign"  # issue 27
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def test_dry_run_trains_and_evaluates_three_methods_on_both_folds(dry_run: str) 
     want = sorted((run, fold) for run in RUNS for fold in ("1", "2"))
     assert sorted(run_fold(b) for b in listed["train"]) == want
     assert sorted(run_fold(b) for b in listed["evaluate"]) == want
-    assert len(listed["train_summary"]) == 3
+    assert len(listed["train_summary"]) == len(RUNS)
     report_inputs = re.search(r"^\s+input: (.*)$", listed["report"][0], flags=re.M).group(1)
     for run in RUNS:
         assert f"results/demo/train/{run}/summary.json" in report_inputs
@@ -108,3 +109,16 @@ def test_new_methods_read_frames_only_and_add_no_preprocessing(dry_run: str) -> 
         assert "results/demo/frames/shard-000.safetensors" in inputs
         reads_more = any(f"results/demo/{stage}/" in inputs for stage in ("landmarks", "parsing", "captions"))
         assert reads_more == (run == "demo_tiny"), run
+
+
+def test_demo_a3lign_runs_the_three_bap_stages_briefly() -> None:
+    """The demo's A3lign-DFER run keeps the method's three stages (their groups, in order) and its
+    optimiser, only with 2 epochs each (6 in all), for time on 2 CPU cores."""
+    config = load(REPO / "config" / "config.yaml")
+    update_config(config, load(OVERLAY))
+    cfg = RunConfig.from_dict(config["train"]["runs"]["demo_a3lign"])
+    stages = cfg.optim.resolved_stages()
+    assert [(s.epochs, set(s.groups)) for s in stages] == [
+        (2, {"mat", "text_dynamic", "text_tower"}), (2, {"video_dynamic", "image_tower"}),
+        (None, {"mat", "text_dynamic", "text_tower", "video_dynamic", "image_tower"})]
+    assert cfg.trainer.max_epochs == 6 and {s.optimizer for s in stages} == {"sgd"}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dfer.methods.a3lign import BAP_STAGES, A3lign, A3lignConfig
+from dfer.methods.a3lign_bap import bap_stage_of_groups
 from dfer.model.temporal import ClsTemporalTransformer
 
 TINY = {
@@ -153,10 +154,11 @@ def test_frame_order_matters_with_the_video_encoder_and_not_with_the_frame_mean(
     frames = _frames(b=1)
     shuffled = frames[:, [2, 0, 3, 1]]
     with torch.no_grad():
-        model.set_stage(2)
-        a, b = model(frames), model(shuffled)
-        assert float((a.video_features - b.video_features).abs().max()) > 1e-3
-        assert float((a.logits - b.logits).abs().max()) > 1e-3
+        for stage in (2, 3):  # both read the video dynamic encoder
+            model.set_stage(stage)
+            a, b = model(frames), model(shuffled)
+            assert float((a.video_features - b.video_features).abs().max()) > 1e-3, stage
+            assert float((a.logits - b.logits).abs().max()) > 1e-3, stage
         model.set_stage(1)
         a, b = model(frames), model(shuffled)
         torch.testing.assert_close(a.video_features, b.video_features, atol=1e-5, rtol=1e-5)
@@ -247,30 +249,51 @@ def test_without_text_dynamic_encoder_the_class_feature_is_the_sentence_mean(cli
     assert set(model.set_stage(1)) == {"mat"}
 
 
-def test_stage_schedule_and_config_checks() -> None:
+def test_bap_stage_of_an_optimiser_stages_groups_and_config_checks() -> None:
+    """The trainer's optimiser stage -> BAP stage by its groups (the one definition both use);
+    any other set of groups is refused. The schedule's epochs are the trainer's (registry)."""
     cfg = A3lignConfig.from_dict({})
-    assert (cfg.sentences, cfg.mat_tokens, cfg.stage_epochs) == (16, 64, [40, 30, 30])
-    assert [cfg.stage_for_epoch(e) for e in (0, 39, 40, 69, 70, 99, 150)] == [1, 1, 2, 2, 3, 3, 3]
-    skip = A3lignConfig.from_dict({"stage_epochs": [10, 0, 5]})
-    assert [skip.stage_for_epoch(e) for e in (9, 10, 14)] == [1, 3, 3] and skip.final_stage == 3
-    only_text = A3lignConfig.from_dict({"stage_epochs": [5, 0, 0]})
-    assert only_text.final_stage == 1 and only_text.stage_for_epoch(7) == 1
+    assert (cfg.sentences, cfg.mat_tokens) == (16, 64)
+    assert [bap_stage_of_groups(g).number for g in (
+        ["text_tower", "mat", "text_dynamic"], ["video_dynamic", "image_tower"],
+        ["mat", "text_dynamic", "text_tower", "video_dynamic", "image_tower"], None)] == [1, 2, 3, 3]
+    with pytest.raises(ValueError, match=r"must train the groups of one BAP stage, got \['mat'\]"):
+        bap_stage_of_groups(["mat"])
+    with pytest.raises(ValueError, match="one BAP stage"):  # the empty tower left out: not a stage
+        bap_stage_of_groups(["mat", "text_dynamic"])
     assert [s.video_feature for s in BAP_STAGES] == ["mean", "dynamic", "dynamic"]
+    with pytest.raises(ValueError, match=r"unknown a3lign config key\(s\) \['stage_epochs'\]"):
+        A3lignConfig.from_dict({"stage_epochs": [40, 30, 30]})  # moved to optim.stages
     with pytest.raises(ValueError, match=r"unknown a3lign config key\(s\) \['sentence'\]"):
         A3lignConfig.from_dict({"sentence": 4})
-    with pytest.raises(ValueError, match="stage_epochs must be 3 epoch counts"):
-        A3lignConfig.from_dict({"stage_epochs": [40, 60]})
     with pytest.raises(ValueError, match="class_text must be one of"):
         A3lignConfig.from_dict({"class_text": "descriptor"})
 
 
-def test_a_model_trained_only_in_stage_1_predicts_with_the_frame_mean(clip_and_tokenizer) -> None:
+def test_the_stage_is_saved_with_the_weights(clip_and_tokenizer) -> None:
+    """A model that ended in stage 1 predicts with the frame mean once its state is loaded into
+    a fresh model (built in stage 3); a state of another shape is refused, naming the key."""
     clip, tok = clip_and_tokenizer
-    model = A3lign(_cfg(stage_epochs=[5, 0, 0]), LABELS, clip=clip, tokenizer=tok)
-    assert model.stage == 1
+    torch.manual_seed(4)
+    trained = A3lign(_cfg(), LABELS, clip=clip, tokenizer=tok)
     with torch.no_grad():
-        out = model(_frames())
+        trained.mat.add_(1.0)
+    trained.set_stage(1)
+    state = trained.tunable_state_dict()
+    assert set(state) == {"mat", "stage_number"} | {f"{side}_dynamic.{n}" for side in ("text", "video")
+                                                    for n in DYNAMIC_NAMES}
+    fresh = A3lign(_cfg(), LABELS, clip=clip, tokenizer=tok)
+    assert fresh.stage == 3
+    fresh.load_tunable_state_dict({k: v.float() for k, v in state.items()})  # as a safetensors file holds it
+    assert fresh.stage == 1 and torch.equal(fresh.mat, trained.mat)
+    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == {"mat"} | {
+        f"text_dynamic.{n}" for n in DYNAMIC_NAMES}
+    with torch.no_grad():
+        out = fresh(_frames())
     torch.testing.assert_close(out.video_features, out.frame_features.mean(1))
+    bad = dict(state, mat=state["mat"][:, :2])
+    with pytest.raises(ValueError, match=r"wrong shape \['mat'\]"):
+        fresh.load_tunable_state_dict(bad)
 
 
 def test_prompts_longer_than_the_context_are_refused(clip_and_tokenizer) -> None:
@@ -302,3 +325,36 @@ def test_full_size_parameter_counts(backbone: str, labels: list[str], mat: int, 
     assert sum(p.numel() for p in model.tunable_parameters().values()) == mat + dynamic
     model.set_stage(2)
     assert sum(p.numel() for p in model.tunable_parameters().values()) == dynamic
+
+
+def _dynamic_encoder_count(width: int, positions: int, heads: int = 8, head_dim: int = 64, mlp: int = 1024) -> int:
+    """One dynamic encoder from its shapes (1 layer): class token W, position table (n + 1) W,
+    two LayerNorms 2 x 2W, bias-free qkv 3 x (h d) x W, output projection (h d) x W + W,
+    MLP W x m + m + m x W + W."""
+    inner = heads * head_dim
+    return width + (positions + 1) * width + 4 * width + 3 * inner * width + inner * width + width \
+        + width * mlp + mlp + mlp * width + width
+
+
+@pytest.mark.parametrize("labels", [SEVEN, ELEVEN])
+def test_vit_b16_tunable_parameters_by_formula(labels: list[str]) -> None:
+    """The ViT-B/16 configuration (CLIP embedding width 512, text width 512), as train.json counts
+    it through the registry: MAT C x 16 x 64 x 512, two dynamic encoders at width 512 (the text one
+    over 16 sentences, the video one over 16 frames); nothing of CLIP. Expected by the formula above."""
+    from dfer.methods import api
+    from dfer.methods.registry import build_model, get_method
+
+    spec = get_method("a3lign")
+    with torch.device("meta"):
+        clip = open_clip.CLIP(**open_clip.get_model_config("ViT-B-16-quickgelu"))
+    model = build_model(spec, {"backbone": "ViT-B-16-quickgelu", "pretrained": None}, labels, clip=clip,
+                        tokenizer=open_clip.get_tokenizer("ViT-B-16-quickgelu"))
+    mat = len(labels) * 16 * 64 * 512
+    dynamic = _dynamic_encoder_count(512, 16)
+    assert dynamic == 2_110_464
+    counts = api.count_parameters(model, spec)
+    clip_total = sum(p.numel() for p in clip.parameters())
+    assert counts == {"mat": mat, "text_dynamic": dynamic, "text_tower": 0, "video_dynamic": dynamic,
+                      "image_tower": 0, "tunable_total": mat + 2 * dynamic, "frozen": clip_total}
+    assert counts["tunable_total"] == {7: 7_890_944, 11: 9_988_096}[len(labels)]
+    assert 149_000_000 < clip_total < 150_000_000  # CLIP ViT-B/16: 149.6 M, all frozen

@@ -17,7 +17,11 @@ config key (:class:`A3lignConfig`) listed in ``docs/methods.md``::
 
 BAP (:data:`BAP_STAGES`, :meth:`A3lign.set_stage`): stage 1 tunes the MAT and the text dynamic
 encoder with the frame mean as the video feature; stage 2 the video dynamic encoder only; stage
-3 all of them jointly (epochs per stage: ``stage_epochs``, 40 / 30 / 30).
+3 all of them jointly. The stages' groups and video features are defined once, torch-free, in
+:mod:`dfer.methods.a3lign_bap`; their epochs and optimisers are the trainer's ``optim.stages``
+(the registration, :mod:`dfer.methods.specs.a3lign`: 40 / 30 / 30 epochs by default), which
+enters each stage through :meth:`A3lign.set_stage`. The stage is model state (the buffer
+``stage_number``, saved in checkpoints), so a trained model predicts in the stage it ended in.
 
 The two dynamic encoders are DFER-CLIP's class-token temporal transformer
 (:class:`dfer.model.temporal.ClsTemporalTransformer`, shared with DFER-CLIP and CLIPER, not
@@ -28,8 +32,8 @@ copied); the prompts go through the shared embedding-input text encoder
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,6 +41,7 @@ from torch.nn import functional as F
 
 from dfer.core.strict_config import StrictConfig
 from dfer.manifests.labels import class_labels
+from dfer.methods.a3lign_bap import BAP_STAGES, GROUPS, BAPStage
 from dfer.methods.output import LogitsOutput
 from dfer.model.backbone import Tokenizer, build_open_clip, image_mean_std
 from dfer.model.pixels import frames_to_images
@@ -46,29 +51,8 @@ from dfer.model.text import encode_text_embeddings
 CLASS_TEXTS = ("name", "none")
 PIXEL_NORMALIZATIONS = ("clip", "none")
 
-#: parameter groups (:meth:`A3lign.parameter_groups`); the towers' groups are empty unless
-#: ``tune_text_tower`` / ``tune_image_tower``
-GROUPS = ("mat", "text_dynamic", "text_tower", "video_dynamic", "image_tower")
-
-
-@dataclass(frozen=True)
-class BAPStage:
-    """One stage of the Bidirectional Alignment Paradigm: which groups train, which video feature."""
-
-    number: int
-    name: str
-    trains: tuple[str, ...]  #: parameter groups tuned in this stage (of :data:`GROUPS`)
-    video_feature: Literal["mean", "dynamic"]  #: mean of the frame features, or the video encoder
-
-
-#: the three BAP stages (METHODS.md 4(e), UNVERIFIED). "Text encoder" of stage 1 is read as the
-#: text-side dynamic encoder (the CLIP towers are frozen by default); a tuned CLIP text / image
-#: tower joins the stages of its side.
-BAP_STAGES: tuple[BAPStage, ...] = (
-    BAPStage(1, "text alignment", ("mat", "text_dynamic", "text_tower"), "mean"),
-    BAPStage(2, "video alignment", ("video_dynamic", "image_tower"), "dynamic"),
-    BAPStage(3, "joint", ("mat", "text_dynamic", "text_tower", "video_dynamic", "image_tower"), "dynamic"),
-)
+# BAP's stages and groups are defined once, torch-free, for the core and the registration alike
+__all__ = ["BAP_STAGES", "GROUPS", "A3lign", "A3lignConfig", "A3lignOutput", "BAPStage"]
 
 
 @dataclass
@@ -100,8 +84,6 @@ class A3lignConfig(StrictConfig):
     pixel_normalization: str = "clip"  #: ``clip`` mean/std, or ``none`` (DFER-CLIP's [0, 1])
     tune_text_tower: bool = False  #: the notes: both CLIP towers frozen
     tune_image_tower: bool = False
-    #: epochs of BAP stages 1, 2, 3 (a stage of 0 epochs is skipped)
-    stage_epochs: list[int] = field(default_factory=lambda: [40, 30, 30])
 
     def validate(self) -> None:
         if min(self.sentences, self.mat_tokens, self.max_frames) < 1:
@@ -113,26 +95,6 @@ class A3lignConfig(StrictConfig):
                              f"got {self.pixel_normalization!r}")
         if self.temperature <= 0:
             raise ValueError(f"a3lign.temperature must be > 0, got {self.temperature}")
-        if (len(self.stage_epochs) != len(BAP_STAGES) or any(e < 0 for e in self.stage_epochs)
-                or not sum(self.stage_epochs)):
-            raise ValueError(f"a3lign.stage_epochs must be {len(BAP_STAGES)} epoch counts >= 0, not all 0; "
-                             f"got {self.stage_epochs}")
-
-    @property
-    def final_stage(self) -> int:
-        """The last stage with epochs: the one a trained model predicts in."""
-        return max(s.number for s, e in zip(BAP_STAGES, self.stage_epochs, strict=True) if e > 0)
-
-    def stage_for_epoch(self, epoch: int) -> int:
-        """BAP stage of the 0-based ``epoch`` (past the schedule: :attr:`final_stage`)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        end = 0
-        for stage, epochs in zip(BAP_STAGES, self.stage_epochs, strict=True):
-            end += epochs
-            if epoch < end:
-                return stage.number
-        return self.final_stage
 
 
 @dataclass
@@ -149,8 +111,9 @@ class A3lignOutput(LogitsOutput):
 class A3lign(nn.Module):
     """A3lign-DFER for the classes ``labels`` (canonical names; the order is the caller's).
 
-    Built in its :attr:`A3lignConfig.final_stage` (what a trained model predicts with); a trainer
-    calls :meth:`set_stage` at each stage change.
+    Built in the last BAP stage (3); a trainer calls :meth:`set_stage` at each stage change,
+    and the stage is saved with the weights (buffer ``stage_number``: a checkpoint of a run that
+    ended in stage 1 predicts with the frame mean).
     """
 
     def __init__(
@@ -201,8 +164,9 @@ class A3lign(nn.Module):
             mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
-        self.stage = 0
-        self.set_stage(cfg.final_stage)
+        # the current BAP stage is state: saved with the weights, restored with them
+        self.register_buffer("stage_number", torch.tensor(BAP_STAGES[-1].number, dtype=torch.long))
+        self.set_stage(BAP_STAGES[-1].number)
 
     # ----------------------------------------------------------------------------- parameters
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -222,9 +186,11 @@ class A3lign(nn.Module):
             "image_tower": list(self.clip.visual.parameters()) if self.cfg.tune_image_tower else [],
         }
 
-    def set_stage(self, number: int) -> dict[str, list[nn.Parameter]]:
-        """Enter BAP stage ``number`` (1-3): exactly its groups get ``requires_grad``, every other
-        parameter of the model is frozen, and the forward uses the stage's video feature.
+    def set_stage(self, number: int, freeze: bool = True) -> dict[str, list[nn.Parameter]]:
+        """Enter BAP stage ``number`` (1-3): the forward uses the stage's video feature and, with
+        ``freeze``, exactly its groups get ``requires_grad`` and every other parameter of the model
+        is frozen. ``freeze=False`` leaves ``requires_grad`` alone: under DDP the trainer keeps
+        gradients on for groups no stage optimiser holds (dfer.train.optim).
 
         Returns the stage's non-empty parameter groups, for a new optimiser.
         """
@@ -233,17 +199,52 @@ class A3lign(nn.Module):
             raise ValueError(f"A3lign-DFER has BAP stages {sorted(stages)}, not {number!r}")
         groups = self.parameter_groups()
         trained = {g: groups[g] for g in stages[number].trains if groups[g]}
-        for p in self.parameters():
-            p.requires_grad_(False)
-        for params in trained.values():
-            for p in params:
-                p.requires_grad_(True)
-        self.stage = number
+        if freeze:
+            for p in self.parameters():
+                p.requires_grad_(False)
+            for params in trained.values():
+                for p in params:
+                    p.requires_grad_(True)
+        self.stage_number.fill_(number)
         return trained
+
+    @property
+    def stage(self) -> int:
+        """The current BAP stage (1-3)."""
+        return int(self.stage_number)
 
     @property
     def bap_stage(self) -> BAPStage:
         return BAP_STAGES[self.stage - 1]
+
+    def tunable_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds (policy ``tunable``): every parameter some stage trains (the
+        groups of :meth:`parameter_groups`, whatever the current stage, so a tuned tower too) and
+        the stage. The frozen CLIP is re-created from ``pretrained`` / ``init_seed``."""
+        by_id = {id(p): n for n, p in self.named_parameters()}
+        state: dict[str, torch.Tensor] = {by_id[id(p)]: p for ps in self.parameter_groups().values() for p in ps}
+        state["stage_number"] = self.stage_number
+        return state
+
+    def tunable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: t.detach().cpu().clone() for n, t in self.tunable_state().items()}
+
+    def load_tunable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`tunable_state`; the key sets and shapes must match exactly (a checkpoint of
+        another config is an error naming the keys, never a partial load)."""
+        own = self.tunable_state()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        wrong = sorted(k for k in set(own) & set(state) if own[k].numel() != state[k].numel()
+                       or (own[k].ndim and tuple(own[k].shape) != tuple(state[k].shape)))
+        if missing or unexpected or wrong:
+            raise ValueError(f"checkpoint does not fit this A3lign-DFER config: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
+        stage = int(round(float(state["stage_number"].reshape(()))))
+        with torch.no_grad():
+            for name, t in own.items():
+                if name != "stage_number":
+                    t.copy_(state[name].to(t.dtype))
+        self.set_stage(stage)
 
     def tunable_parameters(self) -> dict[str, nn.Parameter]:
         """Parameters trained in the current stage, by name."""

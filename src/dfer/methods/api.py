@@ -73,6 +73,13 @@ def parameter_groups(model: nn.Module, spec: MethodSpec) -> dict[str, list[nn.Pa
     return {name: list(params) for name, params in spec.groups(model).items()}
 
 
+def enter_stage(model: nn.Module, spec: MethodSpec, stage: Any, alone: bool = True) -> None:
+    """Tell the model that optimiser stage ``stage`` (a ``StageConfig``) starts, for a method
+    whose forward depends on it (A3lign-DFER's BAP); the others need nothing."""
+    if spec.enter_stage is not None:
+        spec.enter_stage(model, stage, alone)
+
+
 def tunable_parameters(model: nn.Module, spec: MethodSpec) -> list[nn.Parameter]:
     """Every parameter some stage trains (the union of the groups, each once)."""
     seen: dict[int, nn.Parameter] = {}

@@ -30,7 +30,10 @@ What a :class:`MethodSpec` declares, and who reads it:
 - ``zero_shot``: whether it can score classes it was not trained on (a text side that takes
   class names); ``test_views``: its default test-time views;
 - ``groups(model)``: its parameter groups, the names the ``optim`` block's stages and learning
-  rates refer to; ``shares_batch``: its forward / losses take a :class:`BatchShare` themselves
+  rates refer to; ``enter_stage(model, stage, alone)``: what the model itself does when an
+  optimiser stage starts (A3lign-DFER: its BAP stage's video feature), after the trainer has
+  switched the groups' gradients; ``check_run(run_config)``: what it refuses in a run's blocks
+  (A3lign-DFER: an optimiser stage that is not one of its BAP stages); ``shares_batch``: its forward / losses take a :class:`BatchShare` themselves
   (else the trainer gathers the per-clip ``loss_fields`` of the global batch under DDP).
 """
 
@@ -94,6 +97,12 @@ class MethodSpec:
     zero_shot: bool = False
     test_views: tuple[str, ...] = ("identity",)
     groups: Callable[[Any], dict[str, list[Any]]] = _default_groups
+    #: called as each optimiser stage starts, ``(model, StageConfig, alone)`` (``alone``: one
+    #: training process); None: the stage changes only the optimiser and the gradients
+    enter_stage: Callable[[Any, Any, bool], None] | None = None
+    #: refuses a parsed run config (``RunConfig``) the method cannot train, before any job runs
+    #: (the config check, ``RunConfig.from_dict``); None: nothing beyond its config class's checks
+    check_run: Callable[[Any], None] | None = None
     shares_batch: bool = False
     #: per-clip fields of the forward output its loss reads (gathered under DDP)
     loss_fields: tuple[str, ...] = ("logits",)

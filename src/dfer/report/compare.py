@@ -56,8 +56,16 @@ PUBLISHED: dict[tuple[str, str], Published] = {
     ("cliper", "dfew"): Published(0.5756, 0.7084, _CLIPER),
     ("cliper", "ferv39k"): Published(0.4123, 0.5134, _CLIPER),
 }
+# A3lign-DFER (issue 27): its figures as FineCLIPER's Table 1 lists them (METHODS.md 4g)
+_A3LIGN = "A3lign-DFER (Tao et al., 2024) as listed in FineCLIPER's Table 1, via ../shared/METHODS.md 4g"
+PUBLISHED.update({
+    ("a3lign", "dfew"): Published(0.6409, 0.7420, _A3LIGN),
+    ("a3lign", "ferv39k"): Published(0.4187, 0.5177, _A3LIGN),
+    ("a3lign", "mafw"): Published(0.4207, 0.5324, _A3LIGN),
+})
 #: method -> the name the tables show
 TITLES = {"fineclipper": "FineCLIPER", "dferclip": "DFER-CLIP", "cliper": "CLIPER"}
+TITLES["a3lign"] = "A3lign-DFER"
 #: the paired test's caveat, printed under its table
 POWER_NOTE = ("Paired t-test across folds (scipy.stats.ttest_rel, two-sided), n = folds both runs "
               "evaluated: with 2-5 folds it has little power, so p > 0.05 does not show the "

@@ -326,7 +326,10 @@ class RunConfig:
         )._checked()
 
     def _checked(self) -> RunConfig:
-        """Refuse a device setting that contradicts the process count (before any job runs)."""
+        """Refuse a device setting that contradicts the process count, and what the method
+        itself cannot train (``MethodSpec.check_run``), before any job runs."""
+        if self.spec.check_run is not None:
+            self.spec.check_run(self)
         if self.device.startswith("cuda:") and self.trainer.world_size > 1:
             raise ValueError(
                 f"device {self.device!r} pins one GPU but trainer.devices x trainer.num_nodes is "

@@ -303,6 +303,7 @@ class DFERModule(L.LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         built = build_stage(self.cfg.optim, self._groups(), self._optim_epoch, self.cfg.trainer.max_epochs,
                             self._total_steps(), alone=world == 1)
+        api.enter_stage(self.model, self.spec, built.config, alone=world == 1)
         self.stage = built.index
         if built.scheduler is None:
             return {"optimizer": built.optimizer}
