@@ -166,6 +166,7 @@ def _checkpoint_of(job: dict) -> str:
     return job["params"]["model"]["pretrained"]
 
 
+@pytest.mark.slow  # ~30 s wall on the shared 2 cores (the dependency alone: the next test)
 def test_s2d_dfew_dry_run_trains_the_static_stage_first(tmp_path: Path) -> None:
     """The two stages as rules: decode and landmark features on both datasets' shards, the
     static run's one fold on AffectNet, the video run's 5 DFEW folds each given that fold's
