@@ -95,6 +95,11 @@ def test_s2d_trains_and_evaluates_on_stored_landmark_features(results: Path, tmp
             with torch.no_grad():
                 want_p = model(frames, maps).probabilities()[0].numpy()
             np.testing.assert_allclose(np.asarray(preds.loc[clip_id, "probs"]), want_p, atol=1e-4)
+    from dfer.inference.predict import Predictor
+
+    with pytest.raises(ValueError, match=r"S2D reads landmark feature maps \(mobilefacenet_conv4\), which dfer "
+                                         r"predict does not compute yet"):
+        Predictor(ckpt, device="cpu")
 
 
 def test_a_map_of_another_kind_is_refused(results: Path, tmp_path: Path) -> None:
