@@ -44,6 +44,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/landmarks.smk"
+include: "workflow/rules/landmark_features.smk"
 include: "workflow/rules/parsing.smk"
 include: "workflow/rules/captions.smk"
 include: "workflow/rules/train.smk"
@@ -55,6 +56,7 @@ localrules:
     all,
     decode_all,
     landmarks_all,
+    landmark_features_all,
     parsing_all,
     captions_all,
     train_all,

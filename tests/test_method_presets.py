@@ -1,4 +1,4 @@
-"""The method presets (config/methods/{dferclip,cliper,a3lign}/*.yaml): valid, faithful to the public
+"""The method presets (config/methods/{dferclip,cliper,s2d,a3lign}/*.yaml): valid, faithful to the public
 hyper-parameters, sharing the paper presets' decoded frames, and scheduling only what the
 method reads.
 
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from snakemake.utils import update_config, validate
-from support.placeholder_trees import placeholder_dfew
+from support.placeholder_trees import placeholder_affectnet, placeholder_dfew, placeholder_rafdb
 from test_paper_presets import by_rule, dry_run, jobs
 
 from dfer.train.config import RunConfig
@@ -29,7 +29,11 @@ METHODS = REPO / "config" / "methods"
 PAPER = REPO / "config" / "paper"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DATASETS = ("dfew", "ferv39k", "mafw")
-PRESETS = [(m, ds) for m in ("dferclip", "cliper") for ds in DATASETS]
+PRESETS = [(m, ds) for m in ("dferclip", "cliper", "s2d") for ds in DATASETS]
+#: S2D's static stage alone (stage 1 of config/methods/s2d/<video>.yaml, on AffectNet-7 there)
+STATIC_PRESETS = [("s2d", "affectnet"), ("s2d", "rafdb")]
+#: datasets a preset trains on before its own (S2D: the static stage's)
+BEFORE = {"s2d": ["affectnet"]}
 # A3lign-DFER (issue 27): every value UNVERIFIED (no public code); see its tests at the end
 PRESETS += [("a3lign", ds) for ds in DATASETS]
 
@@ -46,7 +50,7 @@ def merged(method: str, ds: str) -> dict[str, Any]:
 
 
 def test_there_is_one_preset_per_method_and_dataset() -> None:
-    assert sorted((p.parent.name, p.stem) for p in METHODS.glob("*/*.yaml")) == sorted(PRESETS)
+    assert sorted((p.parent.name, p.stem) for p in METHODS.glob("*/*.yaml")) == sorted(PRESETS + STATIC_PRESETS)
 
 
 @pytest.mark.parametrize(("method", "ds"), PRESETS)
@@ -54,7 +58,7 @@ def test_preset_validates_and_trains_only_its_method(method: str, ds: str) -> No
     validate(copy.deepcopy(load(METHODS / method / f"{ds}.yaml")), str(SCHEMA))
     config = merged(method, ds)
     validate(config, str(SCHEMA))
-    assert config["datasets"] == [ds]
+    assert config["datasets"] == [*BEFORE.get(method, []), ds]
     runs = config["train"]["runs"]
     training = {r for r, cfg in runs.items() if cfg.get("datasets") is None or ds in cfg["datasets"]}
     assert training == {method}  # the base config's demo runs train nothing here
@@ -68,7 +72,8 @@ def test_preset_shares_the_paper_presets_data_and_frames(method: str, ds: str) -
     re-decodes nothing."""
     preset, paper = load(METHODS / method / f"{ds}.yaml"), load(PAPER / f"{ds}.yaml")
     assert preset["results"] == paper["results"]
-    assert preset["dataset_defs"] == paper["dataset_defs"]
+    assert {k: preset["dataset_defs"][k] for k in paper["dataset_defs"]} == paper["dataset_defs"]
+    assert set(preset["dataset_defs"]) == {ds, *BEFORE.get(method, [])}
     assert preset["decode"] == paper["decode"]
 
 
@@ -191,3 +196,108 @@ def test_a3lign_dfew_dry_run_schedules_frames_only(tmp_path: Path) -> None:
         "decode": shards, "train": 5, "evaluate": 5, "train_summary": 1, "report": 1, "all": 1,
     }
     assert {j["params"]["model"]["method"] for j in listed["train"]} == {"a3lign"}
+# --- S2D: static stage, then video (METHODS.md section 3) ----------------------------------------
+
+#: METHODS.md 3a/3b/3d/3e, typed here: (head dropout, label smoothing, SDL) per dataset
+S2D_PER_DATASET = {"dfew": (0.5, 0.1, False), "ferv39k": (0.0, 0.0, True), "mafw": (0.5, 0.1, False)}
+
+
+@pytest.mark.parametrize("ds", DATASETS)
+def test_s2d_preset_holds_the_public_hyper_parameters(ds: str) -> None:
+    runs = merged("s2d", ds)["train"]["runs"]
+    video, static = RunConfig.from_dict(runs["s2d"]), RunConfig.from_dict(runs["s2d_static"])
+    m = video.model
+    assert (m.embed_dim, m.depth, m.patch_size, m.img_size, m.num_frames) == (768, 12, 16, 224, 16)
+    assert (m.prompt_hidden, m.adapter_ratio, m.adapter_heads, m.fovea_sharpness) == (8, 0.25, 8, 10.0)
+    assert (m.landmark_kind, m.landmark_channels) == ("mobilefacenet_conv4", 128)
+    assert (m.head_dropout, m.label_smoothing, m.sdl) == S2D_PER_DATASET[ds]
+    assert m.static_from == {"run": "s2d_static", "dataset": "affectnet", "fold": 1} and m.temporal
+    assert (video.data.num_frames, video.data.batch_size, video.data.train_sampler) == (16, 16, "window_random")
+    assert video.data.flip is False and video.data.crop_scale is None and video.data.rotation == 0
+    o = video.optim
+    assert (o.optimizer, o.lr, o.weight_decay, o.schedule) == ("adamw", pytest.approx(1e-5 * 16 / 8), 0.05,
+                                                                 "warmup_cosine")
+    assert o.warmup_fraction == pytest.approx(2 / 100) and video.trainer.max_epochs == 100
+    assert static.model.temporal is False and static.model.tune_backbone and static.data.num_frames == 1
+    assert static.model.num_frames == 1 and static.data.flip is False
+
+
+def _checkpoint_of(job: dict) -> str:
+    return job["params"]["model"]["pretrained"]
+
+
+@pytest.mark.slow  # ~30 s wall on the shared 2 cores (the dependency alone: the next test)
+def test_s2d_dfew_dry_run_trains_the_static_stage_first(tmp_path: Path) -> None:
+    """The two stages as rules: decode and landmark features on both datasets' shards, the
+    static run's one fold on AffectNet, the video run's 5 DFEW folds each given that fold's
+    checkpoint as its backbone; no landmarks, parsing or captions job."""
+    data = tmp_path / "data"
+    out = dry_run(tmp_path, "dfew", {"dfew": placeholder_dfew(data), "affectnet": placeholder_affectnet(data)},
+                  preset_file=METHODS / "s2d" / "dfew.yaml")
+    listed = by_rule(jobs(out))
+    per_ds = {ds: sum(j["wildcards"]["dataset"] == ds for j in listed["decode"]) for ds in ("dfew", "affectnet")}
+    assert per_ds["dfew"] > 0 and per_ds["affectnet"] > 0
+    assert {r: len(j) for r, j in listed.items()} == {
+        "decode": sum(per_ds.values()), "landmark_features": sum(per_ds.values()),
+        "train": 6, "evaluate": 6, "train_summary": 2, "report": 1, "all": 1,
+    }
+    assert sorted((j["wildcards"]["dataset"], j["wildcards"]["run"]) for j in listed["train"]) == \
+        [("affectnet", "s2d_static")] + [("dfew", "s2d")] * 5
+    static_ckpt = str(tmp_path / "results" / "affectnet" / "train" / "s2d_static" / "fold-1" / "checkpoint.safetensors")
+    assert {_checkpoint_of(j) for j in listed["train"] if j["wildcards"]["run"] == "s2d"} == {static_ckpt}
+    assert [j["params"] for j in listed["landmark_features"]][0]["backend"] == "mobilefacenet"
+
+
+def test_s2d_video_fold_depends_on_the_static_checkpoint(tmp_path: Path) -> None:
+    """Asking for one video fold's checkpoint alone schedules the static run's training first:
+    the static checkpoint is a declared input of the video train job."""
+    data = tmp_path / "data"
+    target = tmp_path / "results" / "dfew" / "train" / "s2d" / "fold-2" / "checkpoint.safetensors"
+    out = dry_run(tmp_path, "dfew", {"dfew": placeholder_dfew(data), "affectnet": placeholder_affectnet(data)},
+                  extra=["--until", str(target)], preset_file=METHODS / "s2d" / "dfew.yaml")
+    listed = by_rule(jobs(out))
+    assert sorted((j["wildcards"]["dataset"], j["wildcards"]["run"], j["wildcards"]["fold"])
+                  for j in listed["train"]) == [("affectnet", "s2d_static", "1"), ("dfew", "s2d", "2")]
+    assert "evaluate" not in listed
+
+
+@pytest.mark.parametrize(("ds", "tree"), [("rafdb", placeholder_rafdb), ("affectnet", placeholder_affectnet)])
+def test_static_presets_dry_run_on_placeholder_trees(tmp_path: Path, ds: str, tree) -> None:
+    """A RAF-DB-layout and an AffectNet-layout placeholder tree through the static-stage presets:
+    decode and landmark features per shard, one fold trained and evaluated, the report."""
+    out = dry_run(tmp_path, ds, {ds: tree(tmp_path / "data")}, preset_file=METHODS / "s2d" / f"{ds}.yaml")
+    listed = by_rule(jobs(out))
+    shards = len(listed["decode"])
+    assert shards > 0 and {r: len(j) for r, j in listed.items()} == {
+        "decode": shards, "landmark_features": shards, "train": 1, "evaluate": 1, "train_summary": 1,
+        "report": 1, "all": 1}
+    assert listed["train"][0]["params"]["model"]["temporal"] is False
+
+
+def _problem(config: dict) -> str | None:
+    from dfer.config_check import config_problem
+
+    return config_problem(config, SCHEMA)
+
+
+def test_static_from_naming_no_static_run_is_a_config_error() -> None:
+    config = merged("s2d", "dfew")
+    assert _problem(copy.deepcopy(config)) is None
+    bad = copy.deepcopy(config)
+    bad["train"]["runs"]["s2d"]["model"]["static_from"]["run"] = "s2d_statik"
+    assert _problem(bad) == ("config error at train.runs.s2d.model.static_from.run: run 's2d_statik' is not "
+                             "another key of train.runs (known: demo_tiny, fineclip_vitb16, s2d_static)")
+    video = copy.deepcopy(config)
+    video["train"]["runs"]["s2d"]["model"]["static_from"]["run"] = "demo_tiny"
+    assert "run 'demo_tiny' is not an S2D static run" in _problem(video)
+    elsewhere = copy.deepcopy(config)
+    elsewhere["train"]["runs"]["s2d"]["model"]["static_from"]["dataset"] = "rafdb"
+    assert "run 's2d_static' does not train on dataset 'rafdb' here" in _problem(elsewhere)
+    both = copy.deepcopy(config)
+    both["train"]["runs"]["s2d"]["model"]["pretrained"] = "/models/static.pth"
+    assert "set model.static_from or model.pretrained, not both" in _problem(both)
+    kind = copy.deepcopy(config)
+    kind["landmark_features"]["backend"] = "fan_heatmaps"
+    assert _problem(kind).startswith("config error at train.runs.s2d_static.model.landmark_kind: run "
+                                     "'s2d_static' reads landmark features of kind 'mobilefacenet_conv4', "
+                                     "but landmark_features.backend 'fan_heatmaps' writes 'fan_heatmap_14'")

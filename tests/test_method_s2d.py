@@ -40,7 +40,7 @@ def _tiny_cfg(meta: dict, **kw) -> S2DConfig:
     c = meta["constructor"]
     return S2DConfig(img_size=c["img_size"], patch_size=c["patch_size"], embed_dim=c["embed_dim"],
                      depth=c["depth"], num_heads=c["num_heads"], num_frames=c["num_frames"],
-                     landmark_channels=c["in_chans_l"], **kw)
+                     landmark_channels=c["in_chans_l"], landmark_kind=None, **kw)
 
 
 def _weights(golden: dict, which: str) -> dict[str, torch.Tensor]:
@@ -118,6 +118,7 @@ def test_losses_add_sdl_with_its_epoch_weight(golden: dict) -> None:
     model.load_state_dict(from_public_state_dict(_weights(golden, "perturbed")), strict=False)
     y = torch.tensor([3, 5])
     out = model.forward_pixels(*_inputs(golden))
+    model.eval()  # evaluation mode: the queues are read, never updated
     early, late = model.losses(out, y, epoch=10), model.losses(out, y, epoch=85)
     assert early["sdl"].item() == 0 and torch.equal(early["loss"], early["ce"])
     z = out.logits.detach().double().numpy()
@@ -125,6 +126,32 @@ def test_losses_add_sdl_with_its_epoch_weight(golden: dict) -> None:
     bce = np.mean(np.maximum(z, 0) - z * p + np.log1p(np.exp(-np.abs(z))))
     assert abs(late["sdl"].item() - bce) < 1e-6 and abs(late["loss"].item() - late["ce"].item() - bce) < 1e-5
     assert "sdl" not in model.losses(out, y)  # no epoch, no SDL term
+    model.sdl_epoch = 85  # the trainer's epoch (MethodSpec.on_epoch) stands in for the argument
+    assert model.losses(out, y)["sdl"].item() == pytest.approx(bce, abs=1e-6)
+
+
+@pytest.mark.parametrize("update", [True, False])
+def test_training_batches_enter_the_class_queues(golden: dict, update: bool) -> None:
+    """In training mode each clip enters its true class's queue (newest last) with its
+    probabilities, after the loss read the queues; sdl_update_queues: false keeps them."""
+    torch.manual_seed(0)
+    model = S2D(_tiny_cfg(golden["meta"], sdl=True, head_dropout=0.0, sdl_update_queues=update), SEVEN)
+    out = model.forward_pixels(*_inputs(golden))
+    before = model.sdl.queue.clone(), model.sdl.probe.clone()
+    soft = model.sdl.soft_targets(out.features)
+    loss = model.train().losses(out, torch.tensor([3, 5]), epoch=85)["sdl"]
+    z = out.logits.detach()
+    assert loss.item() == pytest.approx(torch.nn.functional.binary_cross_entropy_with_logits(z, soft).item(), abs=1e-6)
+    if not update:
+        assert torch.equal(model.sdl.queue, before[0]) and torch.equal(model.sdl.probe, before[1])
+        return
+    prob = torch.softmax(z, -1)
+    for row, c in enumerate((3, 5)):
+        assert torch.allclose(model.sdl.queue[c, -1], out.features[row].detach())
+        assert torch.allclose(model.sdl.probe[c, -1], prob[row])
+        assert torch.equal(model.sdl.queue[c, :-1], before[0][c, 1:])  # the oldest left
+    others = [c for c in range(7) if c not in (3, 5)]
+    assert torch.equal(model.sdl.queue[others], before[0][others])
 
 
 def test_only_prompts_adapters_and_head_train(golden: dict) -> None:

@@ -96,16 +96,20 @@ def test_needs_are_the_methods_and_cost_no_torch() -> None:
         "print(json.dumps({'needs': out, 'torch': 'torch' in sys.modules}))\n"
     )
     blocks = {"fineclipper": {}, "dagger": {"use_parsing": False, "use_landmarks": False},
-              "dferclip": {"method": "dferclip"}, "cliper": {"method": "cliper", "aggregation": "temporal"}}
+              "dferclip": {"method": "dferclip"}, "cliper": {"method": "cliper", "aggregation": "temporal"},
+              "s2d": {"method": "s2d"}, "s2d_fan": {"method": "s2d", "landmark_kind": "fan_heatmap_14",
+                                                    "landmark_channels": 68}}
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(blocks)], capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO / "src"), "PATH": ""}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["torch"] is False
-    every = {"parsing": True, "landmarks": True, "captions": True}
-    nothing = {"parsing": False, "landmarks": False, "captions": False}
+    every = {"parsing": True, "landmarks": True, "captions": True, "landmark_features": None}
+    nothing = {"parsing": False, "landmarks": False, "captions": False, "landmark_features": None}
     assert got["needs"] == {"fineclipper": every, "dagger": {**nothing, "captions": True},
-                            "dferclip": nothing, "cliper": nothing}
+                            "dferclip": nothing, "cliper": nothing,
+                            "s2d": {**nothing, "landmark_features": "mobilefacenet_conv4"},
+                            "s2d_fan": {**nothing, "landmark_features": "fan_heatmap_14"}}
     assert needs_for(DFERCLIPConfig()) == Needs()  # a parsed config: its method decides too
 
 

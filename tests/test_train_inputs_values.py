@@ -73,11 +73,19 @@ def test_declared_files_path_by_path() -> None:
         "landmarks": ["R/ds/landmarks/shard-000.parquet", "R/ds/landmarks/shard-001.parquet"],
         "parsing": [],
         "captions": ["R/ds/captions/shard-000.parquet", "R/ds/captions/shard-001.parquet"],
+        "landmark_features": [],
         "failures": ["R/ds/frames/shard-000.failures.parquet", "R/ds/frames/shard-001.failures.parquet",
                      "R/ds/landmarks/shard-000.failures.parquet", "R/ds/landmarks/shard-001.failures.parquet",
                      "R/ds/captions/shard-000.failures.parquet", "R/ds/captions/shard-001.failures.parquet"],
     }
-    assert list(got) == ["manifest", "frames", "landmarks", "parsing", "captions", "failures"]
+    assert list(got) == ["manifest", "frames", "landmarks", "parsing", "captions", "landmark_features", "failures"]
+    # S2D's maps: their own kind of input, with the frames only (no points, no parsing)
+    s2d = declared_files("R", "ds", ["003"], Needs(landmark_features="mobilefacenet_conv4"))
+    assert s2d["landmark_features"] == ["R/ds/landmark_features/shard-003.parquet",
+                                        "R/ds/landmark_features/shard-003.safetensors"]
+    assert s2d["landmarks"] == s2d["parsing"] == s2d["captions"] == []
+    assert s2d["failures"] == ["R/ds/frames/shard-003.failures.parquet",
+                               "R/ds/landmark_features/shard-003.failures.parquet"]
     parsing = declared_files(Path("/r"), "x", ["007"], Needs(parsing=True))
     assert parsing["parsing"] == ["/r/x/parsing/shard-007.parquet", "/r/x/parsing/shard-007.safetensors"]
     assert parsing["captions"] == [] and parsing["landmarks"] == ["/r/x/landmarks/shard-007.parquet"]
@@ -169,7 +177,7 @@ def test_from_files_refuses_what_it_cannot_use(tmp_path: Path) -> None:
     t0 = _tensors(tmp_path / "frames" / "shard-000.safetensors")
     lm = _parquet(tmp_path / "landmarks" / "shard-000.parquet")
     with pytest.raises(ValueError, match=r"unknown input kind\(s\) \['faces'\]; expected "
-                                         r"\['captions', 'frames', 'landmarks', 'parsing'\]"):
+                                         r"\['captions', 'frames', 'landmark_features', 'landmarks', 'parsing'\]"):
         DataInputs.from_files("d", man, {"frames": [f0, t0], "faces": [lm]})
     with pytest.raises(ValueError, match=r"landmarks/x.parquet: not a frames shard file "
                                          r"\(shard-NNN.parquet or .safetensors\)"):

@@ -157,13 +157,59 @@ def _section_problems(config: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str]
                     f"run {zs['run']!r} trains {spec.title} (model.method {spec.name}), which cannot "
                     "score classes it was not trained on: zero-shot needs a method whose text side "
                     "takes class names (docs/methods.md)")
-
+    yield from _landmark_feature_problems(config, runs)
 
     reference = (config.get("report") or {}).get("reference")
     if reference is not None and reference not in runs:
         # checked before any job: the report job would otherwise fail after every fold trained
         yield ("report", "reference"), (
             f"run {reference!r} is not a key of train.runs (known: {', '.join(sorted(runs))})")
+
+
+def _landmark_feature_problems(config: Mapping[str, Any], runs: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str]]:
+    """A run reading landmark features of another kind than ``landmark_features.backend``
+    writes, and a ``model.static_from`` (S2D's static stage) that names no static run the
+    workflow trains on that dataset: refused before any job runs (the video run would otherwise
+    fail after the static run trained, or wait for a checkpoint no rule makes)."""
+    from dfer.landmark_features.config import LandmarkFeaturesConfig
+    from dfer.train.inputs import needs_for
+
+    try:
+        written = LandmarkFeaturesConfig.from_dict(config.get("landmark_features") or {}).kind
+    except (TypeError, ValueError):
+        return  # reported with the section itself
+    datasets = list(config.get("datasets") or [])
+    for run, params in runs.items():
+        model = (params or {}).get("model") or {}
+        try:
+            kind = needs_for(model).landmark_features
+        except (TypeError, ValueError):
+            continue  # reported with the run's own block
+        if kind and kind != written.name:
+            yield ("train", "runs", run, "model", "landmark_kind"), (
+                f"run {run!r} reads landmark features of kind {kind!r}, but landmark_features.backend "
+                f"{written.backend!r} writes {written.name!r}: set landmark_features.backend to the "
+                f"kind's backend, or the run's model.landmark_kind to {written.name!r}")
+        src = model.get("static_from")
+        if not isinstance(src, Mapping):
+            continue
+        key: KeyPath = ("train", "runs", run, "model", "static_from")
+        static, ds = src.get("run"), src.get("dataset")
+        if model.get("pretrained") is not None:
+            yield (*key[:-1], "pretrained"), (
+                "set model.static_from or model.pretrained, not both: static_from makes the "
+                "workflow pass the static run's checkpoint as pretrained")
+        elif static not in runs or static == run:
+            yield (*key, "run"), (f"run {static!r} is not another key of train.runs "
+                                  f"(known: {', '.join(sorted(r for r in runs if r != run))})")
+        elif _run_method(runs[static]) is None or _run_method(runs[static]).name != "s2d" or \
+                ((runs[static] or {}).get("model") or {}).get("temporal", True) is not False:
+            yield (*key, "run"), (f"run {static!r} is not an S2D static run (model.method: s2d, "
+                                  "temporal: false): static_from reads its checkpoint as the backbone")
+        elif ds not in datasets or ds not in ((runs[static] or {}).get("datasets") or datasets):
+            yield (*key, "dataset"), (f"run {static!r} does not train on dataset {ds!r} here "
+                                      f"(datasets: {', '.join(datasets)}; its datasets: "
+                                      f"{(runs[static] or {}).get('datasets') or 'all'})")
 
 
 def _run_method(params: Mapping[str, Any] | None) -> Any:

@@ -36,6 +36,7 @@ from dfer.core.execution_keys import result_part  # noqa: E402
 from dfer.core.gpu_placement import JOB_GPUS_ENV  # noqa: E402
 from dfer.captions.config import CaptionsConfig, vllm_python  # noqa: E402
 from dfer.landmarks.config import EXECUTION_KEYS as LANDMARKS_EXECUTION_KEYS  # noqa: E402
+from dfer.landmark_features.config import SPEED_ONLY as LANDMARK_FEATURES_EXECUTION_KEYS  # noqa: E402
 from dfer.parsing.config import EXECUTION_KEYS as PARSING_EXECUTION_KEYS  # noqa: E402
 from dfer.pipeline import local_gpu_count, prepare_datasets  # noqa: E402
 from dfer.core.sharding import SHARD_REGEX  # noqa: E402
@@ -46,8 +47,8 @@ from dfer.methods.registry import split_model_block  # noqa: E402
 RESULTS = config["results"]
 # Each stage's artifact folder under results/{dataset}/, from dfer.core.paths.
 MANIFEST_DIR = paths.MANIFEST_DIR
-FRAMES_DIR, LANDMARKS_DIR, PARSING_DIR, CAPTIONS_DIR = (
-    paths.STAGE_DIRS[stage] for stage in ("decode", "landmarks", "parsing", "captions"))
+FRAMES_DIR, LANDMARKS_DIR, PARSING_DIR, CAPTIONS_DIR, LANDMARK_FEATURES_DIR = (
+    paths.STAGE_DIRS[stage] for stage in ("decode", "landmarks", "parsing", "captions", "landmark_features"))
 DATASETS = list(config["datasets"])
 # PARSE (the Snakefile: -n, a job on a cluster node, or a run already going here) decides
 # whether the manifests are synced, read as they are, or read as the submitting run left them.
@@ -208,7 +209,8 @@ def section_json(section):
 # Each stage's config module lists its EXECUTION_KEYS (dfer.core.execution_keys): the rule's
 # tracked `result` param holds the other keys, the job gets its whole section untracked.
 
-STAGE_EXECUTION_KEYS = {"landmarks": LANDMARKS_EXECUTION_KEYS, "parsing": PARSING_EXECUTION_KEYS}
+STAGE_EXECUTION_KEYS = {"landmarks": LANDMARKS_EXECUTION_KEYS, "parsing": PARSING_EXECUTION_KEYS,
+                        "landmark_features": LANDMARK_FEATURES_EXECUTION_KEYS}
 
 
 def stage_result(section):
@@ -247,6 +249,15 @@ def stage_gpu(section, cpu_backend):
 
 def landmarks_gpu(wildcards):
     return stage_gpu("landmarks", "dlib")
+
+
+def landmark_features_gpu(wildcards):
+    """Both backends are networks with no CPU-only variant: gpu=1 unless `device: cpu`, or
+    `auto` on a machine where no GPU may be used."""
+    device = str((config.get("landmark_features", {}) or {}).get("device", "auto"))
+    if device == "cpu":
+        return 0
+    return 1 if device.startswith("cuda") or gpu_may_be_used() else 0
 
 
 def parsing_gpu(wildcards):
@@ -334,8 +345,22 @@ def data_inputs(run, ds):
     return declared_files(RESULTS, ds, SHARDS[ds], needs_for(run_model(run)))
 
 
+def static_checkpoint(run):
+    """The fold checkpoint of the static run a video run starts from (S2D's
+    `model.static_from: {run, dataset, fold}`), or None. The config check has made sure that run
+    trains on that dataset, so the train rule makes this file."""
+    src = run_model(run).get("static_from")
+    if not src:
+        return None
+    return fold_path(paths.CHECKPOINT, src["dataset"], src["run"], int(src.get("fold", 1)))
+
+
 def train_inputs(wildcards):
-    return data_inputs(wildcards.run, wildcards.dataset)
+    """Every data file the run's model reads, and the static run's checkpoint when it starts
+    from one (so the video run's folds wait for it and re-run when it changes)."""
+    inputs = data_inputs(wildcards.run, wildcards.dataset)
+    static = static_checkpoint(wildcards.run)
+    return {**inputs, "static_checkpoint": static} if static else inputs
 
 
 def evaluate_inputs(wildcards):
@@ -374,10 +399,15 @@ def run_json(wildcards):
     return json.dumps(run_execution.result_settings(TRAIN_RUNS[wildcards.run]), sort_keys=True)
 
 
-def train_settings(wildcards, threads):
+def train_settings(wildcards, input, threads):
     """The run as a fold's train job reads it (`--params`), DataLoader workers following the
-    job's threads; derived from `threads`, so not tracked."""
-    return json.dumps(run_execution.job_settings(TRAIN_RUNS[wildcards.run], threads), sort_keys=True)
+    job's threads; derived from `threads`, so not tracked. A run with `model.static_from` gets
+    its declared static checkpoint as `model.pretrained` (what static_from means; the tracked
+    run_json keeps static_from itself)."""
+    settings = run_execution.job_settings(TRAIN_RUNS[wildcards.run], threads)
+    if "static_checkpoint" in input.keys():
+        settings["model"] = {**settings.get("model", {}), "pretrained": str(input.static_checkpoint)}
+    return json.dumps(settings, sort_keys=True)
 
 
 def eval_json(wildcards):
@@ -416,6 +446,13 @@ def decode_targets():
 
 def landmarks_targets():
     return shard_targets(LANDMARKS_DIR)
+
+
+def landmark_features_targets():
+    """Every shard's landmark features of the datasets a run reads them of (the stage is
+    opt-in: `landmark_features_all` makes nothing when no run's method needs it)."""
+    return [shard_path(LANDMARK_FEATURES_DIR, paths.PARQUET, ds, s)
+            for ds in DATASETS if LANDMARK_FEATURES_DIR in dataset_stage_dirs(ds) for s in SHARDS[ds]]
 
 
 def parsing_targets():
@@ -466,7 +503,8 @@ def dataset_stage_dirs(ds):
     """The stage folders of dataset `ds` the workflow's final targets ask for: decode plus
     what the runs that train or evaluate on `ds` read (their methods' needs, dfer.train.inputs),
     so that a DFER-CLIP-only study decodes and nothing else. A dataset no run reads is being
-    preprocessed for its own sake: every stage."""
+    preprocessed for its own sake: every stage but the opt-in landmark features (a feature map
+    only a method that reads it asks for)."""
     readers = {run for run, evaluated, source in evaluations() if ds in (evaluated, source)}
     if not readers:
         return [FRAMES_DIR, LANDMARKS_DIR, PARSING_DIR, CAPTIONS_DIR]

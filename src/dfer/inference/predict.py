@@ -151,6 +151,10 @@ class Predictor:
         from dfer.train.evaluate import prediction_needs
 
         self.needs = prediction_needs(self.model.cfg)[0]
+        if self.needs.landmark_features:
+            raise ValueError(f"{checkpoint}: {self.spec.title} reads landmark feature maps "
+                             f"({self.needs.landmark_features}), which dfer predict does not compute "
+                             "yet; evaluate it on a dataset's cached artifacts (dfer evaluate)")
         self.landmarks_cfg = self.parsing_cfg = None
         self.renderers = None
         if self.needs.landmarks or self.needs.parsing:

@@ -9,28 +9,22 @@ out), :func:`open_landmark_features` / :func:`read_landmark_features` (which ref
 the wrong kind).
 """
 
-from dfer.landmark_features.api import extract_features
-from dfer.landmark_features.config import LandmarkFeaturesConfig
-from dfer.landmark_features.kinds import FEATURE_KINDS, GRID, FeatureKind, feature_kind
-from dfer.landmark_features.reader import (
-    LandmarkFeatureShard,
-    WrongFeatureKindError,
-    open_landmark_features,
-    read_landmark_features,
-)
-from dfer.landmark_features.shard import SCHEMA, run_shard
+from dfer.core.lazy_exports import lazy_exports
 
-__all__ = [
-    "FEATURE_KINDS",
-    "GRID",
-    "SCHEMA",
-    "FeatureKind",
-    "LandmarkFeatureShard",
-    "LandmarkFeaturesConfig",
-    "WrongFeatureKindError",
-    "extract_features",
-    "feature_kind",
-    "open_landmark_features",
-    "read_landmark_features",
-    "run_shard",
-]
+# imported on first use: the Snakefile and the S2D registration read the config and the kinds
+# while the workflow is parsed, without torch (dfer.core.lazy_exports)
+_EXPORTS = {
+    "extract_features": "dfer.landmark_features.api",
+    "LandmarkFeaturesConfig": "dfer.landmark_features.config",
+    "FEATURE_KINDS": "dfer.landmark_features.kinds",
+    "GRID": "dfer.landmark_features.kinds",
+    "FeatureKind": "dfer.landmark_features.kinds",
+    "feature_kind": "dfer.landmark_features.kinds",
+    "LandmarkFeatureShard": "dfer.landmark_features.reader",
+    "WrongFeatureKindError": "dfer.landmark_features.reader",
+    "open_landmark_features": "dfer.landmark_features.reader",
+    "read_landmark_features": "dfer.landmark_features.reader",
+    "SCHEMA": "dfer.landmark_features.shard",
+    "run_shard": "dfer.landmark_features.shard",
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -68,6 +68,12 @@ def extras(model: nn.Module, spec: MethodSpec, out: Any) -> dict[str, torch.Tens
     return dict(spec.extras(model, out)) if spec.extras is not None else {}
 
 
+def start_epoch(model: nn.Module, spec: MethodSpec, epoch: int) -> None:
+    """Tell a method whose loss depends on the epoch (``MethodSpec.on_epoch``) which one starts."""
+    if spec.on_epoch is not None:
+        spec.on_epoch(model, int(epoch))
+
+
 def parameter_groups(model: nn.Module, spec: MethodSpec) -> dict[str, list[nn.Parameter]]:
     """The method's named parameter groups (what ``optim`` stages and learning rates name)."""
     return {name: list(params) for name, params in spec.groups(model).items()}
@@ -103,9 +109,10 @@ def count_parameters(model: nn.Module, spec: MethodSpec) -> dict[str, int]:
 
 def flip_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
     """The batch with its frames mirrored left-right (the ``hflip`` test view)."""
-    if "parsing" in batch or "landmarks" in batch:
+    if "parsing" in batch or "landmarks" in batch or "landmark_features" in batch:
         raise ValueError("the hflip test view mirrors frames only; a model reading rendered "
-                         "landmarks or parsing maps would see them unmirrored (data.test_views)")
+                         "landmarks, parsing maps or landmark feature maps would see them "
+                         "unmirrored (data.test_views)")
     out = dict(batch)
     out["frames"] = batch["frames"].flip(-2)  # [B, T, H, W, 3]: W is the second to last axis
     return out

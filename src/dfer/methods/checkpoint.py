@@ -117,6 +117,8 @@ def _without_weights_source(cfg: Any) -> Any:
     brings every weight itself, so building must not need (or download) the original ones."""
     if getattr(cfg, "pretrained", None) is None:
         return cfg
+    if not hasattr(cfg, "backbone"):  # not an open_clip model (S2D's timm ViT): no name to keep
+        return dataclasses.replace(cfg, pretrained=None)
     backbone = cfg.backbone
     if cfg.model_cfg is not None and backbone not in RANDOM_BACKBONES:
         backbone = "custom"

@@ -34,7 +34,8 @@ What a :class:`MethodSpec` declares, and who reads it:
   optimiser stage starts (A3lign-DFER: its BAP stage's video feature), after the trainer has
   switched the groups' gradients; ``check_run(run_config)``: what it refuses in a run's blocks
   (A3lign-DFER: an optimiser stage that is not one of its BAP stages); ``shares_batch``: its forward / losses take a :class:`BatchShare` themselves
-  (else the trainer gathers the per-clip ``loss_fields`` of the global batch under DDP).
+  (else the trainer gathers the per-clip ``loss_fields`` of the global batch under DDP);
+  ``on_epoch(model, epoch)``: told the epoch at the start of each training epoch.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ class MethodSpec:
     #: tunable parameter counts by part, ``model -> {part: count}`` (train.json, the report);
     #: None: per parameter group, plus ``tunable_total`` and ``frozen``
     counts: Callable[[Any], dict[str, int]] | None = None
+    #: called with ``(model, 0-based epoch)`` at the start of every training epoch, for a loss
+    #: that depends on the epoch (S2D's SDL weight); None: nothing
+    on_epoch: Callable[[Any, int], None] | None = None
 
     def __post_init__(self) -> None:
         if self.pixels not in PIXELS:

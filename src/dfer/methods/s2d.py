@@ -36,87 +36,25 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dfer.core.strict_config import StrictConfig
 from dfer.methods.output import LogitsOutput
+from dfer.methods.specs.s2d import SDL_SCHEDULE, S2DConfig
 from dfer.model.pixels import frames_to_images
 
 log = logging.getLogger(__name__)
 
-#: the public SDL weight schedule (``utils/loss.py: update_weight``): [first epoch, weight]
-SDL_SCHEDULE: tuple[tuple[int, float], ...] = ((0, 0.0), (30, 0.01), (50, 0.1), (60, 0.5), (80, 1.0))
+__all__ = ["SDL_SCHEDULE", "S2D", "S2DConfig", "S2DOutput", "SelfDistillation", "load_static_checkpoint"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class S2DConfig(StrictConfig):
-    """Everything that defines an S2D model; unknown keys are refused (:meth:`from_dict`).
-    Defaults are the public ``s2d_base_patch16_224`` as the scripts build it."""
-
-    CONFIG_NOUN: ClassVar[str] = "s2d config key"
-
-    img_size: int = 224
-    patch_size: int = 16
-    embed_dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
-    num_frames: int = 16
-    #: channels of the landmark feature map (MobileFaceNet ``conv_4``: 128); the map must have
-    #: the patch grid's size (14 x 14 for 224 px / 16)
-    landmark_channels: int = 128
-    prompt_hidden: int = 8  #: MCP bottleneck (public ``hidden_dim``)
-    adapter_ratio: float = 0.25  #: TMA bottleneck = ratio * embed_dim (public ``adapter_scale``)
-    adapter_heads: int = 8  #: heads of the TMA's frame attention
-    fovea_sharpness: float = 10.0  #: initial Fovea sharpness (public ``smooth``)
-    head_dropout: float = 0.5  #: public: 0.5 (DFEW, MAFW); FERV39k scripts use 0
-    #: local static checkpoint (timm ViT-B/16 layout, or a public S2D one), loaded into the
-    #: frozen backbone (and the MCPs where it has them); null = random backbone (tests)
-    pretrained: str | None = None
-    #: self-distillation (SDL); the public scripts enable it for FERV39k only
-    sdl: bool = False
-    sdl_top_k: int = 2
-    sdl_queue_size: int = 16
-    #: ``[first epoch, weight]`` pairs: an epoch takes the weight of the last pair it reached
-    sdl_schedule: list[list[float]] = field(default_factory=lambda: [list(p) for p in SDL_SCHEDULE])
-
-    @property
-    def grid(self) -> int:
-        return self.img_size // self.patch_size
-
-    @property
-    def adapter_hidden(self) -> int:
-        return int(self.embed_dim * self.adapter_ratio)
-
-    def validate(self) -> None:
-        if self.img_size % self.patch_size:
-            raise ValueError(f"s2d.img_size {self.img_size} is not a multiple of s2d.patch_size {self.patch_size}")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"s2d.embed_dim {self.embed_dim} is not divisible by s2d.num_heads {self.num_heads}")
-        if self.adapter_hidden < 1 or self.adapter_hidden % self.adapter_heads:
-            raise ValueError(
-                f"the TMA width embed_dim * adapter_ratio = {self.adapter_hidden} must be a positive "
-                f"multiple of s2d.adapter_heads {self.adapter_heads}"
-            )
-        if min(self.depth, self.num_frames, self.landmark_channels, self.prompt_hidden) < 1:
-            raise ValueError("s2d.depth, num_frames, landmark_channels and prompt_hidden must be >= 1")
-        if not 0 <= self.head_dropout < 1:
-            raise ValueError(f"s2d.head_dropout must be in [0, 1), got {self.head_dropout}")
-        if self.sdl_top_k < 1 or self.sdl_queue_size < self.sdl_top_k:
-            raise ValueError("s2d.sdl_top_k must be >= 1 and <= s2d.sdl_queue_size")
-        starts = [p[0] for p in self.sdl_schedule]
-        if not self.sdl_schedule or any(len(p) != 2 for p in self.sdl_schedule) or starts != sorted(starts) or starts[0] != 0:
-            raise ValueError(f"s2d.sdl_schedule must be [first epoch, weight] pairs from epoch 0, ascending; got {self.sdl_schedule}")
 
 
 def _trunc_normal(linear: nn.Linear) -> nn.Linear:
@@ -221,27 +159,37 @@ class S2D(nn.Module):
         self.prompters = nn.ModuleList(
             MultiViewPrompter(d, cfg.prompt_hidden, cfg.fovea_sharpness) for _ in range(cfg.depth)
         )
+        # the static image model (temporal: false) has neither
         self.tmas = nn.ModuleList(
             TemporalModelingAdapter(d, cfg.adapter_hidden, cfg.adapter_heads) for _ in range(cfg.depth)
-        )
-        self.temporal_embedding = nn.Parameter(torch.zeros(1, cfg.num_frames, d))
+        ) if cfg.temporal else None
+        self.temporal_embedding = nn.Parameter(torch.zeros(1, cfg.num_frames, d)) if cfg.temporal else None
         self.ln_post = norm(d)
         self.head_dropout = nn.Dropout(cfg.head_dropout)
         self.head = _trunc_normal(nn.Linear(d, len(self.labels)))
         for p in (self.cls_token, self.pos_embed, self.temporal_embedding):
-            trunc_normal_(p, std=0.02)
+            if p is not None:
+                trunc_normal_(p, std=0.02)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
         for name, p in self.named_parameters():
-            p.requires_grad_(not name.startswith(FROZEN_PREFIXES))
+            p.requires_grad_(cfg.tune_backbone or not name.startswith(FROZEN_PREFIXES))
+        #: the training epoch the SDL weight follows (set by the trainer: MethodSpec.on_epoch)
+        self.sdl_epoch: int | None = None
         self.sdl = SelfDistillation(len(self.labels), d, cfg.sdl_top_k, cfg.sdl_queue_size) if cfg.sdl else None
         if cfg.pretrained is not None:
             load_static_checkpoint(self, cfg.pretrained)
 
+    @property
+    def image_size(self) -> int:
+        """Side of the frames the model reads (the trainer resizes to it)."""
+        return self.cfg.img_size
+
     def train(self, mode: bool = True) -> S2D:
         super().train(mode)
-        for mod in (self.patch_embed, self.blocks):  # frozen backbone: never in training mode
-            mod.eval()
+        if not self.cfg.tune_backbone:
+            for mod in (self.patch_embed, self.blocks):  # frozen backbone: never in training mode
+                mod.eval()
         return self
 
     # ----------------------------------------------------------------------------- forward
@@ -249,6 +197,8 @@ class S2D(nn.Module):
         """CLS first, ``pos_embed`` on every token, then frame t's temporal embedding on every
         token (the CLS too) of frame t."""
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        if self.temporal_embedding is None:
+            return x
         n, d = x.shape[1:]
         return (x.view(b, t, n, d) + self.temporal_embedding.view(1, t, 1, d)).view(b * t, n, d)
 
@@ -270,39 +220,46 @@ class S2D(nn.Module):
             if i == 0:
                 xn = self.prompt_norms[0](x)
                 m = self.prompters[0](xn, self.prompt_norms[0](a))
-                x = x + self.tmas[0](xn, t) + m
+                x = x + (self.tmas[0](xn, t) if self.tmas is not None else 0) + m
                 x = self._add_positions(x, b, t)
             else:
                 xn = self.prompt_norms[i - 1](x)[:, 1:]
                 m = self.prompters[i](xn, self.prompt_norms[0](a))
-                x = torch.cat([x[:, :1], x[:, 1:] + self.tmas[i](xn, t) + m], dim=1)
+                tma = self.tmas[i](xn, t) if self.tmas is not None else 0
+                x = torch.cat([x[:, :1], x[:, 1:] + tma + m], dim=1)
             a = m
             x = blk(x)
         cls = self.ln_post(x)[:, 0].reshape(b, t, -1)
         feat = self.head_dropout(cls.mean(dim=1))
         return S2DOutput(logits=self.head(feat), features=feat, frame_features=cls)
 
-    def forward(self, frames: torch.Tensor, landmarks: torch.Tensor) -> S2DOutput:
-        """Logits of decoded frames, uint8 (or 0..255) ``[B, T, H, W, 3]``, and landmark maps."""
+    def forward(self, frames: torch.Tensor, landmark_features: torch.Tensor) -> S2DOutput:
+        """Logits of decoded frames, uint8 (or 0..255) ``[B, T, H, W, 3]``, and landmark feature
+        maps ``[B, T, C_l, G, G]`` (the batch key ``landmark_features``)."""
         b, t = frames.shape[:2]
         images = (frames_to_images(frames, self.cfg.img_size) - self.pixel_mean) / self.pixel_std
-        return self.forward_pixels(images.view(b, t, *images.shape[1:]), landmarks)
+        return self.forward_pixels(images.view(b, t, *images.shape[1:]), landmark_features.float())
 
     def losses(
         self, out: S2DOutput, targets: torch.Tensor, epoch: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """Cross-entropy (class indices, or soft targets ``[B, K]`` after mixup: SoftTargetCE);
-        plus ``sdl_weight(epoch) * BCE(logits, SDL soft targets)`` when SDL is on and ``epoch``
-        given (soft targets from the queues as they are; update them with
-        ``self.sdl.update`` after the step)."""
-        ce = F.cross_entropy(out.logits, targets)
+        """Cross-entropy (class indices, or soft targets ``[B, K]`` after mixup: SoftTargetCE;
+        ``label_smoothing``); plus ``sdl_weight(epoch) * BCE(logits, SDL soft targets)`` when SDL
+        is on and the epoch known (``epoch``, else the trainer's ``sdl_epoch``). Soft targets come
+        from the queues as they are; in training mode with ``sdl_update_queues`` the batch then
+        enters them (``self.sdl.update``): under DDP ``out`` and ``targets`` are the global
+        batch's (the registration's ``loss_fields``), so every process's queues stay equal."""
+        ce = F.cross_entropy(out.logits, targets, label_smoothing=self.cfg.label_smoothing)
         result = {"loss": ce, "ce": ce}
+        epoch = self.sdl_epoch if epoch is None else epoch
         if self.sdl is not None and epoch is not None:
             weight = sdl_weight(epoch, self.cfg.sdl_schedule)
             soft = self.sdl.soft_targets(out.features)
             sdl = weight * F.binary_cross_entropy_with_logits(out.logits, soft)
             result["sdl"] = sdl
             result["loss"] = ce + sdl
+            if self.training and self.cfg.sdl_update_queues and targets.ndim == 1:
+                self.sdl.update(out.features.detach(), out.logits.detach(), targets)
         return result
 
     def tunable_parameters(self) -> dict[str, nn.Parameter]:
@@ -395,13 +352,28 @@ def from_public_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
-def _read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def _read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    """``(state dict, class labels)`` of a checkpoint file; the labels only from a dfer
+    checkpoint (its metadata names them), None otherwise."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"s2d.pretrained: checkpoint file {p} does not exist")
+    labels = None
     if p.suffix == ".safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
+        from dfer.core.artifacts import META_KEY
+
+        with safe_open(str(p), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(META_KEY)
+        if raw:
+            import json
+
+            meta = json.loads(raw)
+            if meta.get("method") not in (None, "s2d"):
+                raise ValueError(f"s2d.pretrained: {p} is a checkpoint of method {meta.get('method')!r}, not S2D")
+            labels = list(meta["labels"]) if isinstance(meta.get("labels"), list) else None
         state: Any = load_file(str(p), device="cpu")
     else:
         state = torch.load(str(p), map_location="cpu", weights_only=True)
@@ -411,14 +383,17 @@ def _read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             break
     if not isinstance(state, dict) or not state:
         raise ValueError(f"s2d.pretrained: {p} holds no state dict (got {type(state).__name__})")
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}, labels
 
 
 def load_static_checkpoint(model: S2D, path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """Load a static ViT-B/16 checkpoint file into ``model``: timm's layout (``patch_embed``,
     ``cls_token``, ``pos_embed``, ``blocks.*``, ``norm`` -> ``ln_post``) or a public S2D one
     (also MCPs, prompt norms, maybe TMAs and a head), as safetensors or ``torch.save``
-    (bare, or under ``model`` / ``model_state_dict`` / ``state_dict``, ``module.`` prefixes).
+    (bare, or under ``model`` / ``model_state_dict`` / ``state_dict``, ``module.`` prefixes),
+    or a dfer S2D checkpoint (a static run's: ``static_from``), whose SDL queues are dropped
+    and whose head rows are put in this model's class order by name (left at its
+    initialisation when the class names differ: a head never scores one class as another).
 
     Every frozen backbone weight must be there with its shape (a run must never train on a
     backbone that came out random); tunable weights present are loaded, absent ones keep their
@@ -428,12 +403,21 @@ def load_static_checkpoint(model: S2D, path: str | os.PathLike[str]) -> dict[str
     another width) too. Anything else unknown or misshapen is an error naming the file.
     Returns ``{"loaded": [...], "skipped": [...], "initialised": [...]}``.
     """
-    raw = _read_state(path)
-    state = from_public_state_dict({k: v for k, v in raw.items() if "landmark" not in k})
+    raw, labels = _read_state(path)
+    state = from_public_state_dict({k: v for k, v in raw.items() if "landmark" not in k or labels is not None})
+    state = {k: v for k, v in state.items() if not k.startswith("sdl.")}  # a dfer checkpoint's queues
     own = model.state_dict()
     skipped = []
+    if labels is not None and "head.weight" in state:
+        if sorted(labels) == sorted(model.labels) and len(labels) == len(model.labels):
+            order = torch.tensor([labels.index(c) for c in model.labels])
+            state["head.weight"], state["head.bias"] = state["head.weight"][order], state["head.bias"][order]
+        else:
+            skipped += ["head.bias", "head.weight"]
+            state = {k: v for k, v in state.items() if not k.startswith("head.")}
     for key in list(state):
-        if key in own and state[key].shape != own[key].shape and key.startswith(("landmark_embed.weight", "head.")):
+        if key in own and state[key].shape != own[key].shape and key.startswith(
+                ("landmark_embed.weight", "head.", "temporal_embedding")):
             skipped.append(key)
             del state[key]
     missing_backbone = sorted(k for k in own if k.startswith(FROZEN_PREFIXES) and k not in state)

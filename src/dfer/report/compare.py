@@ -45,6 +45,8 @@ class Published:
 _FINECLIPER = "FineCLIPER paper (Chen et al., ACM MM 2024), Table 1; docs/paper_runs.md"
 _DFERCLIP = "DFER-CLIP paper (Zhao & Patras, BMVC 2023), via ../shared/METHODS.md 1g"
 _CLIPER = "CLIPER paper (Li et al., ICME 2024), via ../shared/METHODS.md 2g"
+_S2D = ("S2D public README (Chen et al., TAFFC 2024), without oversampling (dfer does not "
+        "oversample), via ../shared/METHODS.md 3g")
 #: (method, dataset) -> the published figure. CLIPER reported no MAFW figure (METHODS.md 2g).
 PUBLISHED: dict[tuple[str, str], Published] = {
     ("fineclipper", "dfew"): Published(0.6598, 0.7621, _FINECLIPER),
@@ -55,6 +57,9 @@ PUBLISHED: dict[tuple[str, str], Published] = {
     ("dferclip", "mafw"): Published(0.3989, 0.5255, _DFERCLIP),
     ("cliper", "dfew"): Published(0.5756, 0.7084, _CLIPER),
     ("cliper", "ferv39k"): Published(0.4123, 0.5134, _CLIPER),
+    ("s2d", "dfew"): Published(0.6182, 0.7603, _S2D),
+    ("s2d", "ferv39k"): Published(0.4128, 0.5256, _S2D),
+    ("s2d", "mafw"): Published(0.4186, 0.5737, _S2D),
 }
 # A3lign-DFER (issue 27): its figures as FineCLIPER's Table 1 lists them (METHODS.md 4g)
 _A3LIGN = "A3lign-DFER (Tao et al., 2024) as listed in FineCLIPER's Table 1, via ../shared/METHODS.md 4g"
@@ -64,7 +69,7 @@ PUBLISHED.update({
     ("a3lign", "mafw"): Published(0.4207, 0.5324, _A3LIGN),
 })
 #: method -> the name the tables show
-TITLES = {"fineclipper": "FineCLIPER", "dferclip": "DFER-CLIP", "cliper": "CLIPER"}
+TITLES = {"fineclipper": "FineCLIPER", "dferclip": "DFER-CLIP", "cliper": "CLIPER", "s2d": "S2D"}
 TITLES["a3lign"] = "A3lign-DFER"
 #: the paired test's caveat, printed under its table
 POWER_NOTE = ("Paired t-test across folds (scipy.stats.ttest_rel, two-sided), n = folds both runs "

@@ -244,6 +244,16 @@ def _shard_clips(inputs: DataInputs, shard: str, needs: Needs, captions: str,
     if needs.parsing:
         index = drop(index, index["clip_id"].isin(_safetensors_keys(inputs.path("parsing", shard, SAFETENSORS))),
                      "parsing")
+    if needs.landmark_features:
+        from dfer.core.artifacts import read_meta as _read_meta
+        from dfer.landmark_features.kinds import feature_kind
+        from dfer.landmark_features.reader import check_kind
+
+        path = inputs.path("landmark_features", shard, SAFETENSORS)
+        # a shard of another kind (128-channel MobileFaceNet maps for a 68-channel model, or
+        # the reverse) is refused before any clip is read
+        check_kind(_read_meta(path), path, feature_kind(needs.landmark_features))
+        index = drop(index, index["clip_id"].isin(_safetensors_keys(path)), "landmark_features")
     if captions != "unused":
         assert side is not None
         caps = side.add_captions(inputs.path("captions", shard, PARQUET))
@@ -319,7 +329,8 @@ def read_clip_table(inputs: DataInputs, needs: Needs, optional_captions: bool = 
     # one setup per stage: shards made by different backends / models / params are refused
     from dfer.train.provenance import check_consistent
 
-    backends = check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, use_captions))
+    backends = check_consistent(inputs, stages_read(needs.landmarks, needs.parsing, use_captions,
+                                                    needs.landmark_features))
     side = SideStore() if needs.landmarks or use_captions else None
     dropped: dict[str, str] = {}
     rows = [_shard_clips(inputs, s, needs, captions, side, dropped) for s in shards]
@@ -429,6 +440,10 @@ class ClipDataset(Dataset):
         self._renderers = renderers
         if table.inputs is None:
             raise ValueError("the clip table carries no input files; build it with read_clip_table")
+        if needs.landmark_features and train and (cfg.flip or cfg.rotation or cfg.crop_scale is not None):
+            raise ValueError("data.flip / rotation / crop_scale move the frames, but the stored landmark "
+                             "feature maps cannot follow them (they were computed on the unaugmented "
+                             "frames): switch them off for a method that reads landmark features")
         # per process: pickled empty into spawned workers, reset in forked ones
         self.reader = ShardReader(table.inputs, cfg.max_open_shards)
 
@@ -464,6 +479,8 @@ class ClipDataset(Dataset):
         frames = self.reader.tensor("frames", shard, clip_id)
         points = self._side().points(int(row["lm_start"]), int(row["lm_stop"])) if self.needs.landmarks else None
         maps = self.reader.tensor("parsing", shard, clip_id) if self.needs.parsing else None
+        features = (self.reader.tensor("landmark_features", shard, clip_id)
+                    if self.needs.landmark_features else None)
         if flip:
             # mirror the inputs of the renderers, not their images: a flipped subject's left
             # eye is then drawn as a left eye (render.mirror_*), as a mirrored face would be seen
@@ -479,7 +496,7 @@ class ClipDataset(Dataset):
                    if self.train and self.cfg.augments else None)
         item = prepare_clip(frames, points, maps, self.cfg, self.size,
                             self.renderers() if self.needs.landmarks or self.needs.parsing else None, rng,
-                            aug_rng)
+                            aug_rng, features)
         if self.needs.captions and self.table.has_captions:
             offset = int(row["cap_offset"])
             # None: no caption for this clip (captions optional for this table)
@@ -496,6 +513,7 @@ def prepare_clip(
     renderers: tuple[Renderer, Renderer] | None,
     rng: np.random.Generator | None = None,
     augment_rng: np.random.Generator | None = None,
+    features: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """Model inputs of one clip from its decoded arrays (shared by training and ``dfer predict``).
 
@@ -507,7 +525,8 @@ def prepare_clip(
     frame (a still image, stored once by the decode stage) is that frame ``cfg.num_frames``
     times, so the model sees ``[T, size, size, 3]`` as for a video. ``augment_rng`` (training
     only) draws the clip's augmentation (colour on the frames; rotation and crop on every level
-    alike).
+    alike). ``features``: the clip's landmark feature maps ``[T, C, G, G]`` (one per stored
+    frame) or None; the picked frames' maps become float32 ``landmark_features``.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames have shape {frames.shape}, expected [T, S, S, 3]")
@@ -524,6 +543,10 @@ def prepare_clip(
     if aug.any:
         picked = apply_geometry(apply_colour(picked, aug), aug, size)
     item: dict[str, torch.Tensor] = {"frames": _resize(picked, size)}
+    if features is not None:
+        if len(features) != t:
+            raise ValueError(f"{len(features)} landmark feature maps for {t} video frames")
+        item["landmark_features"] = torch.from_numpy(np.ascontiguousarray(features[idx], dtype=np.float32))
     geometry = Augment(angle=aug.angle, crop=aug.crop)  # the middle level: no colour change
     if points is not None:
         if renderers is None:
@@ -571,7 +594,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "clip_id": [it["clip_id"] for it in items],
         "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
     }
-    for key in ("frames", "landmarks", "parsing"):
+    for key in ("frames", "landmarks", "parsing", "landmark_features"):
         if key in items[0]:
             batch[key] = torch.stack([it[key] for it in items])
     if "caption" in items[0]:

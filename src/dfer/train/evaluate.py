@@ -255,7 +255,7 @@ def evaluate_checkpoint(
         metrics["accuracy"] = metrics["war"]
         metrics["scored_only"]["accuracy"] = scored["war"]
     frame, schema = predictions_frame(preds, labels)
-    pmeta = provenance("evaluate", EVAL_SCHEMA_VERSION, model=model.cfg.backbone, method=spec.name,
+    pmeta = provenance("evaluate", EVAL_SCHEMA_VERSION, model=getattr(model.cfg, "backbone", spec.name), method=spec.name,
                        params={"split": split, "label_prompts": dict(label_prompts or {})},
                        checkpoint=str(checkpoint), labels=labels, label_order=table.label_order,
                        modality_levels=list(getattr(model, "fused_levels", [])),

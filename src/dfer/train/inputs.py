@@ -17,6 +17,7 @@ This module imports no torch: the rule file imports it while Snakemake parses th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "landmarks": ("landmarks", (PARQUET,)),
     "parsing": ("parsing", (PARQUET, SAFETENSORS)),
     "captions": ("captions", (PARQUET,)),
+    "landmark_features": ("landmark_features", (PARQUET, SAFETENSORS)),
 }
 #: The keys of :func:`declared_files`, which are also ``dfer train`` / ``dfer evaluate`` options.
 INPUT_OPTIONS = ("manifest", *KINDS, "failures")
@@ -49,11 +51,17 @@ INPUT_OPTIONS = ("manifest", *KINDS, "failures")
 
 @dataclass(frozen=True)
 class Needs:
-    """Which upstream artifacts beyond the frames a model reads (its method decides)."""
+    """Which upstream artifacts beyond the frames a model reads (its method decides).
+
+    ``landmark_features`` is the kind of landmark feature map read
+    (:data:`dfer.landmark_features.FEATURE_KINDS`, e.g. ``mobilefacenet_conv4``), or None: the
+    kind, not a flag, so the reader can refuse a shard of another kind.
+    """
 
     parsing: bool = False
     landmarks: bool = False
     captions: bool = False
+    landmark_features: str | None = None
 
 
 def needs_for(model_cfg: Any) -> Needs:
@@ -83,12 +91,15 @@ def kinds_read(needs: Needs) -> list[str]:
         kinds.append("parsing")
     if needs.captions:
         kinds.append("captions")
+    if needs.landmark_features:
+        kinds.append("landmark_features")
     return kinds
 
 
-def stages_read(landmarks: bool, parsing: bool, captions: bool) -> list[str]:
+def stages_read(landmarks: bool, parsing: bool, captions: bool, landmark_features: str | None = None) -> list[str]:
     """The stages whose artifacts feed a model with these levels (parsing reads landmarks)."""
-    return [KINDS[k][0] for k in kinds_read(Needs(parsing=parsing, landmarks=landmarks, captions=captions))]
+    return [KINDS[k][0] for k in kinds_read(Needs(parsing=parsing, landmarks=landmarks, captions=captions,
+                                                  landmark_features=landmark_features))]
 
 
 def declared_files(results: str | Path, dataset: str, shards: Sequence[str], needs: Needs) -> dict[str, list[str]]:
@@ -184,7 +195,7 @@ class DataInputs:
                 raise FileNotFoundError(f"no shard manifests under {folder}; run the manifest stage first")
         if needs.captions and not all(shard_file(results, dataset, "captions", s, PARQUET).exists()
                                       for s in shards):
-            needs = Needs(parsing=needs.parsing, landmarks=needs.landmarks, captions=False)
+            needs = dataclasses.replace(needs, captions=False)
         declared = declared_files(results, dataset, list(shards), needs)
         failures = [p for p in declared.pop("failures") if Path(p).exists()]
         manifest = declared.pop("manifest")[0]

@@ -162,6 +162,7 @@ class DFERModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and getattr(dm, "train_set", None) is not None:
             dm.train_set.epoch = self.current_epoch
+        api.start_epoch(self.model, self.spec, self.current_epoch)
         self._enter_stage(self.current_epoch)
 
     def _groups(self) -> dict[str, list[torch.nn.Parameter]]:
