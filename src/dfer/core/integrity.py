@@ -54,6 +54,7 @@ JOB_OUTPUTS: dict[str, tuple[str, ...]] = {
     STAGE_DIRS["landmarks"]: (PARQUET, FAILURES),
     STAGE_DIRS["parsing"]: (SAFETENSORS, PARQUET, FAILURES),
     STAGE_DIRS["captions"]: (PARQUET, FAILURES),
+    STAGE_DIRS["landmark_features"]: (SAFETENSORS, PARQUET, FAILURES),
 }
 
 _PARQUET_MAGIC = b"PAR1"
