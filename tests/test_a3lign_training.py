@@ -106,7 +106,8 @@ def test_needs_frames_only_without_torch_and_no_zero_shot() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO / "src"), "PATH": ""}, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"needs": {"parsing": False, "landmarks": False, "captions": False},
+    assert json.loads(proc.stdout) == {"needs": {"parsing": False, "landmarks": False, "captions": False,
+                                                 "landmark_features": None},
                                        "torch": False}
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["train"]["runs"] = {"a3": {"model": {"method": "a3lign", "backbone": "custom", "pretrained": None,
