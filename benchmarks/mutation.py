@@ -812,6 +812,7 @@ def read_config(path: Path = CONFIG) -> tuple[configparser.ConfigParser, list[Mo
                               _lines(s.get("tests", "")), _lines(s.get("mutants", "")),
                               s.get("part_of", "").strip(), " ".join(s.get("note", "").split()),
                               s.get("moved_to", "").strip()))
+    MOVED.update({m.moved_to: m.name for m in modules if m.moved_to})
     return cfg, modules
 
 
@@ -980,8 +981,25 @@ def mutant_diffs(work: Path, module: Module, names: list[str]) -> dict[str, str]
             for name, diff in diffs.items()}
 
 
+#: new module -> old module of code that moved (mutation.cfg's ``moved_to``), filled by
+#: :func:`read_config`: a mutant of moved code keeps the explanation written for its old name
+#: while its mutated line is still the same (the line check below)
+MOVED: dict[str, str] = {}
+
+
+def explanation(name: str) -> tuple[str, str]:
+    """``(mutated line, reason)`` of a survivor, under its own name or the name it had before
+    its code moved; ``("", "")`` when it has none."""
+    if name in EQUIVALENT:
+        return EQUIVALENT[name]
+    for new, old in MOVED.items():
+        if name.startswith(new + "."):
+            return EQUIVALENT.get(old + name[len(new):], ("", ""))
+    return ("", "")
+
+
 def is_equivalent(name: str, diff: str) -> bool:
-    line = EQUIVALENT.get(name, ("", ""))[0]
+    line = explanation(name)[0]
     return bool(line) and line in "\n".join(ln for ln in diff.splitlines() if ln.startswith("+"))
 
 
@@ -1013,7 +1031,7 @@ def equivalents(rec: dict[str, Any]) -> set[str]:
 
 
 def _untestable(name: str) -> bool:
-    return EQUIVALENT.get(name, ("", ""))[1].startswith("not testable")
+    return explanation(name)[1].startswith("not testable")
 
 
 def _row(name: str, rec: dict[str, Any]) -> str:
@@ -1094,7 +1112,7 @@ def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
         equiv = equivalents(rec)
         for name, v in rec["not_detected"].items():
             any_survivor = True
-            reason = EQUIVALENT[name][1] if name in equiv else "**needs a test**"
+            reason = explanation(name)[1] if name in equiv else "**needs a test**"
             out += [f"- `{name}` ({v['status']}): {reason}", "", "  ```diff",
                     *("  " + ln for ln in v["diff"].splitlines()), "  ```", ""]
     if not any_survivor:
