@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,8 @@ def test_without_weights_source_asks_for_a_random_backbone_of_the_same_shape(cfg
 def test_without_weights_source_leaves_a_random_backbone_as_it_is() -> None:
     cfg = Cfg("ViT-B-16", None, TINY)
     assert _without_weights_source(cfg) is cfg
+    no_backbone = SimpleNamespace(hidden=8)  # a method config without backbone keys
+    assert _without_weights_source(no_backbone) is no_backbone
 
 
 class Stub(nn.Module):
