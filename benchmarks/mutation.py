@@ -245,6 +245,42 @@ _G_MULTI_SORT = ("equivalent: pandas applies sort_values' kind only when sorting
                  "defaults to True")
 _G_BOOL_NONE = "equivalent: bool(None) is bool(False)"
 _G_SHARDS_IN = "equivalent: shards_in's default suffix is '.parquet', the value of PARQUET"
+_LOCALE = ("not testable here: without the encoding Python uses the locale's, and this machine "
+           "(like every Python >= 3.7 in a C / POSIX locale, which it coerces to UTF-8) has only "
+           "UTF-8 locales; the explicit utf-8 keeps non-ASCII text right under a latin-1 or "
+           "Windows code-page locale")
+_G_INT_LIST = "equivalent: np.asarray of a list of Python ints is int64 without the dtype"
+_G_ASCII_NONE = "equivalent: json.dumps tests ensure_ascii for truth; None is falsy, as False is"
+_G_STAGING = ("equivalent: the staging folder exists whenever the except block runs (made before "
+              "the try, renamed away only by its last statement), so rmtree has no error to ignore")
+_G_EVERY_LINE = ("equivalent: clip_artifacts yields every wanted clip id (those in no manifest "
+                 "last), so every line is overwritten with its card and the initial value is "
+                 "never written")
+_G_EXACT64 = ("equivalent: the probabilities are float32 (or Python floats, float64 without the "
+              "dtype); float32 -> float64 is exact, so the order and the rounded values are the same")
+_G_TIES = ("not testable here: numpy's default argsort (introsort, insertion sort below 16 "
+           "elements) returns tied probabilities in index order on this machine for every "
+           "class count dfer uses (<= 11); kind='stable' guarantees it where numpy's SIMD sort "
+           "(AVX-512) is used")
+_G_KIND_CASE = "equivalent: numpy reads sort kind names case-insensitively ('STABLE' is 'stable')"
+_G_EXT_CASE = "equivalent: cv2.imencode matches the file extension case-insensitively"
+_G_CV_U8 = ("equivalent: cv2.imencode converts a float64 / int64 image to 8 bits (values 0..255 "
+            "stay as they are); the tile's and the alpha's values are all in 0..255")
+_G_INT_COORDS = ("equivalent: the rounded coordinates are whole numbers, so int(x) of the float64 "
+                 "array is the same as of the int array")
+_G_SATURATE = "equivalent: cv2 saturates colour components to 255, so 256 draws 255"
+_G_LINE8 = "equivalent: cv2.circle's lineType defaults to LINE_8"
+_G_FILLED = "equivalent: cv2 fills a circle for any negative thickness (-1 and -2 alike)"
+_G_PNG9 = "equivalent: cv2 clamps IMWRITE_PNG_COMPRESSION to 0..9, so 10 writes level 9"
+_G_MARKER = ("equivalent: the marker is only inserted into the rendered page and split out of it "
+             "again, so any marker text that the template does not contain works alike")
+_CK_STRICT = ("equivalent: the key sets and shapes were compared just before (an error names any "
+              "difference), so load_state_dict's strict check has nothing left to find")
+_CK_TO_NONE = ("equivalent: Tensor.to(None) keeps the dtype, and load_state_dict copies each "
+               "value into the existing parameter or buffer, which casts it to that one's dtype")
+_CK_SPEC = ("equivalent: spec is the method that built the model (load_checkpoint: the same "
+            "registry entry that built it; save_checkpoint: spec_of_model of it), which is what "
+            "spec_of_model(model) returns when no spec is passed")
 _SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
                    "are never looked at (every column the code reads or tests is in the list); "
                    "memory, not values")
@@ -768,6 +804,49 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.gallery.x_fold_record__mutmut_21": ('m.get("zero_shot", )', _G_BOOL_NONE),
     "dfer.report.gallery.x_clip_artifacts__mutmut_12": ('shards_in(folder, )', _G_SHARDS_IN),
     "dfer.report.gallery.x_fold_inputs__mutmut_10": ('shards_in(folder, )', _G_SHARDS_IN),
+    "dfer.report.gallery.x__asset__mutmut_1": ('read_text(encoding=None)', _LOCALE),
+    "dfer.report.gallery.x__read_json__mutmut_2": ('path.read_text(encoding=None)', _LOCALE),
+    "dfer.report.gallery.x_write_embedded__mutmut_19": ('tmp.open("w", encoding=None)', _LOCALE),
+    "dfer.report.gallery.x_write_embedded__mutmut_21": ('tmp.open("w", )', _LOCALE),
+    "dfer.report.gallery.x_write_embedded__mutmut_2": ('marker = "XX', _G_MARKER),
+    "dfer.report.gallery.x_write_embedded__mutmut_3": ('DFER-DATA', _G_MARKER),
+    "dfer.report.gallery.x__points__mutmut_17": ('to_pylist(), dtype=None)', _G_INT_LIST),
+    "dfer.report.gallery.x__points__mutmut_19": ('to_pylist(), )', _G_INT_LIST),
+    "dfer.report.gallery.x__points__mutmut_4": ('read_sorted(path, None)', _MORE_COLUMNS),
+    "dfer.report.gallery.x__points__mutmut_6": ('read_sorted(path, )', _MORE_COLUMNS),
+    "dfer.report.gallery.x__script_json__mutmut_3": ('ensure_ascii=None', _G_ASCII_NONE),
+    "dfer.report.gallery.x_build_fold__mutmut_118": ('shutil.rmtree(staging, ignore_errors=None)', _G_STAGING),
+    "dfer.report.gallery.x_build_fold__mutmut_120": ('shutil.rmtree(staging, )', _G_STAGING),
+    "dfer.report.gallery.x_build_fold__mutmut_121": ('shutil.rmtree(staging, ignore_errors=False)', _G_STAGING),
+    "dfer.report.gallery.x_card_lines__mutmut_13": ('itertuples(index=None)', _INDEX_NONE),
+    "dfer.report.gallery.x_card_lines__mutmut_14": ('itertuples(index=True)', _BY_NAME),
+    "dfer.report.gallery.x_card_lines__mutmut_17": ('["XXXX"] * len(rows)', _G_EVERY_LINE),
+    "dfer.report.gallery.x_card_record__mutmut_3": ('np.asarray(row.probs, dtype=None)', _G_EXACT64),
+    "dfer.report.gallery.x_card_record__mutmut_5": ('np.asarray(row.probs, )', _G_EXACT64),
+    "dfer.report.gallery.x_card_record__mutmut_8": ('np.argsort(-probs, kind=None)', _G_TIES),
+    "dfer.report.gallery.x_card_record__mutmut_10": ('np.argsort(-probs, )', _G_TIES),
+    "dfer.report.gallery.x_card_record__mutmut_13": ('kind="STABLE"', _G_KIND_CASE),
+    "dfer.report.gallery.x_face_strip__mutmut_17": ('".JPG"', _G_EXT_CASE),
+    "dfer.report.gallery.x_landmark_strip__mutmut_53": ('".PNG"', _G_EXT_CASE),
+    "dfer.report.gallery.x_parsing_strip__mutmut_43": ('".PNG"', _G_EXT_CASE),
+    "dfer.report.gallery.x_landmark_strip__mutmut_4": ('np.zeros((THUMB, THUMB, 4), None)', _G_CV_U8),
+    "dfer.report.gallery.x_landmark_strip__mutmut_6": ('np.zeros((THUMB, THUMB, 4), )', _G_CV_U8),
+    "dfer.report.gallery.x_parsing_strip__mutmut_18": ('.astype(None)[..., None]', _G_CV_U8),
+    "dfer.report.gallery.x_landmark_strip__mutmut_15": ('.astype(None)', _G_INT_COORDS),
+    "dfer.report.gallery.x_landmark_strip__mutmut_25": ('PART_COLOURS[part], 256)', _G_SATURATE),
+    "dfer.report.gallery.x_landmark_strip__mutmut_32": ('1, colour, -1, None)', _G_LINE8),
+    "dfer.report.gallery.x_landmark_strip__mutmut_38": ('1, colour, -1, )', _G_LINE8),
+    "dfer.report.gallery.x_landmark_strip__mutmut_43": ('1, colour, -2, cv2.LINE_8)', _G_FILLED),
+    "dfer.report.gallery.x_landmark_strip__mutmut_54": ('IMWRITE_PNG_COMPRESSION, 10]', _G_PNG9),
+    "dfer.report.gallery.x_parsing_strip__mutmut_44": ('IMWRITE_PNG_COMPRESSION, 10]', _G_PNG9),
+    "dfer.methods.checkpoint.x_load_method_state__mutmut_64": ('state.items()}, strict=None)', _CK_STRICT),
+    "dfer.methods.checkpoint.x_load_method_state__mutmut_66": ('state.items()}, )', _CK_STRICT),
+    "dfer.methods.checkpoint.x_load_method_state__mutmut_68": ('state.items()}, strict=False)', _CK_STRICT),
+    "dfer.methods.checkpoint.x_load_method_state__mutmut_67": ('v.to(None)', _CK_TO_NONE),
+    "dfer.methods.checkpoint.x_load_checkpoint__mutmut_77": ('load_method_state(model, state, None)', _CK_SPEC),
+    "dfer.methods.checkpoint.x_load_checkpoint__mutmut_80": ('load_method_state(model, state, )', _CK_SPEC),
+    "dfer.methods.checkpoint.x_save_checkpoint__mutmut_5": ('method_state(model, None)', _CK_SPEC),
+    "dfer.methods.checkpoint.x_save_checkpoint__mutmut_7": ('method_state(model, )', _CK_SPEC),
 }
 
 
