@@ -515,7 +515,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.write.x__display_summary__mutmut_11": ('strict=None', _STD_PAIR),
     "dfer.report.write.x__display_summary__mutmut_14": ('summary[f"{key}_std"], )', _STD_PAIR),
     "dfer.report.write.x__display_summary__mutmut_15": ('strict=False', _STD_PAIR),
-    "dfer.report.write.x__markdown_table__mutmut_27": ('itertuples(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_markdown_table__mutmut_27": ('itertuples(index=None)', _INDEX_NONE),
     "dfer.report.write.x_coverage_notes__mutmut_2": ('itertuples(index=None)', _INDEX_NONE),
     "dfer.report.write.x_coverage_notes__mutmut_4": ('itertuples(index=True)', _BY_NAME),
     "dfer.report.write.x_build_report__mutmut_198": ('to_html(index=None', _INDEX_NONE),

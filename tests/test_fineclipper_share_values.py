@@ -1,4 +1,5 @@
-"""FineCLIPER's feature standardisation and losses on a share of a global batch, by value.
+"""FineCLIPER's feature standardisation and losses on a share of a global batch, and its
+caption features, by value.
 
 Training on several processes hands each one a :class:`BatchShare`: the batch statistics and
 the losses must be the global batch's, padding rows left out. Here the share is a
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
@@ -167,3 +169,52 @@ def test_losses_on_a_share_align_the_captioned_valid_clips() -> None:
     high = _model_stand_in("combined", align_weight=0.25)
     high.cfg.high_only = True
     assert "align" not in FineCLIPER.losses(high, _output(torch.ones(4, 2)), TARGETS, share)
+
+
+def test_losses_align_only_the_captioned_clips() -> None:
+    caption = torch.tensor([[0.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.8, 0.6]])  # clip 1 has none
+    out = _output(caption)
+    got = FineCLIPER.losses(_model_stand_in("combined", align_weight=0.25), out, TARGETS)
+    video = out.level_features["video"].tolist()
+    align = _info_nce([video[i] for i in (0, 2, 3)], [caption.tolist()[i] for i in (0, 2, 3)], 0.5)
+    assert math.isclose(float(got["align"]), align, rel_tol=1e-6)
+    ce = sum(_ce(out.logits, TARGETS)) / 4
+    assert math.isclose(float(got["loss"]), ce + 0.25 * align, rel_tol=1e-6)
+
+
+def _caption_stand_in(use_captions: bool = True, high_only: bool = False) -> SimpleNamespace:
+    """What _caption_features reads; its caption encoder maps a text to (len, 1) and records
+    what it was asked."""
+    asked: list[list[str]] = []
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        asked.append(list(texts))
+        return torch.tensor([[float(len(t)), 1.0] for t in texts])
+
+    return SimpleNamespace(cfg=SimpleNamespace(use_captions=use_captions, high_only=high_only), embed_dim=2,
+                           log_logit_scale=torch.zeros(1), encode_captions=encode, asked=asked)
+
+
+def test_caption_features_zero_rows_for_clips_without_one() -> None:
+    ns = _caption_stand_in()
+    out = FineCLIPER._caption_features(ns, ["a smile", None, "  ", 12345])
+    assert out.tolist() == [[7.0, 1.0], [0.0, 0.0], [0.0, 0.0], [5.0, 1.0]]
+    assert ns.asked == [["a smile", "12345"]]  # blank and missing captions are not encoded
+    ns = _caption_stand_in()
+    assert FineCLIPER._caption_features(ns, ["ab", "c"]).tolist() == [[2.0, 1.0], [1.0, 1.0]]
+    assert ns.asked == [["ab", "c"]]
+    ns = _caption_stand_in()
+    assert FineCLIPER._caption_features(ns, [None, ""]).tolist() == [[0.0, 0.0], [0.0, 0.0]] and ns.asked == []
+    assert FineCLIPER._caption_features(_caption_stand_in(), None) is None
+    assert FineCLIPER._caption_features(_caption_stand_in(use_captions=False), ["a"]) is None
+
+
+def test_a_high_only_model_refuses_clips_without_captions() -> None:
+    with pytest.raises(ValueError) as err:
+        FineCLIPER._caption_features(_caption_stand_in(high_only=True), None)
+    assert str(err.value) == "a high-only model (captions as the only level) needs captions"
+    with pytest.raises(ValueError) as err:
+        FineCLIPER._caption_features(_caption_stand_in(high_only=True), ["a", None, " ", "b"])
+    assert str(err.value) == ("a high-only model cannot score a clip without a caption (2 in this batch); "
+                              "evaluation counts such clips as not scored")
+    assert FineCLIPER._caption_features(_caption_stand_in(high_only=True), ["a"]).tolist() == [[1.0, 1.0]]
