@@ -218,3 +218,23 @@ def test_a_high_only_model_refuses_clips_without_captions() -> None:
     assert str(err.value) == ("a high-only model cannot score a clip without a caption (2 in this batch); "
                               "evaluation counts such clips as not scored")
     assert FineCLIPER._caption_features(_caption_stand_in(high_only=True), ["a"]).tolist() == [[1.0, 1.0]]
+
+
+def test_forward_passes_its_share_to_the_standardisation() -> None:
+    """A padded batch with a share standardises like the valid rows alone without one."""
+    import copy
+
+    from dfer.methods.fineclipper import ModelConfig
+
+    tiny = {"embed_dim": 16, "quick_gelu": True,
+            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+    cfg = ModelConfig(backbone="custom", model_cfg=tiny, pretrained=None, max_frames=2, standardize_features=True,
+                      use_parsing=False, use_landmarks=False, use_captions=False, use_negative=False)
+    model = FineCLIPER(cfg, ["happiness", "sadness"]).train()
+    alone = copy.deepcopy(model)
+    frames = torch.randint(0, 256, (4, 2, 32, 32, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    shared = model(frames=frames, share=BatchShare(VALID, n_global=3, world=1, rank=0))
+    plain = alone(frames=frames[VALID])
+    torch.testing.assert_close(shared.level_features["video"][VALID], plain.level_features["video"])
+    torch.testing.assert_close(model.feature_norms["video"].running_var, alone.feature_norms["video"].running_var)
