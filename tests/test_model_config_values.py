@@ -201,3 +201,15 @@ def test_files_that_are_not_checkpoints(tmp_path: Path) -> None:
     save_file({"w": np.zeros(1, np.float32)}, str(no_model), metadata={META_KEY: json.dumps({"stage": "train"})})
     with pytest.raises(ValueError, match=r"not a dfer training checkpoint \(metadata stage='train'\)"):
         read_checkpoint(no_model)
+
+
+def test_old_names_of_fineclipper_config_resolve_when_asked() -> None:
+    """dfer.model.config resolves FineCLIPER's names on attribute access (a module __getattr__),
+    so the names are looked up here, in the test, not at import time."""
+    import dfer.model.config as old
+    from dfer.methods.specs import fineclipper
+
+    assert old.ModelConfig is fineclipper.ModelConfig and old.migrate_v1 is fineclipper.migrate_v1
+    with pytest.raises(AttributeError) as err:
+        old.ModelConfg  # noqa: B018 - the attribute access is the test
+    assert str(err.value) == "module 'dfer.model.config' has no attribute 'ModelConfg'"
