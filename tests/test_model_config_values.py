@@ -213,3 +213,14 @@ def test_old_names_of_fineclipper_config_resolve_when_asked() -> None:
     with pytest.raises(AttributeError) as err:
         old.ModelConfg  # noqa: B018 - the attribute access is the test
     assert str(err.value) == "module 'dfer.model.config' has no attribute 'ModelConfg'"
+
+
+def test_backbone_of_any_method_config() -> None:
+    from types import SimpleNamespace
+
+    from dfer.model.config import BackboneConfig, backbone_of
+
+    cfg = SimpleNamespace(backbone="custom", pretrained="w/clip.pt", model_cfg={"embed_dim": 8}, init_seed="7")
+    assert backbone_of(cfg) == BackboneConfig("custom", "w/clip.pt", {"embed_dim": 8}, 7)
+    no_seed = SimpleNamespace(backbone="tiny", pretrained=None, model_cfg=None)  # a config without init_seed
+    assert backbone_of(no_seed) == BackboneConfig("tiny", None, None, 0)
