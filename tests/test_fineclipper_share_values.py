@@ -230,11 +230,14 @@ def test_forward_passes_its_share_to_the_standardisation() -> None:
             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
     cfg = ModelConfig(backbone="custom", model_cfg=tiny, pretrained=None, max_frames=2, standardize_features=True,
-                      use_parsing=False, use_landmarks=False, use_captions=False, use_negative=False)
+                      use_parsing=False, use_landmarks=False, use_negative=False)
     model = FineCLIPER(cfg, ["happiness", "sadness"]).train()
     alone = copy.deepcopy(model)
     frames = torch.randint(0, 256, (4, 2, 32, 32, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    shared = model(frames=frames, share=BatchShare(VALID, n_global=3, world=1, rank=0))
-    plain = alone(frames=frames[VALID])
+    captions = ["a smile", None, "padding", "wide eyes"]  # one clip without a caption: a zero row
+    shared = model(frames=frames, captions=captions, share=BatchShare(VALID, n_global=3, world=1, rank=0))
+    plain = alone(frames=frames[VALID], captions=["a smile", None, "wide eyes"])
     torch.testing.assert_close(shared.level_features["video"][VALID], plain.level_features["video"])
+    assert shared.caption.shape == (4, 16) and shared.caption[1].abs().sum() == 0
+    torch.testing.assert_close(shared.caption[VALID], plain.caption)
     torch.testing.assert_close(model.feature_norms["video"].running_var, alone.feature_norms["video"].running_var)
