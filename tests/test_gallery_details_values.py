@@ -273,7 +273,8 @@ def test_two_folds_counted_and_pages_written(tmp_path: Path) -> None:
     inputs = json.loads((out / "gallery" / "ds.r1.fold-1" / g.INPUTS_FILE).read_text())
     assert inputs["code"] == g._code_hash() and len(inputs["code"]) == 16
     index = (out / "gallery" / "index.html").read_text()
-    assert "<title>dfer gallery</title>" in index and '<script src="folds.js"></script>' in index
+    # the template's data line is exactly the script that loads folds.js
+    assert "<title>dfer gallery</title>" in index and '\n<script src="folds.js"></script>\n' in index
     page = (out / g.EMBED_FILE).read_text()
     assert "<title>dfer gallery</title>" in page
     folds = json.loads(page.split("window.DFER_FOLDS=", 1)[1].split(";</script>", 1)[0])
