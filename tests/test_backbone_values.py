@@ -199,3 +199,20 @@ def test_mean_and_std_from_the_preprocess_config_or_openais() -> None:
     model.visual.preprocess_cfg = {}
     assert bb.image_mean_std(model) == (OPENAI_MEAN, OPENAI_STD)
     assert bb.image_mean_std(nn.Module()) == (OPENAI_MEAN, OPENAI_STD)
+
+
+def test_load_weights_into_a_custom_text_clip_and_its_logit_bias(tmp_path: Path) -> None:
+    """A CLIP-layout file (text tower at the top level) loads into open_clip's CustomTextCLIP
+    (text tower under ``text.``), and a [1]-shaped logit_bias into the model's 0-d one."""
+    cfg = {**TINY, "init_logit_bias": -10.0}
+    torch.manual_seed(11)
+    source = {k: v.detach().clone() + 0.01 for k, v in open_clip.CLIP(**cfg).state_dict().items()}
+    source["logit_bias"] = torch.tensor([-3.5])
+    torch.save(source, tmp_path / "clip.pt")
+    model = open_clip.CustomTextCLIP(**cfg)
+    assert not hasattr(model, "positional_embedding") and model.logit_bias.shape == ()
+    bb.load_backbone_weights(model, tmp_path / "clip.pt")
+    assert torch.equal(model.text.positional_embedding, source["positional_embedding"])
+    assert torch.equal(model.text.token_embedding.weight, source["token_embedding.weight"])
+    assert torch.equal(model.visual.conv1.weight, source["visual.conv1.weight"])
+    assert model.logit_bias.shape == () and model.logit_bias.item() == -3.5
