@@ -281,6 +281,8 @@ _CK_TO_NONE = ("equivalent: Tensor.to(None) keeps the dtype, and load_state_dict
 _CK_SPEC = ("equivalent: spec is the method that built the model (load_checkpoint: the same "
             "registry entry that built it; save_checkpoint: spec_of_model of it), which is what "
             "spec_of_model(model) returns when no spec is passed")
+_SQUARE_SIMS = ("equivalent: sims is video @ caption.T of the same clips, a square [n, n] matrix, "
+                 "so shape[0] and shape[1] are the same")
 _SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
                    "are never looked at (every column the code reads or tests is in the list); "
                    "memory, not values")
@@ -839,6 +841,26 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.gallery.x_landmark_strip__mutmut_43": ('1, colour, -2, cv2.LINE_8)', _G_FILLED),
     "dfer.report.gallery.x_landmark_strip__mutmut_54": ('IMWRITE_PNG_COMPRESSION, 10]', _G_PNG9),
     "dfer.report.gallery.x_parsing_strip__mutmut_44": ('IMWRITE_PNG_COMPRESSION, 10]', _G_PNG9),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_align__mutmut_5": ('device=None)', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_align__mutmut_7": ('torch.arange(sims.shape[0], )', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_align__mutmut_8": ('torch.arange(sims.shape[1], device=sims.device)', _SQUARE_SIMS),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_46": ('self.embed_dim, device=None)', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_49": ('torch.zeros(batch, self.embed_dim, )', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_116": ('stacked, strict=None)}', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_119": ('zip(self.fused_levels, stacked, )', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_120": ('stacked, strict=False)}', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_71": ('zip(weights, stacked, strict=None)', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_74": ('zip(weights, stacked, )', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_75": ('zip(weights, stacked, strict=False)', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_28": ('F.normalize(feats, )', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_29": ('F.normalize(feats, dim=+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_66": ('strict=True)), )', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_76": ('strict=True)), dim=+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_83": ('F.normalize(t_pos, )', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_84": ('F.normalize(t_pos, dim=+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_92": ('F.normalize(t_neg, )', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_93": ('F.normalize(t_neg, dim=+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁlosses__mutmut_59": ('out.caption.abs().sum(+1)', _LAST_DIM),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_64": ('state.items()}, strict=None)', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_66": ('state.items()}, )', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_68": ('state.items()}, strict=False)', _CK_STRICT),
