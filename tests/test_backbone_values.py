@@ -216,3 +216,40 @@ def test_load_weights_into_a_custom_text_clip_and_its_logit_bias(tmp_path: Path)
     assert torch.equal(model.text.token_embedding.weight, source["token_embedding.weight"])
     assert torch.equal(model.visual.conv1.weight, source["visual.conv1.weight"])
     assert model.logit_bias.shape == () and model.logit_bias.item() == -3.5
+
+
+def test_defaults_seed_0_and_the_clip_context_length() -> None:
+    model, _ = bb.build_open_clip("custom", None, TINY)  # no init_seed: seed 0
+    torch.manual_seed(0)
+    assert torch.equal(model.visual.conv1.weight, open_clip.CLIP(**TINY).visual.conv1.weight)
+    no_context = {**TINY, "text_cfg": {k: v for k, v in TINY["text_cfg"].items() if k != "context_length"}}
+    _, tokenizer = bb.build_open_clip("custom", None, no_context)
+    assert tokenizer(["a face"]).shape == (1, 77)  # open_clip's default context length
+
+
+def test_a_named_architecture_brings_its_tokenizer(registered: str) -> None:
+    _, tokenizer = bb.build_open_clip(registered, None, None)
+    assert tokenizer(["a face"]).shape == (1, 16)
+
+
+def test_a_pickled_object_in_a_weights_file_is_refused(tmp_path: Path) -> None:
+    import datetime
+    import pickle
+
+    torch.save({"w": torch.zeros(1), "when": datetime.date(2024, 1, 1)}, tmp_path / "obj.pt")
+    with pytest.raises(pickle.UnpicklingError):  # weights only: no code runs from the file
+        bb.read_backbone_state_dict(tmp_path / "obj.pt")
+
+
+def test_load_weights_lists_five_misshapen_keys_and_logs_the_count(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    source = _weights()
+    wrong = sorted(k for k, v in source.items() if v.ndim == 2)[:6]
+    torch.save({**source, **{k: torch.zeros(1, 1) for k in wrong}}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError) as err:
+        bb.load_backbone_weights(open_clip.CLIP(**TINY), tmp_path / "bad.pt")
+    assert str(err.value).endswith(f"missing [], unexpected [], wrong shape {wrong[:5]}")
+    torch.save(source, tmp_path / "ok.pt")
+    with caplog.at_level("INFO", logger="dfer.model.backbone"):
+        bb.load_backbone_weights(open_clip.CLIP(**TINY), tmp_path / "ok.pt")
+    assert [r.getMessage() for r in caplog.records if r.name == "dfer.model.backbone"] == [
+        f"loaded {len(source)} backbone tensors from {tmp_path / 'ok.pt'}"]
