@@ -253,3 +253,13 @@ def test_load_weights_lists_five_misshapen_keys_and_logs_the_count(tmp_path: Pat
         bb.load_backbone_weights(open_clip.CLIP(**TINY), tmp_path / "ok.pt")
     assert [r.getMessage() for r in caplog.records if r.name == "dfer.model.backbone"] == [
         f"loaded {len(source)} backbone tensors from {tmp_path / 'ok.pt'}"]
+
+
+def test_a_named_architecture_reads_its_weights_file_through_dfer_only(tmp_path: Path, registered: str) -> None:
+    """OpenAI's layout (model settings as extra entries) is read by dfer's loader, which drops
+    them; handed to open_clip as a pretrained tag it would be refused."""
+    source = _weights(3)
+    torch.save({**source, "input_resolution": torch.tensor(32), "context_length": torch.tensor(16),
+                "vocab_size": torch.tensor(49408)}, tmp_path / "openai.pt")
+    model, _ = bb.build_open_clip(registered, str(tmp_path / "openai.pt"), None)
+    assert torch.equal(model.visual.conv1.weight, source["visual.conv1.weight"])
