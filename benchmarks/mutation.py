@@ -289,6 +289,22 @@ _BB_MAP_CPU = ("not testable here (CPU only): map_location='cpu' matters for an 
                "GPU tensors, which loads onto that GPU without it; a CPU-saved archive loads the same")
 _W_LOG_ARGS = ("equivalent: logging applies %-formatting only when arguments are given, so "
                "log.warning(text) and log.warning('%s', text) print the same text, % signs included")
+_BB_TEXT_CFG = ("equivalent: open_clip.CLIP needs a text_cfg (a model_cfg without one fails to "
+                 "build before the context length is read), so .get's default is never used")
+_BB_LOAD_NO_TAG = ("equivalent: create_model loads weights only for a pretrained tag; with tag None "
+                   "(a weights file, or random init) load_weights=True / None / default change nothing")
+_BB_LOAD_TAG = ("not testable here (no network, no open_clip weights): open_clip looks the tag up "
+                "whatever load_weights says (an unknown tag fails the same), so the flag only "
+                "matters for a real tag whose weights would be downloaded")
+_BB_DEEPCOPY = ("equivalent: open_clip.CLIP does not modify the nested dicts of the config it is "
+                "given (tests/test_backbone_values.py checks the config after a build), so a "
+                "shallow copy protects it as well")
+_BB_FORK_CPU = ("not testable here (CPU only): fork_rng(devices=None) also forks the CUDA "
+                "generators when CUDA is there; on a CPU-only machine both fork the CPU one alone")
+_BB_ST_CPU = "equivalent: safetensors' load_file puts tensors on 'cpu' by default"
+_BB_WEIGHTS_ONLY = "equivalent: torch.load's weights_only defaults to True since torch 2.6 (dfer needs newer)"
+_BB_ST_SUFFIX = ("equivalent on the pinned torch: torch.load reads a safetensors file itself, so a "
+                 "safetensors file sent down the torch.load path gives the same state dict")
 _SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
                    "are never looked at (every column the code reads or tests is in the list); "
                    "memory, not values")
@@ -878,6 +894,24 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.model.backbone.x__torchscript_state__mutmut_19": ('torch.jit.load(str(path), )', _BB_MAP_CPU),
     "dfer.report.write.x_build_report__mutmut_105": ('log.warning("\\n".join(missing))', _W_LOG_ARGS),
     "dfer.report.write.x_build_report__mutmut_59": ('stats.to_csv(index=None)', _INDEX_NONE),
+    "dfer.model.backbone.x__build_clip__mutmut_17": ('explicit.get("text_cfg", None)', _BB_TEXT_CFG),
+    "dfer.model.backbone.x__build_clip__mutmut_19": ('explicit.get("text_cfg", )', _BB_TEXT_CFG),
+    "dfer.model.backbone.x__build_clip__mutmut_35": ('pretrained=tag, load_weights=None)', _BB_LOAD_NO_TAG),
+    "dfer.model.backbone.x__build_clip__mutmut_38": ('pretrained=tag, )', _BB_LOAD_NO_TAG),
+    "dfer.model.backbone.x__build_clip__mutmut_39": ('load_weights=tag is None)', _BB_LOAD_TAG),
+    "dfer.model.backbone.x__copy__mutmut_2": ('copy.copy(dict(cfg))', _BB_DEEPCOPY),
+    "dfer.model.backbone.x_build_clip__mutmut_1": ('fork_rng(devices=None)', _BB_FORK_CPU),
+    "dfer.model.backbone.x_load_backbone_weights__mutmut_63": ('load_state_dict(state, strict=None)', _CK_STRICT),
+    "dfer.model.backbone.x_load_backbone_weights__mutmut_65": ('load_state_dict(state, )', _CK_STRICT),
+    "dfer.model.backbone.x_load_backbone_weights__mutmut_66": ('load_state_dict(state, strict=False)', _CK_STRICT),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_10": ('load_file(str(p), device=None)', _BB_ST_CPU),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_12": ('load_file(str(p), )', _BB_ST_CPU),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_21": ('map_location=None, weights_only=True)', _BB_MAP_CPU),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_24": ('torch.load(str(p), weights_only=True)', _BB_MAP_CPU),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_22": ('weights_only=None)', _BB_WEIGHTS_ONLY),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_25": ('map_location="cpu", )', _BB_WEIGHTS_ONLY),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_6": ('"XX.safetensorsXX"', _BB_ST_SUFFIX),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_7": ('".SAFETENSORS"', _BB_ST_SUFFIX),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_64": ('state.items()}, strict=None)', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_66": ('state.items()}, )', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_68": ('state.items()}, strict=False)', _CK_STRICT),
