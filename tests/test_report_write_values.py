@@ -290,11 +290,12 @@ def test_complete_report_says_so_and_reads_only_the_summaries_folds(tmp_path: Pa
 
 
 def _static_metrics(res: Path) -> None:
-    """Two folds of a still-image dataset ``stills`` (metrics.json says static)."""
-    for fold, (uar, war) in enumerate([(0.5, 0.75), (0.7, 0.25)], start=1):
+    """Two folds of a still-image dataset ``stills`` (metrics.json says static) by a run whose
+    name is HTML; fold 2's UAR is NaN."""
+    for fold, (uar, war) in enumerate([(0.5, 0.75), (float("nan"), 0.25)], start=1):
         path = res / "stills" / "train" / "s" / f"fold-{fold}" / "metrics.json"
         path.parent.mkdir(parents=True)
-        path.write_text(json.dumps({"run": "s", "dataset": "stills", "fold": fold, "num_clips": 4, "uar": uar,
+        path.write_text(json.dumps({"run": "<i>s</i>", "dataset": "stills", "fold": fold, "num_clips": 4, "uar": uar,
                                     "war": war, "static": True, "labels": ["x", "y"],
                                     "confusion_matrix": [[1, 0], [0, 1]],
                                     "test_clips": {"evaluated": 4, "listed": 4, "lost": {}}}))
@@ -316,13 +317,18 @@ def test_still_image_datasets_get_their_own_tables_with_accuracy(tmp_path: Path,
     assert "| toy |" in video and "stills" not in video and "| war |" in video
     assert "| stills |" in still and "| accuracy |" in still and "| war |" not in still
     still_folds = md[at[3]:at[4]]
-    assert still_folds.count("| s | stills |") == 2 and "| accuracy |" in still_folds and "| index |" not in md
+    assert still_folds.count("| <i>s</i> | stills |") == 2 and "| accuracy |" in still_folds
+    assert "| index |" not in md
     html = (out / "report.html").read_text()
     h = ["<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
          "<h2>Results: still-image datasets (UAR / accuracy %, mean ± std over folds)</h2>",
          "<h2>Per fold</h2>", "<h3>Per fold: still-image datasets</h3>", "<h2>Stages</h2>"]
     at = [html.index(x) for x in h]
     assert at == sorted(at) and "<th>accuracy</th>" in html[at[1]:at[2]] and "<th>accuracy</th>" in html[at[3]:]
+    assert "<th></th>" not in html and "<th>index</th>" not in html  # no index column
+    assert "<td>&lt;i&gt;s&lt;/i&gt;</td>" in html[at[1]:at[2]] and "<i>s" not in html[at[1]:at[2]]
+    # fold 2's UAR is NaN: an empty cell in the still-image per-fold table
+    assert "<td>4 of 4</td>\n      <td></td>\n      <td></td>\n      <td>0.25</td>" in html[at[3]:at[4]]
 
 
 def test_a_report_of_still_image_datasets_only_has_no_video_tables(tmp_path: Path, stubbed: dict) -> None:
