@@ -342,3 +342,25 @@ def test_a_report_of_still_image_datasets_only_has_no_video_tables(tmp_path: Pat
     html = (out / "report.html").read_text()
     assert "<h2>Results (UAR" not in html and "<h2>Per fold</h2>" not in html
     assert "<h2>Results: still-image datasets" in html
+
+
+def test_methods_side_by_side_reads_the_given_summaries_against_the_reference(tmp_path: Path,
+                                                                              stubbed: dict) -> None:
+    res = tmp_path / "results"
+    _metrics(res)
+    summaries = []
+    for run, uar in (("a", 0.5), ("b", 0.6)):
+        path = res / "toy" / "train" / run / "summary.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run": run, "dataset": "toy", "per_fold": [
+            {"fold": 1, "uar": uar, "war": 0.5}, {"fold": 2, "uar": uar, "war": 0.5}]}))
+        summaries.append(path)
+    out = tmp_path / "report"
+    build_report(res, ["toy"], out, reference="b")  # every summary found: a and b
+    md = (out / "report.md").read_text()
+    assert "\n## Methods side by side\n" in md and "\n### Paired differences against `b`\n" in md
+    html = (out / "report.html").read_text()
+    assert "<h3>Paired differences against b</h3>" in html and "No in-domain run to compare" not in html
+    build_report(res, ["toy"], out, summaries=summaries[:1])  # only a's summary given
+    md = (out / "report.md").read_text()
+    assert "\n### Paired differences against `a`\n" in md and "| b |" not in md.split("## Methods side by side")[1]
