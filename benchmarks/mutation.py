@@ -305,6 +305,10 @@ _BB_ST_CPU = "equivalent: safetensors' load_file puts tensors on 'cpu' by defaul
 _BB_WEIGHTS_ONLY = "equivalent: torch.load's weights_only defaults to True since torch 2.6 (dfer needs newer)"
 _BB_ST_SUFFIX = ("equivalent on the pinned torch: torch.load reads a safetensors file itself, so a "
                  "safetensors file sent down the torch.load path gives the same state dict")
+_BN_DEFAULTS = ("equivalent: F.batch_norm's training defaults to False and its eps to 1e-5, "
+                "which is the eps of the feature norms FineCLIPER builds (BatchNorm1d's default)")
+_BN_STATS = ("equivalent: the feature norms track running statistics, so running_mean and "
+             "running_var are both set and the assertion holds either way")
 _SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
                    "are never looked at (every column the code reads or tests is in the list); "
                    "memory, not values")
@@ -928,6 +932,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.write.x_build_report__mutmut_164": ('shown_static.to_html(index=False, na_rep="XXXX"', _NO_NAN_SHOWN),
     "dfer.report.write.x_build_report__mutmut_162": ('shown_static.to_html(index=False, na_rep="", )', _ESCAPE_DEFAULT),
     "dfer.report.write.x_build_report__mutmut_169": ('shown_static_folds.to_html(index=None', _INDEX_NONE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_caption_features__mutmut_24": ('self.embed_dim, device=None)', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_caption_features__mutmut_27": ('torch.zeros(len(captions), self.embed_dim, )', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_caption_features__mutmut_32": ('out = out.to(None)', _FP32),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_shared_losses__mutmut_30": ('caption.abs().sum(+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_18": ('norm.running_var, eps=norm.eps)', _BN_DEFAULTS),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_19": ('training=False, )', _BN_DEFAULTS),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_39": ('norm.running_mean is not None or norm.running_var', _BN_STATS),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_64": ('state.items()}, strict=None)', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_66": ('state.items()}, )', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_68": ('state.items()}, strict=False)', _CK_STRICT),

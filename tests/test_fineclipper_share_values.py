@@ -89,15 +89,18 @@ def _output(caption: torch.Tensor | None = None) -> FineCLIPEROutput:
     sim_pos = torch.tensor([[0.5, 0.1], [0.2, 0.4], [0.0, 0.0], [0.3, -0.1]])
     sim_neg = torch.tensor([[0.1, 0.3], [0.0, 0.2], [0.0, 0.0], [-0.2, 0.1]])
     video = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.6, 0.8]])
-    return FineCLIPEROutput(logits=2.0 * (sim_pos - 0.5 * sim_neg), sim_pos=sim_pos, sim_neg=sim_neg, fused=video,
+    # the fused feature differs from the video level's: the alignment reads the video level
+    return FineCLIPEROutput(logits=2.0 * (sim_pos - 0.5 * sim_neg), sim_pos=sim_pos, sim_neg=sim_neg,
+                            fused=video.flip(1),
                             level_features={"video": video}, modality_weights=torch.ones(1), caption=caption,
                             scale=torch.tensor(2.0))
 
 
-def _model_stand_in(pn_loss: str, align_weight: float = 0.0) -> SimpleNamespace:
-    cfg = SimpleNamespace(label_smoothing=0.0, pn_loss=pn_loss, negative_weight=0.5, align_weight=align_weight,
+def _model_stand_in(pn_loss: str, align_weight: float = 0.0, smoothing: float = 0.0) -> SimpleNamespace:
+    cfg = SimpleNamespace(label_smoothing=smoothing, pn_loss=pn_loss, negative_weight=0.5, align_weight=align_weight,
                           high_only=False, align_temperature=0.5)
-    ns = SimpleNamespace(cfg=cfg, log_logit_scale=torch.tensor([math.log(2.0)]))
+    # the model's own temperature (3) differs from the one the output carries (2)
+    ns = SimpleNamespace(cfg=cfg, log_logit_scale=torch.tensor([math.log(3.0)]))
     ns.class_loss_terms = lambda out, t: FineCLIPER.class_loss_terms(ns, out, t)
     ns._align = lambda v, c: FineCLIPER._align(ns, v, c)
     ns._shared_losses = lambda out, t, share: FineCLIPER._shared_losses(ns, out, t, share)
@@ -117,9 +120,27 @@ def test_class_loss_terms_per_clip() -> None:
     torch.testing.assert_close(two["ce_pos"], torch.tensor(pos))
     torch.testing.assert_close(two["ce_neg"], torch.tensor(neg))
     torch.testing.assert_close(two["ce"], torch.tensor([p + 0.5 * n for p, n in zip(pos, neg, strict=True)]))
-    out.scale = None  # the model's own temperature, exp(log 2) = 2: the same values
+    out.scale = None  # no scale in the output: the model's own temperature, exp(log 3) = 3
     torch.testing.assert_close(FineCLIPER.class_loss_terms(_model_stand_in("two_term"), out, TARGETS)["ce_pos"],
-                               torch.tensor(pos))
+                               torch.tensor(_ce(3.0 * out.sim_pos, TARGETS)))
+
+
+def _smoothed_ce(logits: torch.Tensor, targets: torch.Tensor, eps: float) -> list[float]:
+    """Label-smoothed cross-entropy by hand: (1 - eps) x the target's term + eps x the mean term."""
+    out = []
+    for row, t in zip(logits.tolist(), targets.tolist(), strict=True):
+        lse = math.log(sum(math.exp(v) for v in row))
+        out.append((1 - eps) * (lse - row[t]) + eps * sum(lse - v for v in row) / len(row))
+    return out
+
+
+def test_class_loss_terms_smooth_the_labels() -> None:
+    out = _output()
+    combined = FineCLIPER.class_loss_terms(_model_stand_in("combined", smoothing=0.1), out, TARGETS)
+    torch.testing.assert_close(combined["ce"], torch.tensor(_smoothed_ce(out.logits, TARGETS, 0.1)))
+    two = FineCLIPER.class_loss_terms(_model_stand_in("two_term", smoothing=0.1), out, TARGETS)
+    torch.testing.assert_close(two["ce_pos"], torch.tensor(_smoothed_ce(2.0 * out.sim_pos, TARGETS, 0.1)))
+    torch.testing.assert_close(two["ce_neg"], torch.tensor(_smoothed_ce(-2.0 * out.sim_neg, TARGETS, 0.1)))
 
 
 def test_losses_on_a_share_are_the_global_mean_of_the_valid_rows() -> None:
@@ -164,7 +185,8 @@ def test_losses_on_a_share_align_the_captioned_valid_clips() -> None:
     got = FineCLIPER.losses(_model_stand_in("combined", align_weight=0.25), _output(caption), TARGETS, share)
     assert "align" not in got and math.isclose(float(got["loss"]), ce, rel_tol=1e-6)
     # no alignment weight, or a high-only model: no alignment term
-    no_weight = FineCLIPER.losses(_model_stand_in("combined"), _output(caption), TARGETS, share)
+    full = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.8, 0.6]])
+    no_weight = FineCLIPER.losses(_model_stand_in("combined"), _output(full), TARGETS, share)
     assert "align" not in no_weight
     high = _model_stand_in("combined", align_weight=0.25)
     high.cfg.high_only = True

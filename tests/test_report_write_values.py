@@ -319,6 +319,9 @@ def test_still_image_datasets_get_their_own_tables_with_accuracy(tmp_path: Path,
     still_folds = md[at[3]:at[4]]
     assert still_folds.count("| <i>s</i> | stills |") == 2 and "| accuracy |" in still_folds
     assert "| index |" not in md
+    assert ("\n## Results: still-image datasets\n\nUAR / accuracy in %, mean ± std over folds (accuracy: the "
+            "share of test images predicted right, which WAR is); `coverage`: test images evaluated of those "
+            "the label files list.\n\n| run |") in md
     html = (out / "report.html").read_text()
     h = ["<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
          "<h2>Results: still-image datasets (UAR / accuracy %, mean ± std over folds)</h2>",
@@ -326,6 +329,7 @@ def test_still_image_datasets_get_their_own_tables_with_accuracy(tmp_path: Path,
     at = [html.index(x) for x in h]
     assert at == sorted(at) and "<th>accuracy</th>" in html[at[1]:at[2]] and "<th>accuracy</th>" in html[at[3]:]
     assert "<th></th>" not in html and "<th>index</th>" not in html  # no index column
+    assert "\n<h3>Per fold: still-image datasets</h3>\n<table" in html
     assert "<td>&lt;i&gt;s&lt;/i&gt;</td>" in html[at[1]:at[2]] and "<i>s" not in html[at[1]:at[2]]
     # fold 2's UAR is NaN: an empty cell in the still-image per-fold table
     assert "<td>4 of 4</td>\n      <td></td>\n      <td></td>\n      <td>0.25</td>" in html[at[3]:at[4]]
