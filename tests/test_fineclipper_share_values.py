@@ -263,3 +263,14 @@ def test_forward_passes_its_share_to_the_standardisation() -> None:
     assert shared.caption.shape == (4, 16) and shared.caption[1].abs().sum() == 0
     torch.testing.assert_close(shared.caption[VALID], plain.caption)
     torch.testing.assert_close(model.feature_norms["video"].running_var, alone.feature_norms["video"].running_var)
+
+
+def test_without_a_video_level_the_fused_feature_is_aligned() -> None:
+    share = BatchShare(VALID, n_global=3, world=1, rank=0)
+    caption = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.8, 0.6]])
+    out = _output(caption)
+    out.level_features = {}  # e.g. parsing and landmarks only: no video level
+    got = FineCLIPER.losses(_model_stand_in("combined", align_weight=0.25), out, TARGETS, share)
+    fused = out.fused.tolist()
+    align = _info_nce([fused[i] for i in (0, 1, 3)], [caption.tolist()[i] for i in (0, 1, 3)], 0.5)
+    assert math.isclose(float(got["align"]), align, rel_tol=1e-6)
