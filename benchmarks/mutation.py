@@ -1289,9 +1289,13 @@ def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
         if not rec:
             continue
         equiv = equivalents(rec)
+        # a survivor of code that moved is not open: its mutant was run again in the new module
+        open_reason = (f"measured before the code moved; the code is measured again under "
+                       f"`{m.moved_to}` (its survivors, if any, are listed there)"
+                       if m.moved_to else "**needs a test**")
         for name, v in rec["not_detected"].items():
             any_survivor = True
-            reason = explanation(name)[1] if name in equiv else "**needs a test**"
+            reason = explanation(name)[1] if name in equiv else open_reason
             out += [f"- `{name}` ({v['status']}): {reason}", "", "  ```diff",
                     *("  " + ln for ln in v["diff"].splitlines()), "  ```", ""]
     if not any_survivor:
