@@ -939,6 +939,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_18": ('norm.running_var, eps=norm.eps)', _BN_DEFAULTS),
     "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_19": ('training=False, )', _BN_DEFAULTS),
     "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_39": ('norm.running_mean is not None or norm.running_var', _BN_STATS),
+    "dfer.methods.specs.fineclipper.x_migrate_v1__mutmut_61": ('d.pop("mid_temporal_adapter", None)', _FALSY),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_64": ('state.items()}, strict=None)', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_66": ('state.items()}, )', _CK_STRICT),
     "dfer.methods.checkpoint.x_load_method_state__mutmut_68": ('state.items()}, strict=False)', _CK_STRICT),
