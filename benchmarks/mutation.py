@@ -245,6 +245,70 @@ _G_MULTI_SORT = ("equivalent: pandas applies sort_values' kind only when sorting
                  "defaults to True")
 _G_BOOL_NONE = "equivalent: bool(None) is bool(False)"
 _G_SHARDS_IN = "equivalent: shards_in's default suffix is '.parquet', the value of PARQUET"
+_LOCALE = ("not testable here: without the encoding Python uses the locale's, and this machine "
+           "(like every Python >= 3.7 in a C / POSIX locale, which it coerces to UTF-8) has only "
+           "UTF-8 locales; the explicit utf-8 keeps non-ASCII text right under a latin-1 or "
+           "Windows code-page locale")
+_G_INT_LIST = "equivalent: np.asarray of a list of Python ints is int64 without the dtype"
+_G_ASCII_NONE = "equivalent: json.dumps tests ensure_ascii for truth; None is falsy, as False is"
+_G_STAGING = ("equivalent: the staging folder exists whenever the except block runs (made before "
+              "the try, renamed away only by its last statement), so rmtree has no error to ignore")
+_G_EVERY_LINE = ("equivalent: clip_artifacts yields every wanted clip id (those in no manifest "
+                 "last), so every line is overwritten with its card and the initial value is "
+                 "never written")
+_G_EXACT64 = ("equivalent: the probabilities are float32 (or Python floats, float64 without the "
+              "dtype); float32 -> float64 is exact, so the order and the rounded values are the same")
+_G_TIES = ("not testable here: numpy's default argsort (introsort, insertion sort below 16 "
+           "elements) returns tied probabilities in index order on this machine for every "
+           "class count dfer uses (<= 11); kind='stable' guarantees it where numpy's SIMD sort "
+           "(AVX-512) is used")
+_G_KIND_CASE = "equivalent: numpy reads sort kind names case-insensitively ('STABLE' is 'stable')"
+_G_EXT_CASE = "equivalent: cv2.imencode matches the file extension case-insensitively"
+_G_CV_U8 = ("equivalent: cv2.imencode converts a float64 / int64 image to 8 bits (values 0..255 "
+            "stay as they are); the tile's and the alpha's values are all in 0..255")
+_G_INT_COORDS = ("equivalent: the rounded coordinates are whole numbers, so int(x) of the float64 "
+                 "array is the same as of the int array")
+_G_SATURATE = "equivalent: cv2 saturates colour components to 255, so 256 draws 255"
+_G_LINE8 = "equivalent: cv2.circle's lineType defaults to LINE_8"
+_G_FILLED = "equivalent: cv2 fills a circle for any negative thickness (-1 and -2 alike)"
+_G_PNG9 = "equivalent: cv2 clamps IMWRITE_PNG_COMPRESSION to 0..9, so 10 writes level 9"
+_G_MARKER = ("equivalent: the marker is only inserted into the rendered page and split out of it "
+             "again, so any marker text that the template does not contain works alike")
+_CK_STRICT = ("equivalent: the key sets and shapes were compared just before (an error names any "
+              "difference), so load_state_dict's strict check has nothing left to find")
+_CK_TO_NONE = ("equivalent: Tensor.to(None) keeps the dtype, and load_state_dict copies each "
+               "value into the existing parameter or buffer, which casts it to that one's dtype")
+_CK_SPEC = ("equivalent: spec is the method that built the model (load_checkpoint: the same "
+            "registry entry that built it; save_checkpoint: spec_of_model of it), which is what "
+            "spec_of_model(model) returns when no spec is passed")
+_SQUARE_SIMS = ("equivalent: sims is video @ caption.T of the same clips, a square [n, n] matrix, "
+                 "so shape[0] and shape[1] are the same")
+_BB_WARNINGS = ("equivalent: only which warnings torch.jit.load may print inside the block (all "
+                 "instead of FutureWarning alone); the state dict read is the same")
+_BB_MAP_CPU = ("not testable here (CPU only): map_location='cpu' matters for an archive saved from "
+               "GPU tensors, which loads onto that GPU without it; a CPU-saved archive loads the same")
+_W_LOG_ARGS = ("equivalent: logging applies %-formatting only when arguments are given, so "
+               "log.warning(text) and log.warning('%s', text) print the same text, % signs included")
+_BB_TEXT_CFG = ("equivalent: open_clip.CLIP needs a text_cfg (a model_cfg without one fails to "
+                 "build before the context length is read), so .get's default is never used")
+_BB_LOAD_NO_TAG = ("equivalent: create_model loads weights only for a pretrained tag; with tag None "
+                   "(a weights file, or random init) load_weights=True / None / default change nothing")
+_BB_LOAD_TAG = ("not testable here (no network, no open_clip weights): open_clip looks the tag up "
+                "whatever load_weights says (an unknown tag fails the same), so the flag only "
+                "matters for a real tag whose weights would be downloaded")
+_BB_DEEPCOPY = ("equivalent: open_clip.CLIP does not modify the nested dicts of the config it is "
+                "given (tests/test_backbone_values.py checks the config after a build), so a "
+                "shallow copy protects it as well")
+_BB_FORK_CPU = ("not testable here (CPU only): fork_rng(devices=None) also forks the CUDA "
+                "generators when CUDA is there; on a CPU-only machine both fork the CPU one alone")
+_BB_ST_CPU = "equivalent: safetensors' load_file puts tensors on 'cpu' by default"
+_BB_WEIGHTS_ONLY = "equivalent: torch.load's weights_only defaults to True since torch 2.6 (dfer needs newer)"
+_BB_ST_SUFFIX = ("equivalent on the pinned torch: torch.load reads a safetensors file itself, so a "
+                 "safetensors file sent down the torch.load path gives the same state dict")
+_BN_DEFAULTS = ("equivalent: F.batch_norm's training defaults to False and its eps to 1e-5, "
+                "which is the eps of the feature norms FineCLIPER builds (BatchNorm1d's default)")
+_BN_STATS = ("equivalent: the feature norms track running statistics, so running_mean and "
+             "running_var are both set and the assertion holds either way")
 _SS_ALL_COLUMNS = ("equivalent: reading every column instead of the named ones adds columns that "
                    "are never looked at (every column the code reads or tests is in the list); "
                    "memory, not values")
@@ -479,7 +543,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.write.x__display_summary__mutmut_11": ('strict=None', _STD_PAIR),
     "dfer.report.write.x__display_summary__mutmut_14": ('summary[f"{key}_std"], )', _STD_PAIR),
     "dfer.report.write.x__display_summary__mutmut_15": ('strict=False', _STD_PAIR),
-    "dfer.report.write.x__markdown_table__mutmut_27": ('itertuples(index=None)', _INDEX_NONE),
+    "dfer.report.write.x_markdown_table__mutmut_27": ('itertuples(index=None)', _INDEX_NONE),
     "dfer.report.write.x_coverage_notes__mutmut_2": ('itertuples(index=None)', _INDEX_NONE),
     "dfer.report.write.x_coverage_notes__mutmut_4": ('itertuples(index=True)', _BY_NAME),
     "dfer.report.write.x_build_report__mutmut_198": ('to_html(index=None', _INDEX_NONE),
@@ -768,6 +832,122 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.report.gallery.x_fold_record__mutmut_21": ('m.get("zero_shot", )', _G_BOOL_NONE),
     "dfer.report.gallery.x_clip_artifacts__mutmut_12": ('shards_in(folder, )', _G_SHARDS_IN),
     "dfer.report.gallery.x_fold_inputs__mutmut_10": ('shards_in(folder, )', _G_SHARDS_IN),
+    "dfer.report.gallery.x__asset__mutmut_1": ('read_text(encoding=None)', _LOCALE),
+    "dfer.report.gallery.x__read_json__mutmut_2": ('path.read_text(encoding=None)', _LOCALE),
+    "dfer.report.gallery.x_write_embedded__mutmut_19": ('tmp.open("w", encoding=None)', _LOCALE),
+    "dfer.report.gallery.x_write_embedded__mutmut_21": ('tmp.open("w", )', _LOCALE),
+    "dfer.report.gallery.x_write_embedded__mutmut_2": ('marker = "XX', _G_MARKER),
+    "dfer.report.gallery.x_write_embedded__mutmut_3": ('DFER-DATA', _G_MARKER),
+    "dfer.report.gallery.x__points__mutmut_17": ('to_pylist(), dtype=None)', _G_INT_LIST),
+    "dfer.report.gallery.x__points__mutmut_19": ('to_pylist(), )', _G_INT_LIST),
+    "dfer.report.gallery.x__points__mutmut_4": ('read_sorted(path, None)', _MORE_COLUMNS),
+    "dfer.report.gallery.x__points__mutmut_6": ('read_sorted(path, )', _MORE_COLUMNS),
+    "dfer.report.gallery.x__script_json__mutmut_3": ('ensure_ascii=None', _G_ASCII_NONE),
+    "dfer.report.gallery.x_build_fold__mutmut_118": ('shutil.rmtree(staging, ignore_errors=None)', _G_STAGING),
+    "dfer.report.gallery.x_build_fold__mutmut_120": ('shutil.rmtree(staging, )', _G_STAGING),
+    "dfer.report.gallery.x_build_fold__mutmut_121": ('shutil.rmtree(staging, ignore_errors=False)', _G_STAGING),
+    "dfer.report.gallery.x_card_lines__mutmut_13": ('itertuples(index=None)', _INDEX_NONE),
+    "dfer.report.gallery.x_card_lines__mutmut_14": ('itertuples(index=True)', _BY_NAME),
+    "dfer.report.gallery.x_card_lines__mutmut_17": ('["XXXX"] * len(rows)', _G_EVERY_LINE),
+    "dfer.report.gallery.x_card_record__mutmut_3": ('np.asarray(row.probs, dtype=None)', _G_EXACT64),
+    "dfer.report.gallery.x_card_record__mutmut_5": ('np.asarray(row.probs, )', _G_EXACT64),
+    "dfer.report.gallery.x_card_record__mutmut_8": ('np.argsort(-probs, kind=None)', _G_TIES),
+    "dfer.report.gallery.x_card_record__mutmut_10": ('np.argsort(-probs, )', _G_TIES),
+    "dfer.report.gallery.x_card_record__mutmut_13": ('kind="STABLE"', _G_KIND_CASE),
+    "dfer.report.gallery.x_face_strip__mutmut_17": ('".JPG"', _G_EXT_CASE),
+    "dfer.report.gallery.x_landmark_strip__mutmut_53": ('".PNG"', _G_EXT_CASE),
+    "dfer.report.gallery.x_parsing_strip__mutmut_43": ('".PNG"', _G_EXT_CASE),
+    "dfer.report.gallery.x_landmark_strip__mutmut_4": ('np.zeros((THUMB, THUMB, 4), None)', _G_CV_U8),
+    "dfer.report.gallery.x_landmark_strip__mutmut_6": ('np.zeros((THUMB, THUMB, 4), )', _G_CV_U8),
+    "dfer.report.gallery.x_parsing_strip__mutmut_18": ('.astype(None)[..., None]', _G_CV_U8),
+    "dfer.report.gallery.x_landmark_strip__mutmut_15": ('.astype(None)', _G_INT_COORDS),
+    "dfer.report.gallery.x_landmark_strip__mutmut_25": ('PART_COLOURS[part], 256)', _G_SATURATE),
+    "dfer.report.gallery.x_landmark_strip__mutmut_32": ('1, colour, -1, None)', _G_LINE8),
+    "dfer.report.gallery.x_landmark_strip__mutmut_38": ('1, colour, -1, )', _G_LINE8),
+    "dfer.report.gallery.x_landmark_strip__mutmut_43": ('1, colour, -2, cv2.LINE_8)', _G_FILLED),
+    "dfer.report.gallery.x_landmark_strip__mutmut_54": ('IMWRITE_PNG_COMPRESSION, 10]', _G_PNG9),
+    "dfer.report.gallery.x_parsing_strip__mutmut_44": ('IMWRITE_PNG_COMPRESSION, 10]', _G_PNG9),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_align__mutmut_5": ('device=None)', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_align__mutmut_7": ('torch.arange(sims.shape[0], )', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_align__mutmut_8": ('torch.arange(sims.shape[1], device=sims.device)', _SQUARE_SIMS),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_46": ('self.embed_dim, device=None)', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_49": ('torch.zeros(batch, self.embed_dim, )', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_116": ('stacked, strict=None)}', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_119": ('zip(self.fused_levels, stacked, )', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_120": ('stacked, strict=False)}', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_71": ('zip(weights, stacked, strict=None)', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_74": ('zip(weights, stacked, )', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_75": ('zip(weights, stacked, strict=False)', _ONE_EACH),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_28": ('F.normalize(feats, )', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_29": ('F.normalize(feats, dim=+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_66": ('strict=True)), )', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_76": ('strict=True)), dim=+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_83": ('F.normalize(t_pos, )', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_84": ('F.normalize(t_pos, dim=+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_92": ('F.normalize(t_neg, )', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁforward__mutmut_93": ('F.normalize(t_neg, dim=+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁlosses__mutmut_59": ('out.caption.abs().sum(+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_125": ('persistent=None)', _FALSY),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_149": ('persistent=None)', _FALSY),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_94": ('affine=None)', _FALSY),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_136": ('torch.tensor(mean).view(3, 1, 1)', _BROADCAST),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_160": ('torch.tensor(std).view(3, 1, 1)', _BROADCAST),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ__init____mutmut_171": ('self.labels: list[str] = None', _SET_LABELS),
+    "dfer.model.backbone.x__torchscript_state__mutmut_12": ('warnings.simplefilter("ignore", )', _BB_WARNINGS),
+    "dfer.model.backbone.x__torchscript_state__mutmut_17": ('map_location=None)', _BB_MAP_CPU),
+    "dfer.model.backbone.x__torchscript_state__mutmut_19": ('torch.jit.load(str(path), )', _BB_MAP_CPU),
+    "dfer.report.write.x_build_report__mutmut_105": ('log.warning("\\n".join(missing))', _W_LOG_ARGS),
+    "dfer.report.write.x_build_report__mutmut_59": ('stats.to_csv(index=None)', _INDEX_NONE),
+    "dfer.model.backbone.x__build_clip__mutmut_17": ('explicit.get("text_cfg", None)', _BB_TEXT_CFG),
+    "dfer.model.backbone.x__build_clip__mutmut_19": ('explicit.get("text_cfg", )', _BB_TEXT_CFG),
+    "dfer.model.backbone.x__build_clip__mutmut_35": ('pretrained=tag, load_weights=None)', _BB_LOAD_NO_TAG),
+    "dfer.model.backbone.x__build_clip__mutmut_38": ('pretrained=tag, )', _BB_LOAD_NO_TAG),
+    "dfer.model.backbone.x__build_clip__mutmut_39": ('load_weights=tag is None)', _BB_LOAD_TAG),
+    "dfer.model.backbone.x__copy__mutmut_2": ('copy.copy(dict(cfg))', _BB_DEEPCOPY),
+    "dfer.model.backbone.x_build_clip__mutmut_1": ('fork_rng(devices=None)', _BB_FORK_CPU),
+    "dfer.model.backbone.x_load_backbone_weights__mutmut_63": ('load_state_dict(state, strict=None)', _CK_STRICT),
+    "dfer.model.backbone.x_load_backbone_weights__mutmut_65": ('load_state_dict(state, )', _CK_STRICT),
+    "dfer.model.backbone.x_load_backbone_weights__mutmut_66": ('load_state_dict(state, strict=False)', _CK_STRICT),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_10": ('load_file(str(p), device=None)', _BB_ST_CPU),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_12": ('load_file(str(p), )', _BB_ST_CPU),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_21": ('map_location=None, weights_only=True)', _BB_MAP_CPU),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_24": ('torch.load(str(p), weights_only=True)', _BB_MAP_CPU),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_22": ('weights_only=None)', _BB_WEIGHTS_ONLY),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_25": ('map_location="cpu", )', _BB_WEIGHTS_ONLY),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_6": ('"XX.safetensorsXX"', _BB_ST_SUFFIX),
+    "dfer.model.backbone.x_read_backbone_state_dict__mutmut_7": ('".SAFETENSORS"', _BB_ST_SUFFIX),
+    "dfer.report.write.x_build_report__mutmut_286": ('shown_summary.to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_287": ('shown_summary.to_html(index=False, na_rep=None', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_290": ('shown_summary.to_html(index=False, escape=True)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_293": ('shown_summary.to_html(index=False, na_rep="XXXX"', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_291": ('shown_summary.to_html(index=False, na_rep="", )', _ESCAPE_DEFAULT),
+    "dfer.report.write.x_build_report__mutmut_316": ('_display_folds(video_folds).to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_331": ('shown_stats.to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_332": ('shown_stats.to_html(index=False, na_rep=None)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_334": ('shown_stats.to_html(index=False, )', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_336": ('shown_stats.to_html(index=False, na_rep="XXXX")', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_157": ('shown_static.to_html(index=None', _INDEX_NONE),
+    "dfer.report.write.x_build_report__mutmut_158": ('shown_static.to_html(index=False, na_rep=None', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_161": ('shown_static.to_html(index=False, escape=True)', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_164": ('shown_static.to_html(index=False, na_rep="XXXX"', _NO_NAN_SHOWN),
+    "dfer.report.write.x_build_report__mutmut_162": ('shown_static.to_html(index=False, na_rep="", )', _ESCAPE_DEFAULT),
+    "dfer.report.write.x_build_report__mutmut_169": ('shown_static_folds.to_html(index=None', _INDEX_NONE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_caption_features__mutmut_24": ('self.embed_dim, device=None)', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_caption_features__mutmut_27": ('torch.zeros(len(captions), self.embed_dim, )', _ONE_DEVICE),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_caption_features__mutmut_32": ('out = out.to(None)', _FP32),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_shared_losses__mutmut_30": ('caption.abs().sum(+1)', _LAST_DIM),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_18": ('norm.running_var, eps=norm.eps)', _BN_DEFAULTS),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_19": ('training=False, )', _BN_DEFAULTS),
+    "dfer.methods.fineclipper.xǁFineCLIPERǁ_standardize__mutmut_39": ('norm.running_mean is not None or norm.running_var', _BN_STATS),
+    "dfer.methods.specs.fineclipper.x_migrate_v1__mutmut_61": ('d.pop("mid_temporal_adapter", None)', _FALSY),
+    "dfer.methods.checkpoint.x_load_method_state__mutmut_64": ('state.items()}, strict=None)', _CK_STRICT),
+    "dfer.methods.checkpoint.x_load_method_state__mutmut_66": ('state.items()}, )', _CK_STRICT),
+    "dfer.methods.checkpoint.x_load_method_state__mutmut_68": ('state.items()}, strict=False)', _CK_STRICT),
+    "dfer.methods.checkpoint.x_load_method_state__mutmut_67": ('v.to(None)', _CK_TO_NONE),
+    "dfer.methods.checkpoint.x_load_checkpoint__mutmut_77": ('load_method_state(model, state, None)', _CK_SPEC),
+    "dfer.methods.checkpoint.x_load_checkpoint__mutmut_80": ('load_method_state(model, state, )', _CK_SPEC),
+    "dfer.methods.checkpoint.x_save_checkpoint__mutmut_5": ('method_state(model, None)', _CK_SPEC),
+    "dfer.methods.checkpoint.x_save_checkpoint__mutmut_7": ('method_state(model, )', _CK_SPEC),
 }
 
 
@@ -812,6 +992,7 @@ def read_config(path: Path = CONFIG) -> tuple[configparser.ConfigParser, list[Mo
                               _lines(s.get("tests", "")), _lines(s.get("mutants", "")),
                               s.get("part_of", "").strip(), " ".join(s.get("note", "").split()),
                               s.get("moved_to", "").strip()))
+    MOVED.update({m.moved_to: m.name for m in modules if m.moved_to})
     return cfg, modules
 
 
@@ -980,8 +1161,25 @@ def mutant_diffs(work: Path, module: Module, names: list[str]) -> dict[str, str]
             for name, diff in diffs.items()}
 
 
+#: new module -> old module of code that moved (mutation.cfg's ``moved_to``), filled by
+#: :func:`read_config`: a mutant of moved code keeps the explanation written for its old name
+#: while its mutated line is still the same (the line check below)
+MOVED: dict[str, str] = {}
+
+
+def explanation(name: str) -> tuple[str, str]:
+    """``(mutated line, reason)`` of a survivor, under its own name or the name it had before
+    its code moved; ``("", "")`` when it has none."""
+    if name in EQUIVALENT:
+        return EQUIVALENT[name]
+    for new, old in MOVED.items():
+        if name.startswith(new + "."):
+            return EQUIVALENT.get(old + name[len(new):], ("", ""))
+    return ("", "")
+
+
 def is_equivalent(name: str, diff: str) -> bool:
-    line = EQUIVALENT.get(name, ("", ""))[0]
+    line = explanation(name)[0]
     return bool(line) and line in "\n".join(ln for ln in diff.splitlines() if ln.startswith("+"))
 
 
@@ -1013,7 +1211,7 @@ def equivalents(rec: dict[str, Any]) -> set[str]:
 
 
 def _untestable(name: str) -> bool:
-    return EQUIVALENT.get(name, ("", ""))[1].startswith("not testable")
+    return explanation(name)[1].startswith("not testable")
 
 
 def _row(name: str, rec: dict[str, Any]) -> str:
@@ -1092,9 +1290,13 @@ def render(modules: list[Module], records: dict[str, dict[str, Any]]) -> str:
         if not rec:
             continue
         equiv = equivalents(rec)
+        # a survivor of code that moved is not open: its mutant was run again in the new module
+        open_reason = (f"measured before the code moved; the code is measured again under "
+                       f"`{m.moved_to}` (its survivors, if any, are listed there)"
+                       if m.moved_to else "**needs a test**")
         for name, v in rec["not_detected"].items():
             any_survivor = True
-            reason = EQUIVALENT[name][1] if name in equiv else "**needs a test**"
+            reason = explanation(name)[1] if name in equiv else open_reason
             out += [f"- `{name}` ({v['status']}): {reason}", "", "  ```diff",
                     *("  " + ln for ln in v["diff"].splitlines()), "  ```", ""]
     if not any_survivor:

@@ -201,3 +201,53 @@ def test_files_that_are_not_checkpoints(tmp_path: Path) -> None:
     save_file({"w": np.zeros(1, np.float32)}, str(no_model), metadata={META_KEY: json.dumps({"stage": "train"})})
     with pytest.raises(ValueError, match=r"not a dfer training checkpoint \(metadata stage='train'\)"):
         read_checkpoint(no_model)
+
+
+def test_old_names_of_fineclipper_config_resolve_when_asked() -> None:
+    """dfer.model.config resolves FineCLIPER's names on attribute access (a module __getattr__),
+    so the names are looked up here, in the test, not at import time."""
+    import dfer.model.config as old
+    from dfer.methods.specs import fineclipper
+
+    assert old.ModelConfig is fineclipper.ModelConfig and old.migrate_v1 is fineclipper.migrate_v1
+    with pytest.raises(AttributeError) as err:
+        old.ModelConfg  # noqa: B018 - the attribute access is the test
+    assert str(err.value) == "module 'dfer.model.config' has no attribute 'ModelConfg'"
+
+
+def test_backbone_of_any_method_config() -> None:
+    from types import SimpleNamespace
+
+    from dfer.model.config import BackboneConfig, backbone_of
+
+    cfg = SimpleNamespace(backbone="custom", pretrained="w/clip.pt", model_cfg={"embed_dim": 8}, init_seed="7")
+    assert backbone_of(cfg) == BackboneConfig("custom", "w/clip.pt", {"embed_dim": 8}, 7)
+    no_seed = SimpleNamespace(backbone="tiny", pretrained=None, model_cfg=None)  # a config without init_seed
+    assert backbone_of(no_seed) == BackboneConfig("tiny", None, None, 0)
+
+
+def test_fineclipper_registry_hooks_by_value() -> None:
+    """What FineCLIPER's registry entry says it reads, scores and logs, on hand-made inputs."""
+    from types import SimpleNamespace
+
+    from dfer.methods.specs import fineclipper as spec
+    from dfer.train.inputs import Needs
+
+    assert spec._needs({}) == Needs(parsing=True, landmarks=True, captions=True)  # the defaults
+    assert spec._needs({"use_parsing": False, "use_captions": False}) == Needs(False, True, False)
+    assert spec._needs({"use_landmarks": False}) == Needs(True, False, True)
+    # captions at prediction: unused (training loss only), optional (fused), required (high only)
+    assert spec._prediction_needs(ModelConfig()) == (Needs(True, True, False), False)
+    assert spec._prediction_needs(ModelConfig(use_parsing=False, caption_in_fusion=True)) == (
+        Needs(False, True, True), True)
+    high = ModelConfig(use_video=False, use_parsing=False, use_landmarks=False, caption_in_fusion=True)
+    assert spec._prediction_needs(high) == (Needs(False, False, True), False)
+    asked = []
+    model = SimpleNamespace(class_loss_terms=lambda out, t: asked.append((out, t)) or {"ce": "per clip", "x": 0},
+                            log_logit_scale=torch.tensor([0.0]), fused_levels=["video", "caption"])
+    assert spec._clip_loss(model, "out", "targets") == "per clip" and asked == [("out", "targets")]
+    extras = spec._extras(model, SimpleNamespace(modality_weights=torch.tensor([0.25, 0.75])))
+    assert list(extras) == ["logit_scale", "weight_video", "weight_caption"]
+    assert extras["logit_scale"].tolist() == [1.0] and float(extras["weight_caption"]) == 0.75
+    with pytest.raises(ValueError):  # one weight per fused level
+        spec._extras(model, SimpleNamespace(modality_weights=torch.tensor([1.0])))

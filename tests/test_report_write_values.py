@@ -288,3 +288,84 @@ def test_complete_report_says_so_and_reads_only_the_summaries_folds(tmp_path: Pa
     assert "| a | toy | toy | False | 2 | 10 | 10 of 10 |  |  | 0.7 |" in md
     assert "<td>10 of 10</td>\n      <td></td>\n      <td></td>\n      <td>0.7</td>" in html
     assert math.isnan(tables["summary"]["uar"].iloc[0]) and "<td>±</td>" in html
+
+
+def _static_metrics(res: Path) -> None:
+    """Two folds of a still-image dataset ``stills`` (metrics.json says static) by a run whose
+    name is HTML; fold 2's UAR is NaN."""
+    for fold, (uar, war) in enumerate([(0.5, 0.75), (float("nan"), 0.25)], start=1):
+        path = res / "stills" / "train" / "s" / f"fold-{fold}" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"run": "<i>s</i>", "dataset": "stills", "fold": fold, "num_clips": 4, "uar": uar,
+                                    "war": war, "static": True, "labels": ["x", "y"],
+                                    "confusion_matrix": [[1, 0], [0, 1]],
+                                    "test_clips": {"evaluated": 4, "listed": 4, "lost": {}}}))
+
+
+def test_still_image_datasets_get_their_own_tables_with_accuracy(tmp_path: Path, stubbed: dict) -> None:
+    res = tmp_path / "results"
+    _metrics(res)
+    _static_metrics(res)
+    out = tmp_path / "report"
+    build_report(res, ["toy", "stills"], out)
+    md = (out / "report.md").read_text()
+    assert "test clips evaluated of those the split files list. Still-image datasets: UAR / accuracy.\n" in md
+    order = ["\n## Results\n", "\n## Results: still-image datasets\n\nUAR / accuracy in %, mean ± std over folds",
+             "\n## Per fold\n", "\n## Per fold: still-image datasets\n\n", "\n## Stages\n"]
+    at = [md.index(h) for h in order]
+    assert at == sorted(at)
+    video, still = md[at[0]:at[1]], md[at[1]:at[2]]
+    assert "| toy |" in video and "stills" not in video and "| war |" in video
+    assert "| stills |" in still and "| accuracy |" in still and "| war |" not in still
+    still_folds = md[at[3]:at[4]]
+    assert still_folds.count("| <i>s</i> | stills |") == 2 and "| accuracy |" in still_folds
+    assert "| index |" not in md
+    assert ("\n## Results: still-image datasets\n\nUAR / accuracy in %, mean ± std over folds (accuracy: the "
+            "share of test images predicted right, which WAR is); `coverage`: test images evaluated of those "
+            "the label files list.\n\n| run |") in md
+    html = (out / "report.html").read_text()
+    h = ["<h2>Results (UAR / WAR %, mean ± std over folds)</h2>",
+         "<h2>Results: still-image datasets (UAR / accuracy %, mean ± std over folds)</h2>",
+         "<h2>Per fold</h2>", "<h3>Per fold: still-image datasets</h3>", "<h2>Stages</h2>"]
+    at = [html.index(x) for x in h]
+    assert at == sorted(at) and "<th>accuracy</th>" in html[at[1]:at[2]] and "<th>accuracy</th>" in html[at[3]:]
+    assert "<th></th>" not in html and "<th>index</th>" not in html  # no index column
+    assert "\n<h3>Per fold: still-image datasets</h3>\n<table" in html
+    assert "<td>&lt;i&gt;s&lt;/i&gt;</td>" in html[at[1]:at[2]] and "<i>s" not in html[at[1]:at[2]]
+    # fold 2's UAR is NaN: an empty cell in the still-image per-fold table
+    assert "<td>4 of 4</td>\n      <td></td>\n      <td></td>\n      <td>0.25</td>" in html[at[3]:at[4]]
+
+
+def test_a_report_of_still_image_datasets_only_has_no_video_tables(tmp_path: Path, stubbed: dict) -> None:
+    res = tmp_path / "results"
+    _static_metrics(res)
+    out = tmp_path / "report"
+    build_report(res, ["stills"], out)
+    md = (out / "report.md").read_text()
+    assert "\n## Results\n" not in md and "\n## Per fold\n" not in md
+    assert "\n## Results: still-image datasets\n" in md and "\n## Per fold: still-image datasets\n" in md
+    html = (out / "report.html").read_text()
+    assert "<h2>Results (UAR" not in html and "<h2>Per fold</h2>" not in html
+    assert "<h2>Results: still-image datasets" in html
+
+
+def test_methods_side_by_side_reads_the_given_summaries_against_the_reference(tmp_path: Path,
+                                                                              stubbed: dict) -> None:
+    res = tmp_path / "results"
+    _metrics(res)
+    summaries = []
+    for run, uar in (("a", 0.5), ("b", 0.6)):
+        path = res / "toy" / "train" / run / "summary.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run": run, "dataset": "toy", "per_fold": [
+            {"fold": 1, "uar": uar, "war": 0.5}, {"fold": 2, "uar": uar, "war": 0.5}]}))
+        summaries.append(path)
+    out = tmp_path / "report"
+    build_report(res, ["toy"], out, reference="b")  # every summary found: a and b
+    md = (out / "report.md").read_text()
+    assert "\n## Methods side by side\n" in md and "\n### Paired differences against `b`\n" in md
+    html = (out / "report.html").read_text()
+    assert "<h3>Paired differences against b</h3>" in html and "No in-domain run to compare" not in html
+    build_report(res, ["toy"], out, summaries=summaries[:1])  # only a's summary given
+    md = (out / "report.md").read_text()
+    assert "\n### Paired differences against `a`\n" in md and "| b |" not in md.split("## Methods side by side")[1]
