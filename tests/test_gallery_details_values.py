@@ -40,10 +40,11 @@ def test_sha256_of_a_file_larger_than_one_read(tmp_path: Path) -> None:
 
 def test_code_hash_covers_the_drawing_code() -> None:
     import dfer.landmarks.points as points_mod
+    import dfer.report.gallery_pairs as pairs_mod
     import dfer.train.render as render_mod
 
     digest = hashlib.sha256()
-    for f in (g.__file__, render_mod.__file__, points_mod.__file__):
+    for f in (g.__file__, render_mod.__file__, points_mod.__file__, pairs_mod.__file__):
         digest.update(Path(f).read_bytes())
     assert g._code_hash() == digest.hexdigest()[:16]
 
@@ -129,7 +130,7 @@ def test_card_record_top_three_and_the_negative_similarity() -> None:
 
 
 def test_a_card_without_frames_or_reason_says_no_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(g, "clip_artifacts", lambda results, dataset, ids: iter(
+    monkeypatch.setattr(g, "clip_artifacts", lambda results, dataset, ids, stages=None: iter(
         [("a", g.ClipArtifacts(frames=np.zeros((0, 16, 16, 3), np.uint8)))]))
     chosen = pd.DataFrame({"clip_id": ["a"], "label_idx": [0], "pred_idx": [0], "prob": [0.5], "correct": [True],
                            "probs": [[0.5, 0.5]]})
@@ -229,7 +230,8 @@ def test_fold_inputs_every_key(tmp_path: Path) -> None:
             os.stat(shard_file(res, "ds", "manifest", "000", ".parquet")).st_mtime_ns],
             "ds/frames/shard-000.safetensors": [os.stat(frames).st_size, os.stat(frames).st_mtime_ns],
             "ds/landmarks/shard-000.parquet": None, "ds/parsing/shard-000.safetensors": None,
-            "ds/captions/shard-000.parquet": None}}
+            "ds/captions/shard-000.parquet": None},
+        "pair": None}  # no reference run to compare with
     fold.metrics_path = None
     assert g.fold_inputs(res, fold, None, None, "c")["metrics"] is None
 
