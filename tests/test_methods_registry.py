@@ -460,3 +460,8 @@ def test_hflip_view_of_a_model_reading_middle_levels_is_refused_in_the_config_ch
     problem = config_problem(config, schema)
     assert problem is not None and "train.runs.three_levels" in problem
     assert "data.test_views hflip mirrors the frames only" in problem
+    # S2D reads stored landmark feature maps, which a flip would not follow either
+    del config["train"]["runs"]["three_levels"]
+    config["train"]["runs"]["s2d"] = {"model": {"method": "s2d"}, "data": views}
+    problem = config_problem(config, schema)
+    assert problem is not None and "train.runs.s2d" in problem and "hflip" in problem

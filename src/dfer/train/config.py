@@ -339,13 +339,13 @@ class RunConfig:
             from dfer.train.inputs import needs_for
 
             needs = needs_for(self.model)
-            if needs.landmarks or needs.parsing:
+            if needs.landmarks or needs.parsing or needs.landmark_features:
                 # refused here, before any fold trains, not by the evaluation job after training
                 raise ValueError(
                     "data.test_views hflip mirrors the frames only, and this model also reads "
-                    "rendered landmarks or parsing maps (they would stay unmirrored); use "
-                    "test_views: [identity], or switch the middle levels off "
-                    "(model.use_landmarks / use_parsing: false)")
+                    "rendered landmarks, parsing maps or landmark feature maps (they would stay "
+                    "unmirrored); use test_views: [identity] (FineCLIPER: or switch the middle "
+                    "levels off, model.use_landmarks / use_parsing: false)")
         return self
 
     def resolved_device(self) -> str:
