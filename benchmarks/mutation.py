@@ -950,6 +950,27 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "dfer.methods.checkpoint.x_save_checkpoint__mutmut_7": ('method_state(model, )', _CK_SPEC),
 }
 
+# the gallery's comparison view (dfer.report.gallery_pairs)
+_GP_FLOAT = ("equivalent: astype(None) is float64, and the column is float64 after the left merge "
+             "(NaN for a clip the reference did not evaluate) or turned back by the next astype / where")
+_GP_MERGE_ON = ("equivalent: clip_id is the only column both tables have (the reference's columns "
+                "are renamed ref_*), so merging on the common columns is merging on clip_id")
+EQUIVALENT.update({
+    "dfer.report.gallery_pairs.x_agreement__mutmut_82": (
+        'binomtest(only_this, discordant, )',
+        "equivalent: binomtest's p defaults to 0.5 (McNemar's null hypothesis)"),
+    "dfer.report.gallery_pairs.x_join_reference__mutmut_21": ('ref["pred_idx"].astype(None)', _GP_FLOAT),
+    "dfer.report.gallery_pairs.x_join_reference__mutmut_26": ('ref["prob"].astype(None)', _GP_FLOAT),
+    "dfer.report.gallery_pairs.x_join_reference__mutmut_31": ('ref["correct"].astype(None)', _GP_FLOAT),
+    "dfer.report.gallery_pairs.x_join_reference__mutmut_66": ('out["pred_idx"].astype(None)', (
+        "equivalent: class indices compared as float64 against the int64 reference column are "
+        "equal exactly when they are equal as integers")),
+    "dfer.report.gallery_pairs.x_join_reference__mutmut_36": ('merge(ref, on=None, how="left")', _GP_MERGE_ON),
+    "dfer.report.gallery_pairs.x_join_reference__mutmut_39": ('merge(ref, how="left")', _GP_MERGE_ON),
+    "dfer.report.gallery_pairs.x_join_reference__mutmut_60": ('where(present, None)', (
+        "equivalent: the filled None becomes False in the astype(bool) that follows, as False does")),
+})
+
 
 # ------------------------------------------------------------------------------ configuration
 @dataclass(frozen=True)
