@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +23,7 @@ import pytest
 from dfer.core.artifacts import provenance, write_parquet, write_safetensors
 from dfer.core.paths import shard_file
 from dfer.report import gallery as g
+from dfer.report import gallery_pairs as gp
 from dfer.train.render import PALETTE, PART_COLOURS
 
 
@@ -283,3 +285,26 @@ def test_two_folds_counted_and_pages_written(tmp_path: Path) -> None:
     assert [(f["key"], f["shown"], f["embedded"]) for f in folds] == [("ds.r1.fold-1", 1, 1), ("ds.r2.fold-1", 1, 1)]
     again = g.build_gallery(res, metrics, out, max_cards=None, embed_max=1)
     assert (again["built"], again["kept"]) == (0, 2) and again["no_images"] == first["no_images"]
+
+
+def test_fold_inputs_keep_to_the_declared_stages_and_name_the_pair(tmp_path: Path) -> None:
+    """With the report's stage folders given, only those (and the manifest) are inputs; a
+    compared fold also depends on the reference's predictions, labels and both names."""
+    res, (m1, m2) = _results(tmp_path, ("r1", "r2"))
+    f1, f2 = g.find_folds(res, [m1, m2])
+    assert f1.slot == f2.slot == ("ds", "fold-1")  # the same fold of two runs: comparable
+    got = g.fold_inputs(res, f2, 5, 2, "c", stages={"frames"})
+    assert sorted(got["artifacts"]) == ["ds/frames/shard-000.safetensors", "ds/manifest/shard-000.parquet"]
+    pair = gp.Pair(f1, "Mine", "Theirs")
+    assert g.fold_inputs(res, f2, 5, 2, "c", pair)["pair"] == {
+        "key": "ds.r1.fold-1", "predictions": hashlib.sha256(f1.predictions.read_bytes()).hexdigest(),
+        "labels": ["x", "y"], "label": "Mine", "ref_label": "Theirs"}
+
+
+def test_a_duplicate_prediction_of_a_compared_fold_names_its_file(tmp_path: Path) -> None:
+    res, (m1, m2) = _results(tmp_path, ("r1", "r2"))
+    path = m2.parent / "predictions.parquet"
+    preds = pd.read_parquet(path)
+    write_parquet(path, pd.concat([preds, preds.head(1)], ignore_index=True), provenance("evaluate", 1))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: clip 'a' has more than one prediction")):
+        g.build_gallery(res, [m1, m2], tmp_path / "out", max_cards=None, embed_max=None, reference="r1")

@@ -485,7 +485,8 @@ def pair_record(fold: Fold, pair: Pair, preds: pd.DataFrame, ref_preds: pd.DataF
     page gives both, the counts of :func:`~dfer.report.gallery_pairs.agreement` and the
     header's line (``text``). ``ref_preds`` None: not comparable (``skipped`` says why)."""
     ref = pair.reference
-    counts: dict[str, Any] = (agreement(preds, ref_preds) if ref_preds is not None else
+    counts: dict[str, Any] = (agreement(preds, ref_preds, str(fold.predictions), str(ref.predictions))
+                              if ref_preds is not None else
                               {"skipped": f"its labels {fold.labels} differ from {ref.key}'s {ref.labels}"})
     return {"reference": ref.run, "ref_key": ref.key, "label": pair.label, "ref_label": pair.ref_label,
             **counts, "text": pair_text(counts, pair.label, pair.ref_label)}

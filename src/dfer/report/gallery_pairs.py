@@ -102,16 +102,19 @@ def join_reference(preds: pd.DataFrame, ref_preds: pd.DataFrame, what: str = "pr
     return out
 
 
-def agreement(preds: pd.DataFrame, ref_preds: pd.DataFrame) -> dict[str, Any]:
+def agreement(preds: pd.DataFrame, ref_preds: pd.DataFrame, what: str = "predictions",
+              ref_what: str = "reference predictions") -> dict[str, Any]:
     """The clip-level comparison of two evaluations of the same clips: ``common`` (clips both
     evaluated), ``agree`` (of those, same predicted class), the 2x2 right / wrong table
     ``both_right``, ``only_this``, ``only_ref``, ``both_wrong``, the exact McNemar p
     (``mcnemar_p``: two-sided binomial test of ``only_this`` against ``only_ref``; None when
-    both are 0), and the clips only one side evaluated (``only_in_this``, ``only_in_ref``)."""
+    both are 0), and the clips only one side evaluated (``only_in_this``, ``only_in_ref``).
+    ``what`` / ``ref_what`` name the two tables in the error a duplicated clip raises (the
+    gallery passes their files)."""
     from scipy.stats import binomtest
 
-    mine = _unique(preds, "predictions").assign(clip_id=preds["clip_id"].astype(str)).set_index("clip_id")
-    theirs = _unique(ref_preds, "reference predictions").assign(
+    mine = _unique(preds, what).assign(clip_id=preds["clip_id"].astype(str)).set_index("clip_id")
+    theirs = _unique(ref_preds, ref_what).assign(
         clip_id=ref_preds["clip_id"].astype(str)).set_index("clip_id")
     common = mine.index.intersection(theirs.index)
     a, b = mine.loc[common], theirs.loc[common]
