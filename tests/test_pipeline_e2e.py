@@ -61,8 +61,24 @@ def finished(tmp_path_factory) -> tuple[Path, str]:
     return project, log
 
 
+#: the landmark-feature stage is opt-in (only a run whose method reads feature maps, S2D's,
+#: schedules it), so the demo run above has no job of it: one shard is asked for by name, with
+#: the one backend that runs without a weights file
+LANDMARK_FEATURES = {"landmark_features": {"backend": "mobilefacenet", "random_init": True, "device": "cpu"}}
+
+
 def test_every_rule_runs(finished: tuple[Path, str]) -> None:
     project, log = finished
+    opt_in = project / "config" / "landmark_features.yaml"
+    opt_in.write_text(yaml.safe_dump(LANDMARK_FEATURES, sort_keys=False))
+    target = "results/demo/landmark_features/shard-000.parquet"
+    proc = snakemake(project, target, "--cores", "1", "--configfile",
+                     str(project / "config" / "smallest.yaml"), str(opt_in))
+    log += proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    features = read_parquet(project / target)
+    frames = read_parquet(project / "results" / "demo" / "frames" / "shard-000.parquet")
+    assert sorted(features["clip_id"]) == sorted(frames["clip_id"])  # every decoded clip of the shard
     listed = snakemake(project, "--list-rules")
     assert listed.returncode == 0, listed.stderr[-2000:]
     # `<stage>_all` rules only gather targets for the command line; they have no job of their own
