@@ -113,11 +113,12 @@ class SplitEntry:
 
 
 
-def expand_split_files(paths: Sequence[str], problems: Problems) -> list[Path]:
+def expand_split_files(paths: Sequence[str], problems: Problems, *, split_names: bool = True) -> list[Path]:
     """Split files named in the config: files as given, directories searched recursively.
 
     In a directory only ``.csv`` / ``.txt`` files whose path mentions ``train`` or ``test`` are
-    taken (so a README next to them is ignored), in sorted order.
+    taken (so a README next to them is ignored), in sorted order; with ``split_names`` false
+    every ``.csv`` / ``.txt`` file there (:func:`expand_static_files`).
     """
     found: list[Path] = []
     for raw in paths:
@@ -128,10 +129,11 @@ def expand_split_files(paths: Sequence[str], problems: Problems) -> list[Path]:
             inside = sorted(
                 f for f in p.rglob("*")
                 if f.is_file() and f.suffix.lower() in (".csv", ".txt")
-                and any(w in str(f.relative_to(p)).lower() for w in ("train", "test"))
+                and (not split_names or any(w in str(f.relative_to(p)).lower() for w in ("train", "test")))
             )
             if not inside:
-                problems.add(Location(str(p)), "directory holds no train/test split files")
+                problems.add(Location(str(p)), "directory holds no train/test split files" if split_names
+                             else "directory holds no .csv or .txt label files")
             found.extend(inside)
         else:
             problems.add(Location(str(p)), "split file or directory does not exist")
@@ -412,17 +414,4 @@ def expand_static_files(paths: Sequence[str], problems: Problems) -> list[Path]:
     """The label files of a static dataset: files as given; in a directory, the ``.csv`` /
     ``.txt`` files at any depth, sorted (their names need not say train or test: RAF-DB's
     one file holds both, AffectNet's are training / validation)."""
-    found: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_file():
-            found.append(p)
-        elif p.is_dir():
-            inside = sorted(f for f in p.rglob("*")
-                            if f.is_file() and f.suffix.lower() in (".csv", ".txt"))
-            if not inside:
-                problems.add(Location(str(p)), "directory holds no .csv or .txt label files")
-            found.extend(inside)
-        else:
-            problems.add(Location(str(p)), "split file or directory does not exist")
-    return found
+    return expand_split_files(paths, problems, split_names=False)
