@@ -39,7 +39,8 @@ def _check_pin_fits_placement(device: str) -> None:
     from dfer.core.gpu_placement import PLACED_ENV
 
     placed = [g for g in os.environ.get(PLACED_ENV, "").split(",") if g]
-    index = int(device.split(":", 1)[1]) if device.split(":", 1)[1].isdigit() else -1
+    number = device.split(":", 1)[1]
+    index = int(number) if number.isdigit() else -1
     if placed and not 0 <= index < len(placed):
         raise RuntimeError(
             f"device {device!r} pins a GPU, but this job was placed on GPU(s) {','.join(placed)} "
