@@ -9,6 +9,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: venv vllm-env browser demo test lint bench mutation clean-results
 
 $(VENV)/.installed: pyproject.toml
+	@bash scripts/require_free_space.sh $(VENV) 8 "the project venv ($(VENV), 7.1 GB with torch's CUDA libraries)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'

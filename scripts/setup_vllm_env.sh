@@ -61,6 +61,8 @@ fi
 echo "building vLLM environment ($mode) in $venv" >&2
 start=$SECONDS
 rm -rf "$venv"
+# 6.5 GB when built (CUDA torch and its nvidia-* wheels), more while pip swaps the torch builds.
+bash "$here/scripts/require_free_space.sh" "$venv" 8 "the vLLM environment"
 mkdir -p "$(dirname "$venv")"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --upgrade pip
