@@ -95,11 +95,10 @@ def test_s2d_trains_and_evaluates_on_stored_landmark_features(results: Path, tmp
             with torch.no_grad():
                 want_p = model(frames, maps).probabilities()[0].numpy()
             np.testing.assert_allclose(np.asarray(preds.loc[clip_id, "probs"]), want_p, atol=1e-4)
-    from dfer.inference.predict import Predictor
-
-    with pytest.raises(ValueError, match=r"S2D reads landmark feature maps \(mobilefacenet_conv4\), which dfer "
-                                         r"predict does not compute yet"):
-        Predictor(ckpt, device="cpu")
+    # the settings the maps were made with travel with the checkpoint, for dfer predict
+    assert meta["preprocessing"]["landmark_features"] == {
+        "backend": "mobilefacenet", "weights": None, "random_init": True, "init_seed": 0,
+        "normalization": "imagenet", "crop_margin": 0.25, "flip_input": False, "dtype": "float32"}
 
 
 def test_a_map_of_another_kind_is_refused(results: Path, tmp_path: Path) -> None:

@@ -462,3 +462,77 @@ def test_dferclip_checkpoint_predicts_from_frames_alone(face, tmp_path):
     # crops at the tower's size: no resize on either side, the same arithmetic (the frames in
     # reverse order move these saturated probabilities by 2e-5 only)
     np.testing.assert_allclose(got.probs, want, rtol=0, atol=1e-7)
+
+
+def _tiny_s2d_checkpoint(tmp_path: Path, features: dict | None) -> tuple[torch.nn.Module, Path]:
+    """A tiny S2D (28 px / 2 px patches: the 14 x 14 grid of the maps) with perturbed weights,
+    saved with a decode section and, unless None, a landmark_features section."""
+    from dfer.methods.registry import build_model
+
+    block = {"img_size": 28, "patch_size": 2, "embed_dim": 32, "depth": 2, "num_heads": 2,
+             "adapter_heads": 2, "num_frames": 4, "head_dropout": 0.0}
+    torch.manual_seed(0)
+    model = build_model("s2d", block, ["happiness", "sadness", "anger"]).eval()
+    with torch.no_grad():  # adapters and prompts off their initial values, so the maps matter
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape))
+    pre = {"decode": {**PRE["decode"], "size": 28}}
+    if features is not None:
+        pre["landmark_features"] = features
+    ckpt = save_checkpoint(tmp_path / "s2d.safetensors", model, run="s2d",
+                           params={"model": {"method": "s2d", **block}, "data": {"num_frames": 4}},
+                           preprocessing=pre)
+    return model, ckpt
+
+
+def test_s2d_checkpoint_predicts_with_the_landmark_features_it_was_trained_on(face, tmp_path):
+    """``dfer predict`` with an S2D checkpoint computes the landmark feature maps the recorded
+    settings make (here a MobileFaceNet of random weights from seed 3), rounded to the stored
+    dtype as training read them; computed here from the trunk alone, with a resize and a
+    normalisation written in the test."""
+    import torch.nn.functional as F
+
+    from dfer.landmark_features.mobilefacenet import random_trunk
+    from dfer.video import decode_clip
+
+    settings = {"backend": "mobilefacenet", "random_init": True, "init_seed": 3, "dtype": "float16"}
+    model, ckpt = _tiny_s2d_checkpoint(tmp_path, settings)
+    predictor = Predictor(ckpt, device="cpu")
+    [got] = predictor.predict(expand_sources([face["video"]]))
+    assert got.error is None and got.labels == ["happiness", "sadness", "anger"]
+
+    frames = decode_clip(face["video"], "video", predictor.decode_cfg).frames
+    assert frames.shape == (4, 28, 28, 3)  # the window of 4: every stored frame, no resize
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=True)
+    with torch.no_grad():
+        maps = random_trunk(3)(x).half().float()  # float16: the stage's stored dtype
+        assert maps.shape == (4, 128, 14, 14)
+        want = model(torch.from_numpy(frames)[None], maps[None]).probabilities()[0].numpy()
+        other = model(torch.from_numpy(frames)[None], random_trunk(4)(x)[None]).probabilities()[0].numpy()
+    np.testing.assert_allclose(got.probs, want, rtol=0, atol=1e-6)
+    assert np.abs(other - want).max() > 1e-3  # the maps move the prediction: the check can fail
+    # the model's input: the maps of the 4 picked frames, float32 holding float16 values
+    fed = predictor.prepare(expand_sources([face["video"]])[0]).inputs["landmark_features"]
+    assert fed.dtype == torch.float32 and torch.equal(fed, fed.half().float())
+    torch.testing.assert_close(fed, maps, rtol=2e-3, atol=2e-3)
+
+
+def test_s2d_checkpoint_without_or_with_other_feature_settings_is_refused(tmp_path):
+    """A checkpoint that does not say how its maps were made (older ones) or whose settings make
+    maps of another kind stops with what to pass, before any clip."""
+    _, old = _tiny_s2d_checkpoint(tmp_path, None)
+    with pytest.raises(ValueError, match=r"S2D reads landmark feature maps \(mobilefacenet_conv4\), and the "
+                                         r"checkpoint does not record the settings.*--preprocessing"):
+        Predictor(old, device="cpu")
+    fan = {"landmark_features": {"backend": "fan_heatmaps"}}
+    with pytest.raises(ValueError, match=r"kind 'mobilefacenet_conv4', but landmark_features.backend "
+                                         r"'fan_heatmaps' makes 'fan_heatmap_14' \(68 channels\)"):
+        Predictor(old, device="cpu", preprocessing=fan)
+    # the override supplies what the checkpoint lacks; a weights file that is not there stops
+    # the predictor, naming the key
+    missing = {"landmark_features": {"backend": "mobilefacenet", "weights": str(tmp_path / "no.pth")}}
+    with pytest.raises(FileNotFoundError, match=r"MobileFaceNet weights not found at .*no\.pth"):
+        Predictor(old, device="cpu", preprocessing=missing)
+    assert Predictor(old, device="cpu", preprocessing={"landmark_features": {"random_init": True}}).features_cfg.random_init

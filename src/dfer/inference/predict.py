@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,8 +36,11 @@ from dfer.methods.checkpoint import load_checkpoint
 from dfer.methods.registry import spec_of_model
 from dfer.train.config import DataConfig
 
+if TYPE_CHECKING:
+    from dfer.landmark_features.config import LandmarkFeaturesConfig
+
 #: the batch keys a prepared clip may carry (each method's forward takes those it declares)
-MODEL_INPUTS = ("frames", "parsing", "landmarks")
+MODEL_INPUTS = ("frames", "parsing", "landmarks", "landmark_features")
 
 
 @dataclass
@@ -114,6 +117,28 @@ class _Prepared:
     frame_indices: np.ndarray | None
 
 
+def landmark_features_config(section: Mapping[str, Any] | None, kind: str, title: str,
+                             checkpoint: str | os.PathLike[str]) -> LandmarkFeaturesConfig:
+    """The landmark-feature settings a checkpoint's maps were made with (its ``preprocessing``
+    section, with any ``--preprocessing`` override merged in), checked to make maps of the
+    ``kind`` the model reads: predicting with maps of another network would give numbers, not
+    an error."""
+    from dfer.landmark_features.config import LandmarkFeaturesConfig
+
+    if not section:
+        raise ValueError(
+            f"{checkpoint}: {title} reads landmark feature maps ({kind}), and the checkpoint does not "
+            "record the settings they were made with (it predates dfer storing them): give the "
+            "run's landmark_features section, e.g. --preprocessing "
+            "'{\"landmark_features\": {\"backend\": \"mobilefacenet\", \"weights\": \"PATH\"}}'")
+    cfg = LandmarkFeaturesConfig.from_dict(section)
+    if cfg.kind.name != kind:
+        raise ValueError(f"{checkpoint}: {title} reads landmark feature maps of kind {kind!r}, but "
+                         f"landmark_features.backend {cfg.backend!r} makes {cfg.kind.name!r} "
+                         f"({cfg.kind.channels} channels)")
+    return cfg
+
+
 class Predictor:
     """A checkpoint with its preprocessing, loaded once, applied to clips.
 
@@ -151,10 +176,13 @@ class Predictor:
         from dfer.train.evaluate import prediction_needs
 
         self.needs = prediction_needs(self.model.cfg)[0]
+        self.features_cfg = None
         if self.needs.landmark_features:
-            raise ValueError(f"{checkpoint}: {self.spec.title} reads landmark feature maps "
-                             f"({self.needs.landmark_features}), which dfer predict does not compute "
-                             "yet; evaluate it on a dataset's cached artifacts (dfer evaluate)")
+            from dfer.landmark_features.api import load_model
+
+            self.features_cfg = landmark_features_config(pre.get("landmark_features"),
+                                                         self.needs.landmark_features, self.spec.title, checkpoint)
+            load_model(self.features_cfg)  # once, and missing weights stop here, not per clip
         self.landmarks_cfg = self.parsing_cfg = None
         self.renderers = None
         if self.needs.landmarks or self.needs.parsing:
@@ -220,8 +248,19 @@ class Predictor:
             from dfer.parsing.api import parse_clip
 
             maps = parse_clip(frames, points, self.parsing_cfg)
+        features = None
+        if self.features_cfg is not None:
+            from dfer.core.shard_runner import ClipFailure
+            from dfer.landmark_features.api import extract_features
+            from dfer.landmark_features.shard import stored
+
+            try:  # the values the stage would have stored, in its dtype, as training read them
+                features = stored(extract_features(frames, self.features_cfg), self.features_cfg.dtype)
+            except ClipFailure as exc:
+                raise ClipError(str(exc.error_type), str(exc), num_source) from exc
         use_points = points if self.needs.landmarks else None
-        item = prepare_clip(frames, use_points, maps, self.data, self.image_size, self.renderers)
+        item = prepare_clip(frames, use_points, maps, self.data, self.image_size, self.renderers,
+                            features=features)
         return _Prepared(source, item, num_source, time.perf_counter() - start,
                          frames if keep_crops else None, points if keep_crops else None,
                          decoded.frame_indices if keep_crops else None)

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 Renderer = Callable[[np.ndarray, int], np.ndarray]
 #: the stages whose settings a checkpoint records, for ``dfer predict`` to repeat them
-PREPROCESSING_SECTIONS = ("decode", "landmarks", "parsing")
+PREPROCESSING_SECTIONS = ("decode", "landmarks", "parsing", "landmark_features")
 
 
 #: Columns of :attr:`ClipTable.lost`: a listed clip the table cannot use, with the stage that
@@ -574,7 +574,8 @@ def prepare_clip(
 
 
 def preprocessing_params(inputs: DataInputs, needs: Needs) -> dict[str, Any]:
-    """The decode / landmarks / parsing config sections the artifacts were made with.
+    """The decode / landmarks / parsing / landmark_features config sections the artifacts
+    were made with (those of the kinds the model reads).
 
     Read from the provenance of the first shard's declared files; stored in checkpoints so
     that ``dfer predict`` repeats the exact preprocessing the model was trained on.
