@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from support.dataset import write_synthetic_dataset
-from support.method_share_worker import image_batch, share_worker, train_step
+from support.method_share_worker import METHODS, image_batch, share_worker, train_step
 from support.two_processes import run_in_two_processes
 
 from dfer.core.paths import RESUME
@@ -177,14 +177,20 @@ def test_dferclip_fit_and_evaluation(results: Path, tmp_path: Path) -> None:
 
 
 def test_two_processes_give_the_whole_batchs_loss_and_gradient() -> None:
-    """The trainer gathers DFER-CLIP's logits and CLIPER's similarities over the global batch
-    (padding dropped); each process's backward, averaged as DDP does, is the whole batch's
-    gradient, CLIPER's in-batch sub-descriptor counts included."""
+    """The trainer gathers DFER-CLIP's logits, CLIPER's similarities and S2D's logits and head
+    features over the global batch (padding dropped); each process's backward, averaged as DDP
+    does, is the whole batch's gradient, CLIPER's in-batch sub-descriptor counts and S2D's
+    self-distillation loss included; after the step both processes hold S2D's class queues of
+    one process fed the whole batch (in batch order: the queues keep the last 2 of each class)."""
     shared = run_in_two_processes(share_worker)
     batch = image_batch()
-    for method in ("dferclip", "cliper"):
+    for method in METHODS:
         whole = train_step(method, batch, None)
         got = shared[method]
+        assert set(got["buffers"]) == set(whole["buffers"])
+        for name, want in whole["buffers"].items():
+            for rank, have in enumerate(got["buffers"][name]):
+                np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{name} rank {rank}")
         assert set(got["losses"]) == set(whole["losses"])
         for name, value in whole["losses"].items():
             assert got["losses"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), (method, name)
@@ -192,6 +198,8 @@ def test_two_processes_give_the_whole_batchs_loss_and_gradient() -> None:
         for name, g in whole["grads"].items():
             scale = float(g.abs().max().clamp_min(1e-12))
             assert float((torch.as_tensor(got["grads"][name]) - g).abs().max()) / scale < 1e-4, (method, name)
+    s2d = shared["s2d"]
+    assert set(s2d["buffers"]) == {"sdl.queue", "sdl.probe"} and s2d["losses"]["sdl"] > 0
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """One process's part of a batch split over several, for the methods whose loss the trainer
-gathers (DFER-CLIP, CLIPER: dfer.methods.api.losses); tests/test_methods_training.py.
+gathers (DFER-CLIP, CLIPER, S2D with its self-distillation queues: dfer.methods.api.losses);
+tests/test_methods_training.py.
 
 Free of Lightning and of the test module, as tests/support/share_worker.py: the test starts
 its processes with ``spawn``.
@@ -27,18 +28,31 @@ BLOCKS = {
                  "temporal_head_dim": 16, "temporal_mlp_dim": 64, "max_frames": 2},
     "cliper": {"backbone": "custom", "pretrained": None, "model_cfg": TINY, "sub_descriptors": 3,
                "descriptor_init_std": 0.05},
+    # 32 px / 16 px patches: a 2 x 2 grid of 8-channel maps; SDL on with queues shorter than
+    # the batch, so the order in which the global batch enters them matters
+    "s2d": {"img_size": 32, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2,
+            "adapter_heads": 2, "num_frames": 2, "head_dropout": 0.0, "landmark_kind": None,
+            "landmark_channels": 8, "sdl": True, "sdl_queue_size": 2},
 }
+#: the methods ``share_worker`` runs
+METHODS = tuple(BLOCKS)
+#: an epoch at which S2D's SDL weight is 1 (the public schedule), so its loss has a gradient
+SDL_EPOCH = 80
 
 
 def tiny_model(method: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(method, BLOCKS[method], LABELS).train()
+    model = build_model(method, BLOCKS[method], LABELS).train()
+    if method == "s2d":
+        api.start_epoch(model, get_method(method), SDL_EPOCH)
+    return model
 
 
 def image_batch(n: int = 7) -> dict:
     """A fixed batch of ``n`` clips (2 frames, 32 px); labels repeat so CLIPER's counts matter."""
     gen = torch.Generator().manual_seed(2)
     return {"frames": torch.randint(0, 255, (n, 2, 32, 32, 3), generator=gen, dtype=torch.uint8),
+            "landmark_features": torch.randn(n, 2, 8, 2, 2, generator=gen),
             "label": torch.tensor([i % 3 for i in range(n)])}
 
 
@@ -54,7 +68,8 @@ def train_step(method: str, batch: dict, share: BatchShare | None) -> dict:
     losses = api.losses(model, spec, out, batch["label"], share)
     losses["loss"].backward()
     return {"losses": {k: float(v.detach()) for k, v in losses.items()},
-            "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}}
+            "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+            "buffers": {n: b.clone() for n, b in model.named_buffers() if n.startswith("sdl.")}}
 
 
 def share_worker(rank: int, world: int, port: int, queue) -> None:
@@ -68,8 +83,13 @@ def share_worker(rank: int, world: int, port: int, queue) -> None:
     rows = rank_rows(list(range(len(batch["label"]))), rank, world)
     share = BatchShare(torch.tensor([valid for _, valid, _ in rows]), len(batch["label"]))
     results = {}
-    for method in ("dferclip", "cliper"):
+    for method in METHODS:
         got = train_step(method, batch_rows(batch, [i for i, _, _ in rows]), share)
+        buffers = {}
+        for name, b in got["buffers"].items():  # every process's, to compare
+            parts = [torch.empty_like(b) for _ in range(world)]
+            dist.all_gather(parts, b.contiguous())
+            buffers[name] = [part.numpy() for part in parts]
         for g in got["grads"].values():
             dist.all_reduce(g)
             g /= world
@@ -80,7 +100,8 @@ def share_worker(rank: int, world: int, port: int, queue) -> None:
             losses[name] = float(t) / world
         # numpy, not tensors: a tensor put on the queue is shared through a file descriptor
         # of this process, gone once it exits before the test reads the queue
-        results[method] = {"losses": losses, "grads": {k: v.numpy() for k, v in got["grads"].items()}}
+        results[method] = {"losses": losses, "grads": {k: v.numpy() for k, v in got["grads"].items()},
+                           "buffers": buffers}
     if rank == 0:
         queue.put(results)
     dist.barrier()
