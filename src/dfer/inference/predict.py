@@ -1,10 +1,11 @@
 """Predict the expression of video files with a trained checkpoint (``dfer predict``).
 
 Runs the same preprocessing the model was trained on: the checkpoint stores the decode /
-landmarks / parsing config sections its training artifacts were made with, and each video goes
-through the stages' in-memory per-clip APIs (:func:`dfer.video.decode_clip`,
-:func:`dfer.landmarks.detect_landmarks`, :func:`dfer.parsing.parse_clip`) and the dataloader's
-:func:`dfer.train.data.prepare_clip`. Middle-level stages run only when the model uses them.
+landmarks / parsing / landmark_features config sections its training artifacts were made with,
+and each video goes through the stages' in-memory per-clip APIs (:func:`dfer.video.decode_clip`,
+:func:`dfer.landmarks.detect_landmarks`, :func:`dfer.parsing.parse_clip`,
+:func:`dfer.landmark_features.extract_features`) and the dataloader's
+:func:`dfer.train.data.prepare_clip`. The other stages run only when the model uses them.
 
 :class:`Predictor` loads the model and the detectors once and is then applied to any number of
 clips, a batch of ``batch_size`` clips per forward pass, whatever the checkpoint's method
