@@ -6,16 +6,30 @@ VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv vllm-env browser demo test lint bench mutation clean-results
+.PHONY: venv lock vllm-env browser demo test lint bench mutation clean-results
 
-$(VENV)/.installed: pyproject.toml
+# envs/constraints.txt pins every package to the versions the README's figures came from
+# (`make lock` rewrites it from pyproject.toml's ranges).
+$(VENV)/.installed: pyproject.toml envs/constraints.txt
 	@bash scripts/require_free_space.sh $(VENV) 8 "the project venv ($(VENV), 7.1 GB with torch's CUDA libraries)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -c envs/constraints.txt -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Rewrite envs/constraints.txt: today's releases within pyproject.toml's ranges, in a scratch
+# venv, frozen with the header kept. Then `make venv` rebuilds .venv from the new pins.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' envs/constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > envs/constraints.txt.tmp
+	mv envs/constraints.txt.tmp envs/constraints.txt
+	rm -rf $(LOCK_VENV)
 
 # vLLM pins its own torch, so the captions stage's vLLM backend runs from a venv of its own,
 # cached per machine in ~/.cache/dfer/venv-vllm or $DFER_VLLM_VENV (CUDA build where
