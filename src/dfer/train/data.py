@@ -245,14 +245,13 @@ def _shard_clips(inputs: DataInputs, shard: str, needs: Needs, captions: str,
         index = drop(index, index["clip_id"].isin(_safetensors_keys(inputs.path("parsing", shard, SAFETENSORS))),
                      "parsing")
     if needs.landmark_features:
-        from dfer.core.artifacts import read_meta as _read_meta
         from dfer.landmark_features.kinds import feature_kind
         from dfer.landmark_features.reader import check_kind
 
         path = inputs.path("landmark_features", shard, SAFETENSORS)
         # a shard of another kind (128-channel MobileFaceNet maps for a 68-channel model, or
         # the reverse) is refused before any clip is read
-        check_kind(_read_meta(path), path, feature_kind(needs.landmark_features))
+        check_kind(read_meta(path), path, feature_kind(needs.landmark_features))
         index = drop(index, index["clip_id"].isin(_safetensors_keys(path)), "landmark_features")
     if captions != "unused":
         assert side is not None
