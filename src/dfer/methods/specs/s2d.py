@@ -9,8 +9,10 @@ section 3) where the trainer can do what they do, and our choice (docs/methods.m
 - frames plus landmark feature maps of one kind (``landmark_kind``; a shard of another kind is
   refused when read), ImageNet mean/std;
 - 16 consecutive frames, a random window start in training (``window_random``); at test one
-  centred window (``window_centre``): the public 2 segments x 2 crops need multi-window and
-  multi-crop test views the trainer does not have (its views are ``identity`` / ``hflip``);
+  centred window (``window_centre``). The public 2 segments x 2 crops are four copies of the
+  whole clip on DFEW's 16 square frames (the same input); on FERV39k / MAFW's full frame
+  folders they are the first and last windows, which one window per clip cannot repeat
+  (docs/methods.md, S2D);
 - augmentation: RandAugment m7-n4, random erasing, mixup and cutmix are not among the trainer's
   options; their colour part is approximated by a per-clip colour jitter of RandAugment's
   magnitude-7 enhance range (factors 1 +- 0.63). Flips, crops and rotations are off: cached
